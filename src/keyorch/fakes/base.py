@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from keyorch.fakes.clock import FakeClock
 from keyorch.fakes.faults import Fault, FaultInjector, ProviderFaults
+from keyorch.fakes.tokens import TokenIssuer
 
 ADMIN_PREFIX = "/_fake/"
 MAX_BODY_BYTES = 256 * 1024
@@ -103,6 +104,7 @@ class ProviderFake(ABC):
         self.clock = clock or FakeClock()
         self.faults = FaultInjector(self.kind, faults or ProviderFaults())
         self.log = RequestLog()
+        self.tokens = TokenIssuer(self.clock)
 
     @abstractmethod
     def add_routes(self, app: web.Application) -> None:
@@ -125,6 +127,16 @@ class ProviderFake(ABC):
         response = self.error_response(429, "TooManyRequests", "Rate limit exceeded; retry later.")
         response.headers["Retry-After"] = str(max(1, round(retry_after_seconds)))
         return response
+
+    def credentials(self, base_url: str) -> dict[str, Any]:
+        """The credentials document a client uses against this fake (``GET /_fake/credentials``).
+
+        It is what ``keyorch keystore connect --credentials-file`` reads for this keystore type,
+        with token endpoints pointing at ``base_url``. AWS: access key pair; Azure: tenant,
+        client id and secret, authority host; Google: a service-account JSON; IBM: an API key
+        and the IAM URL.
+        """
+        return {}
 
     @abstractmethod
     def state_snapshot(self) -> dict[str, Any]:
@@ -306,6 +318,14 @@ def _add_admin_routes(app: web.Application, fake: ProviderFake) -> None:
         fake.faults.configure(ProviderFaults())
         return web.json_response({"reset": True})
 
+    async def get_credentials(request: web.Request) -> web.Response:
+        return web.json_response(fake.credentials(f"{request.scheme}://{request.host}"))
+
+    async def delete_tokens(_: web.Request) -> web.Response:
+        return web.json_response({"revoked": fake.tokens.revoke_all()})
+
+    app.router.add_get("/_fake/credentials", get_credentials)
+    app.router.add_delete("/_fake/tokens", delete_tokens)
     app.router.add_get("/_fake/faults", get_faults)
     app.router.add_put("/_fake/faults", put_faults)
     app.router.add_delete("/_fake/faults", delete_faults)
