@@ -30,7 +30,7 @@ ADMIN_PREFIX = "/_fake/"
 MAX_BODY_BYTES = 256 * 1024
 REQUEST_LOG_LIMIT = 50_000
 
-FAKE_KEY: web.AppKey["ProviderFake"] = web.AppKey("fake")
+FAKE_KEY: web.AppKey[ProviderFake] = web.AppKey("fake")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
