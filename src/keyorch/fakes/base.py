@@ -358,8 +358,11 @@ async def start_fake(
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
-    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-    bound_port = sockets[0].getsockname()[1]
+    bound_port = port
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            bound_port = int(address[1])
+            break
     scheme = "https" if ssl_context is not None else "http"
     shown_host = f"[{host}]" if ":" in host else host
     return RunningFake(fake, runner, f"{scheme}://{shown_host}:{bound_port}")

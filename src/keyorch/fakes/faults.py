@@ -54,7 +54,7 @@ class Fault(BaseModel):
     @classmethod
     def parse(cls, raw: Any) -> Fault:
         if isinstance(raw, str):
-            return cls(kind=raw)  # type: ignore[arg-type]
+            return cls.model_validate({"kind": raw})
         if isinstance(raw, Fault):
             return raw
         return cls.model_validate(raw)
