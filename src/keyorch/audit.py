@@ -1,0 +1,71 @@
+"""Audit records: who did what to which object, when, with what outcome, before and after."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal
+
+Source = Literal["cli", "api", "reconciler"]
+Outcome = Literal["accepted", "refused"]
+
+_SECRET_FIELDS = frozenset({"credentials", "secret", "token"})
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: str
+    source: Source = "cli"
+    role: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    at: datetime
+    user: str
+    source: str
+    action: str
+    object_type: str
+    object_id: str | None
+    outcome: str
+    before: str | None = None
+    after: str | None = None
+    detail: str | None = None
+    seq: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "user": self.user,
+            "source": self.source,
+            "action": self.action,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "outcome": self.outcome,
+            "before": json.loads(self.before) if self.before else None,
+            "after": json.loads(self.after) if self.after else None,
+            "detail": self.detail,
+        }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k not in _SECRET_FIELDS}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def snapshot(obj: object | None) -> str | None:
+    """A JSON snapshot of a domain record for the audit trail (credentials are never included)."""
+    if obj is None:
+        return None
+    data = asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj
+    return json.dumps(_plain(data), sort_keys=True, separators=(",", ":"))

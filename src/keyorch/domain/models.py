@@ -1,0 +1,162 @@
+"""Frozen domain records: vaults, keystores, templates, managed keys and their targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from keyorch.domain.states import KeyState
+
+
+class KeystoreType(StrEnum):
+    AWS_KMS = "aws_kms"
+    AZURE_KEY_VAULT = "azure_key_vault"
+    GOOGLE_KMS = "google_kms"
+    IBM_KEY_PROTECT = "ibm_key_protect"
+
+
+class KeystoreStatus(StrEnum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+class CredentialsMode(StrEnum):
+    STORED = "stored"  # encrypted at rest under the master key
+    ENVIRONMENT = "environment"  # resolved at run time by the provider's default chain
+
+
+class DriftPolicy(StrEnum):
+    FLAG = "flag"  # changes made outside keyorch are flagged, not overwritten
+    REMEDIATE = "remediate"  # such changes are overwritten with the desired state
+
+
+class TargetStatus(StrEnum):
+    """What keyorch last observed of a managed key in one keystore."""
+
+    UNKNOWN = "unknown"  # not observed yet
+    NOT_PRESENT = "not_present"
+    ACTIVE = "active"
+    DEACTIVATED = "deactivated"
+    DESTRUCTION_PENDING = "destruction_pending"
+    DESTROYED = "destroyed"
+    REMOVED = "removed"  # the keystore was disconnected
+
+
+class SyncFlag(StrEnum):
+    PENDING = "pending"  # desired state changed; not reconciled yet
+    IN_SYNC = "in_sync"
+    OUT_OF_SYNC = "out_of_sync"
+
+
+class SyncReason(StrEnum):
+    """UKO's eleven reason codes for a key's status in a keystore."""
+
+    ACTIVE_KEY_IS_ACTIVE_IN_KEYSTORE = "active_key_is_active_in_keystore"
+    ACTIVE_KEY_IS_NOT_ACTIVE_IN_KEYSTORE = "active_key_is_not_active_in_keystore"
+    DEACTIVATED_KEY_IS_DEACTIVATED_IN_KEYSTORE = "deactivated_key_is_deactivated_in_keystore"
+    DEACTIVATED_KEY_IS_NOT_DEACTIVATED_IN_KEYSTORE = "deactivated_key_is_not_deactivated_in_keystore"
+    DESTROYED_KEY_IS_NOT_PRESENT_IN_KEYSTORE = "destroyed_key_is_not_present_in_keystore"
+    DESTROYED_KEY_IS_PRESENT_IN_KEYSTORE = "destroyed_key_is_present_in_keystore"
+    PRE_ACTIVE_KEY_IS_NOT_PRESENT_IN_KEYSTORE = "pre_active_key_is_not_present_in_keystore"
+    PRE_ACTIVE_KEY_IS_PRESENT_IN_KEYSTORE = "pre_active_key_is_present_in_keystore"
+    TARGET_KEYSTORE_REMOVED_BY_USER = "target_keystore_removed_by_user"
+    TARGET_KEYSTORE_REMOVED_BY_USER_CONTAINS_AN_ACTIVE_KEY = "target_keystore_removed_by_user_contains_an_active_key"
+    CONNECTION_ERROR = "connection_error"
+
+
+@dataclass(frozen=True)
+class Vault:
+    id: str
+    name: str
+    dual_auth: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Keystore:
+    id: str
+    vault_id: str
+    name: str
+    type: KeystoreType
+    settings: dict[str, Any]
+    credentials_mode: CredentialsMode
+    drift_policy: DriftPolicy
+    status: KeystoreStatus
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+
+    @property
+    def connected(self) -> bool:
+        return self.status is KeystoreStatus.CONNECTED
+
+
+@dataclass(frozen=True)
+class KeyTemplate:
+    id: str
+    vault_id: str
+    name: str
+    naming_scheme: str
+    algorithm: str
+    size: int
+    keystore_ids: tuple[str, ...]
+    initial_state: KeyState
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """A managed key as it should be (and was last seen) in one keystore."""
+
+    keystore_id: str
+    status: TargetStatus = TargetStatus.UNKNOWN
+    sync_flag: SyncFlag = SyncFlag.PENDING
+    reason: SyncReason | None = None
+    key_id_in_keystore: str | None = None
+    pending_destruction_until: datetime | None = None
+    last_error: str | None = None
+    updated_at: datetime | None = None
+
+    def with_changes(self, **changes: Any) -> Target:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class DeletionAuthorization:
+    authorized_by: str
+    authorized_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ManagedKey:
+    id: str
+    label: str
+    name: str  # the template's naming scheme applied to the label
+    vault_id: str
+    template_id: str | None
+    algorithm: str
+    size: int
+    state: KeyState
+    created_at: datetime
+    updated_at: datetime
+    targets: tuple[Target, ...] = field(default_factory=tuple)
+    deletion_authorization: DeletionAuthorization | None = None
+    destroy_force: bool = False
+    version: int = 1
+
+    @property
+    def out_of_sync(self) -> bool:
+        return any(t.sync_flag is SyncFlag.OUT_OF_SYNC for t in self.targets)
+
+    def target_for(self, keystore_id: str) -> Target | None:
+        for target in self.targets:
+            if target.keystore_id == keystore_id:
+                return target
+        return None

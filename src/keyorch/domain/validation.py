@@ -1,0 +1,225 @@
+"""Validation of what users type: names, labels, keystore connection settings, templates.
+
+Every error names the field, the value given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import string
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from keyorch.domain.errors import InvalidInput
+from keyorch.domain.models import KeystoreType
+from keyorch.domain.states import INITIAL_STATES, KeyState
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_REGION_RE = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
+_GCP_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,63}$")
+_GCP_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_INSTANCE_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+#: Algorithms and sizes keyorch manages, per keystore type (Azure stores AES keys only in a Managed HSM).
+ALGORITHM_SUPPORT: dict[KeystoreType, dict[str, frozenset[int]]] = {
+    KeystoreType.AWS_KMS: {"aes": frozenset({256}), "rsa": frozenset({2048, 3072, 4096})},
+    KeystoreType.AZURE_KEY_VAULT: {"aes": frozenset({128, 192, 256}), "rsa": frozenset({2048, 3072, 4096})},
+    KeystoreType.GOOGLE_KMS: {"aes": frozenset({256}), "rsa": frozenset({2048, 3072, 4096})},
+    KeystoreType.IBM_KEY_PROTECT: {"aes": frozenset({128, 192, 256})},
+}
+ALGORITHMS: dict[str, frozenset[int]] = {"aes": frozenset({128, 192, 256}), "rsa": frozenset({2048, 3072, 4096})}
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def check_name(field: str, value: str) -> str:
+    if not NAME_RE.match(value):
+        raise InvalidInput(
+            f"{field} {value!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit",
+            target=field,
+        )
+    return value
+
+
+def check_label(value: str) -> str:
+    if not LABEL_RE.match(value):
+        raise InvalidInput(
+            f"label {value!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit",
+            target="label",
+        )
+    return value
+
+
+def parse_state(field: str, value: str, allowed: frozenset[KeyState] | None = None) -> KeyState:
+    choices = [s for s in KeyState if allowed is None or s in allowed]
+    try:
+        state = KeyState(value)
+    except ValueError:
+        state = None
+    if state is None or state not in choices:
+        raise InvalidInput(
+            f"{field} {value!r} is not allowed; choose one of: {', '.join(choices)}",
+            target=field,
+        )
+    return state
+
+
+def parse_initial_state(value: str) -> KeyState:
+    return parse_state("state", value, INITIAL_STATES)
+
+
+def check_naming_scheme(scheme: str) -> str:
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(scheme) if f is not None]
+    except ValueError as exc:
+        raise InvalidInput(f"naming scheme {scheme!r} is not valid: {exc}", target="naming_scheme") from None
+    unknown = [f for f in fields if f != "label"]
+    if unknown or not fields:
+        raise InvalidInput(
+            f"naming scheme {scheme!r} is not valid: it must contain {{label}} and no other placeholder "
+            f"(found: {', '.join('{' + f + '}' for f in fields) or 'none'})",
+            target="naming_scheme",
+        )
+    if len(scheme) > 96:
+        raise InvalidInput(f"naming scheme {scheme!r} is too long: at most 96 characters", target="naming_scheme")
+    return scheme
+
+
+def render_name(scheme: str, label: str) -> str:
+    return scheme.format(label=label)
+
+
+def check_algorithm(algorithm: str, size: int, keystore_types: Mapping[str, KeystoreType]) -> tuple[str, int]:
+    """``keystore_types`` maps a keystore's name to its type; each must support the algorithm and size."""
+    algorithm = algorithm.lower()
+    if algorithm not in ALGORITHMS:
+        raise InvalidInput(
+            f"algorithm {algorithm!r} is not supported; choose one of: {', '.join(ALGORITHMS)}", target="algorithm"
+        )
+    if size not in ALGORITHMS[algorithm]:
+        sizes = ", ".join(str(s) for s in sorted(ALGORITHMS[algorithm]))
+        raise InvalidInput(f"size {size} is not valid for {algorithm}; choose one of: {sizes}", target="size")
+    for name, kind in keystore_types.items():
+        supported = ALGORITHM_SUPPORT[kind].get(algorithm, frozenset())
+        if size not in supported:
+            offer = ", ".join(f"{a} {'/'.join(str(s) for s in sorted(v))}" for a, v in ALGORITHM_SUPPORT[kind].items())
+            raise InvalidInput(
+                f"keystore {name} ({kind}) cannot hold {algorithm} {size} keys; it supports: {offer}",
+                target="keystore",
+            )
+    return algorithm, size
+
+
+def parse_keystore_type(value: str) -> KeystoreType:
+    try:
+        return KeystoreType(value)
+    except ValueError:
+        raise InvalidInput(
+            f"keystore type {value!r} is not supported; choose one of: {', '.join(t.value for t in KeystoreType)}",
+            target="type",
+        ) from None
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(endpoint: str, allow_insecure_http: bool) -> str:
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidInput(
+            f"endpoint {endpoint!r} is not a valid URL; give https://HOST[:PORT][/PATH]", target="endpoint"
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise InvalidInput(
+            f"endpoint for host {parts.hostname!r} must not carry credentials, a query or a fragment",
+            target="endpoint",
+        )
+    if parts.scheme == "http":
+        if not allow_insecure_http:
+            raise InvalidInput(
+                f"endpoint {endpoint!r} uses plain http://; use https:// or pass --allow-insecure-http "
+                "(allowed only for a loopback address)",
+                target="endpoint",
+            )
+        if not is_loopback_host(parts.hostname):
+            raise InvalidInput(
+                f"plain HTTP is allowed only to a loopback address (127.0.0.0/8, ::1, localhost); endpoint host "
+                f"{parts.hostname!r} needs https://",
+                target="endpoint",
+            )
+    return endpoint.rstrip("/")
+
+
+_FIELDS_BY_TYPE: dict[KeystoreType, tuple[set[str], set[str]]] = {
+    # (required, optional) connection fields
+    KeystoreType.AWS_KMS: ({"region"}, {"endpoint"}),
+    KeystoreType.AZURE_KEY_VAULT: ({"endpoint"}, set()),
+    KeystoreType.GOOGLE_KMS: ({"project", "location", "key_ring"}, {"endpoint"}),
+    KeystoreType.IBM_KEY_PROTECT: ({"instance_id"}, {"region", "endpoint"}),
+}
+
+_OPTION_NAMES = {
+    "endpoint": "--endpoint",
+    "region": "--region",
+    "project": "--project",
+    "location": "--location",
+    "key_ring": "--key-ring",
+    "instance_id": "--instance-id",
+}
+
+
+def connection_settings(
+    kind: KeystoreType,
+    given: Mapping[str, str | None],
+    *,
+    allow_insecure_http: bool = False,
+    ca_pem: str | None = None,
+) -> dict[str, Any]:
+    """Validate the connection fields for a keystore type and return its settings record."""
+    required, optional = _FIELDS_BY_TYPE[kind]
+    present = {k: v for k, v in given.items() if v not in (None, "")}
+    extra = sorted(set(present) - required - optional)
+    if extra:
+        names = ", ".join(_OPTION_NAMES.get(e, e) for e in extra)
+        raise InvalidInput(f"{names} does not apply to a keystore of type {kind}", target=extra[0])
+    missing = sorted(required - set(present))
+    if kind is KeystoreType.IBM_KEY_PROTECT and "region" not in present and "endpoint" not in present:
+        missing.append("region")
+    if missing:
+        names = ", ".join(_OPTION_NAMES.get(m, m) for m in missing)
+        raise InvalidInput(f"a keystore of type {kind} needs {names}", target=missing[0])
+    settings: dict[str, Any] = {}
+    for key, value in present.items():
+        assert value is not None
+        settings[key] = _check_field(key, value, allow_insecure_http)
+    settings["allow_insecure_http"] = allow_insecure_http
+    if ca_pem is not None:
+        settings["ca_pem"] = ca_pem
+    return settings
+
+
+def _check_field(key: str, value: str, allow_insecure_http: bool) -> str:
+    if key == "endpoint":
+        return check_endpoint(value, allow_insecure_http)
+    checks: dict[str, tuple[re.Pattern[str], str]] = {
+        "region": (_REGION_RE, "a region such as us-east-1 or us-south"),
+        "project": (_GCP_PROJECT_RE, "a Google Cloud project id (6-30 lowercase letters, digits or '-')"),
+        "location": (_GCP_ID_RE, "a location such as us-east1 or global"),
+        "key_ring": (_GCP_ID_RE, "1-63 letters, digits, '_' or '-'"),
+        "instance_id": (_INSTANCE_RE, "the Key Protect instance id (letters, digits and '-')"),
+    }
+    pattern, allowed = checks[key]
+    if not pattern.match(value):
+        raise InvalidInput(f"{_OPTION_NAMES[key]} {value!r} is not valid: expected {allowed}", target=key)
+    return value

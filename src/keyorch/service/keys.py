@@ -1,0 +1,158 @@
+"""Managed key operations: create, the state actions, dual authorization, removal.
+
+State actions change the desired state only; the reconciler brings keystores in line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from keyorch.domain import rules
+from keyorch.domain.errors import Conflict, InvalidInput
+from keyorch.domain.models import ManagedKey, TargetStatus
+from keyorch.domain.states import KeyAction, KeyState
+from keyorch.domain.validation import check_label, parse_initial_state, parse_state, render_name
+from keyorch.service.context import Change, ServiceContext
+from keyorch.service.versions import check_version
+from keyorch.store.repository import Transaction
+
+
+async def create_key(ctx: ServiceContext, *, template: str, label: str, state: str | None = None) -> ManagedKey:
+    check_label(label)
+    requested = parse_initial_state(state) if state is not None else None
+
+    async def body(tx: Transaction) -> tuple[ManagedKey, Change]:
+        tmpl = await tx.template(template)
+        if await tx.label_taken(tmpl.vault_id, label):
+            raise Conflict(f"vault already has a key labelled {label!r}", target="label")
+        connected = [k for k in tmpl.keystore_ids if (await tx.keystore(k)).connected]
+        if not connected:
+            raise InvalidInput(
+                f"template {tmpl.name} lists no connected keystore to distribute keys to", target="template"
+            )
+        now = ctx.clock.now()
+        key = ManagedKey(
+            id=ctx.new_id(),
+            label=label,
+            name=render_name(tmpl.naming_scheme, label),
+            vault_id=tmpl.vault_id,
+            template_id=tmpl.id,
+            algorithm=tmpl.algorithm,
+            size=tmpl.size,
+            state=requested or tmpl.initial_state,
+            created_at=now,
+            updated_at=now,
+            targets=rules.new_targets(connected, now),
+        )
+        await tx.insert_key(key)
+        return key, Change(key.id, after=key)
+
+    return await ctx.change("key.create", "key", label, body)
+
+
+@dataclass(frozen=True)
+class KeyFilter:
+    vault: str | None = None
+    state: str | None = None
+    out_of_sync: bool = False
+    include_destroyed: bool = False
+    limit: int | None = None
+    offset: int = 0
+
+
+async def list_keys(ctx: ServiceContext, flt: KeyFilter = KeyFilter()) -> list[ManagedKey]:
+    states: Sequence[KeyState] | None
+    if flt.state is not None:
+        states = [parse_state("state", flt.state)]
+    elif flt.include_destroyed:
+        states = None
+    else:
+        states = [s for s in KeyState if s is not KeyState.DESTROYED]
+    async with ctx.store.transaction() as tx:
+        vault_id = (await tx.vault(flt.vault)).id if flt.vault else None
+        if not flt.out_of_sync:
+            return await tx.list_keys(vault_id=vault_id, states=states, limit=flt.limit, offset=flt.offset)
+        keys = [k for k in await tx.list_keys(vault_id=vault_id, states=states) if k.out_of_sync]
+    end = None if flt.limit is None else flt.offset + flt.limit
+    return keys[flt.offset : end]
+
+
+async def get_key(ctx: ServiceContext, ref: str) -> ManagedKey:
+    async with ctx.store.transaction() as tx:
+        return await tx.key(ref)
+
+
+async def _state_action(
+    ctx: ServiceContext, ref: str, action: KeyAction, expected_version: int | None, *, force: bool = False
+) -> ManagedKey:
+    async def body(tx: Transaction) -> tuple[ManagedKey, Change]:
+        key = await tx.key(ref)
+        check_version(key.version, expected_version, "key", key.id)
+        now = ctx.clock.now()
+        if action is KeyAction.DESTROY:
+            rules.check_destroy(await tx.vault_by_id(key.vault_id), key, ctx.actor.user, now)
+        changed = rules.apply_state_change(key, action, now)
+        if action is KeyAction.DESTROY:
+            changed = replace(changed, destroy_force=force)
+        after = await tx.update_key(changed, key.version)
+        return after, Change(key.id, before=key, after=after)
+
+    return await ctx.change(f"key.{action}", "key", ref, body)
+
+
+async def activate_key(ctx: ServiceContext, ref: str, expected_version: int | None = None) -> ManagedKey:
+    return await _state_action(ctx, ref, KeyAction.ACTIVATE, expected_version)
+
+
+async def deactivate_key(ctx: ServiceContext, ref: str, expected_version: int | None = None) -> ManagedKey:
+    return await _state_action(ctx, ref, KeyAction.DEACTIVATE, expected_version)
+
+
+async def reactivate_key(ctx: ServiceContext, ref: str, expected_version: int | None = None) -> ManagedKey:
+    return await _state_action(ctx, ref, KeyAction.REACTIVATE, expected_version)
+
+
+async def destroy_key(
+    ctx: ServiceContext, ref: str, *, force: bool = False, expected_version: int | None = None
+) -> ManagedKey:
+    return await _state_action(ctx, ref, KeyAction.DESTROY, expected_version, force=force)
+
+
+async def remove_key(ctx: ServiceContext, ref: str, expected_version: int | None = None) -> ManagedKey:
+    async def body(tx: Transaction) -> tuple[ManagedKey, Change]:
+        key = await tx.key(ref)
+        check_version(key.version, expected_version, "key", key.id)
+        names = {
+            t.keystore_id: (await tx.keystore(t.keystore_id)).name
+            for t in key.targets
+            if t.status is not TargetStatus.REMOVED
+        }
+        rules.check_remove(key, names, ctx.clock.now())
+        await tx.delete_key(key)
+        return key, Change(key.id, before=key)
+
+    return await ctx.change("key.remove", "key", ref, body)
+
+
+async def authorize_deletion(ctx: ServiceContext, ref: str, expected_version: int | None = None) -> ManagedKey:
+    async def body(tx: Transaction) -> tuple[ManagedKey, Change]:
+        key = await tx.key(ref)
+        check_version(key.version, expected_version, "key", key.id)
+        vault = await tx.vault_by_id(key.vault_id)
+        changed = rules.authorize_deletion(vault, key, ctx.actor.user, ctx.clock.now())
+        after = await tx.update_key(changed, key.version)
+        return after, Change(key.id, before=key, after=after)
+
+    return await ctx.change("key.authorize_deletion", "key", ref, body)
+
+
+async def withdraw_authorization(ctx: ServiceContext, ref: str, expected_version: int | None = None) -> ManagedKey:
+    async def body(tx: Transaction) -> tuple[ManagedKey, Change]:
+        key = await tx.key(ref)
+        check_version(key.version, expected_version, "key", key.id)
+        changed = rules.withdraw_authorization(key, ctx.clock.now())
+        after = await tx.update_key(changed, key.version)
+        return after, Change(key.id, before=key, after=after)
+
+    return await ctx.change("key.withdraw_authorization", "key", ref, body)

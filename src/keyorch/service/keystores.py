@@ -1,0 +1,158 @@
+"""Keystore operations: connect (credentials encrypted at rest) and disconnect (the rule of seed 003)."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from keyorch.credentials import read_credentials_file
+from keyorch.domain import rules
+from keyorch.domain.errors import ConfigurationError, Conflict, InvalidInput
+from keyorch.domain.models import CredentialsMode, DriftPolicy, Keystore, KeystoreStatus
+from keyorch.domain.validation import check_name, connection_settings, parse_keystore_type
+from keyorch.service.context import Change, ServiceContext
+from keyorch.service.versions import check_version
+from keyorch.store.repository import Transaction
+
+MAX_CA_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ConnectRequest:
+    vault: str
+    name: str
+    type: str
+    endpoint: str | None = None
+    region: str | None = None
+    project: str | None = None
+    location: str | None = None
+    key_ring: str | None = None
+    instance_id: str | None = None
+    credentials_file: str | None = None
+    credentials_from_environment: bool = False
+    allow_insecure_http: bool = False
+    ca_file: str | None = None
+    drift_policy: str = "flag"
+
+
+def _read_ca(path: str) -> str:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"--ca-file {path!r} cannot be read: {exc.strerror}", target="ca_file") from None
+    if len(raw) > MAX_CA_BYTES:
+        raise InvalidInput(f"--ca-file {path!r} is larger than 256 KiB", target="ca_file")
+    try:
+        text = raw.decode("ascii")
+        ssl.create_default_context(cadata=text)
+    except (UnicodeDecodeError, ssl.SSLError, ValueError):
+        raise InvalidInput(f"--ca-file {path!r} does not hold PEM CA certificates", target="ca_file") from None
+    return text
+
+
+async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore:
+    check_name("keystore name", req.name)
+    kind = parse_keystore_type(req.type)
+    try:
+        drift = DriftPolicy(req.drift_policy)
+    except ValueError:
+        raise InvalidInput(
+            f"drift policy {req.drift_policy!r} is not allowed; choose one of: flag, remediate", target="drift_policy"
+        ) from None
+    if req.credentials_file and req.credentials_from_environment:
+        raise InvalidInput("give either --credentials-file or --credentials-from-environment, not both")
+    if not req.credentials_file and not req.credentials_from_environment:
+        raise InvalidInput(
+            "a keystore needs credentials: give --credentials-file FILE (stored encrypted) or "
+            "--credentials-from-environment (resolved at run time, nothing stored)",
+            target="credentials_file",
+        )
+    ca_pem = _read_ca(req.ca_file) if req.ca_file else None
+    settings = connection_settings(
+        kind,
+        {
+            "endpoint": req.endpoint,
+            "region": req.region,
+            "project": req.project,
+            "location": req.location,
+            "key_ring": req.key_ring,
+            "instance_id": req.instance_id,
+        },
+        allow_insecure_http=req.allow_insecure_http,
+        ca_pem=ca_pem,
+    )
+    credentials_doc = None
+    if req.credentials_file:
+        if ctx.master_key is None:
+            raise ConfigurationError(
+                "storing keystore credentials needs a master key: set KEYORCH_MASTER_KEY (base64 of 32 random "
+                "bytes, e.g. from `keyorch master-key generate`) or KEYORCH_MASTER_KEY_FILE; or connect with "
+                "--credentials-from-environment to store nothing"
+            )
+        credentials_doc = read_credentials_file(kind, req.credentials_file)
+
+    async def body(tx: Transaction) -> tuple[Keystore, Change]:
+        vault = await tx.vault(req.vault)
+        if await tx.connected_keystore_named(vault.id, req.name) is not None:
+            raise Conflict(f"vault {vault.name} already has a connected keystore named {req.name!r}", target="name")
+        now = ctx.clock.now()
+        keystore = Keystore(
+            id=ctx.new_id(),
+            vault_id=vault.id,
+            name=req.name,
+            type=kind,
+            settings=settings,
+            credentials_mode=CredentialsMode.STORED if credentials_doc else CredentialsMode.ENVIRONMENT,
+            drift_policy=drift,
+            status=KeystoreStatus.CONNECTED,
+            created_at=now,
+            updated_at=now,
+        )
+        blob = None
+        if credentials_doc is not None:
+            assert ctx.master_key is not None
+            blob = ctx.master_key.encrypt(json.dumps(credentials_doc).encode(), associated_data=keystore.id)
+        await tx.insert_keystore(keystore, blob)
+        return keystore, Change(keystore.id, after=keystore)
+
+    return await ctx.change("keystore.connect", "keystore", req.name, body)
+
+
+async def disconnect_keystore(ctx: ServiceContext, ref: str, expected_version: int | None = None) -> Keystore:
+    """Refused while an active or deactivated key targets it; then unlink keys and templates."""
+
+    async def body(tx: Transaction) -> tuple[Keystore, Change]:
+        keystore = await tx.keystore(ref)
+        check_version(keystore.version, expected_version, "keystore", keystore.id)
+        if not keystore.connected:
+            raise Conflict(f"keystore {keystore.name} ({keystore.id}) is already disconnected", target="keystore")
+        keys = await tx.keys_targeting(keystore.id)
+        rules.check_disconnect(keystore, keys)
+        now = ctx.clock.now()
+        for key in keys:
+            await tx.update_key(rules.unlink_key_from_keystore(key, keystore.id, now), key.version)
+        for template in await tx.list_templates(keystore.vault_id):
+            if keystore.id in template.keystore_ids:
+                await tx.update_template(
+                    rules.unlink_template_from_keystore(template, keystore.id, now), template.version
+                )
+        after = replace(keystore, status=KeystoreStatus.DISCONNECTED, updated_at=now)
+        after = await tx.update_keystore(after, keystore.version, wipe_credentials=True)
+        return after, Change(keystore.id, before=keystore, after=after, detail=f"unlinked {len(keys)} key(s)")
+
+    return await ctx.change("keystore.disconnect", "keystore", ref, body)
+
+
+async def list_keystores(
+    ctx: ServiceContext, vault: str | None = None, include_disconnected: bool = False
+) -> list[Keystore]:
+    async with ctx.store.transaction() as tx:
+        vault_id = (await tx.vault(vault)).id if vault else None
+        return await tx.list_keystores(vault_id, include_disconnected=include_disconnected)
+
+
+async def get_keystore(ctx: ServiceContext, ref: str) -> Keystore:
+    async with ctx.store.transaction() as tx:
+        return await tx.keystore(ref)

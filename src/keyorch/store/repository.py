@@ -1,0 +1,258 @@
+"""The store: one transaction per change, optimistic concurrency, records in and out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import Table, and_, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from keyorch.audit import AuditRecord
+from keyorch.domain.errors import InvalidInput, NotFound, StaleVersion
+from keyorch.domain.models import Keystore, KeystoreStatus, KeyTemplate, ManagedKey, Vault
+from keyorch.domain.states import KeyState
+from keyorch.store import rows
+from keyorch.store.engine import create_engine
+from keyorch.store.schema import audit_log, key_targets, keystores, managed_keys, templates, vaults
+
+
+class Store:
+    """Owns the engine. ``async with store.transaction() as tx`` for every unit of work."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(create_engine(url))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self.engine.begin() as conn:
+            yield Transaction(conn)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+class Transaction:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    # --- generic helpers ----------------------------------------------------------------
+
+    async def _one(self, table: Table, **where: Any) -> Any:
+        clause = and_(*(table.c[k] == v for k, v in where.items()))
+        return (await self.conn.execute(select(table).where(clause))).mappings().first()
+
+    async def _by_ref(self, table: Table, ref: str, name_col: str, kind: str, *extra: Any) -> Any:
+        row = (await self.conn.execute(select(table).where(table.c.id == ref, *extra))).mappings().first()
+        if row is not None:
+            return row
+        found = (await self.conn.execute(select(table).where(table.c[name_col] == ref, *extra))).mappings().all()
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise NotFound(f"no {kind} has the id or {name_col} {ref!r}", target=kind)
+        ids = ", ".join(r["id"] for r in found[:10])
+        raise InvalidInput(f"{name_col} {ref!r} matches {len(found)} {kind}s ({ids}); give the id", target=kind)
+
+    async def _update_versioned(self, table: Table, record_id: str, expected: int, values: dict[str, Any]) -> int:
+        values = {k: v for k, v in values.items() if k not in ("id", "version")}
+        result = await self.conn.execute(
+            update(table)
+            .where(table.c.id == record_id, table.c.version == expected)
+            .values(**values, version=expected + 1)
+        )
+        if result.rowcount != 1:
+            current = await self._one(table, id=record_id)
+            if current is None:
+                raise NotFound(f"{table.name[:-1]} {record_id} no longer exists", target=table.name)
+            raise StaleVersion(
+                f"{table.name[:-1]} {record_id} changed meanwhile (version {current['version']}, you had "
+                f"{expected}); read it again and retry",
+                target="version",
+            )
+        return expected + 1
+
+    # --- vaults ---------------------------------------------------------------------------
+
+    async def insert_vault(self, vault: Vault) -> None:
+        await self.conn.execute(insert(vaults).values(**rows.vault_to_row(vault)))
+
+    async def vault(self, ref: str) -> Vault:
+        return rows.vault_from_row(await self._by_ref(vaults, ref, "name", "vault"))
+
+    async def vault_by_id(self, vault_id: str) -> Vault:
+        row = await self._one(vaults, id=vault_id)
+        if row is None:
+            raise NotFound(f"vault {vault_id} does not exist", target="vault")
+        return rows.vault_from_row(row)
+
+    async def vault_name_taken(self, name: str) -> bool:
+        return await self._one(vaults, name=name) is not None
+
+    async def list_vaults(self) -> list[Vault]:
+        result = await self.conn.execute(select(vaults).order_by(vaults.c.created_at, vaults.c.id))
+        return [rows.vault_from_row(r) for r in result.mappings()]
+
+    async def update_vault(self, vault: Vault, expected_version: int) -> Vault:
+        version = await self._update_versioned(vaults, vault.id, expected_version, rows.vault_to_row(vault))
+        return replace(vault, version=version)
+
+    async def delete_vault(self, vault: Vault) -> None:
+        await self.conn.execute(delete(keystores).where(keystores.c.vault_id == vault.id))
+        await self.conn.execute(delete(vaults).where(vaults.c.id == vault.id, vaults.c.version == vault.version))
+
+    async def vault_contents(self, vault_id: str) -> tuple[int, int, int]:
+        """(connected keystores, templates, keys) in a vault."""
+        counts = []
+        for table, extra in (
+            (keystores, keystores.c.status == KeystoreStatus.CONNECTED.value),
+            (templates, None),
+            (managed_keys, None),
+        ):
+            stmt = select(func.count()).select_from(table).where(table.c.vault_id == vault_id)
+            if extra is not None:
+                stmt = stmt.where(extra)
+            counts.append(int((await self.conn.execute(stmt)).scalar_one()))
+        return counts[0], counts[1], counts[2]
+
+    # --- keystores ------------------------------------------------------------------------
+
+    async def insert_keystore(self, keystore: Keystore, credentials: bytes | None) -> None:
+        await self.conn.execute(insert(keystores).values(**rows.keystore_to_row(keystore), credentials=credentials))
+
+    async def keystore(self, ref: str) -> Keystore:
+        connected = keystores.c.status == KeystoreStatus.CONNECTED.value
+        row = await self._one(keystores, id=ref)
+        if row is None:
+            row = await self._by_ref(keystores, ref, "name", "keystore", connected)
+        return rows.keystore_from_row(row)
+
+    async def connected_keystore_named(self, vault_id: str, name: str) -> Keystore | None:
+        row = await self._one(keystores, vault_id=vault_id, name=name, status=KeystoreStatus.CONNECTED.value)
+        return rows.keystore_from_row(row) if row is not None else None
+
+    async def list_keystores(self, vault_id: str | None = None, include_disconnected: bool = False) -> list[Keystore]:
+        stmt = select(keystores).order_by(keystores.c.created_at, keystores.c.id)
+        if vault_id is not None:
+            stmt = stmt.where(keystores.c.vault_id == vault_id)
+        if not include_disconnected:
+            stmt = stmt.where(keystores.c.status == KeystoreStatus.CONNECTED.value)
+        return [rows.keystore_from_row(r) for r in (await self.conn.execute(stmt)).mappings()]
+
+    async def keystore_credentials(self, keystore_id: str) -> bytes | None:
+        stmt = select(keystores.c.credentials).where(keystores.c.id == keystore_id)
+        value = (await self.conn.execute(stmt)).scalar_one_or_none()
+        return bytes(value) if value is not None else None
+
+    async def update_keystore(
+        self, keystore: Keystore, expected_version: int, *, wipe_credentials: bool = False
+    ) -> Keystore:
+        values = rows.keystore_to_row(keystore)
+        if wipe_credentials:
+            values["credentials"] = None
+        version = await self._update_versioned(keystores, keystore.id, expected_version, values)
+        return replace(keystore, version=version)
+
+    # --- templates ------------------------------------------------------------------------
+
+    async def insert_template(self, template: KeyTemplate) -> None:
+        await self.conn.execute(insert(templates).values(**rows.template_to_row(template)))
+
+    async def template(self, ref: str) -> KeyTemplate:
+        return rows.template_from_row(await self._by_ref(templates, ref, "name", "template"))
+
+    async def template_name_taken(self, vault_id: str, name: str) -> bool:
+        return await self._one(templates, vault_id=vault_id, name=name) is not None
+
+    async def list_templates(self, vault_id: str | None = None) -> list[KeyTemplate]:
+        stmt = select(templates).order_by(templates.c.created_at, templates.c.id)
+        if vault_id is not None:
+            stmt = stmt.where(templates.c.vault_id == vault_id)
+        return [rows.template_from_row(r) for r in (await self.conn.execute(stmt)).mappings()]
+
+    async def update_template(self, template: KeyTemplate, expected_version: int) -> KeyTemplate:
+        version = await self._update_versioned(templates, template.id, expected_version, rows.template_to_row(template))
+        return replace(template, version=version)
+
+    # --- managed keys ---------------------------------------------------------------------
+
+    async def insert_key(self, key: ManagedKey) -> None:
+        await self.conn.execute(insert(managed_keys).values(**rows.key_to_row(key)))
+        await self._write_targets(key)
+
+    async def _write_targets(self, key: ManagedKey) -> None:
+        await self.conn.execute(delete(key_targets).where(key_targets.c.key_id == key.id))
+        if key.targets:
+            await self.conn.execute(insert(key_targets), [rows.target_to_row(key.id, t) for t in key.targets])
+
+    async def _keys_from_rows(self, key_rows: Sequence[Any]) -> list[ManagedKey]:
+        if not key_rows:
+            return []
+        ids = [r["id"] for r in key_rows]
+        by_key: dict[str, list[Any]] = {i: [] for i in ids}
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start : chunk_start + 500]
+            result = await self.conn.execute(select(key_targets).where(key_targets.c.key_id.in_(chunk)))
+            for t in result.mappings():
+                by_key[t["key_id"]].append(rows.target_from_row(t))
+        return [rows.key_from_row(r, by_key[r["id"]]) for r in key_rows]
+
+    async def key(self, ref: str) -> ManagedKey:
+        row = await self._by_ref(managed_keys, ref, "label", "key")
+        return (await self._keys_from_rows([row]))[0]
+
+    async def label_taken(self, vault_id: str, label: str) -> bool:
+        return await self._one(managed_keys, vault_id=vault_id, label=label) is not None
+
+    async def list_keys(
+        self,
+        *,
+        vault_id: str | None = None,
+        states: Sequence[KeyState] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ManagedKey]:
+        stmt = select(managed_keys).order_by(managed_keys.c.created_at, managed_keys.c.id)
+        if vault_id is not None:
+            stmt = stmt.where(managed_keys.c.vault_id == vault_id)
+        if states is not None:
+            stmt = stmt.where(managed_keys.c.state.in_([s.value for s in states]))
+        if limit is not None:
+            stmt = stmt.limit(limit).offset(offset)
+        return await self._keys_from_rows((await self.conn.execute(stmt)).mappings().all())
+
+    async def keys_targeting(self, keystore_id: str) -> list[ManagedKey]:
+        ids = select(key_targets.c.key_id).where(key_targets.c.keystore_id == keystore_id)
+        stmt = select(managed_keys).where(managed_keys.c.id.in_(ids)).order_by(managed_keys.c.created_at)
+        return await self._keys_from_rows((await self.conn.execute(stmt)).mappings().all())
+
+    async def update_key(self, key: ManagedKey, expected_version: int) -> ManagedKey:
+        version = await self._update_versioned(managed_keys, key.id, expected_version, rows.key_to_row(key))
+        await self._write_targets(key)
+        return replace(key, version=version)
+
+    async def delete_key(self, key: ManagedKey) -> None:
+        await self.conn.execute(delete(key_targets).where(key_targets.c.key_id == key.id))
+        result = await self.conn.execute(
+            delete(managed_keys).where(managed_keys.c.id == key.id, managed_keys.c.version == key.version)
+        )
+        if result.rowcount != 1:
+            raise StaleVersion(f"key {key.id} changed meanwhile; read it again and retry", target="version")
+
+    # --- audit ----------------------------------------------------------------------------
+
+    async def add_audit(self, record: AuditRecord) -> None:
+        await self.conn.execute(insert(audit_log).values(**rows.audit_to_row(record)))
+
+    async def list_audit(self, object_id: str | None = None, limit: int = 1000) -> list[AuditRecord]:
+        stmt = select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
+        if object_id is not None:
+            stmt = stmt.where(audit_log.c.object_id == object_id)
+        result = (await self.conn.execute(stmt)).mappings().all()
+        return [rows.audit_from_row(r) for r in reversed(result)]

@@ -1,0 +1,219 @@
+"""Conversion between table rows and frozen domain records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from keyorch.audit import AuditRecord
+from keyorch.domain.models import (
+    CredentialsMode,
+    DeletionAuthorization,
+    DriftPolicy,
+    Keystore,
+    KeystoreStatus,
+    KeystoreType,
+    KeyTemplate,
+    ManagedKey,
+    SyncFlag,
+    SyncReason,
+    Target,
+    TargetStatus,
+    Vault,
+)
+from keyorch.domain.states import KeyState
+
+Row = Mapping[Any, Any]
+
+
+def vault_from_row(row: Row) -> Vault:
+    return Vault(
+        id=row["id"],
+        name=row["name"],
+        dual_auth=bool(row["dual_auth"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+    )
+
+
+def vault_to_row(v: Vault) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "name": v.name,
+        "dual_auth": v.dual_auth,
+        "created_at": v.created_at,
+        "updated_at": v.updated_at,
+        "version": v.version,
+    }
+
+
+def keystore_from_row(row: Row) -> Keystore:
+    return Keystore(
+        id=row["id"],
+        vault_id=row["vault_id"],
+        name=row["name"],
+        type=KeystoreType(row["type"]),
+        settings=json.loads(row["settings"]),
+        credentials_mode=CredentialsMode(row["credentials_mode"]),
+        drift_policy=DriftPolicy(row["drift_policy"]),
+        status=KeystoreStatus(row["status"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+    )
+
+
+def keystore_to_row(k: Keystore) -> dict[str, Any]:
+    return {
+        "id": k.id,
+        "vault_id": k.vault_id,
+        "name": k.name,
+        "type": k.type.value,
+        "settings": json.dumps(k.settings, sort_keys=True),
+        "credentials_mode": k.credentials_mode.value,
+        "drift_policy": k.drift_policy.value,
+        "status": k.status.value,
+        "created_at": k.created_at,
+        "updated_at": k.updated_at,
+        "version": k.version,
+    }
+
+
+def template_from_row(row: Row) -> KeyTemplate:
+    return KeyTemplate(
+        id=row["id"],
+        vault_id=row["vault_id"],
+        name=row["name"],
+        naming_scheme=row["naming_scheme"],
+        algorithm=row["algorithm"],
+        size=row["size"],
+        keystore_ids=tuple(json.loads(row["keystore_ids"])),
+        initial_state=KeyState(row["initial_state"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+    )
+
+
+def template_to_row(t: KeyTemplate) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "vault_id": t.vault_id,
+        "name": t.name,
+        "naming_scheme": t.naming_scheme,
+        "algorithm": t.algorithm,
+        "size": t.size,
+        "keystore_ids": json.dumps(list(t.keystore_ids)),
+        "initial_state": t.initial_state.value,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+        "version": t.version,
+    }
+
+
+def target_from_row(row: Row) -> Target:
+    return Target(
+        keystore_id=row["keystore_id"],
+        status=TargetStatus(row["status"]),
+        sync_flag=SyncFlag(row["sync_flag"]),
+        reason=SyncReason(row["reason"]) if row["reason"] else None,
+        key_id_in_keystore=row["key_id_in_keystore"],
+        pending_destruction_until=row["pending_destruction_until"],
+        last_error=row["last_error"],
+        updated_at=row["updated_at"],
+    )
+
+
+def target_to_row(key_id: str, t: Target) -> dict[str, Any]:
+    return {
+        "key_id": key_id,
+        "keystore_id": t.keystore_id,
+        "status": t.status.value,
+        "sync_flag": t.sync_flag.value,
+        "reason": t.reason.value if t.reason else None,
+        "key_id_in_keystore": t.key_id_in_keystore,
+        "pending_destruction_until": t.pending_destruction_until,
+        "last_error": t.last_error,
+        "updated_at": t.updated_at,
+    }
+
+
+def key_from_row(row: Row, targets: Iterable[Target]) -> ManagedKey:
+    auth = None
+    if row["deletion_authorized_by"]:
+        auth = DeletionAuthorization(
+            authorized_by=row["deletion_authorized_by"],
+            authorized_at=row["deletion_authorized_at"],
+            expires_at=row["deletion_authorization_expires_at"],
+        )
+    return ManagedKey(
+        id=row["id"],
+        label=row["label"],
+        name=row["name"],
+        vault_id=row["vault_id"],
+        template_id=row["template_id"],
+        algorithm=row["algorithm"],
+        size=row["size"],
+        state=KeyState(row["state"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        targets=tuple(sorted(targets, key=lambda t: t.keystore_id)),
+        deletion_authorization=auth,
+        destroy_force=bool(row["destroy_force"]),
+        version=row["version"],
+    )
+
+
+def key_to_row(k: ManagedKey) -> dict[str, Any]:
+    auth = k.deletion_authorization
+    return {
+        "id": k.id,
+        "vault_id": k.vault_id,
+        "template_id": k.template_id,
+        "label": k.label,
+        "name": k.name,
+        "algorithm": k.algorithm,
+        "size": k.size,
+        "state": k.state.value,
+        "state_code": k.state.code,
+        "deletion_authorized_by": auth.authorized_by if auth else None,
+        "deletion_authorized_at": auth.authorized_at if auth else None,
+        "deletion_authorization_expires_at": auth.expires_at if auth else None,
+        "destroy_force": k.destroy_force,
+        "created_at": k.created_at,
+        "updated_at": k.updated_at,
+        "version": k.version,
+    }
+
+
+def audit_from_row(row: Row) -> AuditRecord:
+    return AuditRecord(
+        seq=row["seq"],
+        at=row["at"],
+        user=row["user"],
+        source=row["source"],
+        action=row["action"],
+        object_type=row["object_type"],
+        object_id=row["object_id"],
+        outcome=row["outcome"],
+        before=row["before"],
+        after=row["after"],
+        detail=row["detail"],
+    )
+
+
+def audit_to_row(r: AuditRecord) -> dict[str, Any]:
+    return {
+        "at": r.at,
+        "user": r.user,
+        "source": r.source,
+        "action": r.action,
+        "object_type": r.object_type,
+        "object_id": r.object_id,
+        "outcome": r.outcome,
+        "before": r.before,
+        "after": r.after,
+        "detail": r.detail,
+    }

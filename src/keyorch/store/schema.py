@@ -1,0 +1,148 @@
+"""Tables (SQLAlchemy Core). Alembic migrations create them; tests check the two agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+vaults = Table(
+    "vaults",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("dual_auth", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+keystores = Table(
+    "keystores",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("vault_id", String(36), ForeignKey("vaults.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("settings", Text, nullable=False),
+    Column("credentials_mode", String(16), nullable=False),
+    Column("credentials", LargeBinary, nullable=True),
+    Column("drift_policy", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+    Index("ix_keystores_vault", "vault_id"),
+)
+
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("vault_id", String(36), ForeignKey("vaults.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("naming_scheme", String(128), nullable=False),
+    Column("algorithm", String(16), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("keystore_ids", Text, nullable=False),
+    Column("initial_state", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("vault_id", "name", name="uq_templates_vault_name"),
+)
+
+managed_keys = Table(
+    "managed_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("vault_id", String(36), ForeignKey("vaults.id"), nullable=False),
+    Column("template_id", String(36), ForeignKey("templates.id"), nullable=True),
+    Column("label", String(128), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("algorithm", String(16), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("state_code", Integer, nullable=False),
+    Column("deletion_authorized_by", String(128), nullable=True),
+    Column("deletion_authorized_at", UtcDateTime, nullable=True),
+    Column("deletion_authorization_expires_at", UtcDateTime, nullable=True),
+    Column("destroy_force", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("vault_id", "label", name="uq_keys_vault_label"),
+    Index("ix_keys_state", "state"),
+)
+
+key_targets = Table(
+    "key_targets",
+    metadata,
+    Column("key_id", String(36), ForeignKey("managed_keys.id", ondelete="CASCADE"), primary_key=True),
+    Column("keystore_id", String(36), ForeignKey("keystores.id"), primary_key=True),
+    Column("status", String(32), nullable=False),
+    Column("sync_flag", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("key_id_in_keystore", String(512), nullable=True),
+    Column("pending_destruction_until", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=True),
+    Index("ix_targets_keystore", "keystore_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(64), nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+    Column("detail", Text, nullable=True),
+    Index("ix_audit_object", "object_id"),
+)
