@@ -146,7 +146,9 @@ def expected_signature(
 
 
 def signature_matches(auth: SigV4Authorization, expected: str) -> bool:
-    return hmac.compare_digest(auth.signature.encode(), expected.encode())
+    """True when the client signed canonically (sorted, unique header names) and the signature agrees."""
+    canonical_names = tuple(sorted(set(auth.signed_headers)))
+    return auth.signed_headers == canonical_names and hmac.compare_digest(auth.signature.encode(), expected.encode())
 
 
 def sign_request(
