@@ -108,6 +108,13 @@ def _valid_name(name: str) -> str:
     return name
 
 
+async def _read_body(request: web.Request) -> dict[str, Any]:
+    try:
+        return await read_json_object(request)
+    except RecursionError as exc:  # absurdly deep nesting
+        raise bad_parameter("The request body is nested too deeply.") from exc
+
+
 def _base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
@@ -292,7 +299,7 @@ class AzureKeyVaultFake(ProviderFake):
 
     async def _create(self, request: web.Request, route: Route) -> web.Response:
         name = _valid_name(route.name)
-        doc = await read_json_object(request)
+        doc = await _read_body(request)
         spec = KeySpec.parse(doc, allow_oct=self.managed_hsm)
         changes = Changes.parse(doc)
         self.vault.check_creatable(name)
@@ -313,7 +320,7 @@ class AzureKeyVaultFake(ProviderFake):
 
     async def _update(self, request: web.Request, route: Route) -> web.Response:
         name = _valid_name(route.name)
-        changes = Changes.parse(await read_json_object(request))
+        changes = Changes.parse(await _read_body(request))
         key, version = self.vault.update(name, route.version, changes)
         return self._bundle(request, key, version)
 
@@ -377,7 +384,7 @@ class AzureKeyVaultFake(ProviderFake):
                 raise azure_error(403, "Forbidden", f"Operation {operation} is not allowed before the key's nbf time.")
             if version.exp is not None and now >= version.exp:
                 raise azure_error(403, "Forbidden", f"Operation {operation} is not allowed on an expired key.")
-        doc = await read_json_object(request)
+        doc = await _read_body(request)
         result = key_operation(operation, version.material, doc)
         kid = f"{_base_url(request)}/keys/{key.name}/{version.version}"
         return web.json_response({"kid": kid} | result)

@@ -198,6 +198,13 @@ class KeyVault:
         else:
             self._land(lname, flight)
 
+    def _refuse_in_flight(self, name: str) -> None:
+        flight = self.in_flight.get(name.lower())
+        if flight is not None and flight.kind in ("delete", "purge"):
+            raise being_deleted(name)
+        if flight is not None:
+            raise azure_error(409, "Conflict", f"There is another operation in progress on key {name}.")
+
     # -- live keys ---------------------------------------------------------------------------
 
     def check_creatable(self, name: str) -> None:
@@ -211,11 +218,9 @@ class KeyVault:
                 "state, the key can only be recovered or purged.",
                 "ObjectIsDeletedButRecoverable",
             )
-        flight = self.in_flight.get(lname)
-        if (flight is not None and flight.kind != "recover") or lname in self.purge_blocked:
+        if lname in self.purge_blocked:
             raise being_deleted(name)
-        if flight is not None:
-            raise azure_error(409, "Conflict", f"There is another operation in progress on key {name}.")
+        self._refuse_in_flight(name)
 
     def create(self, name: str, spec: KeySpec, material: Material, changes: Changes) -> tuple[VaultKey, KeyVersion]:
         self.check_creatable(name)
@@ -296,11 +301,7 @@ class KeyVault:
     def _take_deleted(self, name: str) -> VaultKey:
         self.settle()
         lname = name.lower()
-        flight = self.in_flight.get(lname)
-        if flight is not None and flight.kind in ("delete", "purge"):
-            raise being_deleted(name)
-        if flight is not None:
-            raise azure_error(409, "Conflict", f"There is another operation in progress on key {name}.")
+        self._refuse_in_flight(name)
         key = self.deleted.get(lname)
         if key is None:
             raise deleted_key_not_found(name)
