@@ -1,19 +1,73 @@
-"""The `keyorch` command line."""
+"""The `keyorch` command line.
+
+Exit codes: 0 done; 1 done but out of sync / not converged; 2 bad input (usage, validation,
+unknown id, unusable configuration); 3 refused by a rule (transition, disconnect, dual
+authorization, stale version); 4 a keystore could not be reached. Errors go to stderr as
+one sentence, never as a traceback.
+"""
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import click
 
+from keyorch.cli.admin import init, master_key
+from keyorch.cli.audit import audit
 from keyorch.cli.fakes import fakes
+from keyorch.cli.keys import key
+from keyorch.cli.keystores import keystore
+from keyorch.cli.runtime import CliState
+from keyorch.cli.templates import template
+from keyorch.cli.vaults import vault
+from keyorch.domain.errors import KeyorchError
+from keyorch.logs import configure_logging
+from keyorch.settings import load_settings
+
+EXIT_INTERNAL = 70
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--db", "database_url", envvar="KEYORCH_DATABASE_URL", help="sqlite:///PATH or postgresql://…")
+@click.option("--config", "config_path", type=str, default=None, help="YAML settings file.")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--user", envvar="KEYORCH_USER", help="Who is acting (recorded in the audit trail).")
+@click.version_option(package_name="keyorch")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, config_path: str | None, output: str, user: str | None) -> None:
     """keyorch: keep every keystore's keys in their desired lifecycle state."""
+    settings = load_settings(config_path, database_url=database_url, user=user)
+    configure_logging(settings.log.format, settings.log.level)
+    ctx.obj = CliState(settings=settings, output=output)
 
 
-cli.add_command(fakes)
+for command in (init, master_key, vault, keystore, template, key, audit, fakes):
+    cli.add_command(command)
 
 
-def main() -> None:
-    cli()
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        result: Any = cli.main(args=argv, prog_name="keyorch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except KeyorchError as exc:
+        _fail(exc.message, exc.exit_code)
+    except Exception as exc:  # never a traceback for the user; the type and message only
+        from keyorch.cli.errors import describe_unexpected
+
+        message, code = describe_unexpected(exc)
+        _fail(message, code)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -156,3 +156,9 @@ async def list_keystores(
 async def get_keystore(ctx: ServiceContext, ref: str) -> Keystore:
     async with ctx.store.transaction() as tx:
         return await tx.keystore(ref)
+
+
+async def keystore_names(ctx: ServiceContext) -> dict[str, str]:
+    """id → name of every keystore ever connected (targets of disconnected ones keep their name)."""
+    async with ctx.store.transaction() as tx:
+        return {k.id: k.name for k in await tx.list_keystores(include_disconnected=True)}

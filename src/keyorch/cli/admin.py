@@ -1,0 +1,51 @@
+"""`keyorch init` and `keyorch master-key generate`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from keyorch.cli.runtime import CliState, emit
+from keyorch.crypto import generate_master_key
+from keyorch.store.engine import create_engine, migrate, redacted, sqlite_path
+
+
+@click.command(name="init")
+@click.pass_obj
+def init(state: CliState) -> None:
+    """Create the database, or migrate it to the newest schema (safe to run again)."""
+    url = state.settings.database_url
+
+    async def run() -> tuple[str | None, str | None]:
+        path = sqlite_path(url)
+        if path is not None and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        try:
+            return await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    before, after = asyncio.run(run())
+    doc = {"database": redacted(url), "schema_before": before, "schema": after, "changed": before != after}
+    if before is None:
+        message = f"initialized {redacted(url)} at schema revision {after}"
+    elif before != after:
+        message = f"migrated {redacted(url)} from schema revision {before} to {after}"
+    else:
+        message = f"{redacted(url)} is already at the newest schema revision {after}"
+    emit(state, doc, lambda: message)
+
+
+@click.group(name="master-key")
+def master_key() -> None:
+    """The master key that encrypts stored keystore credentials."""
+
+
+@master_key.command(name="generate")
+@click.pass_obj
+def generate(state: CliState) -> None:
+    """Print a new random master key (base64, 32 bytes) for KEYORCH_MASTER_KEY."""
+    key = generate_master_key()
+    emit(state, {"master_key": key}, lambda: key)

@@ -1,0 +1,116 @@
+"""`keyorch keystore …`."""
+
+from __future__ import annotations
+
+import click
+
+from keyorch.cli.runtime import CliState, emit, make_table, properties_table, with_service
+from keyorch.domain.models import Keystore, KeystoreType
+from keyorch.service import keystores as ops
+from keyorch.service.context import ServiceContext
+from keyorch.views import keystore_json
+
+
+def _show(state: CliState, keystore: Keystore, title: str) -> None:
+    doc = keystore_json(keystore)
+    rows = [(k, v) for k, v in doc.items() if k != "settings"] + [
+        (f"settings.{k}", v) for k, v in doc["settings"].items()
+    ]
+    emit(state, doc, lambda: properties_table(title, rows))
+
+
+@click.group(name="keystore")
+def keystore() -> None:
+    """Keystores: the AWS, Azure, Google and IBM key services keys are distributed to."""
+
+
+@keystore.command(name="connect")
+@click.option("--vault", required=True, help="Vault id or name.")
+@click.option("--name", required=True, help="Name of the keystore in keyorch.")
+@click.option("--type", "type_", required=True, type=click.Choice([t.value for t in KeystoreType]))
+@click.option("--endpoint", help="Service URL (https://; http:// only to loopback with --allow-insecure-http).")
+@click.option("--region", help="AWS or IBM region, e.g. us-east-1 or us-south.")
+@click.option("--project", help="Google Cloud project id.")
+@click.option("--location", help="Google Cloud KMS location.")
+@click.option("--key-ring", help="Google Cloud KMS key ring.")
+@click.option("--instance-id", help="IBM Key Protect instance id.")
+@click.option("--credentials-file", type=str, help="JSON/YAML credentials; stored encrypted under the master key.")
+@click.option("--credentials-from-environment", is_flag=True, help="Resolve credentials at run time; store none.")
+@click.option("--allow-insecure-http", is_flag=True, help="Allow a plain http:// loopback endpoint (testing).")
+@click.option("--ca-file", type=str, help="PEM CA bundle to trust for this keystore's TLS.")
+@click.option("--drift-policy", type=click.Choice(["flag", "remediate"]), default="flag", show_default=True)
+@with_service
+async def connect(
+    state: CliState,
+    ctx: ServiceContext,
+    vault: str,
+    name: str,
+    type_: str,
+    endpoint: str | None,
+    region: str | None,
+    project: str | None,
+    location: str | None,
+    key_ring: str | None,
+    instance_id: str | None,
+    credentials_file: str | None,
+    credentials_from_environment: bool,
+    allow_insecure_http: bool,
+    ca_file: str | None,
+    drift_policy: str,
+) -> None:
+    """Connect a keystore to a vault."""
+    request = ops.ConnectRequest(
+        vault=vault,
+        name=name,
+        type=type_,
+        endpoint=endpoint,
+        region=region,
+        project=project,
+        location=location,
+        key_ring=key_ring,
+        instance_id=instance_id,
+        credentials_file=credentials_file,
+        credentials_from_environment=credentials_from_environment,
+        allow_insecure_http=allow_insecure_http,
+        ca_file=ca_file,
+        drift_policy=drift_policy,
+    )
+    _show(state, await ops.connect_keystore(ctx, request), "keystore connected")
+
+
+@keystore.command(name="list")
+@click.option("--vault", help="Only this vault's keystores.")
+@click.option("--include-disconnected", is_flag=True)
+@with_service
+async def list_(state: CliState, ctx: ServiceContext, vault: str | None, include_disconnected: bool) -> None:
+    """List keystores."""
+    found = await ops.list_keystores(ctx, vault, include_disconnected)
+    emit(
+        state,
+        [keystore_json(k) for k in found],
+        lambda: make_table(
+            "keystores",
+            ["id", "name", "type", "status", "endpoint", "credentials", "version"],
+            [
+                (k.id, k.name, k.type, k.status, k.settings.get("endpoint", "(default)"), k.credentials_mode, k.version)
+                for k in found
+            ],
+        ),
+    )
+
+
+@keystore.command(name="show")
+@click.argument("ref", metavar="ID")
+@with_service
+async def show(state: CliState, ctx: ServiceContext, ref: str) -> None:
+    """Show a keystore (by id or name)."""
+    _show(state, await ops.get_keystore(ctx, ref), "keystore")
+
+
+@keystore.command(name="disconnect")
+@click.argument("ref", metavar="ID")
+@click.option("--if-version", type=int, default=None, help="Refuse if the keystore's version differs.")
+@with_service
+async def disconnect(state: CliState, ctx: ServiceContext, ref: str, if_version: int | None) -> None:
+    """Disconnect a keystore; refused while an active or deactivated key targets it."""
+    _show(state, await ops.disconnect_keystore(ctx, ref, if_version), "keystore disconnected")
