@@ -69,9 +69,10 @@ class VaultClient:
         *,
         api_version: str | None = API,
         auth: bool = True,
+        query: dict[str, str] | None = None,
         **params: str,
     ) -> Reply:
-        query = dict(params)
+        query = (query or {}) | params
         if api_version is not None:
             query["api-version"] = api_version
         headers = {"Authorization": f"Bearer {self.token}"} if auth else {}
@@ -107,9 +108,12 @@ class VaultClient:
         bundle: dict[str, Any] = reply.body
         return bundle
 
-    async def advance(self, seconds: float) -> None:
+    async def advance(self, seconds: float, *, relogin: bool = True) -> None:
+        """Move the fake's clock; by default get a fresh token, since the old one may have expired."""
         reply = await self.raw("POST", self.url + "/_fake/clock", json={"advance_seconds": seconds})
         assert reply.status == 200
+        if relogin and self.token != "not-issued":
+            await self.login()
 
 
 def version_of(bundle: dict[str, Any]) -> str:
