@@ -1,0 +1,193 @@
+"""The store on SQLite and on a real PostgreSQL: migrations, round trips, versions, atomicity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select, text
+
+from keyorch.audit import Actor
+from keyorch.crypto import MasterKey, generate_master_key
+from keyorch.domain.errors import ConfigurationError, NotFound, RuleViolation, StaleVersion
+from keyorch.domain.models import SyncFlag, SyncReason, TargetStatus
+from keyorch.service import keys, keystores, templates, vaults
+from keyorch.service.context import ServiceContext
+from keyorch.store.engine import migrate, schema_revisions
+from keyorch.store.repository import Store
+from keyorch.store.schema import audit_log, metadata
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = Store.from_url(db_url)
+    await migrate(s.engine)
+    yield s
+    await s.close()
+
+
+def ctx_for(store: Store, user: str = "alice") -> ServiceContext:
+    return ServiceContext(store=store, actor=Actor(user=user, source="cli"))
+
+
+async def _populated(store: Store) -> tuple[ServiceContext, str, str]:
+    ctx = ctx_for(store)
+    await vaults.create_vault(ctx, "payments")
+    ks = await keystores.connect_keystore(
+        ctx,
+        keystores.ConnectRequest(
+            vault="payments", name="aws", type="aws_kms", region="us-east-1", credentials_from_environment=True
+        ),
+    )
+    await templates.create_template(ctx, vault="payments", name="t", keystores=[ks.name])
+    key = await keys.create_key(ctx, template="t", label="k1", state="active")
+    return ctx, ks.id, key.id
+
+
+async def test_migrations_match_schema_and_are_idempotent(db_url: str) -> None:
+    s = Store.from_url(db_url)
+    try:
+        assert await migrate(s.engine) == (None, "0001")
+        assert await migrate(s.engine) == ("0001", "0001")
+        assert await schema_revisions(s.engine) == ("0001", "0001")
+
+        def diff(conn: object) -> list[object]:
+            return list(compare_metadata(MigrationContext.configure(conn), metadata))  # type: ignore[arg-type]
+
+        async with s.engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+    finally:
+        await s.close()
+
+
+async def test_round_trip_and_audit(store: Store) -> None:
+    ctx, ks_id, key_id = await _populated(store)
+    key = await keys.get_key(ctx, "k1")
+    assert key.id == key_id and key.state.code == 1 and key.version == 1
+    assert key.created_at.tzinfo is not None
+    assert [t.keystore_id for t in key.targets] == [ks_id]
+    assert key.targets[0].status is TargetStatus.UNKNOWN and key.targets[0].sync_flag is SyncFlag.PENDING
+    async with store.transaction() as tx:
+        records = await tx.list_audit()
+    assert [r.action for r in records] == ["vault.create", "keystore.connect", "template.create", "key.create"]
+    assert {r.outcome for r in records} == {"accepted"} and {r.user for r in records} == {"alice"}
+
+
+async def test_stale_version_is_refused(store: Store) -> None:
+    ctx, _, _ = await _populated(store)
+    key = await keys.deactivate_key(ctx, "k1", expected_version=1)
+    assert key.version == 2
+    with pytest.raises(StaleVersion):
+        await keys.reactivate_key(ctx, "k1", expected_version=1)
+    async with store.transaction() as tx:
+        with pytest.raises(StaleVersion):
+            await tx.update_key(replace(key, label="changed"), expected_version=1)
+    assert (await keys.get_key(ctx, "k1")).label == "k1"
+
+
+async def test_refusal_changes_nothing_and_is_audited(store: Store) -> None:
+    ctx, _, key_id = await _populated(store)
+    before = await keys.get_key(ctx, "k1")
+    with pytest.raises(RuleViolation):
+        await keys.destroy_key(ctx, "k1")
+    assert await keys.get_key(ctx, "k1") == before
+    async with store.transaction() as tx:
+        last = (await tx.list_audit(object_id="k1"))[-1]
+    assert last.outcome == "refused" and last.action == "key.destroy" and "deactivate it first" in (last.detail or "")
+    assert key_id
+
+
+async def test_failed_transaction_leaves_no_trace(store: Store) -> None:
+    """A change and its audit record commit together or not at all."""
+    ctx, _, _ = await _populated(store)
+    async with store.transaction() as tx:
+        count_before = len(await tx.list_audit())
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with store.transaction() as tx:
+            key = await tx.key("k1")
+            await tx.update_key(replace(key, label="half-written"), key.version)
+            raise Boom
+    assert (await keys.get_key(ctx, "k1")).label == "k1"
+    async with store.transaction() as tx:
+        assert len(await tx.list_audit()) == count_before
+
+
+async def test_disconnect_unlinks_keys_and_templates(store: Store) -> None:
+    ctx, ks_id, _ = await _populated(store)
+    with pytest.raises(RuleViolation, match="k1"):
+        await keystores.disconnect_keystore(ctx, "aws")
+    await keys.deactivate_key(ctx, "k1")
+    await keys.destroy_key(ctx, "k1")
+    await keystores.disconnect_keystore(ctx, "aws")
+    key = await keys.get_key(ctx, "k1")
+    assert key.targets[0].status is TargetStatus.REMOVED
+    assert key.targets[0].reason is SyncReason.TARGET_KEYSTORE_REMOVED_BY_USER
+    assert (await templates.get_template(ctx, "t")).keystore_ids == ()
+    async with store.transaction() as tx:
+        assert await tx.keystore_credentials(ks_id) is None
+    with pytest.raises(NotFound):
+        await keystores.get_keystore(ctx, "aws")
+    assert (await keystores.get_keystore(ctx, ks_id)).status.value == "disconnected"
+    again = await keystores.connect_keystore(
+        ctx,
+        keystores.ConnectRequest(
+            vault="payments", name="aws", type="aws_kms", region="us-east-1", credentials_from_environment=True
+        ),
+    )
+    assert again.id != ks_id
+
+
+async def test_concurrent_writers_one_wins(store: Store) -> None:
+    ctx, _, _ = await _populated(store)
+
+    async def attempt(action: str) -> str:
+        try:
+            if action == "deactivate":
+                await keys.deactivate_key(ctx, "k1", expected_version=1)
+            else:
+                await keys.deactivate_key(ctx_for(store, "bob"), "k1", expected_version=1)
+        except (StaleVersion, RuleViolation):
+            return "refused"
+        return "ok"
+
+    results = await asyncio.gather(attempt("deactivate"), attempt("deactivate-bob"))
+    assert sorted(results) == ["ok", "refused"]
+    assert (await keys.get_key(ctx, "k1")).version == 2
+
+
+async def test_stored_credentials_are_encrypted_and_bound_to_the_keystore(store: Store, tmp_path: Path) -> None:
+    secret = "wJalrXUtnFEMI-very-secret-value"
+    creds = tmp_path / "aws.json"
+    creds.write_text(json.dumps({"access_key_id": "AKIAEXAMPLE", "secret_access_key": secret}))
+    ctx = ctx_for(store)
+    ctx.master_key = MasterKey.from_base64(generate_master_key())
+    await vaults.create_vault(ctx, "v")
+    ks = await keystores.connect_keystore(
+        ctx,
+        keystores.ConnectRequest(
+            vault="v", name="aws", type="aws_kms", region="us-east-1", credentials_file=str(creds)
+        ),
+    )
+    async with store.transaction() as tx:
+        blob = await tx.keystore_credentials(ks.id)
+        audit_text = " ".join(str(r.as_json()) for r in await tx.list_audit())
+    assert blob is not None and secret.encode() not in blob and secret not in audit_text
+    assert json.loads(ctx.master_key.decrypt(blob, ks.id))["secret_access_key"] == secret
+    with pytest.raises(ConfigurationError, match="cannot be decrypted"):
+        ctx.master_key.decrypt(blob, "another-keystore-id")
+    with pytest.raises(ConfigurationError, match="cannot be decrypted"):
+        MasterKey.from_base64(generate_master_key()).decrypt(blob, ks.id)
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(audit_log.c.after))).scalars().all()
+        assert all(secret not in (r or "") for r in rows)
+        assert (await conn.execute(text("select count(*) from keystores"))).scalar_one() == 1
