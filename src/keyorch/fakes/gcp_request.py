@@ -32,7 +32,7 @@ LIST_PARAMS = frozenset({"pageSize", "pageToken", "filter", "orderBy"})
 DEFAULT_PAGE_SIZE = 1000
 MAX_FILTER_LENGTH = 1024
 _SNAKE = re.compile(r"_([a-z0-9])")
-_TERM = re.compile(r'(NOT\s+)?([A-Za-z][A-Za-z0-9_.]*)\s*(!=|=|:)\s*("([^"]*)"|[^\s"]+)')
+_TERM = re.compile(r'(NOT\s+)?([A-Za-z][A-Za-z0-9_.]*)\s*(!=|=|:)\s*("([^"]*)"|[^\s"=!:<>][^\s"]*)')
 
 
 def camel(name: str) -> str:
