@@ -116,12 +116,15 @@ class Ibm:
             assert response.status == 200
             return str((await response.json())["access_token"])
 
-    async def new_user(self, user: str) -> str:
-        """An API key for another user, exchanged for that user's token."""
+    async def new_apikey(self, user: str) -> str:
+        """An API key owned by another user (admin route)."""
         async with self.session.post(self.url + "/_fake/ibm/apikeys", json={"user": user}) as response:
             assert response.status == 201
-            apikey = (await response.json())["apikey"]
-        return await self.token_for(apikey)
+            return str((await response.json())["apikey"])
+
+    async def new_user(self, user: str) -> str:
+        """A token for another user."""
+        return await self.token_for(await self.new_apikey(user))
 
     async def register(self, key_id: str, crn: str, prevent: bool = False) -> None:
         doc = {"keyId": key_id, "resourceCrn": crn, "preventKeyDeletion": prevent}
