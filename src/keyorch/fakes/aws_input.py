@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from typing import Any
 
@@ -36,6 +37,10 @@ def _constraint(name: str, value: object, rule: str) -> FakeError:
     return validation_error(
         f"1 validation error detected: Value {shown} at '{_wire_name(name)}' failed to satisfy constraint: {rule}"
     )
+
+
+def _whole(value: float) -> bool:
+    return isinstance(value, int) or (math.isfinite(value) and value == int(value))
 
 
 class Members:
@@ -90,7 +95,7 @@ class Members:
         value = self._raw(name, False)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _whole(value):
             raise serialization_error(f"Expected an integer for member '{name}'.")
         number = int(value)
         if number < minimum:
