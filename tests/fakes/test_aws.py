@@ -227,6 +227,7 @@ async def test_key_is_gone_once_deletion_date_passes(kms: Kms) -> None:
     await kms.ok("ScheduleKeyDeletion", {"KeyId": key_id, "PendingWindowInDays": 7})
     await kms.advance(7 * DAY - 60)
     assert await kms.state(key_id) == PD
+    assert [k["KeyId"] for k in (await kms.ok("ListKeys"))["Keys"]] == [key_id, keep]  # pending keys are listed
     await kms.advance(120)
     assert await kms.state(key_id) == "NotFoundException"
     for action, doc in [
