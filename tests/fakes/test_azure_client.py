@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from yarl import URL
 
 from keyorch.fakes.azure import AzureKeyVaultFake
 from keyorch.fakes.azure_crypto import b64url, unb64url
@@ -52,7 +53,7 @@ class VaultClient:
         assert isinstance(fake, AzureKeyVaultFake)
         return fake
 
-    async def raw(self, method: str, url: str, **kwargs: Any) -> Reply:
+    async def raw(self, method: str, url: str | URL, **kwargs: Any) -> Reply:
         async with self.session.request(method, url, **kwargs) as response:
             raw = await response.read()
             try:

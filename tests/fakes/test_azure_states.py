@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from test_azure_client import VaultClient, oaep256_encrypt, open_vault, version_of
+from tests.fakes.test_azure_client import VaultClient, oaep256_encrypt, open_vault, version_of
 
 from keyorch.fakes.azure_crypto import b64url
 

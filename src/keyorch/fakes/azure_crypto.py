@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ CURVES: dict[str, type[ec.EllipticCurve]] = {
     "P-521": ec.SECP521R1,
     "P-256K": ec.SECP256K1,
 }
+BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 KEY_OPS = ("encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey", "import", "export")
 DEFAULT_OPS = {
     "RSA": ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"],
@@ -56,7 +58,7 @@ def b64url(raw: bytes) -> str:
 
 
 def unb64url(value: Any, field: str) -> bytes:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not BASE64URL.fullmatch(value):
         raise bad_parameter(f"Property {field} must be a base64url string.")
     try:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))

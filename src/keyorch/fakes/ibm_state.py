@@ -419,7 +419,7 @@ class KeyProtectState:
     def rotate(self, key: IbmKey, body: dict[str, Any] | None) -> None:
         self.check_action(key, "rotate")
         context = "Action could not be performed on key"
-        payload = (body or {}).get("payload")
+        payload = check_fields(body, {"payload", "encryptedNonce", "iv", "encryptionAlgorithm"}, context).get("payload")
         if key.imported and payload is None:
             raise IbmError("KEY_PAYLOAD_REQ_ERR", context, target="payload")
         if not key.imported and payload is not None:
@@ -484,7 +484,7 @@ class KeyProtectState:
     def wrap(self, key: IbmKey, body: dict[str, Any] | None) -> dict[str, Any]:
         self.check_action(key, "wrap")
         context = "Wrap with key could not be performed"
-        body = body or {}
+        body = check_fields(body, {"plaintext", "aad"}, context)
         aad = parse_aad(body.get("aad"), context)
         generated = body.get("plaintext") is None
         if generated:
@@ -504,12 +504,21 @@ class KeyProtectState:
         context = f"{'Rewrap' if rewrap else 'Unwrap'} with key could not be performed"
         if body is None:
             raise IbmError("NO_BODY_ERR", "Action could not be performed on key")
+        check_fields(body, {"ciphertext", "aad"}, context)
         aad = parse_aad(body.get("aad"), context)
         version, plaintext = open_sealed(key, body.get("ciphertext"), aad, context)
         if rewrap:
             latest = key.versions[-1]
             return {"ciphertext": seal(latest, plaintext, aad), "keyVersion": latest.as_json()}
         return {"plaintext": b64(plaintext), "keyVersion": version.as_json()}
+
+
+def check_fields(body: dict[str, Any] | None, allowed: set[str], context: str) -> dict[str, Any]:
+    """The body, refused with ``BAD_BODY_ERR`` when it carries a field the action does not know."""
+    unknown = sorted(set(body or {}) - allowed)
+    if unknown:
+        raise IbmError("BAD_BODY_ERR", context, detail=f'json: unknown field "{unknown[0][:64]}"')
+    return body or {}
 
 
 def check_rotation(rotation: Any, context: str) -> dict[str, Any]:
