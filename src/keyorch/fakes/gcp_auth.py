@@ -58,25 +58,29 @@ def _b64url_decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 @dataclass
 class ServiceAccount:
-    """The one service account a fake knows, with an RSA-2048 key generated at construction."""
+    """The one service account a fake knows, with its own RSA-2048 key.
+
+    Identifiers are fixed at construction; the key pair is generated on first use (about 0.1 s
+    of CPU, which a fake that never serves credentials need not spend) and kept from then on.
+    """
 
     project_id: str
     client_email: str = ""
     client_id: str = field(default_factory=lambda: str(secrets.randbelow(10**21 - 10**20) + 10**20))
     private_key_id: str = field(default_factory=lambda: secrets.token_hex(20))
-    key: rsa.RSAPrivateKey = field(
-        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048), repr=False
-    )
+    _key: rsa.RSAPrivateKey | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.client_email:
             self.client_email = f"keyorch-fake@{self.project_id}.iam.gserviceaccount.com"
+
+    @property
+    def key(self) -> rsa.RSAPrivateKey:
+        if self._key is None:
+            self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return self._key
 
     def document(self, base_url: str) -> dict[str, Any]:
         """A service-account JSON as the Cloud console downloads it, pointed at the fake."""

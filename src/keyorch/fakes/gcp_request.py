@@ -69,7 +69,7 @@ class Call:
             return {}
         try:
             doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting exhausts the parser
             raise invalid("Invalid JSON payload received. Unexpected token.") from exc
         return message(doc, where, allowed)
 
