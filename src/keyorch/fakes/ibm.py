@@ -43,8 +43,9 @@ from aiohttp import web
 from keyorch.fakes.base import ProviderFake
 from keyorch.fakes.clock import FakeClock
 from keyorch.fakes.faults import ProviderFaults
+from keyorch.fakes.ibm_admin import add_admin_routes
 from keyorch.fakes.ibm_iam import IamUsers
-from keyorch.fakes.ibm_routes import add_admin_routes, add_api_routes
+from keyorch.fakes.ibm_routes import add_api_routes
 from keyorch.fakes.ibm_state import KeyProtectState
 from keyorch.fakes.ibm_wire import IbmError, error_body
 

@@ -8,16 +8,12 @@ purge is allowed 4 hours after deletion, and a deleted key disappears (404) afte
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keyorch.fakes.clock import FakeClock
 from keyorch.fakes.ibm_wire import KEY_TYPE, IbmError, b64, b64decode, iso, parse_time
@@ -480,38 +476,6 @@ class KeyProtectState:
             raise IbmError("REQ_TOO_EARLY_ERR", f"Purge operation is allowed 4h0m0s after key is deleted: {context}")
         self.forget(key)
 
-    # -- wrap / unwrap ----------------------------------------------------------------------
-    def wrap(self, key: IbmKey, body: dict[str, Any] | None) -> dict[str, Any]:
-        self.check_action(key, "wrap")
-        context = "Wrap with key could not be performed"
-        body = check_fields(body, {"plaintext", "aad"}, context)
-        aad = parse_aad(body.get("aad"), context)
-        generated = body.get("plaintext") is None
-        if generated:
-            plaintext = new_material()
-        else:
-            plaintext = b64decode(body["plaintext"], "plaintext", context, "a base64 encoded key material")
-            if len(plaintext) > 4096:
-                raise IbmError("INVALID_FIELD_ERR", context, detail="plaintext is too large", target="plaintext")
-        version = key.versions[-1]
-        doc: dict[str, Any] = {"ciphertext": seal(version, plaintext, aad), "keyVersion": version.as_json()}
-        if generated:
-            doc["plaintext"] = b64(plaintext)
-        return doc
-
-    def unwrap(self, key: IbmKey, body: dict[str, Any] | None, *, rewrap: bool) -> dict[str, Any]:
-        self.check_action(key, "rewrap" if rewrap else "unwrap")
-        context = f"{'Rewrap' if rewrap else 'Unwrap'} with key could not be performed"
-        if body is None:
-            raise IbmError("NO_BODY_ERR", "Action could not be performed on key")
-        check_fields(body, {"ciphertext", "aad"}, context)
-        aad = parse_aad(body.get("aad"), context)
-        version, plaintext = open_sealed(key, body.get("ciphertext"), aad, context)
-        if rewrap:
-            latest = key.versions[-1]
-            return {"ciphertext": seal(latest, plaintext, aad), "keyVersion": latest.as_json()}
-        return {"plaintext": b64(plaintext), "keyVersion": version.as_json()}
-
 
 def check_fields(body: dict[str, Any] | None, allowed: set[str], context: str) -> dict[str, Any]:
     """The body, refused with ``BAD_BODY_ERR`` when it carries a field the action does not know."""
@@ -528,37 +492,3 @@ def check_rotation(rotation: Any, context: str) -> dict[str, Any]:
     if type(interval) is not int or not 1 <= interval <= 12:
         raise IbmError("INVALID_FIELD_ERR", context, detail="`interval_month` must be 1 to 12", target="interval_month")
     return {"enabled": rotation.get("enabled", True), "interval_month": interval}
-
-
-def parse_aad(raw: Any, context: str) -> bytes | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, list) or len(raw) > 255 or not all(isinstance(x, str) and len(x) <= 255 for x in raw):
-        raise IbmError("INVALID_FIELD_ERR", context, detail="The field `aad` must be: a list of strings", target="aad")
-    return "\x00".join(raw).encode()
-
-
-def seal(version: KeyVersion, plaintext: bytes, aad: bytes | None) -> str:
-    """AES-GCM under the key version's material; the ciphertext names its version (like Key Protect's)."""
-    iv = os.urandom(12)
-    sealed = AESGCM(version.material).encrypt(iv, plaintext, aad)
-    blob = {"ciphertext": b64(sealed), "iv": b64(iv), "version": "4.0.0", "handle": version.id}
-    return b64(json.dumps(blob, separators=(",", ":")).encode())
-
-
-def open_sealed(key: IbmKey, ciphertext: Any, aad: bytes | None, context: str) -> tuple[KeyVersion, bytes]:
-    what = "the original base64 encoded ciphertext from the wrap operation"
-    raw = b64decode(ciphertext, "ciphertext", context, what)
-    try:
-        blob = json.loads(raw)
-        handle, iv, sealed = blob["handle"], b64decode(blob["iv"], "iv", context, what), blob["ciphertext"]
-        sealed_bytes = b64decode(sealed, "ciphertext", context, what)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, IbmError) as exc:
-        raise IbmError("UNPROCESSABLE_CIPHERTEXT_ERR", context) from exc
-    version = next((v for v in key.versions if v.id == handle), None)
-    if version is None or len(iv) != 12:
-        raise IbmError("UNPROCESSABLE_CIPHERTEXT_ERR", context)
-    try:
-        return version, AESGCM(version.material).decrypt(iv, sealed_bytes, aad)
-    except InvalidTag as exc:
-        raise IbmError("UNPROCESSABLE_CIPHERTEXT_ERR", context) from exc
