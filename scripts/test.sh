@@ -4,6 +4,7 @@
 # and stops the server again. Usage: bash scripts/test.sh [pytest args…]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh
 PY=${PYTHON:-.venv/bin/python}
 
 pg_bin=""

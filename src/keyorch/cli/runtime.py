@@ -13,6 +13,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from keyorch.audit import Actor
@@ -106,7 +107,7 @@ def make_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequenc
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*("" if v is None else escape(str(v)) for v in row))
     return table
 
 
@@ -115,5 +116,5 @@ def properties_table(title: str, props: Sequence[tuple[str, Any]]) -> Table:
     table.add_column("property", style="bold")
     table.add_column("value", overflow="fold")
     for name, value in props:
-        table.add_row(name, "" if value is None else str(value))
+        table.add_row(escape(name), "" if value is None else escape(str(value)))
     return table
