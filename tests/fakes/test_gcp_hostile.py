@@ -173,12 +173,15 @@ def missing_and_query() -> list[Bad]:
         Bad("GET", f"/v1/{KEY}/cryptoKeyVersions/0"),
         Bad("GET", f"/v1/{KEY}/cryptoKeyVersions/x"),
         Bad("GET", f"/v1/{KEY}/cryptoKeyVersions/99999999999999999999"),
+        Bad("GET", f"/v1/{KEY}/cryptoKeyVersions/%D9%A1"),  # a non-ASCII digit one
+        Bad("POST", f"/v1/{KEY}:updatePrimaryVersion", _json({"cryptoKeyVersionId": "\u0661"})),
         Bad("GET", f"/v1/{RING}/cryptoKeys/missing"),
     ]
     queries = [
         "pageSize=-1", "pageSize=abc", "pageSize=1e3", "pageToken=zzz", "pageToken=%00", "filter=%3D%3D",
         "filter=state%3D", "filter=" + "a%3Db%20AND%20" * 200 + "c%3Dd", "orderBy=createTime", "orderBy=name%20up",
         "$alt=xml", "alt=proto", "$alt=json;enum-encoding=roman", "unknown=1", "view=EVERYTHING", "versionView=9",
+        "pageSize=99999999999999999999", "pageSize=%EF%BC%91", "pageToken=%FF", "%FF=1", "filter=%FF",
     ]  # fmt: skip
     for query in queries:
         out.append(Bad("GET", f"/v1/{KEY}/cryptoKeyVersions?{query}"))

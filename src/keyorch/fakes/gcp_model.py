@@ -302,7 +302,7 @@ class CryptoKey:
         return self
 
     def version(self, version_id: str) -> Version:
-        if version_id.isdigit() and 1 <= int(version_id) <= len(self.versions):
+        if version_id.isascii() and version_id.isdigit() and 1 <= int(version_id) <= len(self.versions):
             return self.versions[int(version_id) - 1]
         raise not_found("CryptoKeyVersion", f"{self.name}/cryptoKeyVersions/{version_id}")
 

@@ -305,7 +305,7 @@ class KmsService:
         raw = doc.get(field)
         if raw is None:
             return False
-        if isinstance(raw, bool) or not isinstance(raw, int | str) or not str(raw).isdigit():
+        if isinstance(raw, bool) or not isinstance(raw, int | str) or not (str(raw).isascii() and str(raw).isdigit()):
             raise invalid(f"Invalid value at '{field}' (TYPE_INT64), {str(raw)[:40]!r}", field)
         if int(raw) != crc32c(data):
             raise invalid(f"The checksum in field {field} did not match the data.", field)

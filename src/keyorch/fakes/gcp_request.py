@@ -31,6 +31,7 @@ SYSTEM_PARAMS = frozenset(
 LIST_PARAMS = frozenset({"pageSize", "pageToken", "filter", "orderBy"})
 DEFAULT_PAGE_SIZE = 1000
 MAX_FILTER_LENGTH = 1024
+_INT32 = re.compile(r"-?[0-9]{1,10}")
 _SNAKE = re.compile(r"_([a-z0-9])")
 _TERM = re.compile(r'(NOT\s+)?([A-Za-z][A-Za-z0-9_.]*)\s*(!=|=|:)\s*("([^"]*)"|[^\s"=!:<>][^\s"]*)')
 
@@ -158,10 +159,9 @@ def paginate(
     if order == "name desc":
         items = items[::-1]
     size_text = call.param("pageSize") or "0"
-    try:
-        size = int(size_text)
-    except ValueError as exc:
-        raise invalid(f"Invalid value at 'page_size' (TYPE_INT32), \"{size_text[:40]}\"", "page_size") from exc
+    if _INT32.fullmatch(size_text) is None or not -(2**31) <= int(size_text) < 2**31:
+        raise invalid(f"Invalid value at 'page_size' (TYPE_INT32), \"{size_text[:40]}\"", "page_size")
+    size = int(size_text)
     if size < 0:
         raise invalid("page_size must be non-negative.", "page_size")
     size = min(size or DEFAULT_PAGE_SIZE, DEFAULT_PAGE_SIZE)
@@ -188,7 +188,7 @@ def _token_offset(token: str, scope: str) -> int:
     try:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         token_scope, _, offset = text.partition(":")
-        if token_scope == scope and offset.isdigit():
+        if token_scope == scope and offset.isascii() and offset.isdigit():
             return int(offset)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         pass
