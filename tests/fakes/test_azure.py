@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from tests.fakes.test_azure_client import API, VaultClient, oaep256_encrypt, open_vault, rsa_public, version_of
+from yarl import URL
 
 from keyorch.fakes.azure import AzureKeyVaultFake
 from keyorch.fakes.faults import ProviderFaults
@@ -463,3 +464,19 @@ async def test_snapshot_and_reset() -> None:
         snap = vault.fake.state_snapshot()
         assert snap["keys"] == [] and snap["deleted_keys"] == []
         assert (await vault.call("POST", "/keys/dead/create", {"kty": "EC"})).status == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "status"), [("a" * 127, 200), ("A-9", 200), ("a" * 128, 400), ("a_b", 400), ("abc%0A", 400)]
+)
+async def test_key_names_follow_the_spec_pattern(name: str, status: int) -> None:
+    async with open_vault() as vault:
+        reply = await vault.raw(
+            "POST",
+            URL(f"{vault.url}/keys/{name}/create?api-version={API}", encoded=True),
+            json={"kty": "EC"},
+            headers={"Authorization": f"Bearer {vault.token}"},
+        )
+        assert reply.status == status
+        if status == 400:
+            assert reply.codes[0] == "BadParameter"

@@ -21,7 +21,7 @@ from keyorch.fakes.azure_crypto import b64url
 SEED = 20260323
 Form = Literal["vault", "entra", "either", "status_only"]
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-BAD_NAME_PARTS = ("_", ".", "%20", "%2F", "%00", "%FF", "%C3%A9", "'", "%22", "~", "..", "%25", "+", "*")
+BAD_NAME_PARTS = ("_", "%0A", ".", "%20", "%2F", "%00", "%FF", "%C3%A9", "'", "%22", "~", "..", "%25", "+", "*")
 WRONG_TYPES: list[Any] = [1, -1, 1.5, True, [], {}, "", "x" * 2000, [1, "a"], {"a": None}]
 
 

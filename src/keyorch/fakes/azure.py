@@ -49,7 +49,7 @@ from keyorch.fakes.faults import ProviderFaults
 
 API_VERSIONS = ("7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01")
 LATEST_API_VERSION = API_VERSIONS[-1]
-NAME_PATTERN = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+NAME_PATTERN = re.compile(r"[0-9a-zA-Z-]{1,127}")
 MAX_RESULTS = 25
 SERVICE_VERSION = "1.9.2573.1"
 CRYPTO_OPERATIONS = {"encrypt": "Encrypt", "decrypt": "Decrypt", "wrapKey": "WrapKey", "unwrapKey": "UnwrapKey"}
@@ -103,7 +103,7 @@ def routes_for_path(raw_path: str) -> dict[str, Route]:
 
 
 def _valid_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise bad_parameter(f"The request URI contains an invalid name: {name[:200]}")
     return name
 
@@ -174,7 +174,7 @@ class AzureKeyVaultFake(ProviderFake):
     # -- ProviderFake ------------------------------------------------------------------------
 
     def add_routes(self, app: web.Application) -> None:
-        for path in ("/keys", "/keys/{tail:.*}", "/deletedkeys", "/deletedkeys/{tail:.*}"):
+        for path in ("/keys", r"/keys/{tail:[\s\S]*}", "/deletedkeys", r"/deletedkeys/{tail:[\s\S]*}"):
             app.router.add_route(hdrs.METH_ANY, path, self._dispatch)
         app.router.add_route(hdrs.METH_ANY, "/{tenant}/oauth2/v2.0/token", self._dispatch)
         app.on_response_prepare.append(self._add_service_headers)
