@@ -122,6 +122,10 @@ class Target:
     pending_destruction_until: datetime | None = None
     last_error: str | None = None
     updated_at: datetime | None = None
+    #: the key generation (desired-state change count) this target was last brought in line with
+    synced_generation: int | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
 
     def with_changes(self, **changes: Any) -> Target:
         return replace(self, **changes)
@@ -150,6 +154,8 @@ class ManagedKey:
     deletion_authorization: DeletionAuthorization | None = None
     destroy_force: bool = False
     version: int = 1
+    #: bumped on every change of the desired state; targets record the generation they synced to
+    generation: int = 1
 
     @property
     def out_of_sync(self) -> bool:

@@ -57,7 +57,14 @@ def apply_state_change(key: ManagedKey, action: KeyAction, now: datetime) -> Man
         for t in key.targets
     )
     authorization = None if action is KeyAction.DESTROY else key.deletion_authorization
-    return replace(key, state=new_state, targets=targets, updated_at=now, deletion_authorization=authorization)
+    return replace(
+        key,
+        state=new_state,
+        targets=targets,
+        updated_at=now,
+        deletion_authorization=authorization,
+        generation=key.generation + 1,
+    )
 
 
 # --- removal from the vault ---------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, and_, delete, func, insert, select, update
@@ -12,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from keyorch.audit import AuditRecord
 from keyorch.domain.errors import InvalidInput, NotFound, StaleVersion
-from keyorch.domain.models import Keystore, KeystoreStatus, KeyTemplate, ManagedKey, Vault
+from keyorch.domain.models import Keystore, KeystoreStatus, KeyTemplate, ManagedKey, Target, Vault
 from keyorch.domain.states import KeyState
 from keyorch.store import rows
 from keyorch.store.engine import create_engine
-from keyorch.store.schema import audit_log, key_targets, keystores, managed_keys, templates, vaults
+from keyorch.store.schema import audit_log, intents, key_targets, keystores, managed_keys, templates, vaults
 
 
 class Store:
@@ -244,6 +245,65 @@ class Transaction:
         )
         if result.rowcount != 1:
             raise StaleVersion(f"key {key.id} changed meanwhile; read it again and retry", target="version")
+
+    async def update_targets(self, key_id: str, generation: int, targets: Sequence[Target]) -> bool:
+        """Record what the reconciler saw and did, without touching the key's version.
+
+        Written only while the key's desired state is still at ``generation``: a result computed
+        for an older desired state is dropped (the caller reconciles again). Returns whether written.
+        """
+        stmt = select(managed_keys.c.generation).where(managed_keys.c.id == key_id)
+        current = (await self.conn.execute(stmt)).scalar_one_or_none()
+        if current != generation:
+            return False
+        for target in targets:
+            values = rows.target_to_row(key_id, target)
+            await self.conn.execute(
+                update(key_targets)
+                .where(key_targets.c.key_id == key_id, key_targets.c.keystore_id == target.keystore_id)
+                .values(**{k: v for k, v in values.items() if k not in ("key_id", "keystore_id")})
+            )
+        return True
+
+    # --- intents (journal of mutating provider calls) -------------------------------------
+
+    async def start_intent(
+        self, key_id: str, keystore_id: str, generation: int, action: str, attempts: int, now: datetime
+    ) -> int:
+        result = await self.conn.execute(
+            insert(intents).values(
+                key_id=key_id,
+                keystore_id=keystore_id,
+                generation=generation,
+                action=action,
+                status="started",
+                attempts=attempts,
+                started_at=now,
+            )
+        )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    async def finish_intent(self, intent_id: int, status: str, error: str | None, now: datetime) -> None:
+        await self.conn.execute(
+            update(intents).where(intents.c.id == intent_id).values(status=status, last_error=error, finished_at=now)
+        )
+
+    async def resolve_intents(self, key_id: str, keystore_id: str, now: datetime) -> int:
+        """Close every open intent of a target once it is in line with the desired state."""
+        result = await self.conn.execute(
+            update(intents)
+            .where(intents.c.key_id == key_id, intents.c.keystore_id == keystore_id, intents.c.status == "started")
+            .values(status="resolved", finished_at=now)
+        )
+        return int(result.rowcount)
+
+    async def open_intents(self, key_id: str | None = None) -> list[dict[str, Any]]:
+        stmt = select(intents).where(intents.c.status == "started").order_by(intents.c.id)
+        if key_id is not None:
+            stmt = stmt.where(intents.c.key_id == key_id)
+        return [dict(r) for r in (await self.conn.execute(stmt)).mappings()]
 
     # --- audit ----------------------------------------------------------------------------
 

@@ -123,6 +123,9 @@ def target_from_row(row: Row) -> Target:
         pending_destruction_until=row["pending_destruction_until"],
         last_error=row["last_error"],
         updated_at=row["updated_at"],
+        synced_generation=row["synced_generation"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
     )
 
 
@@ -137,6 +140,9 @@ def target_to_row(key_id: str, t: Target) -> dict[str, Any]:
         "pending_destruction_until": t.pending_destruction_until,
         "last_error": t.last_error,
         "updated_at": t.updated_at,
+        "synced_generation": t.synced_generation,
+        "attempts": t.attempts,
+        "next_attempt_at": t.next_attempt_at,
     }
 
 
@@ -163,6 +169,7 @@ def key_from_row(row: Row, targets: Iterable[Target]) -> ManagedKey:
         deletion_authorization=auth,
         destroy_force=bool(row["destroy_force"]),
         version=row["version"],
+        generation=row["generation"],
     )
 
 
@@ -182,6 +189,7 @@ def key_to_row(k: ManagedKey) -> dict[str, Any]:
         "deletion_authorized_at": auth.authorized_at if auth else None,
         "deletion_authorization_expires_at": auth.expires_at if auth else None,
         "destroy_force": k.destroy_force,
+        "generation": k.generation,
         "created_at": k.created_at,
         "updated_at": k.updated_at,
         "version": k.version,

@@ -111,6 +111,7 @@ managed_keys = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("version", Integer, nullable=False),
+    Column("generation", Integer, nullable=False, server_default="1"),
     UniqueConstraint("vault_id", "label", name="uq_keys_vault_label"),
     Index("ix_keys_state", "state"),
 )
@@ -127,7 +128,29 @@ key_targets = Table(
     Column("pending_destruction_until", UtcDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("updated_at", UtcDateTime, nullable=True),
+    Column("synced_generation", Integer, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
     Index("ix_targets_keystore", "keystore_id"),
+)
+
+#: The journal of mutating provider calls: written before the call ("started") and after it
+#: ("succeeded" / "failed"), so a process killed in between knows a call may have happened.
+intents = Table(
+    "intents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_id", String(36), nullable=False),
+    Column("keystore_id", String(36), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Index("ix_intents_target", "key_id", "keystore_id"),
+    Index("ix_intents_status", "status"),
 )
 
 audit_log = Table(
