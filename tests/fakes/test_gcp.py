@@ -265,7 +265,7 @@ async def test_destroy_completes_when_the_fake_clock_passes_destroy_time(kms: Km
 
 
 # Reference section 3.3: PATCH toggles ENABLED<->DISABLED only; :destroy from ENABLED or DISABLED;
-# :restore from DESTROY_SCHEDULED to DISABLED; crypto needs ENABLED; anything else is 400
+# :restore from DESTROY_SCHEDULED to DISABLED; crypto and :updatePrimaryVersion need ENABLED; anything else is 400
 # FAILED_PRECONDITION naming the state. A cell is (HTTP status, canonical status or resulting state).
 FP = (400, "FAILED_PRECONDITION")
 STATE_TABLE: dict[str, dict[str, tuple[int, str]]] = {
@@ -276,6 +276,7 @@ STATE_TABLE: dict[str, dict[str, tuple[int, str]]] = {
         "restore": FP,
         "encrypt": (200, "ENABLED"),
         "decrypt": (200, "ENABLED"),
+        "make_primary": (200, "ENABLED"),
         "get": (200, "ENABLED"),
     },
     "DISABLED": {
@@ -285,6 +286,7 @@ STATE_TABLE: dict[str, dict[str, tuple[int, str]]] = {
         "restore": FP,
         "encrypt": FP,
         "decrypt": FP,
+        "make_primary": FP,
         "get": (200, "DISABLED"),
     },
     "DESTROY_SCHEDULED": {
@@ -294,6 +296,7 @@ STATE_TABLE: dict[str, dict[str, tuple[int, str]]] = {
         "restore": (200, "DISABLED"),
         "encrypt": FP,
         "decrypt": FP,
+        "make_primary": FP,
         "get": (200, "DESTROY_SCHEDULED"),
     },
     "DESTROYED": {
@@ -303,6 +306,7 @@ STATE_TABLE: dict[str, dict[str, tuple[int, str]]] = {
         "restore": FP,
         "encrypt": FP,
         "decrypt": FP,
+        "make_primary": FP,
         "get": (200, "DESTROYED"),
     },
 }
@@ -338,6 +342,7 @@ async def test_version_state_table(kms: Kms, state: str, op: str) -> None:
         "restore": ("POST", version + ":restore", {}, None),
         "encrypt": ("POST", key + ":encrypt", {"plaintext": b64(b"more")}, None),
         "decrypt": ("POST", key + ":decrypt", {"ciphertext": ciphertext}, None),
+        "make_primary": ("POST", key + ":updatePrimaryVersion", {"cryptoKeyVersionId": "1"}, None),
         "get": ("GET", version, None, None),
     }
     method, path, body, params = requests[op]
@@ -349,6 +354,8 @@ async def test_version_state_table(kms: Kms, state: str, op: str) -> None:
         assert after == expected
         if op == "decrypt":
             assert base64.b64decode(doc["plaintext"]) == b"secret"
+        elif op == "make_primary":
+            assert doc["primary"]["name"] == version and doc["primary"]["state"] == expected
         elif op != "encrypt":
             assert doc["state"] == expected
     else:

@@ -174,7 +174,9 @@ class KmsService:
                 )
             key.destroy_scheduled = window
         self._apply_key_settings(key, doc, set(doc) & {"labels", "rotationPeriod", "nextRotationTime"})
-        key.import_only = doc.get("importOnly", False) is True
+        if not isinstance(doc.get("importOnly", False), bool):
+            raise invalid("Invalid value at 'crypto_key.import_only' (TYPE_BOOL).", "crypto_key.import_only")
+        key.import_only = doc.get("importOnly", False)
         if key.import_only and not skip:
             raise invalid(
                 "import_only CryptoKeys must set skip_initial_version_creation.", "skip_initial_version_creation"
