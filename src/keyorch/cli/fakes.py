@@ -11,7 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -29,7 +29,9 @@ from keyorch.fakes.registry import (
     start_fakes,
     write_credentials,
 )
-from keyorch.fakes.tls import TlsMaterial, generate_tls, server_names
+
+if TYPE_CHECKING:
+    from keyorch.fakes.tls import TlsMaterial
 
 MAX_FAULTS_FILE_BYTES = 1024 * 1024
 
@@ -243,7 +245,11 @@ def serve(
 
     made_dir = credentials_dir is None
     directory = Path(tempfile.mkdtemp(prefix="keyorch-fakes-")) if credentials_dir is None else credentials_dir
-    material = generate_tls(server_names(host)) if tls else None
+    material: TlsMaterial | None = None
+    if tls:
+        from keyorch.fakes.tls import generate_tls, server_names
+
+        material = generate_tls(server_names(host))
     if material is not None and ca_out is None:
         ca_out = directory / "ca.pem"
     try:

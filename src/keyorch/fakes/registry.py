@@ -21,13 +21,14 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keyorch.fakes.base import ProviderFake, RunningFake, start_fake
-from keyorch.fakes.faults import FaultsFile
-from keyorch.fakes.tls import TlsMaterial
+if TYPE_CHECKING:  # the heavy imports wait until a fake is made or started (keeps the CLI quick)
+    from keyorch.fakes.base import ProviderFake, RunningFake
+    from keyorch.fakes.faults import FaultsFile
+    from keyorch.fakes.tls import TlsMaterial
 
-FakeFactory = Callable[..., ProviderFake]
+FakeFactory = Callable[..., "ProviderFake"]
 
 #: every keystore type with a fake, in port-offset order
 FAKE_KINDS: tuple[str, ...] = ("aws_kms", "azure_key_vault", "google_kms", "ibm_key_protect")
@@ -46,6 +47,9 @@ GOOGLE_LOCATION = "us-east1"
 GOOGLE_KEY_RING = "keyorch"
 IBM_REGION = "us-south"
 
+#: how long a stopping fake lets requests in flight finish before cancelling them
+SHUTDOWN_GRACE_SECONDS = 1.0
+
 
 class FakeUnavailableError(RuntimeError):
     """A provider fake's module cannot be imported (or lacks its class)."""
@@ -63,6 +67,8 @@ def _lazy_factory(kind: str) -> FakeFactory:
     module_name, class_name = _LOCATIONS[kind]
 
     def make(**kwargs: Any) -> ProviderFake:
+        from keyorch.fakes.base import ProviderFake
+
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -115,11 +121,25 @@ class FakeCluster:
     def __iter__(self) -> Any:
         return iter(self.running)
 
-    async def stop(self) -> None:
-        """Stop every fake (closing listeners first, then open connections)."""
+    async def stop(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop every fake: stop listening, give requests in flight ``grace_seconds``, then cancel them.
+
+        The bound matters because a ``hang`` fault holds its request for up to a day.
+        """
         fakes = list(self.running.values())
         self.running = {}
-        await asyncio.gather(*(running.stop() for running in fakes), return_exceptions=True)
+        await asyncio.gather(*(_stop_running(running, grace_seconds) for running in fakes), return_exceptions=True)
+
+
+async def _stop_running(running: RunningFake, grace_seconds: float) -> None:
+    runner = running.runner
+    for site in list(runner.sites):
+        await site.stop()
+    server = runner.server
+    if server is not None:
+        server.pre_shutdown()
+        await server.shutdown(grace_seconds)
+    await running.stop()
 
 
 def _port_for(kind: str, port_base: int | None) -> int:
@@ -155,23 +175,62 @@ async def start_fakes(
     Each fake gets its own clock and its provider's rules from ``faults_file``. On any failure
     the fakes already started are stopped again before the error propagates.
     """
+    from keyorch.fakes.base import start_fake
+
     factories = FAKE_TYPES if types is None else types
     chosen = parse_kinds(kinds, allowed=factories)
     ssl_context = tls.server_context() if tls is not None else None
     cluster = FakeCluster(tls=tls)
     try:
         for kind in chosen:
-            faults = faults_file.for_provider(kind) if faults_file is not None else None
-            fake = factories[kind](faults=faults)
+            fake = factories[kind]()
             port = _port_for(kind, port_base)
             try:
-                cluster.running[kind] = await start_fake(fake, host, port, ssl_context=ssl_context)
+                running = cluster.running[kind] = await start_fake(fake, host, port, ssl_context=ssl_context)
             except OSError as exc:
                 raise _start_error(kind, host, port, exc) from exc
+            await _prepare(kind, running, tls)
+            # Faults apply from the first client request on; the preparation is not logged.
+            if faults_file is not None:
+                fake.faults.configure(faults_file.for_provider(kind))
+            fake.log.clear()
     except BaseException:
         await cluster.stop()
         raise
     return cluster
+
+
+async def _prepare(kind: str, running: RunningFake, tls: TlsMaterial | None) -> None:
+    """Create what the connect options name but a fresh fake lacks: Google's key ring."""
+    if kind != "google_kms":
+        return
+    import aiohttp
+
+    token, _ = running.fake.tokens.issue("ya29")
+    project = _google_project(running)
+    url = f"{running.url}/v1/projects/{project}/locations/{GOOGLE_LOCATION}/keyRings"
+    ssl_context = tls.client_context() if tls is not None else None
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.post(
+            url,
+            params={"keyRingId": GOOGLE_KEY_RING},
+            json={},
+            headers={"Authorization": f"Bearer {token}"},
+            ssl=ssl_context if ssl_context is not None else True,
+        ) as response,
+    ):
+        if response.status not in (200, 409):
+            detail = (await response.text())[:300]
+            raise FakeStartError(
+                f"Cannot prepare the google_kms fake: creating key ring {GOOGLE_KEY_RING!r} answered "
+                f"HTTP {response.status} ({' '.join(detail.split())})."
+            )
+
+
+def _google_project(running: RunningFake) -> str:
+    project = running.fake.credentials(running.url).get("project_id")
+    return project if isinstance(project, str) and project else GOOGLE_PROJECT
 
 
 def _ibm_instance_id(running: RunningFake) -> str:
@@ -202,7 +261,7 @@ def connect_args(
     if kind == "aws_kms":
         args += ["--region", AWS_REGION]
     elif kind == "google_kms":
-        args += ["--project", GOOGLE_PROJECT, "--location", GOOGLE_LOCATION, "--key-ring", GOOGLE_KEY_RING]
+        args += ["--project", _google_project(running), "--location", GOOGLE_LOCATION, "--key-ring", GOOGLE_KEY_RING]
     elif kind == "ibm_key_protect":
         args += ["--region", IBM_REGION, "--instance-id", _ibm_instance_id(running)]
     elif kind != "azure_key_vault":
