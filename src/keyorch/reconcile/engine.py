@@ -1,0 +1,221 @@
+"""Reconcile one managed key: observe every target, plan, act, record.
+
+``reconcile_key`` is level-triggered: it reads the desired state and observes each keystore every
+time, whatever triggered it. Before each mutating provider call the intent is journalled, after it
+the result, so a process killed in between re-observes on restart and, thanks to the adapters'
+deterministic identities, never repeats a side effect blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from keyorch.domain.clock import Clock
+from keyorch.domain.models import Keystore, ManagedKey, SyncFlag, Target
+from keyorch.logs import get_logger
+from keyorch.providers.base import KeyRef, KeySpec, KeystoreClient, Observation
+from keyorch.providers.errors import NotFound, ProviderError
+from keyorch.reconcile.clients import ClientPool
+from keyorch.reconcile.planner import Action, Observed, TargetPlan, plan_target
+from keyorch.store.repository import Store
+
+#: Observations gathered by a listing pass: keystore id -> managed key id -> observation.
+Listing = dict[str, dict[str, Observation]]
+
+RETRY_BASE = timedelta(seconds=5)
+RETRY_MAX = timedelta(minutes=30)
+
+
+@dataclass
+class TargetOutcome:
+    keystore_id: str
+    keystore_name: str
+    plan: TargetPlan
+    actions_done: list[Action] = field(default_factory=list)
+    error: str | None = None
+    unreachable: bool = False
+
+    @property
+    def target(self) -> Target:
+        return self.plan.target
+
+
+@dataclass
+class KeyOutcome:
+    key_id: str
+    label: str
+    state: str
+    targets: list[TargetOutcome]
+    stale: bool = False  # the desired state moved while we worked: reconcile again
+
+    @property
+    def in_sync(self) -> bool:
+        return all(t.target.sync_flag is SyncFlag.IN_SYNC for t in self.targets)
+
+    @property
+    def unreachable(self) -> bool:
+        return any(t.unreachable for t in self.targets)
+
+    @property
+    def actions(self) -> int:
+        return sum(len(t.actions_done) for t in self.targets)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for t in self.targets if t.error)
+
+    @property
+    def transient_failure(self) -> bool:
+        """Worth retrying soon: something keyorch was asked to do is still pending."""
+        return self.stale or any(t.target.sync_flag is SyncFlag.PENDING or t.unreachable for t in self.targets)
+
+
+class Reconciler:
+    def __init__(self, store: Store, clients: ClientPool, clock: Clock) -> None:
+        self.store = store
+        self.clients = clients
+        self.clock = clock
+
+    async def load(self, key_ref: str) -> tuple[ManagedKey, dict[str, Keystore]]:
+        async with self.store.transaction() as tx:
+            key = await tx.key(key_ref)
+            keystores = {t.keystore_id: await tx.keystore(t.keystore_id) for t in key.targets}
+        return key, keystores
+
+    async def observe(
+        self, key: ManagedKey, target: Target, keystore: Keystore, listing: Listing | None
+    ) -> tuple[Observation | None, str | None]:
+        """(observation or None if absent, connection error or None)."""
+        if listing is not None and keystore.id in listing:
+            return listing[keystore.id].get(key.id), None
+        down = self.clients.down_reason(keystore.id)
+        if down is not None:
+            return None, down
+        try:
+            client = await self.clients.client(keystore)
+            return await client.get_key(KeyRef(target.key_id_in_keystore, key.id)), None
+        except NotFound:
+            return None, None
+        except ProviderError as exc:
+            if exc.transient or (exc.exit_code == 4 and exc.http_status in (502, 503)):
+                return None, exc.message
+            raise
+
+    async def plan(self, key_ref: str, *, push: bool = False, listing: Listing | None = None) -> KeyOutcome:
+        """Observe and plan without acting (``keyorch plan``)."""
+        key, keystores = await self.load(key_ref)
+        outcomes = await asyncio.gather(
+            *(self._plan_one(key, t, keystores[t.keystore_id], push, listing) for t in key.targets)
+        )
+        return KeyOutcome(key.id, key.label, key.state.value, list(outcomes))
+
+    async def _plan_one(
+        self, key: ManagedKey, target: Target, keystore: Keystore, push: bool, listing: Listing | None
+    ) -> TargetOutcome:
+        now = self.clock.now()
+        if not keystore.connected:
+            return TargetOutcome(keystore.id, keystore.name, plan_target(key, target, keystore, None, now))
+        try:
+            observation, unreachable = await self.observe(key, target, keystore, listing)
+        except ProviderError as exc:
+            plan = plan_target(key, target, keystore, None, now, unreachable=exc.message)
+            return TargetOutcome(keystore.id, keystore.name, plan, error=exc.message, unreachable=True)
+        plan = plan_target(key, target, keystore, observation, now, push=push, unreachable=unreachable)
+        return TargetOutcome(keystore.id, keystore.name, plan, unreachable=unreachable is not None)
+
+    async def reconcile_key(self, key_ref: str, *, push: bool = False, listing: Listing | None = None) -> KeyOutcome:
+        key, keystores = await self.load(key_ref)
+        log = get_logger(key_id=key.id, label=key.label, generation=key.generation)
+        outcomes = await asyncio.gather(
+            *(self._reconcile_target(key, t, keystores[t.keystore_id], push, listing, log) for t in key.targets)
+        )
+        now = self.clock.now()
+        async with self.store.transaction() as tx:
+            written = await tx.update_targets(key.id, key.generation, [o.target for o in outcomes])
+            if written:
+                for o in outcomes:
+                    if o.target.sync_flag is SyncFlag.IN_SYNC:
+                        await tx.resolve_intents(key.id, o.keystore_id, now)
+        return KeyOutcome(key.id, key.label, key.state.value, list(outcomes), stale=not written)
+
+    async def _reconcile_target(
+        self,
+        key: ManagedKey,
+        target: Target,
+        keystore: Keystore,
+        push: bool,
+        listing: Listing | None,
+        log: object,
+    ) -> TargetOutcome:
+        outcome = await self._plan_one(key, target, keystore, push, listing)
+        if not outcome.plan.actions:
+            return outcome
+        bound = get_logger(key_id=key.id, keystore=keystore.name, keystore_id=keystore.id)
+        client = await self.clients.client(keystore)
+        observation: Observation | None = None
+        ref = KeyRef(target.key_id_in_keystore or outcome.target.key_id_in_keystore, key.id)
+        for action in outcome.plan.actions:
+            attempts = target.attempts + 1
+            async with self.store.transaction() as tx:
+                intent = await tx.start_intent(
+                    key.id, keystore.id, key.generation, action.value, attempts, self.clock.now()
+                )
+            try:
+                observation = await self._act(client, action, key, ref)
+            except ProviderError as exc:
+                async with self.store.transaction() as tx:
+                    await tx.finish_intent(intent, "failed", exc.message[:1000], self.clock.now())
+                bound.warning("action failed", action=action.value, error=exc.message, transient=exc.transient)
+                return self._failed(outcome, key, target, action, exc)
+            async with self.store.transaction() as tx:
+                await tx.finish_intent(intent, "succeeded", None, self.clock.now())
+            outcome.actions_done.append(action)
+            bound.info("action done", action=action.value)
+            if observation is not None:
+                ref = KeyRef(observation.key_id_in_keystore, key.id)
+        # Observe again: the result decides the status (level-triggered, never assumed).
+        try:
+            after = await client.get_key(ref)
+        except NotFound:
+            after = None
+        except ProviderError as exc:
+            return self._failed(outcome, key, target, outcome.plan.actions[-1], exc)
+        final = plan_target(key, target, keystore, after, self.clock.now())
+        if final.actions:  # still out of line after acting: keep the intent, retry later
+            final = replace(final, target=self._with_retry(final.target, target, "not yet in line after acting"))
+        outcome.plan = final
+        return outcome
+
+    async def _act(self, client: KeystoreClient, action: Action, key: ManagedKey, ref: KeyRef) -> Observation | None:
+        if action is Action.CREATE:
+            spec = KeySpec(algorithm=key.algorithm, size=key.size, name=key.name, labels={"keyorch-label": key.label})
+            return await client.ensure_key(key.id, spec)
+        if action is Action.ENABLE:
+            return await client.enable(ref)
+        if action is Action.DISABLE:
+            return await client.disable(ref)
+        return await client.schedule_destruction(ref, force=key.destroy_force)
+
+    def _failed(
+        self, outcome: TargetOutcome, key: ManagedKey, target: Target, action: Action, exc: ProviderError
+    ) -> TargetOutcome:
+        message = f"{action.value} failed: {exc.message}"[:1000]
+        record = self._with_retry(outcome.target, target, message)
+        if not exc.transient:
+            # A refusal (e.g. Key Protect: registrations, retention, dual authorization): surfaced
+            # as out of sync with the provider's reason; still retried, on the long backoff.
+            record = record.with_changes(sync_flag=SyncFlag.OUT_OF_SYNC)
+        outcome.plan = replace(outcome.plan, target=record)
+        outcome.error = message
+        outcome.unreachable = exc.transient and outcome.plan.observed is Observed.UNREACHABLE
+        return outcome
+
+    def _with_retry(self, record: Target, before: Target, message: str) -> Target:
+        attempts = before.attempts + 1
+        delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 16)))
+        return record.with_changes(last_error=message, attempts=attempts, next_attempt_at=self._now() + delay)
+
+    def _now(self) -> datetime:
+        return self.clock.now()

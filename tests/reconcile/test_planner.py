@@ -1,0 +1,134 @@
+"""The planner, table-driven: every desired state x observed state x (intent | drift | push | remediate)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from tests.domain.factories import make_key, make_keystore
+
+from keyorch.domain.models import DriftPolicy, KeystoreStatus, SyncFlag, SyncReason, TargetStatus
+from keyorch.domain.states import KeyState
+from keyorch.providers.base import Observation
+from keyorch.reconcile.planner import Action, Observed, plan_target
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+UNTIL = NOW + timedelta(days=30)
+S = KeyState
+R = SyncReason
+C, E, Dis, SD = Action.CREATE, Action.ENABLE, Action.DISABLE, Action.SCHEDULE_DESTRUCTION
+OK, OUT, PEND = SyncFlag.IN_SYNC, SyncFlag.OUT_OF_SYNC, SyncFlag.PENDING
+
+
+def observation(observed: Observed) -> Observation | None:
+    match observed:
+        case Observed.ABSENT:
+            return None
+        case Observed.ACTIVE:
+            return Observation("kid", "k1", S.ACTIVE)
+        case Observed.DEACTIVATED:
+            return Observation("kid", "k1", S.DEACTIVATED)
+        case Observed.PENDING_DESTRUCTION:
+            return Observation("kid", "k1", S.DEACTIVATED, destruction_pending=True, pending_until=UNTIL)
+        case Observed.DESTROYED:
+            return Observation("kid", "k1", S.DESTROYED)
+    raise AssertionError(observed)
+
+
+GONE, ACT, DEACT, PEND_D, DESTR = (
+    Observed.ABSENT,
+    Observed.ACTIVE,
+    Observed.DEACTIVATED,
+    Observed.PENDING_DESTRUCTION,
+    Observed.DESTROYED,
+)
+
+# (desired, observed) -> (reason, actions when pushing; () = in line or nothing keyorch can do, in_line)
+TABLE: dict[tuple[S, Observed], tuple[SyncReason, tuple[Action, ...], bool]] = {
+    (S.PRE_ACTIVE, GONE): (R.PRE_ACTIVE_KEY_IS_NOT_PRESENT_IN_KEYSTORE, (), True),
+    (S.PRE_ACTIVE, DESTR): (R.PRE_ACTIVE_KEY_IS_NOT_PRESENT_IN_KEYSTORE, (), True),
+    (S.PRE_ACTIVE, ACT): (R.PRE_ACTIVE_KEY_IS_PRESENT_IN_KEYSTORE, (), False),
+    (S.PRE_ACTIVE, DEACT): (R.PRE_ACTIVE_KEY_IS_PRESENT_IN_KEYSTORE, (), False),
+    (S.PRE_ACTIVE, PEND_D): (R.PRE_ACTIVE_KEY_IS_PRESENT_IN_KEYSTORE, (), False),
+    (S.ACTIVE, ACT): (R.ACTIVE_KEY_IS_ACTIVE_IN_KEYSTORE, (), True),
+    (S.ACTIVE, GONE): (R.ACTIVE_KEY_IS_NOT_ACTIVE_IN_KEYSTORE, (C,), False),
+    (S.ACTIVE, DEACT): (R.ACTIVE_KEY_IS_NOT_ACTIVE_IN_KEYSTORE, (E,), False),
+    (S.ACTIVE, PEND_D): (R.ACTIVE_KEY_IS_NOT_ACTIVE_IN_KEYSTORE, (), False),
+    (S.ACTIVE, DESTR): (R.ACTIVE_KEY_IS_NOT_ACTIVE_IN_KEYSTORE, (), False),
+    (S.DEACTIVATED, DEACT): (R.DEACTIVATED_KEY_IS_DEACTIVATED_IN_KEYSTORE, (), True),
+    (S.DEACTIVATED, ACT): (R.DEACTIVATED_KEY_IS_NOT_DEACTIVATED_IN_KEYSTORE, (Dis,), False),
+    (S.DEACTIVATED, GONE): (R.DEACTIVATED_KEY_IS_NOT_DEACTIVATED_IN_KEYSTORE, (C, Dis), False),
+    (S.DEACTIVATED, PEND_D): (R.DEACTIVATED_KEY_IS_NOT_DEACTIVATED_IN_KEYSTORE, (), False),
+    (S.DEACTIVATED, DESTR): (R.DEACTIVATED_KEY_IS_NOT_DEACTIVATED_IN_KEYSTORE, (), False),
+    (S.DESTROYED, GONE): (R.DESTROYED_KEY_IS_NOT_PRESENT_IN_KEYSTORE, (), True),
+    (S.DESTROYED, DESTR): (R.DESTROYED_KEY_IS_NOT_PRESENT_IN_KEYSTORE, (), True),
+    (S.DESTROYED, PEND_D): (R.DESTROYED_KEY_IS_NOT_PRESENT_IN_KEYSTORE, (), True),
+    (S.DESTROYED, ACT): (R.DESTROYED_KEY_IS_PRESENT_IN_KEYSTORE, (SD,), False),
+    (S.DESTROYED, DEACT): (R.DESTROYED_KEY_IS_PRESENT_IN_KEYSTORE, (SD,), False),
+}
+
+MODES = ["intent", "drift", "push", "remediate"]
+
+
+def test_table_is_complete() -> None:
+    assert len(TABLE) == len(S) * 5
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("desired", "observed"), list(TABLE))
+def test_every_case(desired: S, observed: Observed, mode: str) -> None:
+    reason, fix, in_line = TABLE[(desired, observed)]
+    key = replace(make_key(desired), generation=4)
+    synced = 3 if mode == "intent" else 4
+    target = replace(key.targets[0], synced_generation=synced, status=TargetStatus.ACTIVE)
+    keystore = make_keystore()
+    if mode == "remediate":
+        keystore = replace(keystore, drift_policy=DriftPolicy.REMEDIATE)
+    plan = plan_target(key, target, keystore, observation(observed), NOW, push=(mode == "push"))
+    assert plan.target.reason is reason
+    assert plan.observed is observed
+    if in_line:
+        assert plan.actions == () and plan.target.sync_flag is OK
+        assert plan.target.synced_generation == 4 and plan.target.attempts == 0 and not plan.drift
+        return
+    acts = mode in ("intent", "push", "remediate")
+    assert plan.actions == (fix if acts else ())
+    assert plan.target.sync_flag is (PEND if plan.actions else OUT)
+    assert plan.target.synced_generation == synced  # only an in-line observation advances it
+    assert plan.drift is (mode != "intent")
+    if not plan.actions:
+        assert plan.blocked
+
+
+def test_status_and_pending_date_recorded() -> None:
+    key = make_key(S.DESTROYED)
+    plan = plan_target(key, key.targets[0], make_keystore(), observation(PEND_D), NOW)
+    assert plan.target.status is TargetStatus.DESTRUCTION_PENDING
+    assert plan.target.pending_destruction_until == UNTIL
+    assert plan.target.key_id_in_keystore == "kid"
+
+
+def test_unreachable_keystore_flags_connection_error_and_keeps_intent() -> None:
+    key = replace(make_key(S.ACTIVE), generation=2)
+    target = replace(key.targets[0], synced_generation=1)
+    plan = plan_target(key, target, make_keystore(), None, NOW, unreachable="connection refused")
+    assert (plan.target.sync_flag, plan.target.reason) == (OUT, R.CONNECTION_ERROR)
+    assert plan.actions == () and plan.target.synced_generation == 1
+    assert plan.target.last_error == "connection refused"
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (S.PRE_ACTIVE, R.TARGET_KEYSTORE_REMOVED_BY_USER),
+        (S.DESTROYED, R.TARGET_KEYSTORE_REMOVED_BY_USER),
+        (S.ACTIVE, R.TARGET_KEYSTORE_REMOVED_BY_USER_CONTAINS_AN_ACTIVE_KEY),
+        (S.DEACTIVATED, R.TARGET_KEYSTORE_REMOVED_BY_USER_CONTAINS_AN_ACTIVE_KEY),
+    ],
+)
+def test_disconnected_keystore(state: S, reason: SyncReason) -> None:
+    key = make_key(state)
+    keystore = replace(make_keystore(), status=KeystoreStatus.DISCONNECTED)
+    plan = plan_target(key, key.targets[0], keystore, observation(ACT), NOW, push=True)
+    assert plan.actions == () and plan.target.reason is reason and plan.target.status is TargetStatus.REMOVED
