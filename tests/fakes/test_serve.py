@@ -726,3 +726,14 @@ def test_provider_fake_classes_resolve() -> None:
     for kind, factory in registry.FAKE_TYPES.items():
         fake = factory()
         assert isinstance(fake, ProviderFake) and fake.kind == kind
+
+
+async def test_wildcard_host_advertises_a_loopback_url() -> None:
+    cluster = await start_fakes(["azure_key_vault"], host="0.0.0.0", types=_echo_types())
+    try:
+        url = cluster["azure_key_vault"].url
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+        async with aiohttp.ClientSession() as session, session.post(url + "/echo", json={"x": 1}) as r:
+            assert await r.json() == {"x": 1}
+    finally:
+        await cluster.stop()

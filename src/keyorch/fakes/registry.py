@@ -189,6 +189,7 @@ async def start_fakes(
                 running = cluster.running[kind] = await start_fake(fake, host, port, ssl_context=ssl_context)
             except OSError as exc:
                 raise _start_error(kind, host, port, exc) from exc
+            running.url = _reachable_url(running.url, host)
             await _prepare(kind, running, tls)
             # Faults apply from the first client request on; the preparation is not logged.
             if faults_file is not None:
@@ -198,6 +199,15 @@ async def start_fakes(
         await cluster.stop()
         raise
     return cluster
+
+
+def _reachable_url(url: str, host: str) -> str:
+    """A wildcard listen address is no address to connect to: advertise loopback instead."""
+    loopback = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host)  # noqa: S104
+    if loopback is None:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{loopback}:{rest.rsplit(':', 1)[1]}"
 
 
 async def _prepare(kind: str, running: RunningFake, tls: TlsMaterial | None) -> None:
