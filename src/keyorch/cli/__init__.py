@@ -15,9 +15,9 @@ import click
 
 from keyorch.cli.admin import init, master_key
 from keyorch.cli.audit import audit
-from keyorch.cli.fakes import fakes
 from keyorch.cli.keys import key
 from keyorch.cli.keystores import keystore
+from keyorch.cli.reconcile import plan, reconcile, sync_key
 from keyorch.cli.runtime import CliState
 from keyorch.cli.templates import template
 from keyorch.cli.vaults import vault
@@ -28,7 +28,21 @@ from keyorch.settings import load_settings
 EXIT_INTERNAL = 70
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _RootGroup(click.Group):
+    """The root command; `fakes` (aiohttp and four fake services) is imported only when it is run."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "fakes"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "fakes":
+            from keyorch.cli.fakes import fakes
+
+            return fakes
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_RootGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--db", "database_url", envvar="KEYORCH_DATABASE_URL", help="sqlite:///PATH or postgresql://…")
 @click.option("--config", "config_path", type=str, default=None, help="YAML settings file.")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -42,7 +56,7 @@ def cli(ctx: click.Context, database_url: str | None, config_path: str | None, o
     ctx.obj = CliState(settings=settings, output=output)
 
 
-for command in (init, master_key, vault, keystore, template, key, audit, fakes):
+for command in (init, master_key, vault, keystore, template, key, audit, sync_key, reconcile, plan):
     cli.add_command(command)
 
 

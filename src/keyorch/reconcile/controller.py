@@ -1,0 +1,180 @@
+"""A full pass: health-check every keystore (floodgate), list each healthy one page by page, then
+reconcile every key with N workers from a deduplicating work queue, retrying transient failures
+with per-key backoff. Used by ``reconcile --once``, ``sync-key`` and the daemon's periodic resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from keyorch.domain.clock import Clock
+from keyorch.domain.models import Keystore
+from keyorch.logs import get_logger
+from keyorch.providers.base import Observation
+from keyorch.providers.errors import ProviderError
+from keyorch.reconcile.clients import ClientPool
+from keyorch.reconcile.engine import KeyOutcome, Listing, Reconciler
+from keyorch.reconcile.queue import Backoff, WorkQueue, run_workers
+from keyorch.store.repository import Store
+
+EXIT_IN_SYNC, EXIT_OUT_OF_SYNC, EXIT_UNREACHABLE = 0, 1, 4
+
+ProgressHook = Callable[[int, int], None]
+
+
+@dataclass
+class PassSummary:
+    outcomes: dict[str, KeyOutcome] = field(default_factory=dict)
+    keystores_down: dict[str, str] = field(default_factory=dict)
+    requests_listing: int = 0
+
+    @property
+    def keys_checked(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def in_sync(self) -> int:
+        return sum(1 for o in self.outcomes.values() if o.in_sync)
+
+    @property
+    def flagged(self) -> int:
+        return self.keys_checked - self.in_sync
+
+    @property
+    def actions(self) -> int:
+        return sum(o.actions for o in self.outcomes.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(o.errors for o in self.outcomes.values())
+
+    @property
+    def exit_code(self) -> int:
+        if self.keystores_down or any(o.unreachable for o in self.outcomes.values()):
+            return EXIT_UNREACHABLE
+        return EXIT_IN_SYNC if self.flagged == 0 else EXIT_OUT_OF_SYNC
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "keys_checked": self.keys_checked,
+            "in_sync": self.in_sync,
+            "flagged": self.flagged,
+            "actions_taken": self.actions,
+            "errors": self.errors,
+            "keystores_down": self.keystores_down,
+            "exit_code": self.exit_code,
+        }
+
+
+class Controller:
+    def __init__(
+        self,
+        store: Store,
+        pool: ClientPool,
+        clock: Clock,
+        *,
+        workers: int = 8,
+        attempts: int = 4,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.store = store
+        self.pool = pool
+        self.clock = clock
+        self.workers = workers
+        self.attempts = attempts
+        self.backoff = backoff or Backoff(base_seconds=0.2, max_seconds=5.0)
+        self.reconciler = Reconciler(store, pool, clock)
+        self.log = get_logger(component="controller")
+
+    async def keystores(self) -> list[Keystore]:
+        async with self.store.transaction() as tx:
+            return await tx.list_keystores()
+
+    async def check_keystores(self, keystores: Sequence[Keystore]) -> dict[str, str]:
+        """The floodgate: health-check every keystore at once; return the ones that are down."""
+        await asyncio.gather(*(self.pool.check(ks) for ks in keystores))
+        return {ks.id: reason for ks in keystores if (reason := self.pool.down_reason(ks.id)) is not None}
+
+    async def list_keystore(self, keystore: Keystore) -> dict[str, Observation] | None:
+        """Every key of one keystore, page by page, by managed key id; None if the listing failed."""
+        try:
+            client = await self.pool.client(keystore)
+            found: dict[str, Observation] = {}
+            async for observation in client.list_keys():
+                if observation.managed_key_id:
+                    found[observation.managed_key_id] = observation
+            return found
+        except ProviderError as exc:
+            self.log.warning("listing failed", keystore=keystore.name, error=exc.message)
+            if exc.transient:
+                self.pool.mark_down(keystore.id, f"keystore {keystore.name} listing failed: {exc.message}")
+            return None
+
+    async def gather_listing(self, keystores: Sequence[Keystore], down: dict[str, str]) -> Listing:
+        healthy = [ks for ks in keystores if ks.id not in down]
+        listed = await asyncio.gather(*(self.list_keystore(ks) for ks in healthy))
+        return {ks.id: found for ks, found in zip(healthy, listed, strict=True) if found is not None}
+
+    async def key_ids(self, refs: Sequence[str] | None = None) -> list[str]:
+        async with self.store.transaction() as tx:
+            if refs:
+                return [(await tx.key(ref)).id for ref in refs]
+            return [k.id for k in await tx.list_keys() if k.targets]
+
+    async def run_once(
+        self,
+        *,
+        refs: Sequence[str] | None = None,
+        push: bool = False,
+        use_listing: bool = True,
+        progress: ProgressHook | None = None,
+    ) -> PassSummary:
+        keystores = await self.keystores()
+        down = await self.check_keystores(keystores)
+        listing = await self.gather_listing(keystores, down) if use_listing else None
+        summary = PassSummary(keystores_down=dict(down))
+        ids = await self.key_ids(refs)
+        queue = WorkQueue(backoff=self.backoff)
+        tries: dict[str, int] = {}
+
+        async def handle(key_id: str) -> None:
+            tries[key_id] = tries.get(key_id, 0) + 1
+            first = tries[key_id] == 1
+            try:
+                outcome = await self.reconciler.reconcile_key(key_id, push=push, listing=listing if first else None)
+            except Exception as exc:  # one bad key must not stop the pass
+                self.log.error("reconcile failed", key_id=key_id, error=f"{type(exc).__name__}: {exc}"[:500])
+                if tries[key_id] < self.attempts:
+                    queue.retry(key_id)
+                return
+            summary.outcomes[key_id] = outcome
+            retry = outcome.transient_failure and not self._only_floodgated(outcome, down)
+            if retry and tries[key_id] < self.attempts:
+                queue.retry(key_id)
+                return
+            queue.forget(key_id)
+            if progress is not None:
+                progress(len(summary.outcomes), len(ids))
+
+        for key_id in ids:
+            queue.add(key_id)
+        workers = asyncio.create_task(run_workers(queue, self.workers, handle))
+        try:
+            await queue.join()
+        finally:
+            queue.close()
+            await workers
+        if progress is not None:
+            progress(len(ids), len(ids))
+        return summary
+
+    @staticmethod
+    def _only_floodgated(outcome: KeyOutcome, down: dict[str, str]) -> bool:
+        """Targets on a keystore that failed its health check are not retried within this pass."""
+        return (
+            all(t.keystore_id in down for t in outcome.targets if t.unreachable)
+            and not outcome.stale
+            and all(t.unreachable or t.target.sync_flag.value != "pending" for t in outcome.targets)
+        )
