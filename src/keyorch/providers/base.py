@@ -1,0 +1,187 @@
+"""What the reconciler sees of a keystore: one client interface, one factory per type, a registry.
+
+Adapters turn each call into the provider's wire protocol and answer with an :class:`Observation`,
+the provider-neutral view of one key: its id in the keystore, the managed key it belongs to, its
+state as one of keyorch's four (``keyorch.domain.states.KeyState``), and whether destruction is
+pending and until when. Following the reference (providers.md, section 5), a key whose destruction
+is scheduled but can still be undone is ``DEACTIVATED`` with ``destruction_pending`` set and
+``pending_until`` its deadline; ``DESTROYED`` is reported only once the provider can no longer undo it.
+
+Contract for every client method, written once here so each adapter keeps it:
+
+* ``ensure_key`` is idempotent through a deterministic identity derived from the managed key id:
+  calling it twice (or after a crash) finds the first key instead of making a second one.
+* ``enable``/``disable``/``schedule_destruction`` on a key already in that state succeed and
+  return the current observation (re-reading the state where the provider errors on repeats).
+* ``get_key`` returns ``None`` for a key the keystore does not have (or no longer has).
+* Failures raise :mod:`keyorch.providers.errors` classes only.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from keyorch.domain.errors import ConfigurationError
+from keyorch.domain.models import Keystore, KeystoreType
+from keyorch.domain.states import KeyState
+from keyorch.providers.errors import ProviderError
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """A key in one keystore: its id there, and the managed key it belongs to (if keyorch knows).
+
+    ``key_id_in_keystore`` is ``None`` when keyorch has not recorded it yet (e.g. after a crash
+    between create and record): adapters then find the key by the managed key id's deterministic
+    identity (alias, tag, name)."""
+
+    key_id_in_keystore: str | None
+    managed_key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One key as the keystore reports it, in keyorch's terms."""
+
+    key_id_in_keystore: str
+    managed_key_id: str | None
+    state: KeyState
+    destruction_pending: bool = False
+    pending_until: datetime | None = None
+    #: The provider's own state words, for display only (``PendingDeletion``, ``enabled=false`` ...).
+    raw_state: str = ""
+
+    @property
+    def ref(self) -> KeyRef:
+        return KeyRef(self.key_id_in_keystore, self.managed_key_id)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """What to create: algorithm and size as in a key template, a display name and labels (tags)."""
+
+    algorithm: str
+    size: int
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class HealthStatus(StrEnum):
+    OK = "ok"
+    NOT_RESPONDING = "not_responding"
+    CONFIGURATION_ERROR = "configuration_error"
+
+
+@dataclass(frozen=True)
+class Health:
+    status: HealthStatus
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is HealthStatus.OK
+
+    @classmethod
+    def from_error(cls, error: ProviderError) -> Health:
+        """Not responding for transient failures; a configuration error for everything else
+        (refused credentials, TLS, a missing key ring or vault, nonsense answers)."""
+        status = HealthStatus.NOT_RESPONDING if error.transient else HealthStatus.CONFIGURATION_ERROR
+        return cls(status, error.message)
+
+
+class KeystoreClient(ABC):
+    """One connected keystore. Async throughout; close with :meth:`aclose` (or ``async with``)."""
+
+    @abstractmethod
+    def list_keys(self) -> AsyncIterator[Observation]:
+        """Every key in the keystore, across every page (implement as an async generator)."""
+
+    @abstractmethod
+    async def get_key(self, ref: KeyRef) -> Observation | None: ...
+
+    @abstractmethod
+    async def ensure_key(self, managed_key_id: str, spec: KeySpec) -> Observation:
+        """Create the key for ``managed_key_id`` unless it already exists; return it either way."""
+
+    @abstractmethod
+    async def enable(self, ref: KeyRef) -> Observation: ...
+
+    @abstractmethod
+    async def disable(self, ref: KeyRef) -> Observation: ...
+
+    @abstractmethod
+    async def schedule_destruction(self, ref: KeyRef, *, force: bool = False) -> Observation:
+        """Schedule destruction (the provider keeps it pending for its window). ``force`` deletes a
+        Key Protect key that still protects registered resources; other providers ignore it."""
+
+    @abstractmethod
+    async def validate(self) -> Health:
+        """Check that the keystore answers and the credentials work; never raises a provider error."""
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class ProviderFactory(Protocol):
+    """Stateless: checks a keystore's settings and builds a client for it."""
+
+    def validate_settings(self, keystore: Keystore) -> None:
+        """Raise ``InvalidInput`` naming the first unusable setting."""
+
+    def create(self, keystore: Keystore, credentials: Mapping[str, Any] | None) -> KeystoreClient:
+        """A client for ``keystore``; ``credentials`` is the decrypted credentials document, or ``None``
+        to use the provider library's default chain (environment, workload identity, instance role)."""
+
+
+_FACTORIES: dict[KeystoreType, ProviderFactory] = {}
+
+
+def register(kind: KeystoreType, factory: ProviderFactory, *, replace: bool = False) -> None:
+    """Make ``factory`` the one for ``kind``; refuse a second registration unless ``replace``."""
+    if kind in _FACTORIES and not replace and _FACTORIES[kind] is not factory:
+        raise ValueError(f"a provider factory for {kind} is already registered")
+    _FACTORIES[kind] = factory
+
+
+def unregister(kind: KeystoreType) -> None:
+    _FACTORIES.pop(kind, None)
+
+
+def factory_for(kind: KeystoreType) -> ProviderFactory:
+    try:
+        return _FACTORIES[kind]
+    except KeyError:
+        raise ConfigurationError(f"no provider adapter is registered for keystore type {kind}") from None
+
+
+def registered_kinds() -> list[KeystoreType]:
+    return [kind for kind in KeystoreType if kind in _FACTORIES]
+
+
+__all__ = [
+    "Health",
+    "HealthStatus",
+    "KeyRef",
+    "KeySpec",
+    "KeystoreClient",
+    "Observation",
+    "ProviderFactory",
+    "factory_for",
+    "register",
+    "registered_kinds",
+    "unregister",
+]
