@@ -47,6 +47,10 @@ GOOGLE_LOCATION = "us-east1"
 GOOGLE_KEY_RING = "keyorch"
 IBM_REGION = "us-south"
 
+#: constructor options of the fakes as `fakes serve` and the demo run them: the Azure fake acts as a
+#: Managed HSM so that it holds AES (oct-HSM) keys, as templates targeting all four providers need
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"azure_key_vault": {"managed_hsm": True}}
+
 #: how long a stopping fake lets requests in flight finish before cancelling them
 SHUTDOWN_GRACE_SECONDS = 1.0
 
@@ -80,7 +84,7 @@ def _lazy_factory(kind: str) -> FakeFactory:
             raise FakeUnavailableError(
                 f"The {kind} fake is not available: {module_name} has no ProviderFake class {class_name}."
             )
-        fake: ProviderFake = cls(**kwargs)
+        fake: ProviderFake = cls(**{**DEFAULT_OPTIONS.get(kind, {}), **kwargs})
         return fake
 
     make.__name__ = make.__qualname__ = class_name
