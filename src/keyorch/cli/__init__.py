@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from keyorch.cli.admin import init, master_key
+from keyorch.cli.admin import demo, init, master_key
 from keyorch.cli.audit import audit
 from keyorch.cli.keys import key
 from keyorch.cli.keystores import keystore
@@ -21,7 +21,7 @@ from keyorch.cli.reconcile import plan, reconcile, sync_key
 from keyorch.cli.runtime import CliState
 from keyorch.cli.templates import template
 from keyorch.cli.vaults import vault
-from keyorch.domain.errors import KeyorchError
+from keyorch.domain.errors import ConfigurationError, KeyorchError
 from keyorch.logs import configure_logging
 from keyorch.settings import load_settings
 
@@ -51,12 +51,15 @@ class _RootGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, database_url: str | None, config_path: str | None, output: str, user: str | None) -> None:
     """keyorch: keep every keystore's keys in their desired lifecycle state."""
-    settings = load_settings(config_path, database_url=database_url, user=user)
+    try:
+        settings = load_settings(config_path, database_url=database_url, user=user)
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"--config {config_path!r} is not UTF-8 text") from None
     configure_logging(settings.log.format, settings.log.level)
     ctx.obj = CliState(settings=settings, output=output)
 
 
-for command in (init, master_key, vault, keystore, template, key, audit, sync_key, reconcile, plan):
+for command in (init, demo, master_key, vault, keystore, template, key, audit, sync_key, reconcile, plan):
     cli.add_command(command)
 
 

@@ -6,9 +6,10 @@ import asyncio
 
 import click
 
-from keyorch.cli.runtime import CliState, emit
+from keyorch.cli.runtime import CliState, check_database_url, emit
 from keyorch.crypto import generate_master_key
-from keyorch.store.engine import create_engine, migrate, redacted, sqlite_path
+from keyorch.logs import configure_logging
+from keyorch.store.engine import create_engine, migrate, redacted
 
 
 @click.command(name="init")
@@ -16,9 +17,9 @@ from keyorch.store.engine import create_engine, migrate, redacted, sqlite_path
 def init(state: CliState) -> None:
     """Create the database, or migrate it to the newest schema (safe to run again)."""
     url = state.settings.database_url
+    path = check_database_url(url)
 
     async def run() -> tuple[str | None, str | None]:
-        path = sqlite_path(url)
         if path is not None and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url)
@@ -49,3 +50,13 @@ def generate(state: CliState) -> None:
     """Print a new random master key (base64, 32 bytes) for KEYORCH_MASTER_KEY."""
     key = generate_master_key()
     emit(state, {"master_key": key}, lambda: key)
+
+
+@click.command(name="demo")
+@click.pass_obj
+def demo(state: CliState) -> int:
+    """A first look: four fake providers, a temporary database, a key's whole lifecycle."""
+    from keyorch.demo import run_demo
+
+    configure_logging(state.settings.log.format, "warning")
+    return asyncio.run(run_demo(state.console()))
