@@ -1,0 +1,407 @@
+"""The Google Cloud KMS v1 adapter (REST): keys in one key ring, lifecycle on their versions.
+
+* Keystore settings: ``project``, ``location``, ``key_ring`` (required), ``endpoint`` (default
+  ``https://cloudkms.googleapis.com``), ``page_size`` (list page size, 1-1000, default 1000), plus the
+  transport's and the limits' settings (:mod:`keyorch.providers.http`, :mod:`keyorch.providers.limits`).
+* Auth: :mod:`keyorch.providers.google_auth` (service-account JWT exchanged at the document's
+  ``token_uri``; with ``credentials=None``, ``GOOGLE_APPLICATION_CREDENTIALS`` and then the GCE/GKE
+  metadata server). Every call carries ``$alt=json;enum-encoding=int`` as Google's REST client does.
+* Identity: the managed key ``<id>`` is the cryptoKey ``keyorch-<id>`` (``[a-zA-Z0-9_-]{1,63}``) of
+  the key ring; ``key_id_in_keystore`` is the key's full resource name (a bare cryptoKeyId in a ref
+  is read in this key ring). Only ``keyorch-`` keys map to a managed key id.
+* ``ensure_key``: GET the key; on 404 create it with ``?cryptoKeyId=`` (creating the key ring first
+  when that is what is missing; a 409 there is fine); a 409 ``ALREADY_EXISTS`` on the key (a retried
+  or concurrent create) means it exists, so it is read. A key that exists with another purpose is a
+  ``Conflict``. AES-256 keys are ``ENCRYPT_DECRYPT``/``GOOGLE_SYMMETRIC_ENCRYPTION``, RSA keys
+  ``ASYMMETRIC_DECRYPT``/``RSA_DECRYPT_OAEP_<size>_SHA256``, all SOFTWARE protection.
+* ``enable``/``disable``: PATCH (``updateMask=state``) every DISABLED/ENABLED version; repeats find
+  nothing to change and succeed. ``enable`` of a key that cannot become active (destruction
+  scheduled, destroyed, material pending) is a ``Conflict``. ``disable`` of such a key succeeds.
+* ``schedule_destruction``: ``:destroy`` every version not already DESTROY_SCHEDULED/destroyed (nor
+  IMPORT_FAILED/GENERATION_FAILED, which hold no material) → ``DEACTIVATED`` with
+  ``destruction_pending`` until the latest ``destroyTime``; ``DESTROYED`` only once every version is.
+  A version refused with FAILED_PRECONDITION is re-read: already scheduled or destroyed is success.
+* ``list_keys`` costs ``ceil(N / page_size)`` requests for N keys, plus one versions listing (per
+  1000 versions) for each ``keyorch-`` key whose primary version is neither ENABLED nor DISABLED (or
+  that has no primary): those keys' state needs every version. Other keys are reported from their
+  primary version alone. ``get_key`` costs one request, two when the versions are needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from keyorch.domain.errors import InvalidInput
+from keyorch.domain.models import Keystore, KeystoreType
+from keyorch.domain.states import KeyState
+from keyorch.domain.validation import check_endpoint
+from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation, register
+from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError
+from keyorch.providers.google_auth import GoogleAuth, credential_source
+from keyorch.providers.google_wire import (
+    ALT_QUERY,
+    DEFAULT_ENDPOINT,
+    ID_RE,
+    NO_DESTROY_STATES,
+    KeyInfo,
+    VersionInfo,
+    WireError,
+    crypto_key_id,
+    derive,
+    describe,
+    is_key_name,
+    map_google_error,
+    needs_versions,
+    parse_key,
+    parse_page,
+    parse_version,
+)
+from keyorch.providers.http import HttpResult, HttpTransport, TransportSettings, check_transport_settings
+from keyorch.providers.limits import ProviderLimits, number_setting
+from keyorch.providers.retry import RetryPolicy
+
+T = TypeVar("T")
+MAX_PAGE_SIZE = 1000
+_TOKEN_LIMITS = ProviderLimits(rate_per_second=None, burst=1, max_concurrency=4)
+_KEY_TEMPLATES: dict[str, tuple[str, dict[int, str]]] = {
+    "aes": ("ENCRYPT_DECRYPT", {256: "GOOGLE_SYMMETRIC_ENCRYPTION"}),
+    "rsa": ("ASYMMETRIC_DECRYPT", {size: f"RSA_DECRYPT_OAEP_{size}_SHA256" for size in (2048, 3072, 4096)}),
+}
+
+
+def _label(text: str, *, key: bool) -> str:
+    """A label key or value Cloud KMS accepts: lowercase letters, digits, ``_``, ``-``; at most 63."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in text.lower())[:63]
+    if key and not cleaned[:1].isalpha():
+        cleaned = ("k" + cleaned)[:63]
+    return cleaned
+
+
+class GoogleKmsClient(KeystoreClient):
+    """One Cloud KMS key ring."""
+
+    def __init__(
+        self,
+        keystore: Keystore,
+        credentials: Mapping[str, Any] | None,
+        *,
+        retry: RetryPolicy | None = None,
+        page_size: int | None = None,
+    ) -> None:
+        settings = keystore.settings
+        endpoint = str(settings.get("endpoint") or DEFAULT_ENDPOINT).rstrip("/")
+        self._ring = f"projects/{settings['project']}/locations/{settings['location']}/keyRings/{settings['key_ring']}"
+        self._base = f"{endpoint}/v1/"
+        self._page_size = page_size or int(settings.get("page_size", MAX_PAGE_SIZE))
+        token_transport = HttpTransport(
+            keystore.name,
+            limits=_TOKEN_LIMITS,
+            retry=RetryPolicy(max_attempts=1),  # the keystore call that needs the token retries
+            map_error=map_google_error,
+            settings=TransportSettings.from_settings(settings),
+        )
+        self.auth = GoogleAuth(credential_source(credentials), token_transport)
+        self.http = HttpTransport.for_keystore(keystore, map_error=map_google_error, auth=self.auth, retry=retry)
+        self._ring_ready = False
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _url(self, name: str, query: str = "") -> str:
+        return f"{self._base}{name}?{ALT_QUERY}{query}"
+
+    async def _call(
+        self, method: str, name: str, operation: str, *, query: str = "", body: Any = None, idempotent: bool = True
+    ) -> HttpResult:
+        return await self.http.request(
+            method, self._url(name, query), operation=operation, idempotent=idempotent, json=body
+        )
+
+    @staticmethod
+    def _parse(result: HttpResult, parse: Callable[[Any], T]) -> T:
+        try:
+            return parse(result.json_body)
+        except WireError as exc:
+            raise result.malformed(str(exc)) from None
+
+    def _name_of(self, ref: KeyRef) -> str | None:
+        """The key's resource name from the ref (or the managed key's deterministic identity)."""
+        key_id = ref.key_id_in_keystore
+        if key_id is None:
+            if ref.managed_key_id is None:
+                return None
+            try:
+                return f"{self._ring}/cryptoKeys/{crypto_key_id(ref.managed_key_id)}"
+            except InvalidRequest:
+                return None
+        if ID_RE.fullmatch(key_id) is not None:
+            return f"{self._ring}/cryptoKeys/{key_id}"
+        # a full resource name, but only one in this keystore's key ring
+        return key_id if key_id.startswith(self._ring + "/") and is_key_name(key_id) else None
+
+    def _require_name(self, ref: KeyRef) -> str:
+        name = self._name_of(ref)
+        if name is None:
+            raise NotFound(
+                f"no Cloud KMS key can be named by {ref.key_id_in_keystore or ref.managed_key_id!r}"[:200],
+                keystore=self.http.keystore,
+                sent=False,
+            )
+        return name
+
+    async def _read_key(self, name: str) -> KeyInfo:
+        return self._parse(await self._call("GET", name, "cryptoKeys.get"), parse_key)
+
+    async def _versions(self, key_name: str) -> list[VersionInfo]:
+        versions: list[VersionInfo] = []
+        token: str | None = None
+        while True:
+            query = f"&pageSize={MAX_PAGE_SIZE}" + (f"&pageToken={quote(token, safe='')}" if token else "")
+            result = await self._call("GET", f"{key_name}/cryptoKeyVersions", "cryptoKeyVersions.list", query=query)
+            page, next_token = self._parse(result, lambda doc: parse_page(doc, "cryptoKeyVersions", parse_version))
+            versions.extend(page)
+            if next_token is None:
+                return versions
+            if next_token == token:
+                raise result.malformed("the versions listing repeats its page token")
+            token = next_token
+
+    def _observe(self, key: KeyInfo, versions: Sequence[VersionInfo] | None) -> Observation:
+        derived = derive(key, versions)
+        return Observation(
+            key.name,
+            key.managed_key_id,
+            derived.state,
+            derived.destruction_pending,
+            derived.pending_until,
+            derived.raw_state,
+        )
+
+    async def _observe_full(self, key: KeyInfo) -> Observation:
+        return self._observe(key, await self._versions(key.name) if needs_versions(key) else None)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def list_keys(self) -> AsyncIterator[Observation]:
+        token: str | None = None
+        while True:
+            query = f"&pageSize={self._page_size}" + (f"&pageToken={quote(token, safe='')}" if token else "")
+            try:
+                result = await self._call("GET", f"{self._ring}/cryptoKeys", "cryptoKeys.list", query=query)
+            except NotFound:
+                if token is None:
+                    return  # no key ring yet, so no keys
+                raise
+            keys, next_token = self._parse(result, lambda doc: parse_page(doc, "cryptoKeys", parse_key))
+            owned = [key for key in keys if key.managed_key_id is not None and needs_versions(key)]
+            listed = await asyncio.gather(*(self._versions_or_none(key.name) for key in owned))
+            versions = {key.name: found for key, found in zip(owned, listed, strict=True)}
+            for key in keys:
+                if key.name in versions and versions[key.name] is None:
+                    continue  # deleted between the two listings
+                yield self._observe(key, versions.get(key.name))
+            if next_token is None:
+                return
+            if next_token == token:
+                raise result.malformed("the key listing repeats its page token")
+            token = next_token
+
+    async def _versions_or_none(self, key_name: str) -> list[VersionInfo] | None:
+        try:
+            return await self._versions(key_name)
+        except NotFound:
+            return None
+
+    async def get_key(self, ref: KeyRef) -> Observation | None:
+        name = self._name_of(ref)
+        if name is None:
+            return None
+        try:
+            return await self._observe_full(await self._read_key(name))
+        except NotFound:
+            return None
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def ensure_key(self, managed_key_id: str, spec: KeySpec) -> Observation:
+        try:
+            key_id = crypto_key_id(managed_key_id)
+        except InvalidRequest as exc:
+            exc.bind(keystore=self.http.keystore, operation="cryptoKeys.create")
+            raise
+        purpose, body = self._create_body(managed_key_id, spec)
+        name = f"{self._ring}/cryptoKeys/{key_id}"
+        try:
+            key = await self._read_key(name)
+        except NotFound:
+            key = await self._create(name, key_id, body)
+        if key.purpose != purpose:
+            raise Conflict(
+                f"Cloud KMS key {key_id} exists with purpose {key.purpose}, not {purpose}",
+                keystore=self.http.keystore,
+                operation="cryptoKeys.create",
+            )
+        return await self._observe_full(key)
+
+    def _create_body(self, managed_key_id: str, spec: KeySpec) -> tuple[str, dict[str, Any]]:
+        purpose, algorithms = _KEY_TEMPLATES.get(spec.algorithm.lower(), ("", {}))
+        algorithm = algorithms.get(spec.size)
+        if algorithm is None:
+            raise InvalidRequest(
+                f"Cloud KMS keystores hold aes 256 and rsa 2048/3072/4096 keys, not {spec.algorithm[:20]} {spec.size}",
+                keystore=self.http.keystore,
+                sent=False,
+            )
+        labels = {_label(k, key=True): _label(v, key=False) for k, v in list(spec.labels.items())[:60]}
+        labels["managed-by"] = "keyorch"
+        labels["keyorch-managed-key"] = _label(managed_key_id, key=False)
+        template = {"algorithm": algorithm, "protectionLevel": "SOFTWARE"}
+        return purpose, {"purpose": purpose, "versionTemplate": template, "labels": labels}
+
+    async def _create(self, name: str, key_id: str, body: dict[str, Any]) -> KeyInfo:
+        """Create the key (its key ring too, if that is missing); an existing key is read instead."""
+        query = f"&cryptoKeyId={key_id}"
+        for attempt in range(2):
+            try:
+                result = await self._call(
+                    "POST", f"{self._ring}/cryptoKeys", "cryptoKeys.create", query=query, body=body
+                )
+                return self._parse(result, parse_key)
+            except Conflict as exc:
+                if exc.provider_code != "ALREADY_EXISTS":
+                    raise
+                return await self._read_key(name)
+            except NotFound:
+                if attempt or self._ring_ready:
+                    raise
+                await self._ensure_ring()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _ensure_ring(self) -> None:
+        parent, _, ring_id = self._ring.rpartition("/keyRings/")
+        try:
+            await self._call("POST", f"{parent}/keyRings", "keyRings.create", query=f"&keyRingId={ring_id}", body={})
+        except Conflict as exc:
+            if exc.provider_code != "ALREADY_EXISTS":
+                raise
+        self._ring_ready = True
+
+    async def _set_versions(
+        self, ref: KeyRef, wanted: frozenset[str], change: str, operation: str
+    ) -> tuple[KeyInfo, list[VersionInfo]]:
+        """Send ``change`` (``ENABLED``/``DISABLED``/``destroy``) to every version in a ``wanted`` state."""
+        key = await self._read_key(self._require_name(ref))
+        versions = await self._versions(key.name)
+        todo = [v for v in versions if v.state in wanted]
+        if not todo:
+            return key, versions
+        outcomes = await asyncio.gather(*(self._change(v, change, operation) for v in todo), return_exceptions=True)
+        updated = {v.name: v for v in versions}
+        refused = False
+        for outcome in outcomes:
+            if isinstance(outcome, Conflict) and outcome.provider_code == "FAILED_PRECONDITION":
+                refused = True  # the version changed state meanwhile: read them all again below
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                updated[outcome.name] = outcome
+        return key, await self._versions(key.name) if refused else list(updated.values())
+
+    async def _change(self, version: VersionInfo, change: str, operation: str) -> VersionInfo:
+        if change == "destroy":
+            result = await self._call("POST", f"{version.name}:destroy", operation, body={})
+        else:
+            result = await self._call(
+                "PATCH", version.name, operation, query="&updateMask=state", body={"state": change}
+            )
+        return self._parse(result, parse_version)
+
+    async def enable(self, ref: KeyRef) -> Observation:
+        key, versions = await self._set_versions(ref, frozenset({"DISABLED"}), "ENABLED", "cryptoKeyVersions.patch")
+        observation = self._observe(key, versions)
+        if observation.state is not KeyState.ACTIVE:
+            raise Conflict(
+                f"Cloud KMS key {key.key_id} cannot be enabled ({describe(key.primary, versions)})",
+                keystore=self.http.keystore,
+                operation="cryptoKeyVersions.patch",
+                provider_code="FAILED_PRECONDITION",
+            )
+        return observation
+
+    async def disable(self, ref: KeyRef) -> Observation:
+        key, versions = await self._set_versions(ref, frozenset({"ENABLED"}), "DISABLED", "cryptoKeyVersions.patch")
+        return self._observe(key, versions)
+
+    async def schedule_destruction(self, ref: KeyRef, *, force: bool = False) -> Observation:
+        key, versions = await self._set_versions(
+            ref,
+            frozenset({"ENABLED", "DISABLED", "PENDING_GENERATION", "PENDING_IMPORT"}),
+            "destroy",
+            "cryptoKeyVersions.destroy",
+        )
+        observation = self._observe(key, versions)
+        if observation.state is not KeyState.DESTROYED and not observation.destruction_pending:
+            left = [v.state for v in versions if v.state not in NO_DESTROY_STATES]
+            raise Conflict(
+                f"Cloud KMS key {key.key_id}: destruction could not be scheduled for every version "
+                f"({', '.join(left)[:120]})",
+                keystore=self.http.keystore,
+                operation="cryptoKeyVersions.destroy",
+                provider_code="FAILED_PRECONDITION",
+            )
+        return observation
+
+    # -- health -------------------------------------------------------------------------------
+
+    async def validate(self) -> Health:
+        try:
+            await self._call("GET", self._ring, "keyRings.get")
+        except NotFound as exc:
+            if exc.detail.startswith("KeyRing "):  # "KeyRing projects/... not found.", not an unknown URL
+                return Health(
+                    HealthStatus.OK, f"key ring {self._ring} does not exist yet; it is made with the first key"
+                )
+            return Health(HealthStatus.CONFIGURATION_ERROR, exc.message)
+        except ProviderError as exc:
+            return Health.from_error(exc)
+        return Health(HealthStatus.OK, f"key ring {self._ring} answers")
+
+    async def aclose(self) -> None:
+        try:
+            await self.http.aclose()
+        finally:
+            await self.auth.aclose()
+
+
+class GoogleKmsFactory:
+    """Checks a Cloud KMS keystore's settings and builds its client."""
+
+    def validate_settings(self, keystore: Keystore) -> None:
+        settings = keystore.settings
+        if keystore.type is not KeystoreType.GOOGLE_KMS:
+            raise InvalidInput(f"keystore {keystore.name!r} is not a Google Cloud KMS keystore", target="type")
+        for field in ("project", "location", "key_ring"):
+            value = settings.get(field)
+            if not isinstance(value, str) or not value:
+                raise InvalidInput(f"a Google Cloud KMS keystore needs setting {field}", target=field)
+        if not is_key_name(
+            f"projects/{settings['project']}/locations/{settings['location']}/keyRings/"
+            f"{settings['key_ring']}/cryptoKeys/k"
+        ):
+            raise InvalidInput("settings project, location and key_ring are not valid Cloud KMS ids", target="project")
+        endpoint = settings.get("endpoint")
+        if endpoint is not None:
+            if not isinstance(endpoint, str):
+                raise InvalidInput("setting endpoint must be a URL", target="endpoint")
+            check_endpoint(endpoint, bool(settings.get("allow_insecure_http", False)))
+        if "page_size" in settings:
+            number_setting(settings, "page_size", minimum=1, maximum=MAX_PAGE_SIZE, integer=True)
+        check_transport_settings(keystore)
+
+    def create(self, keystore: Keystore, credentials: Mapping[str, Any] | None) -> KeystoreClient:
+        return GoogleKmsClient(keystore, credentials)
+
+
+register(KeystoreType.GOOGLE_KMS, GoogleKmsFactory())
