@@ -1,0 +1,371 @@
+"""Azure Key Vault (keys) adapter: the keystore client interface over the Key Vault REST API.
+
+Wire protocol: reference section 2, api-version :data:`~keyorch.providers.azure_wire.API_VERSION`
+pinned; auth: :mod:`keyorch.providers.azure_auth` (Entra ID client credentials, no azure-identity);
+one error mapping: :func:`keyorch.providers.azure_wire.map_error`.
+
+* Identity: a managed key's key name is ``keyorch-<managed key id>`` and every version is tagged
+  ``keyorch-managed-key-id``. ``ensure_key`` GETs the name (live, then soft-deleted) before it creates,
+  since a second create of a live name makes a new version; a create whose answer is lost is checked
+  with another GET before the error is raised.
+* Key types: ``rsa`` → ``RSA-HSM`` on a Managed HSM, ``RSA`` on a vault. ``aes`` → ``oct-HSM``, which
+  only a Managed HSM holds: a standard vault (an endpoint host with ``.vault.``) is refused here with
+  :class:`InvalidRequest`, although the template rules accept ``aes`` for Azure. An endpoint host with
+  ``.managedhsm.`` or the keystore setting ``managed_hsm: true`` marks a Managed HSM; for any other host
+  (the fake, a proxy) the service decides and a refusal reads the same way.
+* State is per version (``attributes.enabled``): ``disable``/``enable`` PATCH every version that is
+  not yet in the wanted state (listing ``/keys/{name}/versions``), and the key's state is its latest
+  version's (reference 2.4). A soft-deleted key is deactivated with destruction pending; ``disable`` of
+  one succeeds as it is, ``enable`` of one is a :class:`Conflict` (keyorch does not recover keys).
+* ``schedule_destruction`` is ``DELETE /keys/{name}`` (soft delete, the vault's retention), then polls
+  ``/deletedkeys/{name}`` until the asynchronous delete shows there (2 s apart, at most 15 polls), so a
+  later ``get_key`` does not see the key in neither collection (reference 2.4, "transitional") and take
+  it for purged. A repeat finds the key in ``/deletedkeys``; a key in neither collection is reported
+  destroyed (``get_key``: ``None``).
+* ``list_keys`` pages through ``/keys`` and then ``/deletedkeys`` (``maxresults`` = setting
+  ``page_size``, 1-25, default 25), following ``nextLink`` only to the endpoint's own scheme and host.
+
+Keystore settings: ``endpoint`` (required), ``managed_hsm``, ``page_size``, and the transport's
+(``ca_pem``, ``allow_insecure_http``, timeouts, limits).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from keyorch.domain.errors import InvalidInput
+from keyorch.domain.models import Keystore, KeystoreType
+from keyorch.domain.validation import check_endpoint
+from keyorch.providers.azure_auth import (
+    ClientIdentity,
+    EntraTokenAuth,
+    identity_from_document,
+    identity_from_environment,
+    scope_for,
+)
+from keyorch.providers.azure_wire import (
+    API_VERSION,
+    MAX_PAGE_SIZE,
+    KeyView,
+    bundle_view,
+    create_body,
+    destroyed,
+    key_name_for,
+    map_error,
+    name_from_key_id,
+    observe,
+    page_views,
+)
+from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation, register
+from keyorch.providers.errors import (
+    Conflict,
+    InvalidRequest,
+    KeystoreConfigurationError,
+    MalformedResponse,
+    NotFound,
+    ProviderError,
+)
+from keyorch.providers.http import HttpResult, HttpTransport, TransportSettings, check_transport_settings
+from keyorch.providers.limits import ProviderLimits
+from keyorch.providers.retry import RetryPolicy, retry_policy_for
+
+_QUERY = f"?api-version={API_VERSION}"
+#: Polls of ``/deletedkeys/{name}`` after a delete, and the wait between them (azure-keyvault's poller: 2 s).
+DELETE_POLLS = 15
+DELETE_POLL_SECONDS = 2.0
+_TOKEN_LIMITS = ProviderLimits(rate_per_second=None, burst=1, max_concurrency=4)
+
+
+def is_managed_hsm(settings: Mapping[str, Any]) -> bool | None:
+    """True for a Managed HSM, False for a standard vault, None when the endpoint does not say."""
+    flag = settings.get("managed_hsm")
+    if isinstance(flag, bool):
+        return flag
+    host = (urlsplit(str(settings.get("endpoint", ""))).hostname or "").lower()
+    if ".managedhsm." in host:
+        return True
+    return False if ".vault." in host else None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a URL (the default port made explicit), for same-origin checks."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(scheme)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _page_size(settings: Mapping[str, Any]) -> int:
+    size = settings.get("page_size", MAX_PAGE_SIZE)
+    if type(size) is not int or not 1 <= size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"setting page_size must be an integer from 1 to {MAX_PAGE_SIZE}", target="page_size")
+    return size
+
+
+class AzureKeyVaultClient(KeystoreClient):
+    """One Key Vault or Managed HSM. Build it with :class:`AzureKeyVaultFactory` (or directly in tests)."""
+
+    def __init__(
+        self,
+        keystore: Keystore,
+        credentials: Mapping[str, Any] | None,
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        settings = keystore.settings
+        self.endpoint = str(settings["endpoint"]).rstrip("/")
+        self._origin = _origin(self.endpoint)
+        self.managed_hsm = is_managed_hsm(settings)
+        self.page_size = _page_size(settings)
+        self._clock = clock
+        retry = retry or retry_policy_for(KeystoreType.AZURE_KEY_VAULT)
+        self._sleep = retry.sleep
+        identity: ClientIdentity | KeystoreConfigurationError
+        try:
+            identity = (
+                identity_from_document(credentials) if credentials is not None else identity_from_environment(environ)
+            )
+            identity.check()
+        except KeystoreConfigurationError as exc:
+            identity = exc
+        transport_settings = TransportSettings.from_settings(settings)
+        token_elsewhere = not isinstance(identity, KeystoreConfigurationError) and (
+            _origin(identity.authority_host) != self._origin
+        )
+        if token_elsewhere:  # the keystore's own CA certificate is for the vault, not for Entra ID
+            transport_settings = replace(transport_settings, ca_pem=None)
+        # The token endpoint gets its own small transport: a token fetch happens while a vault request
+        # holds one of the vault transport's slots, so sharing them could deadlock at full concurrency.
+        # Its retries are the vault request's own (one attempt here), so failures are not retried twice.
+        token_transport = HttpTransport(
+            keystore.name,
+            limits=_TOKEN_LIMITS,
+            retry=RetryPolicy(max_attempts=1, sleep=retry.sleep, clock=retry.clock),
+            map_error=map_error,
+            settings=transport_settings,
+        )
+        self.auth = EntraTokenAuth(identity, scope_for(self.endpoint), token_transport, clock=monotonic)
+        self.transport = HttpTransport.for_keystore(keystore, map_error=map_error, auth=self.auth, retry=retry)
+
+    def __repr__(self) -> str:
+        return f"AzureKeyVaultClient(endpoint={self.endpoint!r})"
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+        await self.auth.aclose()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self.endpoint}{path}{_QUERY}"
+
+    async def _call(
+        self, method: str, path: str, operation: str, *, json: Any = None, idempotent: bool = True
+    ) -> HttpResult:
+        return await self.transport.request(
+            method, self._url(path), operation=operation, idempotent=idempotent, json=json
+        )
+
+    def _name(self, ref: KeyRef) -> str:
+        if ref.key_id_in_keystore:
+            name = name_from_key_id(ref.key_id_in_keystore)
+            if name is None:
+                raise InvalidRequest(f"{ref.key_id_in_keystore[:140]!r} is not a Key Vault key name or key id")
+            return name
+        if ref.managed_key_id:
+            return key_name_for(ref.managed_key_id)
+        raise InvalidRequest("a key reference needs the key's name in the vault or its managed key id")
+
+    def _observe(self, view: KeyView, ref: KeyRef | None = None) -> Observation:
+        observation = observe(view, self._clock())
+        if observation.managed_key_id is None and ref is not None and ref.managed_key_id:
+            observation = Observation(
+                observation.key_id_in_keystore,
+                ref.managed_key_id,
+                observation.state,
+                observation.destruction_pending,
+                observation.pending_until,
+                observation.raw_state,
+            )
+        return observation
+
+    async def _live(self, name: str) -> KeyView | None:
+        try:
+            return bundle_view(await self._call("GET", f"/keys/{name}", "GetKey"))
+        except NotFound:
+            return None
+
+    async def _deleted(self, name: str) -> KeyView | None:
+        try:
+            return bundle_view(await self._call("GET", f"/deletedkeys/{name}", "GetDeletedKey"), deleted=True)
+        except NotFound:
+            return None
+
+    async def _find(self, name: str) -> KeyView | None:
+        """The key live, else soft-deleted, else ``None``."""
+        live = await self._live(name)
+        return live if live is not None else await self._deleted(name)
+
+    async def _pages(self, path: str, operation: str, *, deleted: bool) -> AsyncIterator[KeyView]:
+        url: str | None = f"{self.endpoint}{path}{_QUERY}&maxresults={self.page_size}"
+        seen: set[str] = set()
+        while url is not None:
+            result = await self.transport.request("GET", url, operation=operation, idempotent=True)
+            views, next_link = page_views(result, deleted=deleted)
+            for view in views:
+                yield view
+            url = self._next_url(next_link, result) if next_link else None
+            if url is not None:
+                if url in seen:
+                    raise result.malformed("nextLink repeats an earlier page")
+                seen.add(url)
+
+    def _next_url(self, link: str, result: HttpResult) -> str:
+        """A server's ``nextLink``, followed only to this vault (same scheme and host)."""
+        if link.startswith("/") and not link.startswith("//"):
+            link = self.endpoint + link
+        parts = urlsplit(link)
+        if _origin(link) != self._origin:
+            raise MalformedResponse(
+                "nextLink points away from the vault's endpoint; refusing to follow it",
+                keystore=self.transport.keystore,
+                operation=result.operation,
+                status=result.status,
+            )
+        return link if "api-version=" in (parts.query or "") else f"{link}{'&' if parts.query else '?'}{_QUERY[1:]}"
+
+    # -- the interface ------------------------------------------------------------------------
+
+    async def list_keys(self) -> AsyncIterator[Observation]:
+        async for view in self._pages("/keys", "ListKeys", deleted=False):
+            yield self._observe(view)
+        async for view in self._pages("/deletedkeys", "ListDeletedKeys", deleted=True):
+            yield self._observe(view)
+
+    async def get_key(self, ref: KeyRef) -> Observation | None:
+        view = await self._find(self._name(ref))
+        return self._observe(view, ref) if view is not None else None
+
+    async def ensure_key(self, managed_key_id: str, spec: KeySpec) -> Observation:
+        ref = KeyRef(None, managed_key_id)
+        name = key_name_for(managed_key_id)
+        body = create_body(managed_key_id, spec, managed_hsm=self.managed_hsm)  # checked before any request
+        found = await self._find(name)
+        if found is not None:
+            return self._observe(found, ref)
+        try:
+            result = await self._call("POST", f"/keys/{name}/create", "CreateKey", json=body, idempotent=False)
+        except ProviderError as exc:
+            if exc.transient and exc.sent:  # the answer was lost: did the create happen?
+                found = await self._find(name)
+                if found is not None:
+                    return self._observe(found, ref)
+            if isinstance(exc, InvalidRequest) and spec.algorithm.lower() == "aes":
+                raise InvalidRequest(
+                    "the keystore refused an oct-HSM (AES) key: only an Azure Managed HSM holds AES keys "
+                    f"({exc.detail})",
+                    status=exc.status,
+                    provider_code=exc.provider_code,
+                    keystore=exc.keystore,
+                    operation=exc.operation,
+                ) from None
+            raise
+        return self._observe(bundle_view(result), ref)
+
+    async def enable(self, ref: KeyRef) -> Observation:
+        return await self._set_enabled(ref, True)
+
+    async def disable(self, ref: KeyRef) -> Observation:
+        return await self._set_enabled(ref, False)
+
+    async def _set_enabled(self, ref: KeyRef, enabled: bool) -> Observation:
+        name = self._name(ref)
+        latest = await self._live(name)
+        if latest is None:
+            deleted = await self._deleted(name)
+            if deleted is None:
+                raise NotFound(f"key {name} is in neither the vault's keys nor its deleted keys")
+            if enabled:
+                raise Conflict(
+                    f"key {name} is scheduled for destruction (soft-deleted); it cannot be enabled, "
+                    "and keyorch does not cancel a pending destruction"
+                )
+            return self._observe(deleted, ref)  # already out of service
+        observed = latest
+        async for version in self._pages(f"/keys/{name}/versions", "ListKeyVersions", deleted=False):
+            if version.enabled == enabled or version.version is None:
+                continue
+            result = await self._call(
+                "PATCH", f"/keys/{name}/{version.version}", "UpdateKey", json={"attributes": {"enabled": enabled}}
+            )
+            patched = bundle_view(result)
+            if patched.version == latest.version:
+                observed = patched
+        if observed.enabled != enabled:  # the latest version was missing from the list: set it directly
+            observed = bundle_view(
+                await self._call("PATCH", f"/keys/{name}", "UpdateKey", json={"attributes": {"enabled": enabled}})
+            )
+        return self._observe(observed, ref)
+
+    async def schedule_destruction(self, ref: KeyRef, *, force: bool = False) -> Observation:
+        name = self._name(ref)
+        try:
+            result = await self._call("DELETE", f"/keys/{name}", "DeleteKey")
+        except NotFound:
+            deleted = await self._deleted(name)  # a repeat: already soft-deleted, or purged since
+            return self._observe(deleted, ref) if deleted is not None else destroyed(name, ref.managed_key_id)
+        view = bundle_view(result, deleted=True)
+        if view.recoverable:
+            await self._await_deleted(name)
+        return self._observe(view, ref)
+
+    async def _await_deleted(self, name: str) -> None:
+        """Wait until the asynchronous delete shows in ``/deletedkeys`` (as the Azure SDK's poller does),
+        so that a ``get_key`` right after this call does not find the key in neither collection and
+        take it for purged. Gives up quietly after :data:`DELETE_POLLS` polls: the delete was accepted."""
+        for poll in range(DELETE_POLLS):
+            if await self._deleted(name) is not None:
+                return
+            if poll + 1 < DELETE_POLLS:
+                await self._sleep(DELETE_POLL_SECONDS)
+
+    async def validate(self) -> Health:
+        url = f"{self.endpoint}/keys{_QUERY}&maxresults=1"
+        try:
+            page_views(await self.transport.request("GET", url, operation="ListKeys", idempotent=True))
+        except ProviderError as exc:
+            return Health.from_error(exc)
+        return Health(HealthStatus.OK)
+
+
+class AzureKeyVaultFactory:
+    """Checks an Azure keystore's settings and builds :class:`AzureKeyVaultClient` instances."""
+
+    def validate_settings(self, keystore: Keystore) -> None:
+        settings = keystore.settings
+        endpoint = settings.get("endpoint")
+        if not isinstance(endpoint, str) or not endpoint:
+            raise InvalidInput("an Azure Key Vault keystore needs --endpoint (https://<vault>.vault.azure.net)")
+        check_endpoint(endpoint, settings.get("allow_insecure_http") is True)
+        managed_hsm = settings.get("managed_hsm", False)
+        if not isinstance(managed_hsm, bool):
+            raise InvalidInput("setting managed_hsm must be true or false", target="managed_hsm")
+        _page_size(settings)
+        check_transport_settings(keystore)
+
+    def create(self, keystore: Keystore, credentials: Mapping[str, Any] | None) -> AzureKeyVaultClient:
+        self.validate_settings(keystore)
+        return AzureKeyVaultClient(keystore, credentials)
+
+
+register(KeystoreType.AZURE_KEY_VAULT, AzureKeyVaultFactory())
