@@ -50,6 +50,7 @@ def _connect_request(kind: str, url: str, credentials: Path, fake_doc: dict[str,
         "endpoint": url,
         "credentials_file": str(credentials),
         "allow_insecure_http": True,
+        "provider_quotas": False,  # the fakes enforce no quotas
     }
     if kind == "aws_kms":
         common["region"] = AWS_REGION

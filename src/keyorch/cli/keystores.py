@@ -39,6 +39,14 @@ def keystore() -> None:
 @click.option("--allow-insecure-http", is_flag=True, help="Allow a plain http:// loopback endpoint (testing).")
 @click.option("--ca-file", type=str, help="PEM CA bundle to trust for this keystore's TLS.")
 @click.option("--drift-policy", type=click.Choice(["flag", "remediate"]), default="flag", show_default=True)
+@click.option("--rate-per-second", type=float, default=None, help="Cap on this keystore's request rate (0: none).")
+@click.option("--max-concurrency", type=int, default=None, help="Requests in flight to this keystore at most.")
+@click.option(
+    "--provider-quotas/--no-provider-quotas",
+    default=True,
+    show_default=True,
+    help="Pace each operation by the provider's published request quota.",
+)
 @with_service
 async def connect(
     state: CliState,
@@ -57,6 +65,9 @@ async def connect(
     allow_insecure_http: bool,
     ca_file: str | None,
     drift_policy: str,
+    rate_per_second: float | None,
+    max_concurrency: int | None,
+    provider_quotas: bool,
 ) -> None:
     """Connect a keystore to a vault."""
     request = ops.ConnectRequest(
@@ -74,6 +85,9 @@ async def connect(
         allow_insecure_http=allow_insecure_http,
         ca_file=ca_file,
         drift_policy=drift_policy,
+        rate_per_second=rate_per_second,
+        max_concurrency=max_concurrency,
+        provider_quotas=provider_quotas,
     )
     _show(state, await ops.connect_keystore(ctx, request), "keystore connected")
 

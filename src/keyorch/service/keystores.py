@@ -6,11 +6,12 @@ import json
 import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from keyorch.credentials import read_credentials_file
 from keyorch.domain import rules
 from keyorch.domain.errors import ConfigurationError, Conflict, InvalidInput
-from keyorch.domain.models import CredentialsMode, DriftPolicy, Keystore, KeystoreStatus
+from keyorch.domain.models import CredentialsMode, DriftPolicy, Keystore, KeystoreStatus, KeystoreType
 from keyorch.domain.validation import check_name, connection_settings, parse_keystore_type
 from keyorch.service.context import Change, ServiceContext
 from keyorch.service.versions import check_version
@@ -35,6 +36,9 @@ class ConnectRequest:
     allow_insecure_http: bool = False
     ca_file: str | None = None
     drift_policy: str = "flag"
+    rate_per_second: float | None = None  # keystore-wide request rate cap; 0 = none
+    max_concurrency: int | None = None  # requests in flight to this keystore
+    provider_quotas: bool = True  # pace each operation by the provider's published quota
 
 
 def _read_ca(path: str) -> str:
@@ -50,6 +54,29 @@ def _read_ca(path: str) -> str:
     except (UnicodeDecodeError, ssl.SSLError, ValueError):
         raise InvalidInput(f"--ca-file {path!r} does not hold PEM CA certificates", target="ca_file") from None
     return text
+
+
+def _check_endpoint_parses(endpoint: str) -> None:
+    """urlsplit raises ValueError on a broken IPv6 host or port; say so as bad input."""
+    try:
+        _ = urlsplit(endpoint).port
+    except ValueError as exc:
+        raise InvalidInput(f"endpoint {endpoint!r} is not a valid URL: {exc}", target="endpoint") from None
+
+
+def _limit_settings(kind: KeystoreType, req: ConnectRequest) -> dict[str, object]:
+    """Per-keystore overrides of the request limits, checked by the one place that applies them."""
+    from keyorch.providers.limits import limits_for
+
+    overrides: dict[str, object] = {}
+    if req.rate_per_second is not None:
+        overrides["rate_per_second"] = req.rate_per_second
+    if req.max_concurrency is not None:
+        overrides["max_concurrency"] = req.max_concurrency
+    if not req.provider_quotas:
+        overrides["provider_quotas"] = False
+    limits_for(kind, overrides)
+    return overrides
 
 
 async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore:
@@ -70,6 +97,8 @@ async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore
             target="credentials_file",
         )
     ca_pem = _read_ca(req.ca_file) if req.ca_file else None
+    if req.endpoint:
+        _check_endpoint_parses(req.endpoint)
     settings = connection_settings(
         kind,
         {
@@ -83,6 +112,7 @@ async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore
         allow_insecure_http=req.allow_insecure_http,
         ca_pem=ca_pem,
     )
+    settings.update(_limit_settings(kind, req))
     credentials_doc = None
     if req.credentials_file:
         if ctx.master_key is None:
