@@ -1,0 +1,354 @@
+"""The AWS KMS adapter: keyorch's client interface over KMS's JSON 1.1 protocol (reference section 1).
+
+Every call is ``POST /`` with ``X-Amz-Target: TrentService.<Operation>``, SigV4-signed by
+:class:`~keyorch.providers.aws_auth.KmsSigner` with botocore's credentials, sent through the shared
+:class:`~keyorch.providers.http.HttpTransport`; errors are mapped at one point
+(:func:`~keyorch.providers.aws_wire.map_error`).
+
+Settings: ``region`` (required), ``endpoint`` (default ``https://kms.<region>.amazonaws.com``, or
+``.amazonaws.com.cn`` in the China regions), ``pending_window_days`` (7-30, default 30: the window
+``ScheduleKeyDeletion`` asks for), ``page_size`` (1-100, default 100: ``Limit`` of each
+``ListAliases`` page), plus the transport's and the limiter's settings.
+
+Deterministic identity (reference section 1.5; ``CreateKey`` has no idempotency token): the key of
+managed key ``<id>`` is the one the alias ``alias/keyorch/<id>`` names; it also carries the tag
+``keyorch:managed-key-id=<id>``. :meth:`AwsKmsClient.ensure_key`:
+
+1. ``DescribeKey`` on the alias; if it names a key, that is the key (whatever its state).
+2. Otherwise ``CreateKey`` (with the tag), then ``CreateAlias``. The alias is the commit point:
+   AWS lets exactly one key hold the name, so of two racing creates (two workers, or a replay
+   after a crash between the two calls) exactly one ``CreateAlias`` wins.
+3. ``CreateAlias`` answering ``AlreadyExistsException`` means someone got there first (or our own
+   earlier attempt did and its answer was lost): ``DescribeKey`` the alias again. If it names the
+   key just created, done; if it names another key, that one is the managed key, and the key just
+   created is an orphan no alias points to: it is scheduled for deletion at once with the shortest
+   window (7 days; it never protected anything). That is the only way to stay at one live key,
+   since KMS cannot delete a key outright. Disabling it first would add a request and nothing else:
+   a key pending deletion cannot be used either.
+4. A ``CreateKey`` that fails after it was sent (a timeout, a 5xx) may still have made a key, which
+   then has the tag but no alias; ``CreateKey`` is therefore never retried after it was sent, and
+   such a rare orphan is findable by its tag (``ListKeys`` + ``ListResourceTags``), not by keyorch's
+   normal reads. A tag search before every create would cost one request per key in the account.
+
+``list_keys`` yields the keys keyorch owns (those an ``alias/keyorch/<id>`` alias names; other keys
+have no managed key id and nothing for keyorch to do). KMS lists carry no state, so one listing
+costs ``ceil(A / page_size)`` ``ListAliases`` requests (A = aliases in the account and region) plus
+one ``DescribeKey`` per owned key, sent concurrently per page (under the keystore's concurrency
+limit and DescribeKey quota). ``ListKeys`` is not needed: the alias list already maps every owned
+key, and a key without state would be of no use to the reconciler.
+
+``enable``/``disable`` answer from the successful call without reading the key again (the reconciler
+reads it back anyway). Repeats: ``EnableKey``/``DisableKey`` succeed on a key already in that state;
+``DisableKey`` on a key pending deletion is already deactivated, so after KMS's
+``KMSInvalidStateException`` the key is read and returned; ``ScheduleKeyDeletion`` on a key already
+pending deletion is read and returned with its first ``DeletionDate``. ``EnableKey`` on a key pending
+deletion or import stays a :class:`~keyorch.providers.errors.Conflict`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from keyorch.domain.errors import InvalidInput
+from keyorch.domain.models import Keystore, KeystoreType
+from keyorch.domain.states import KeyState
+from keyorch.domain.validation import check_endpoint
+from keyorch.logs import get_logger
+from keyorch.providers.aws_auth import CONTENT_TYPE, CredentialSource, KmsSigner
+from keyorch.providers.aws_wire import (
+    ALIAS_PREFIX,
+    MANAGED_KEY_TAG,
+    TARGET_PREFIX,
+    alias_name,
+    check_empty,
+    error_mapper,
+    is_code,
+    key_observation,
+    key_spec,
+    map_state,
+    response_object,
+    string_member,
+    timestamp,
+)
+from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation, register
+from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError
+from keyorch.providers.http import HttpResult, HttpTransport, check_transport_settings
+from keyorch.providers.limits import number_setting
+from keyorch.providers.retry import RetryHook, RetryPolicy
+
+DEFAULT_WINDOW_DAYS = 30
+ORPHAN_WINDOW_DAYS = 7
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 100
+#: ``CreateAlias`` right after ``CreateKey`` may not find the key yet (KMS is eventually consistent).
+ALIAS_ATTEMPTS = 3
+
+_REGION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+_HEADERS = {
+    op: {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET_PREFIX + op}
+    for op in (
+        "CreateKey",
+        "CreateAlias",
+        "DescribeKey",
+        "DisableKey",
+        "EnableKey",
+        "ListAliases",
+        "ListKeys",
+        "ScheduleKeyDeletion",
+    )
+}
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def default_endpoint(region: str) -> str:
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://kms.{region}.{suffix}"
+
+
+class AwsKmsClient(KeystoreClient):
+    """One AWS KMS account and region. ``retry`` and ``on_retry`` override the transport's policy."""
+
+    def __init__(
+        self,
+        keystore: Keystore,
+        credentials: Mapping[str, Any] | None,
+        *,
+        retry: RetryPolicy | None = None,
+        on_retry: RetryHook | None = None,
+    ) -> None:
+        AwsKmsFactory().validate_settings(keystore)
+        settings = keystore.settings
+        region = str(settings["region"])
+        self.keystore = keystore.name
+        self.endpoint = str(settings.get("endpoint") or default_endpoint(region))
+        self.window_days = int(settings.get("pending_window_days", DEFAULT_WINDOW_DAYS))
+        self.page_size = int(settings.get("page_size", DEFAULT_PAGE_SIZE))
+        self._url = self.endpoint.rstrip("/") + "/"
+        self.credentials = CredentialSource(credentials)
+        self.signer = KmsSigner(self._url, region, self.credentials)
+        self.transport = HttpTransport.for_keystore(
+            keystore,
+            map_error=error_mapper(refresh_auth=self.credentials.from_chain),
+            auth=self.signer,
+            retry=retry,
+            on_retry=on_retry,
+        )
+        self._log = get_logger(keystore=keystore.name, provider="aws_kms")
+
+    def __repr__(self) -> str:
+        return f"AwsKmsClient(keystore={self.keystore!r}, endpoint={self.endpoint!r})"
+
+    async def _call(self, operation: str, members: Mapping[str, Any], *, idempotent: bool = True) -> HttpResult:
+        return await self.transport.request(
+            "POST",
+            self._url,
+            operation=operation,
+            idempotent=idempotent,
+            headers=_HEADERS[operation],
+            data=_dumps(members).encode(),
+        )
+
+    async def _describe(self, key: str, managed_key_id: str | None) -> Observation | None:
+        """The key ``key`` (id, ARN or alias) names, or ``None`` when KMS does not have it."""
+        try:
+            result = await self._call("DescribeKey", {"KeyId": key})
+        except NotFound:
+            return None
+        return key_observation(result, response_object(result).get("KeyMetadata"), managed_key_id)
+
+    async def _key_id(self, ref: KeyRef) -> tuple[str, str | None]:
+        """The key id a lifecycle call needs (they take no alias), found by alias when not known."""
+        if ref.key_id_in_keystore:
+            return ref.key_id_in_keystore, ref.managed_key_id
+        found = await self.get_key(ref)
+        if found is None:
+            raise NotFound(
+                f"no key is named by alias {alias_name(ref.managed_key_id or '')}",
+                keystore=self.keystore,
+                sent=False,
+            )
+        return found.key_id_in_keystore, ref.managed_key_id
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get_key(self, ref: KeyRef) -> Observation | None:
+        if ref.key_id_in_keystore:
+            return await self._describe(ref.key_id_in_keystore, ref.managed_key_id)
+        if ref.managed_key_id:
+            return await self._describe(alias_name(ref.managed_key_id), ref.managed_key_id)
+        raise InvalidRequest("a key reference needs a key id or a managed key id", keystore=self.keystore, sent=False)
+
+    async def list_keys(self) -> AsyncIterator[Observation]:
+        marker: str | None = None
+        seen: set[str] = set()
+        while True:
+            members: dict[str, Any] = {"Limit": self.page_size}
+            if marker is not None:
+                members["Marker"] = marker
+            result = await self._call("ListAliases", members)
+            page = response_object(result)
+            owned = _owned_keys(result, page.get("Aliases"))
+            found = await asyncio.gather(
+                *(self._describe(key, managed) for managed, key in owned), return_exceptions=True
+            )
+            for item in found:
+                if isinstance(item, BaseException):
+                    raise item
+            for observation in found:
+                if isinstance(observation, Observation):  # None: deleted since the alias page was read
+                    yield observation
+            truncated = page.get("Truncated", False)
+            if not isinstance(truncated, bool):
+                raise result.malformed("Truncated is not a boolean")
+            if not truncated:
+                return
+            marker = string_member(result, page, "NextMarker")
+            if marker in seen:
+                raise result.malformed("NextMarker repeats an earlier marker")
+            seen.add(marker)
+
+    # -- changes ------------------------------------------------------------------------------
+
+    async def ensure_key(self, managed_key_id: str, spec: KeySpec) -> Observation:
+        alias = alias_name(managed_key_id)
+        existing = await self._describe(alias, managed_key_id)
+        if existing is not None:
+            return existing
+        kms_spec, usage = key_spec(spec.algorithm, spec.size)
+        tags = [{"TagKey": MANAGED_KEY_TAG, "TagValue": managed_key_id}]
+        tags += [{"TagKey": k, "TagValue": v} for k, v in spec.labels.items() if k != MANAGED_KEY_TAG]
+        members = {"KeySpec": kms_spec, "KeyUsage": usage, "Description": spec.name[:8192], "Tags": tags}
+        result = await self._call("CreateKey", members, idempotent=False)
+        created = key_observation(result, response_object(result).get("KeyMetadata"), managed_key_id)
+        try:
+            await self._create_alias(alias, created.key_id_in_keystore)
+        except Conflict as exc:
+            if not is_code(exc, "AlreadyExistsException"):
+                raise
+            winner = await self._describe(alias, managed_key_id)
+            if winner is None:
+                raise
+            if winner.key_id_in_keystore != created.key_id_in_keystore:
+                await self._retire_orphan(created.key_id_in_keystore, managed_key_id)
+            return winner
+        return created
+
+    async def _create_alias(self, alias: str, key_id: str) -> None:
+        policy = self.transport.retry
+        for attempt in range(1, ALIAS_ATTEMPTS + 1):
+            try:
+                check_empty(await self._call("CreateAlias", {"AliasName": alias, "TargetKeyId": key_id}))
+                return
+            except NotFound:
+                if attempt == ALIAS_ATTEMPTS:
+                    raise
+                await policy.sleep(policy.backoff(attempt))
+
+    async def _retire_orphan(self, key_id: str, managed_key_id: str) -> None:
+        """Schedule the deletion of a key that lost the alias race (best effort: it is tagged)."""
+        try:
+            await self._call("ScheduleKeyDeletion", {"KeyId": key_id, "PendingWindowInDays": ORPHAN_WINDOW_DAYS})
+        except ProviderError as exc:
+            self._log.warning("orphan key not scheduled for deletion", key_id=key_id, error=exc.message)
+            return
+        self._log.info("orphan key scheduled for deletion", key_id=key_id, managed_key_id=managed_key_id)
+
+    async def enable(self, ref: KeyRef) -> Observation:
+        key_id, managed = await self._key_id(ref)
+        check_empty(await self._call("EnableKey", {"KeyId": key_id}))
+        return Observation(key_id, managed, KeyState.ACTIVE, raw_state="Enabled")
+
+    async def disable(self, ref: KeyRef) -> Observation:
+        key_id, managed = await self._key_id(ref)
+        try:
+            check_empty(await self._call("DisableKey", {"KeyId": key_id}))
+        except Conflict:
+            current = await self._describe(key_id, managed)
+            if current is not None and current.destruction_pending:
+                return current
+            raise
+        return Observation(key_id, managed, KeyState.DEACTIVATED, raw_state="Disabled")
+
+    async def schedule_destruction(self, ref: KeyRef, *, force: bool = False) -> Observation:
+        key_id, managed = await self._key_id(ref)
+        try:
+            result = await self._call("ScheduleKeyDeletion", {"KeyId": key_id, "PendingWindowInDays": self.window_days})
+        except Conflict:
+            current = await self._describe(key_id, managed)
+            if current is not None and current.destruction_pending:
+                return current
+            raise
+        doc = response_object(result)
+        raw_state = doc.get("KeyState", "PendingDeletion")  # older responses (and moto) omit it
+        state, pending = map_state(result, raw_state, False)
+        if not pending:
+            raise result.malformed(f"ScheduleKeyDeletion answered KeyState {str(raw_state)[:40]!r}")
+        until = timestamp(result, doc.get("DeletionDate"), "DeletionDate")
+        return Observation(key_id, managed, state, True, until, str(raw_state))
+
+    # -- health -------------------------------------------------------------------------------
+
+    async def validate(self) -> Health:
+        try:
+            result = await self._call("ListKeys", {"Limit": 1})
+            if not isinstance(response_object(result).get("Keys"), list):
+                raise result.malformed("Keys is missing or not a list")
+        except ProviderError as exc:
+            return Health.from_error(exc)
+        return Health(HealthStatus.OK, f"AWS KMS at {self.endpoint} answers and accepts the credentials")
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+def _owned_keys(result: HttpResult, aliases: Any) -> list[tuple[str, str]]:
+    """(managed key id, target key id) for every ``alias/keyorch/<id>`` alias on a ListAliases page."""
+    if not isinstance(aliases, list):
+        raise result.malformed("Aliases is missing or not a list")
+    owned = []
+    for entry in aliases:
+        if not isinstance(entry, dict):
+            raise result.malformed("an Aliases entry is not an object")
+        name = entry.get("AliasName")
+        if not isinstance(name, str):
+            raise result.malformed("an alias has no AliasName")
+        if not name.startswith(ALIAS_PREFIX):
+            continue
+        target = entry.get("TargetKeyId")
+        if target is None:
+            continue  # an alias not associated with a key
+        if not isinstance(target, str) or not target:
+            raise result.malformed("TargetKeyId is not a string")
+        owned.append((name[len(ALIAS_PREFIX) :], target))
+    return owned
+
+
+class AwsKmsFactory:
+    """Checks an AWS KMS keystore's settings and builds its client."""
+
+    def validate_settings(self, keystore: Keystore) -> None:
+        settings = keystore.settings
+        region = settings.get("region")
+        if not isinstance(region, str) or not region or not set(region) <= _REGION_CHARS or "-" not in region:
+            raise InvalidInput(
+                f"setting region must be an AWS region such as us-east-1, not {region!r}", target="region"
+            )
+        endpoint = settings.get("endpoint")
+        if endpoint is not None:
+            if not isinstance(endpoint, str):
+                raise InvalidInput("setting endpoint must be a URL", target="endpoint")
+            check_endpoint(endpoint, settings.get("allow_insecure_http") is True)
+        if "pending_window_days" in settings:
+            number_setting(settings, "pending_window_days", minimum=7, maximum=30, integer=True)
+        if "page_size" in settings:
+            number_setting(settings, "page_size", minimum=1, maximum=MAX_PAGE_SIZE, integer=True)
+        check_transport_settings(keystore)
+
+    def create(self, keystore: Keystore, credentials: Mapping[str, Any] | None) -> KeystoreClient:
+        return AwsKmsClient(keystore, credentials)
+
+
+register(KeystoreType.AWS_KMS, AwsKmsFactory())
