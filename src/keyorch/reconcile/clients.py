@@ -39,7 +39,7 @@ class ClientPool:
     async def credentials(self, keystore: Keystore) -> Mapping[str, Any] | None:
         if keystore.credentials_mode is CredentialsMode.ENVIRONMENT:
             return None
-        async with self.store.transaction() as tx:
+        async with self.store.read() as tx:
             blob = await tx.keystore_credentials(keystore.id)
         if blob is None:
             raise ConfigurationError(f"keystore {keystore.name} has no stored credentials")

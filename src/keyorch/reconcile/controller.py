@@ -89,7 +89,7 @@ class Controller:
         self.log = get_logger(component="controller")
 
     async def keystores(self) -> list[Keystore]:
-        async with self.store.transaction() as tx:
+        async with self.store.read() as tx:
             return await tx.list_keystores()
 
     async def check_keystores(self, keystores: Sequence[Keystore]) -> dict[str, str]:
@@ -118,7 +118,7 @@ class Controller:
         return {ks.id: found for ks, found in zip(healthy, listed, strict=True) if found is not None}
 
     async def key_ids(self, refs: Sequence[str] | None = None) -> list[str]:
-        async with self.store.transaction() as tx:
+        async with self.store.read() as tx:
             if refs:
                 return [(await tx.key(ref)).id for ref in refs]
             return [k.id for k in await tx.list_keys() if k.targets]

@@ -72,6 +72,11 @@ class KeyOutcome:
         return self.stale or any(t.target.sync_flag is SyncFlag.PENDING or t.unreachable for t in self.targets)
 
 
+def _material(target: Target) -> Target:
+    """A target record without its timestamps: what decides whether it needs writing."""
+    return replace(target, updated_at=None, next_attempt_at=None)
+
+
 class Reconciler:
     def __init__(self, store: Store, clients: ClientPool, clock: Clock) -> None:
         self.store = store
@@ -79,7 +84,7 @@ class Reconciler:
         self.clock = clock
 
     async def load(self, key_ref: str) -> tuple[ManagedKey, dict[str, Keystore]]:
-        async with self.store.transaction() as tx:
+        async with self.store.read() as tx:
             key = await tx.key(key_ref)
             keystores = {t.keystore_id: await tx.keystore(t.keystore_id) for t in key.targets}
         return key, keystores
@@ -126,67 +131,72 @@ class Reconciler:
         return TargetOutcome(keystore.id, keystore.name, plan, unreachable=unreachable is not None)
 
     async def reconcile_key(self, key_ref: str, *, push: bool = False, listing: Listing | None = None) -> KeyOutcome:
+        """Observe, plan and act for every target of one key, with at most three transactions:
+        read the key; journal the intents of every mutating call (before any is made); record the
+        results, the targets' new status and the intents' outcome (after all are made)."""
         key, keystores = await self.load(key_ref)
-        log = get_logger(key_id=key.id, label=key.label, generation=key.generation)
-        outcomes = await asyncio.gather(
-            *(self._reconcile_target(key, t, keystores[t.keystore_id], push, listing, log) for t in key.targets)
+        outcomes = list(
+            await asyncio.gather(
+                *(self._plan_one(key, t, keystores[t.keystore_id], push, listing) for t in key.targets)
+            )
         )
+        before = {t.keystore_id: t for t in key.targets}
+        acting = [o for o in outcomes if o.plan.actions]
+        intents: dict[str, int] = {}
+        if acting:
+            async with self.store.transaction() as tx:
+                for o in acting:
+                    action = "+".join(a.value for a in o.plan.actions)
+                    attempts = before[o.keystore_id].attempts + 1
+                    intents[o.keystore_id] = await tx.start_intent(
+                        key.id, o.keystore_id, key.generation, action, attempts, self.clock.now()
+                    )
+            await asyncio.gather(
+                *(self._execute(key, before[o.keystore_id], keystores[o.keystore_id], o) for o in acting)
+            )
+        changed = [o for o in outcomes if _material(o.target) != _material(before[o.keystore_id])]
+        if not changed and not intents:
+            return KeyOutcome(key.id, key.label, key.state.value, outcomes)
         now = self.clock.now()
         async with self.store.transaction() as tx:
-            written = await tx.update_targets(key.id, key.generation, [o.target for o in outcomes])
+            for keystore_id, intent in intents.items():
+                outcome = next(o for o in acting if o.keystore_id == keystore_id)
+                status = "failed" if outcome.error else "succeeded"
+                await tx.finish_intent(intent, status, outcome.error, now)
+            written = await tx.update_targets(key.id, key.generation, [o.target for o in changed])
             if written:
-                for o in outcomes:
+                for o in changed:
                     if o.target.sync_flag is SyncFlag.IN_SYNC:
                         await tx.resolve_intents(key.id, o.keystore_id, now)
-        return KeyOutcome(key.id, key.label, key.state.value, list(outcomes), stale=not written)
+        return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=not written)
 
-    async def _reconcile_target(
-        self,
-        key: ManagedKey,
-        target: Target,
-        keystore: Keystore,
-        push: bool,
-        listing: Listing | None,
-        log: object,
-    ) -> TargetOutcome:
-        outcome = await self._plan_one(key, target, keystore, push, listing)
-        if not outcome.plan.actions:
-            return outcome
+    async def _execute(self, key: ManagedKey, target: Target, keystore: Keystore, outcome: TargetOutcome) -> None:
+        """Run a target's planned actions in order, then observe again: the result decides the status."""
         bound = get_logger(key_id=key.id, keystore=keystore.name, keystore_id=keystore.id)
         client = await self.clients.client(keystore)
-        observation: Observation | None = None
         ref = KeyRef(target.key_id_in_keystore or outcome.target.key_id_in_keystore, key.id)
         for action in outcome.plan.actions:
-            attempts = target.attempts + 1
-            async with self.store.transaction() as tx:
-                intent = await tx.start_intent(
-                    key.id, keystore.id, key.generation, action.value, attempts, self.clock.now()
-                )
             try:
                 observation = await self._act(client, action, key, ref)
             except ProviderError as exc:
-                async with self.store.transaction() as tx:
-                    await tx.finish_intent(intent, "failed", exc.message[:1000], self.clock.now())
                 bound.warning("action failed", action=action.value, error=exc.message, transient=exc.transient)
-                return self._failed(outcome, key, target, action, exc)
-            async with self.store.transaction() as tx:
-                await tx.finish_intent(intent, "succeeded", None, self.clock.now())
+                self._failed(outcome, target, action, exc)
+                return
             outcome.actions_done.append(action)
             bound.info("action done", action=action.value)
             if observation is not None:
                 ref = KeyRef(observation.key_id_in_keystore, key.id)
-        # Observe again: the result decides the status (level-triggered, never assumed).
         try:
             after = await client.get_key(ref)
         except NotFound:
             after = None
         except ProviderError as exc:
-            return self._failed(outcome, key, target, outcome.plan.actions[-1], exc)
+            self._failed(outcome, target, outcome.plan.actions[-1], exc)
+            return
         final = plan_target(key, target, keystore, after, self.clock.now())
         if final.actions:  # still out of line after acting: keep the intent, retry later
             final = replace(final, target=self._with_retry(final.target, target, "not yet in line after acting"))
         outcome.plan = final
-        return outcome
 
     async def _act(self, client: KeystoreClient, action: Action, key: ManagedKey, ref: KeyRef) -> Observation | None:
         if action is Action.CREATE:
@@ -198,9 +208,7 @@ class Reconciler:
             return await client.disable(ref)
         return await client.schedule_destruction(ref, force=key.destroy_force)
 
-    def _failed(
-        self, outcome: TargetOutcome, key: ManagedKey, target: Target, action: Action, exc: ProviderError
-    ) -> TargetOutcome:
+    def _failed(self, outcome: TargetOutcome, target: Target, action: Action, exc: ProviderError) -> TargetOutcome:
         message = f"{action.value} failed: {exc.message}"[:1000]
         record = self._with_retry(outcome.target, target, message)
         if not exc.transient:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from keyorch.domain.errors import ConfigurationError
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+READONLY_OPTION = "keyorch_readonly"
 
 
 def async_url(url: str) -> str:
@@ -72,8 +73,10 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # Take the write lock up front so two writers never deadlock upgrading a read lock.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front so two never deadlock upgrading a read lock;
+        # read-only units of work (Store.read) take none and run beside a writer (WAL).
+        readonly = conn.get_execution_options().get(READONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def _alembic_config(connection: Connection) -> Config:
