@@ -34,12 +34,14 @@ class AuditRecord:
     after: str | None = None
     detail: str | None = None
     seq: int | None = None
+    role: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
             "at": self.at.isoformat(),
             "user": self.user,
+            "role": self.role,
             "source": self.source,
             "action": self.action,
             "object_type": self.object_type,

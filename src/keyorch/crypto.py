@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from keyorch.domain.errors import ConfigurationError
 
@@ -23,12 +25,17 @@ _NONCE_BYTES = 12
 class MasterKey:
     """A 32-byte key. Its repr never shows the key."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "_key")
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ConfigurationError(f"the master key must be 32 bytes; got {len(key)} bytes")
+        self._key = key
         self._aead = AESGCM(key)
+
+    def derive(self, info: bytes, length: int = 32) -> bytes:
+        """A subkey for one purpose (HKDF-SHA256, no salt, ``info`` names the purpose)."""
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(self._key)
 
     def __repr__(self) -> str:
         return "MasterKey(<hidden>)"

@@ -7,10 +7,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from keyorch.audit import Actor, AuditRecord, snapshot
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock, SystemClock
 from keyorch.domain.errors import KeyorchError
+from keyorch.store.audit_chain import AuditWriteFailed
 from keyorch.store.repository import Store, Transaction
 
 T = TypeVar("T")
@@ -43,14 +46,20 @@ class ServiceContext:
         ref: str | None,
         body: Callable[[Transaction], Awaitable[tuple[T, Change]]],
     ) -> T:
-        """Run ``body`` in one transaction with its audit record; audit a refusal separately."""
+        """Run ``body`` in one transaction with its audit record; audit a refusal separately.
+
+        The change and its record commit together or not at all: a change whose audit record
+        cannot be written is refused (AuditWriteFailed) and leaves nothing behind.
+        """
         try:
             async with self.store.transaction() as tx:
                 result, change = await body(tx)
-                await tx.add_audit(
+                await self._audit(
+                    tx,
                     AuditRecord(
                         at=self.clock.now(),
                         user=self.actor.user,
+                        role=self.actor.role,
                         source=self.actor.source,
                         action=action,
                         object_type=object_type,
@@ -59,24 +68,43 @@ class ServiceContext:
                         before=snapshot(change.before),
                         after=snapshot(change.after),
                         detail=change.detail,
-                    )
+                    ),
                 )
                 return result
-        except KeyorchError as exc:
-            await self._record_refusal(action, object_type, ref, exc)
+        except AuditWriteFailed:
             raise
+        except KeyorchError as exc:
+            try:
+                await self._record_refusal(action, object_type, ref, exc)
+            except AuditWriteFailed as audit_exc:
+                raise AuditWriteFailed(
+                    f"{exc.message} (and the refusal itself could not be audited: {audit_exc.message})"
+                ) from exc
+            raise
+
+    async def _audit(self, tx: Transaction, record: AuditRecord) -> None:
+        try:
+            await tx.add_audit(record, master_key=self.master_key)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+            raise AuditWriteFailed(
+                f"the audit record of this {record.action} could not be written ({reason}), "
+                "so it was refused and nothing was changed"
+            ) from exc
 
     async def _record_refusal(self, action: str, object_type: str, ref: str | None, exc: KeyorchError) -> None:
         async with self.store.transaction() as tx:
-            await tx.add_audit(
+            await self._audit(
+                tx,
                 AuditRecord(
                     at=self.clock.now(),
                     user=self.actor.user,
+                    role=self.actor.role,
                     source=self.actor.source,
                     action=action,
                     object_type=object_type,
                     object_id=ref,
                     outcome="refused",
                     detail=f"{exc.code}: {exc.message}"[:2000],
-                )
+                ),
             )

@@ -12,10 +12,11 @@ from sqlalchemy import Table, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from keyorch.audit import AuditRecord
+from keyorch.crypto import MasterKey
 from keyorch.domain.errors import InvalidInput, NotFound, StaleVersion
 from keyorch.domain.models import Keystore, KeystoreStatus, KeyTemplate, ManagedKey, Target, Vault
 from keyorch.domain.states import KeyState
-from keyorch.store import rows
+from keyorch.store import audit_chain, rows
 from keyorch.store.engine import create_engine
 from keyorch.store.schema import audit_log, intents, key_targets, keystores, managed_keys, templates, vaults
 
@@ -307,8 +308,9 @@ class Transaction:
 
     # --- audit ----------------------------------------------------------------------------
 
-    async def add_audit(self, record: AuditRecord) -> None:
-        await self.conn.execute(insert(audit_log).values(**rows.audit_to_row(record)))
+    async def add_audit(self, record: AuditRecord, *, master_key: MasterKey | None) -> int:
+        """Append a record to the audit chain (sealed with the master key when given); return its seq."""
+        return await audit_chain.append(self.conn, rows.audit_to_row(record), master_key)
 
     async def list_audit(self, object_id: str | None = None, limit: int = 1000) -> list[AuditRecord]:
         stmt = select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)

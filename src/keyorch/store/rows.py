@@ -209,6 +209,7 @@ def audit_from_row(row: Row) -> AuditRecord:
         before=row["before"],
         after=row["after"],
         detail=row["detail"],
+        role=row["role"],
     )
 
 
@@ -224,4 +225,5 @@ def audit_to_row(r: AuditRecord) -> dict[str, Any]:
         "before": r.before,
         "after": r.after,
         "detail": r.detail,
+        "role": r.role,
     }

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -167,5 +168,23 @@ audit_log = Table(
     Column("before", Text, nullable=True),
     Column("after", Text, nullable=True),
     Column("detail", Text, nullable=True),
+    Column("role", String(64), nullable=True),
+    Column("prev_seq", Integer, nullable=True),
+    Column("chain_key", String(16), nullable=False),
+    Column("hmac", String(64), nullable=False),
     Index("ix_audit_object", "object_id"),
+)
+
+#: The head of the audit chain (one row, id 1): the last record's seq and HMAC, sealed, and the
+#: random key that seals records when no master key is configured (see store/audit_chain.py).
+audit_chain = Table(
+    "audit_chain",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("stored_key", LargeBinary, nullable=False),
+    Column("last_seq", Integer, nullable=False),
+    Column("last_hmac", String(64), nullable=False),
+    Column("chain_key", String(16), nullable=False),
+    Column("head_hmac", String(64), nullable=False),
+    CheckConstraint("id = 1", name="ck_audit_chain_one_row"),
 )

@@ -1,0 +1,92 @@
+"""Prometheus metrics of the daemon, in a registry of keyorch's own (not the process-global one).
+
+Call the ``record_*`` / ``set_*`` functions where things happen; ``render()`` gives the text
+exposition format served at ``/metrics``. Label values are bounded by design: outcomes and
+statuses are short fixed vocabularies, keystores are the configured ones.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# No `*_created` series: they double the output and say only when the process started.
+disable_created_metrics()
+REGISTRY = CollectorRegistry(auto_describe=True)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+RECONCILES = Counter(
+    "keyorch_reconciles_total",
+    "Reconciles of a managed key, by outcome (e.g. converged, requeued, failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+PROVIDER_CALLS = Counter(
+    "keyorch_provider_calls_total",
+    "Calls to a keystore's provider API, by keystore, operation and status (ok or an error kind).",
+    ["keystore", "operation", "status"],
+    registry=REGISTRY,
+)
+RETRIES = Counter(
+    "keyorch_provider_retries_total",
+    "Provider calls retried after a transient error, by keystore and operation.",
+    ["keystore", "operation"],
+    registry=REGISTRY,
+)
+THROTTLES = Counter(
+    "keyorch_provider_throttles_total",
+    "Provider answers that asked keyorch to slow down (rate limited), by keystore.",
+    ["keystore"],
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "keyorch_queue_depth",
+    "Managed keys waiting in the reconcile work queue.",
+    registry=REGISTRY,
+)
+OUT_OF_SYNC = Gauge(
+    "keyorch_out_of_sync_keys",
+    "Managed keys flagged out of sync, by keystore.",
+    ["keystore"],
+    registry=REGISTRY,
+)
+RECONCILE_DURATION = Histogram(
+    "keyorch_reconcile_duration_seconds",
+    "Time taken by one reconcile of one managed key.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+    registry=REGISTRY,
+)
+
+
+def record_reconcile(outcome: str, duration_seconds: float | None = None) -> None:
+    RECONCILES.labels(outcome=outcome).inc()
+    if duration_seconds is not None:
+        RECONCILE_DURATION.observe(max(0.0, duration_seconds))
+
+
+def record_provider_call(keystore: str, operation: str, status: str) -> None:
+    PROVIDER_CALLS.labels(keystore=keystore, operation=operation, status=status).inc()
+
+
+def record_retry(keystore: str, operation: str) -> None:
+    RETRIES.labels(keystore=keystore, operation=operation).inc()
+
+
+def record_throttle(keystore: str) -> None:
+    THROTTLES.labels(keystore=keystore).inc()
+
+
+def set_queue_depth(depth: int) -> None:
+    QUEUE_DEPTH.set(depth)
+
+
+def set_out_of_sync(counts: dict[str, int]) -> None:
+    """The out-of-sync count of every keystore; keystores no longer listed are dropped."""
+    OUT_OF_SYNC.clear()
+    for keystore, count in counts.items():
+        OUT_OF_SYNC.labels(keystore=keystore).set(count)
+
+
+def render() -> bytes:
+    """The metrics in the Prometheus text exposition format (``CONTENT_TYPE``)."""
+    return generate_latest(REGISTRY)
