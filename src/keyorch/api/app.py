@@ -1,0 +1,70 @@
+"""The REST API application (``/api/v4``), for ``keyorch serve`` to run.
+
+Routes carry their full ``/api/v4`` path, so the daemon can add its own routes (``/healthz``,
+``/readyz``, ``/metrics``) to this application and run it as its root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from keyorch.api import routes_key_actions, routes_keys, routes_keystores, routes_templates, routes_vaults
+from keyorch.api.auth import Authenticator
+from keyorch.api.errors import MAX_BODY_BYTES, error_middleware
+from keyorch.api.openapi import OPENAPI_PATH, build_openapi
+from keyorch.api.routing import DEPS, ApiDeps, Route, make_handler
+from keyorch.crypto import MasterKey
+from keyorch.domain.clock import Clock
+from keyorch.settings import ApiSettings, Settings
+from keyorch.store.repository import Store
+
+ROUTES: list[Route] = [
+    *routes_vaults.ROUTES,
+    *routes_keystores.ROUTES,
+    *routes_templates.ROUTES,
+    *routes_keys.ROUTES,
+    *routes_key_actions.ROUTES,
+]
+
+OPENAPI_KEY = web.AppKey("keyorch_openapi", dict)
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI_KEY])
+
+
+def create_api_app(
+    *,
+    store: Store,
+    settings: ApiSettings | Settings,
+    clock: Clock,
+    master_key: MasterKey | None,
+    on_change: Callable[[str], None] | None = None,
+    sync_key: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
+    keystore_status: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
+) -> web.Application:
+    """The API application.
+
+    ``on_change(key_id)`` is called after every accepted change to a key; ``sync_key(key_id)`` runs a
+    push reconcile and returns the per-keystore statuses (without it the sync endpoint answers 503);
+    ``keystore_status(keystore_id)`` checks a keystore live (without it, the last observed state is shown).
+    """
+    api = settings.api if isinstance(settings, Settings) else settings
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[DEPS] = ApiDeps(
+        store=store,
+        clock=clock,
+        master_key=master_key,
+        authenticator=Authenticator(api.tokens),
+        on_change=on_change,
+        sync_key=sync_key,
+        keystore_status=keystore_status,
+    )
+    app[OPENAPI_KEY] = build_openapi(ROUTES)
+    app.router.add_route("GET", OPENAPI_PATH, _openapi)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.full_path, make_handler(route))
+    return app

@@ -1,0 +1,175 @@
+"""Error JSON for every 4xx/5xx answer, and the middleware that makes it so.
+
+The shape is UKO's: ``{"status_code": 404, "errors": [{"code", "message", "target"}]}``. keyorch's own
+refusals (``KeyorchError``) carry their HTTP status; aiohttp's own answers (unknown route, 405, 413)
+and validation errors are converted here. Nothing a client sends may produce a 5xx: only a fault of
+keyorch itself does, and its message never includes internals.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from keyorch.domain.errors import Conflict, InvalidInput, KeyorchError
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: The largest request body the API reads (a larger one is answered 413).
+MAX_BODY_BYTES = 1024 * 1024
+
+#: Body fields whose values are never echoed back in an error message.
+SECRET_FIELDS = frozenset({"credentials"})
+
+_HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    411: "length_required",
+    412: "precondition_failed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    428: "precondition_required",
+    431: "request_header_fields_too_large",
+}
+
+
+class Unauthorized(KeyorchError):
+    http_status = 401
+    code = "unauthorized"
+
+
+class Forbidden(KeyorchError):
+    http_status = 403
+    code = "forbidden"
+
+
+class PreconditionRequired(KeyorchError):
+    http_status = 428
+    code = "precondition_required"
+
+
+class ServiceUnavailable(KeyorchError):
+    http_status = 503
+    code = "service_unavailable"
+
+
+class MasterKeyMissing(Conflict):
+    code = "master_key_missing"
+
+
+class InvalidJson(InvalidInput):
+    code = "invalid_json"
+
+
+def error_body(status: int, errors: Iterable[tuple[str, str, str | None]]) -> dict[str, Any]:
+    return {
+        "status_code": status,
+        "errors": [{"code": code, "message": message, "target": target} for code, message, target in errors],
+    }
+
+
+def error_response(
+    status: int, errors: Iterable[tuple[str, str, str | None]], headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(error_body(status, errors), status=status, headers=headers)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def validation_errors(exc: ValidationError, where: str) -> list[tuple[str, str, str | None]]:
+    """One entry per problem, naming the field, the value given and what is allowed."""
+    found: list[tuple[str, str, str | None]] = []
+    for err in exc.errors(include_url=False)[:20]:
+        loc = ".".join(str(p) for p in err["loc"])
+        secret = bool(err["loc"]) and err["loc"][0] in SECRET_FIELDS
+        if err["type"] == "missing":
+            message = f"{where} field {loc} is required"
+        elif err["type"] == "extra_forbidden":
+            message = f"{where} field {loc} is not allowed here"
+        else:
+            value = "" if secret else f" (got {_shown(err.get('input'))})"
+            message = f"{where} field {loc or '(document)'} is not valid{value}: {err['msg']}"
+        found.append(("invalid_input", message, loc or None))
+    return found
+
+
+def keyorch_error_response(exc: KeyorchError) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="keyorch"'} if isinstance(exc, Unauthorized) else None
+    return error_response(exc.http_status, [(exc.code, exc.message, exc.target)], headers)
+
+
+def _http_exception_response(exc: web.HTTPException, request: web.Request) -> web.StreamResponse:
+    if exc.status < 400:
+        raise exc
+    code = _HTTP_CODES.get(exc.status, "internal_error" if exc.status >= 500 else "bad_request")
+    if exc.status == 404:
+        message = f"no such resource: {request.method} {request.path}"
+    elif exc.status == 405:
+        allowed = exc.headers.get("Allow", "")
+        message = f"method {request.method} is not allowed on {request.path}; allowed: {allowed or 'none'}"
+    elif exc.status == 413:
+        message = f"the request body is too large (the limit is {MAX_BODY_BYTES} bytes)"
+    else:
+        message = exc.reason
+    headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "WWW-Authenticate")}
+    return error_response(exc.status, [(code, message, None)], headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except KeyorchError as exc:
+        if exc.http_status >= 500:
+            log.warning("api.refused", path=request.path, code=exc.code, status=exc.http_status)
+        return keyorch_error_response(exc)
+    except web.HTTPException as exc:
+        return _http_exception_response(exc, request)
+    except Exception:
+        log.exception("api.internal_error", method=request.method, path=request.path)
+        return error_response(500, [("internal_error", "keyorch failed to handle this request; see its log", None)])
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a request body; refuse malformed, non-UTF-8, NaN/Infinity and over-deep JSON as 400."""
+
+    def _refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not allowed")
+
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        check_text(doc)
+    except (ValueError, RecursionError) as exc:
+        detail = str(exc).split("\n")[0][:120] if isinstance(exc, ValueError) else "nested too deeply"
+        raise InvalidJson(f"the request body is not valid JSON: {detail}", target="body") from None
+    return doc
+
+
+def check_text(value: Any) -> None:
+    """Refuse strings that are not valid Unicode text (JSON allows lone surrogates like "\\ud800")."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a string holds an unpaired surrogate (\\ud800-\\udfff)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key)
+            check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            check_text(item)

@@ -1,0 +1,95 @@
+"""Request bodies and query strings of the API, validated by pydantic (and described in the OpenAPI document).
+
+The models check types and shapes only; names, labels, endpoints, algorithms and the lifecycle are
+checked by the service functions behind them, so the API and the CLI refuse the same input alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from keyorch.domain.models import DriftPolicy, KeystoreType
+from keyorch.domain.states import KeyState
+from keyorch.domain.validation import LABEL_RE, NAME_RE
+
+_Ref = Field(min_length=1, max_length=256)
+_Setting = Field(default=None, min_length=1, max_length=2048)
+
+
+class Body(BaseModel):
+    """JSON bodies: unknown fields are refused; booleans and integers must be JSON booleans and integers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Query(BaseModel):
+    """Query strings are text, so these convert ("true", "20"); unknown parameters are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class VaultCreate(Body):
+    name: str = Field(pattern=NAME_RE.pattern, description="1-64 letters, digits, '.', '_' or '-'")
+    dual_auth: StrictBool = Field(default=False, description="deleting a key needs two different users (seed 002)")
+
+
+class KeystoreConnect(Body):
+    """The fields of `keyorch keystore connect`; credentials inline (stored encrypted) or from the environment."""
+
+    vault: str = _Ref
+    name: str = Field(pattern=NAME_RE.pattern)
+    type: KeystoreType
+    endpoint: str | None = _Setting
+    region: str | None = _Setting
+    project: str | None = _Setting
+    location: str | None = _Setting
+    key_ring: str | None = _Setting
+    instance_id: str | None = _Setting
+    credentials: dict[str, Any] | None = Field(
+        default=None, description="the provider's credentials document; stored encrypted, never returned"
+    )
+    credentials_from_environment: StrictBool = False
+    allow_insecure_http: StrictBool = False
+    ca_pem: str | None = Field(default=None, min_length=1, max_length=256 * 1024, description="PEM CA bundle")
+    drift_policy: DriftPolicy = DriftPolicy.FLAG
+
+
+class TemplateCreate(Body):
+    vault: str = _Ref
+    name: str = Field(pattern=NAME_RE.pattern)
+    keystores: list[str] = Field(min_length=1, max_length=64, description="keystore ids or names")
+    algorithm: str = Field(default="aes", min_length=1, max_length=16)
+    size: StrictInt = Field(default=256, ge=1, le=65536)
+    naming_scheme: str = Field(default="{label}", min_length=1, max_length=96)
+    state: Literal["pre_active", "active"] = "pre_active"
+
+
+class KeyCreate(Body):
+    template: str = _Ref
+    label: str = Field(pattern=LABEL_RE.pattern)
+    state: Literal["pre_active", "active"] | None = Field(default=None, description="defaults to the template's")
+
+
+class Page(Query):
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)
+
+
+class VaultFilter(Page):
+    vault: str | None = Field(default=None, min_length=1, max_length=256, description="vault id or name")
+
+
+class KeystoreFilter(VaultFilter):
+    include_disconnected: bool = False
+
+
+class KeyFilterQuery(VaultFilter):
+    state: KeyState | None = None
+    out_of_sync: bool = False
+    include_destroyed: bool = False
+
+
+class DestroyQuery(Query):
+    force: bool = Field(default=False, description="destroy even where the keystore reports the key in use")

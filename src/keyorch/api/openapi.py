@@ -1,0 +1,162 @@
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic body and query models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from keyorch.api.routing import PREFIX, Route
+
+OPENAPI_PATH = PREFIX + "/openapi.json"
+_REF = "#/components/schemas/{model}"
+
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["status_code", "errors"],
+    "properties": {
+        "status_code": {"type": "integer"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["code", "message", "target"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "target": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+}
+
+_STATUS_TEXT = {
+    200: "OK",
+    201: "Created (Location and ETag headers)",
+    204: "Done, no content",
+    400: "Invalid input: the field, the value given and what is allowed",
+    401: "No valid bearer token",
+    403: "The caller's role in the object's vault does not allow this",
+    404: "No such object",
+    409: "Refused by a rule (lifecycle, dual authorization, disconnect) or a clash with an existing object",
+    412: "If-Match does not name the object's current ETag",
+    413: "Request body too large",
+    428: "If-Match is required for a change to an existing object",
+    503: "A needed component (reconciler, keystore) is not available",
+}
+
+
+def _error(status: int) -> dict[str, Any]:
+    return {
+        "description": _STATUS_TEXT.get(status, "Error"),
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
+    }
+
+
+def _statuses(route: Route) -> list[int]:
+    found = {400, 401, 404} if route.permission is not None else set()
+    if route.permission is not None:
+        found.add(403)
+    if route.body is not None:
+        found.add(413)
+    if route.if_match:
+        found |= {412, 428}
+    return sorted(found | set(route.refusals))
+
+
+def _query_parameters(model: type[BaseModel], schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    params = []
+    schema = schemas[model.__name__]
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        options = [p for p in prop.pop("anyOf", []) if p.get("type") != "null"]
+        if options:
+            prop.update(options[0])
+        prop.pop("title", None)
+        description = prop.pop("description", None)
+        param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": prop}
+        if description:
+            param["description"] = description
+        params.append(param)
+    return params
+
+
+def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
+    params: list[dict[str, Any]] = []
+    if "{id}" in route.path:
+        params.append({"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}})
+    if route.if_match:
+        params.append(
+            {
+                "name": "If-Match",
+                "in": "header",
+                "required": True,
+                "description": "the object's current ETag, from GET",
+                "schema": {"type": "string"},
+            }
+        )
+    if route.query is not None:
+        params.extend(_query_parameters(route.query, schemas))
+    success: dict[str, Any] = {"description": _STATUS_TEXT[route.success]}
+    if route.success != 204:
+        success["content"] = {"application/json": {"schema": {"type": "object"}}}
+    responses: dict[str, Any] = {str(route.success): success}
+    responses.update({str(s): _error(s) for s in _statuses(route)})
+    op: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [route.tag],
+        "parameters": params,
+        "responses": responses,
+    }
+    if route.permission is None:
+        op["security"] = []
+    else:
+        op["description"] = f"Needs the permission to {route.permission} in the object's vault."
+    if route.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": _REF.format(model=route.body.__name__)}}},
+        }
+    return op
+
+
+def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
+    models = {m for r in routes for m in (r.body, r.query) if m is not None}
+    _, defs = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=_REF
+    )
+    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    schemas["Error"] = _ERROR_SCHEMA
+    paths: dict[str, Any] = {}
+    for route in routes:
+        paths.setdefault(route.full_path, {})[route.method.lower()] = _operation(route, schemas)
+    paths[OPENAPI_PATH] = {
+        "get": {
+            "operationId": "get_openapi",
+            "summary": "This document",
+            "tags": ["meta"],
+            "security": [],
+            "responses": {"200": {"description": "The OpenAPI document", "content": {"application/json": {}}}},
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "keyorch API",
+            "version": "4",
+            "description": "Managed keys, vaults, keystores and templates on UKO's v4 resource model. Every change "
+            "to an existing object needs If-Match with its current ETag; errors are "
+            '{"status_code", "errors": [{"code", "message", "target"}]}.',
+        },
+        "servers": [{"url": "/"}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }

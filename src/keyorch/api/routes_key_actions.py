@@ -1,0 +1,138 @@
+"""State actions on a managed key: activate, deactivate, destroy, dual authorization, sync.
+
+Each resolves the key's vault for the role check, needs If-Match with the key's current ETag,
+and calls the one service implementation; the daemon is told at once (``on_change``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from keyorch.api.auth import Permission
+from keyorch.api.errors import ServiceUnavailable
+from keyorch.api.models import DestroyQuery
+from keyorch.api.routes_keys import key_response
+from keyorch.api.routing import Call, Route, respond
+from keyorch.domain.errors import KeyorchError
+from keyorch.domain.models import ManagedKey
+from keyorch.domain.states import KeyState
+from keyorch.service import keys as ops
+from keyorch.service.context import ServiceContext
+
+Action = Callable[[ServiceContext, str, int], Awaitable[ManagedKey]]
+
+
+async def _act(call: Call, permission: Permission, action: str, run: Callable[[ManagedKey], Action]) -> web.Response:
+    key = await ops.get_key(call.context(), call.path_id)
+    vault = await call.vault(key.vault_id)
+    audit_action = f"key.{action}"
+    ctx = await call.authorize(permission, vault.name, audit_action, "key", key.id)
+    version = await call.expected_version(ctx, audit_action, "key", key.id, key.version)
+    after = await run(key)(ctx, key.id, version)
+    call.changed(key.id)
+    return await key_response(call, after)
+
+
+async def activate(call: Call) -> web.StreamResponse:
+    """From pre_active: activate; from deactivated: reactivate (the table refuses any other state)."""
+
+    def pick(key: ManagedKey) -> Action:
+        return ops.reactivate_key if key.state is KeyState.DEACTIVATED else ops.activate_key
+
+    return await _act(call, Permission.DEPLOY, "activate", pick)
+
+
+async def deactivate(call: Call) -> web.StreamResponse:
+    return await _act(call, Permission.DEPLOY, "deactivate", lambda _key: ops.deactivate_key)
+
+
+async def destroy(call: Call) -> web.StreamResponse:
+    force = call.parsed(DestroyQuery, call.query).force
+
+    async def run(ctx: ServiceContext, ref: str, version: int) -> ManagedKey:
+        return await ops.destroy_key(ctx, ref, force=force, expected_version=version)
+
+    return await _act(call, Permission.ADMINISTER, "destroy", lambda _key: run)
+
+
+async def authorize_deletion(call: Call) -> web.StreamResponse:
+    return await _act(call, Permission.DEPLOY, "authorize_deletion", lambda _key: ops.authorize_deletion)
+
+
+async def withdraw_authorization(call: Call) -> web.StreamResponse:
+    return await _act(call, Permission.DEPLOY, "withdraw_authorization", lambda _key: ops.withdraw_authorization)
+
+
+async def sync(call: Call) -> web.StreamResponse:
+    """Push-reconcile the key now. If-Match is optional here (nothing of the key's desired state changes)."""
+    key = await ops.get_key(call.context(), call.path_id)
+    vault = await call.vault(key.vault_id)
+    ctx = await call.authorize(Permission.DEPLOY, vault.name, "key.sync", "key", key.id)
+    if call.request.headers.get("If-Match"):
+        await call.expected_version(ctx, "key.sync", "key", key.id, key.version)
+    hook = call.deps.sync_key
+    if hook is None:
+        raise ServiceUnavailable(
+            "syncing a key needs the reconciler, which this API server does not run; use `keyorch sync-key` or "
+            "the API of `keyorch serve`",
+            target="sync",
+        )
+    try:
+        result: dict[str, Any] = await hook(key.id)
+    except KeyorchError:
+        raise
+    except Exception as exc:
+        raise ServiceUnavailable(f"syncing key {key.id} failed ({type(exc).__name__})", target="sync") from None
+    after = await ops.get_key(call.context(), key.id)
+    return respond({"id": key.id, **result}, tag=(after.id, after.version))
+
+
+def _on_key(
+    action: str, handler: Callable[[Call], Awaitable[web.StreamResponse]], summary: str, permission: Permission
+) -> Route:
+    """A state action on a key: POST, If-Match required; the operation id names the key for plain verbs."""
+    operation_id = action if "_" in action else f"{action}_managed_key"
+    return Route(
+        "POST",
+        f"/managed_keys/{{id}}/{action}",
+        handler,
+        operation_id,
+        summary,
+        "managed_keys",
+        permission,
+        query=DestroyQuery if action == "destroy" else None,
+        if_match=True,
+        refusals=(404, 409),
+    )
+
+
+ROUTES = [
+    _on_key("activate", activate, "Activate a pre-active key, or reactivate a deactivated one", Permission.DEPLOY),
+    _on_key("deactivate", deactivate, "Deactivate an active key (unlinked in every keystore)", Permission.DEPLOY),
+    _on_key(
+        "destroy",
+        destroy,
+        "Destroy a pre-active or deactivated key (dual authorization where the vault needs it)",
+        Permission.ADMINISTER,
+    ),
+    _on_key(
+        "authorize_deletion",
+        authorize_deletion,
+        "First of two authorizations to destroy a key (valid 7 days)",
+        Permission.DEPLOY,
+    ),
+    _on_key("withdraw_authorization", withdraw_authorization, "Withdraw a deletion authorization", Permission.DEPLOY),
+    Route(
+        "POST",
+        "/managed_keys/{id}/sync_status_in_keystores",
+        sync,
+        "sync_managed_key",
+        "Reconcile the key in every keystore now (push); returns the per-keystore statuses",
+        "managed_keys",
+        Permission.DEPLOY,
+        refusals=(404, 412, 503),
+    ),
+]

@@ -1,0 +1,131 @@
+"""/api/v4/managed_keys: list (filters, pagination), create, get, remove from vault, status in keystores."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from keyorch.api.auth import Permission
+from keyorch.api.models import KeyCreate, KeyFilterQuery
+from keyorch.api.routing import PREFIX, Call, Route, page, respond
+from keyorch.domain.models import ManagedKey
+from keyorch.service import keys as ops
+from keyorch.service.keystores import keystore_names
+from keyorch.service.templates import get_template
+from keyorch.views import key_json, target_json
+
+
+async def key_response(call: Call, key: ManagedKey, *, status: int = 200) -> web.Response:
+    location = f"{PREFIX}/managed_keys/{key.id}" if status == 201 else None
+    doc = key_json(key, await keystore_names(call.context()))
+    return respond(doc, status=status, tag=(key.id, key.version), location=location)
+
+
+async def readable_key(call: Call) -> ManagedKey:
+    key = await ops.get_key(call.context(), call.path_id)
+    await call.check_read(key.vault_id, "reading a key")
+    return key
+
+
+async def list_keys(call: Call) -> web.StreamResponse:
+    q = call.parsed(KeyFilterQuery, call.query)
+    readable = await call.readable_vaults(q.vault)
+    flt = ops.KeyFilter(
+        vault=q.vault,
+        state=q.state.value if q.state is not None else None,
+        out_of_sync=q.out_of_sync,
+        include_destroyed=q.include_destroyed,
+    )
+    ctx = call.context()
+    names = await keystore_names(ctx)
+    found = [key_json(k, names) for k in await ops.list_keys(ctx, flt) if k.vault_id in readable]
+    return respond(page(found, q.limit, q.offset, "managed_keys"))
+
+
+async def create_key(call: Call) -> web.StreamResponse:
+    body = call.parsed(KeyCreate, call.body)
+    template = await get_template(call.context(), body.template)
+    vault = await call.vault(template.vault_id)
+    ctx = await call.authorize(Permission.CREATE, vault.name, "key.create", "key", body.label)
+    key = await ops.create_key(ctx, template=template.id, label=body.label, state=body.state)
+    call.changed(key.id)
+    return await key_response(call, key, status=201)
+
+
+async def get_key(call: Call) -> web.StreamResponse:
+    return await key_response(call, await readable_key(call))
+
+
+async def status_in_keystores(call: Call) -> web.StreamResponse:
+    key = await readable_key(call)
+    names = await keystore_names(call.context())
+    doc = {"id": key.id, "state": key.state.value, "out_of_sync": key.out_of_sync}
+    return respond({**doc, "status_in_keystores": [target_json(t, names) for t in key.targets]})
+
+
+async def remove_key(call: Call) -> web.StreamResponse:
+    key = await ops.get_key(call.context(), call.path_id)
+    vault = await call.vault(key.vault_id)
+    ctx = await call.authorize(Permission.ADMINISTER, vault.name, "key.remove", "key", key.id)
+    version = await call.expected_version(ctx, "key.remove", "key", key.id, key.version)
+    await ops.remove_key(ctx, key.id, version)
+    call.changed(key.id)
+    return web.Response(status=204)
+
+
+ROUTES = [
+    Route(
+        "GET",
+        "/managed_keys",
+        list_keys,
+        "list_managed_keys",
+        "List managed keys in the vaults the caller can read (filters; limit/offset with total_count)",
+        "managed_keys",
+        Permission.READ,
+        query=KeyFilterQuery,
+        refusals=(403, 404),
+    ),
+    Route(
+        "POST",
+        "/managed_keys",
+        create_key,
+        "create_managed_key",
+        "Create a managed key from a template",
+        "managed_keys",
+        Permission.CREATE,
+        body=KeyCreate,
+        success=201,
+        refusals=(404, 409),
+    ),
+    Route(
+        "GET",
+        "/managed_keys/{id}",
+        get_key,
+        "get_managed_key",
+        "Get a managed key by id or label",
+        "managed_keys",
+        Permission.READ,
+        refusals=(404,),
+    ),
+    Route(
+        "DELETE",
+        "/managed_keys/{id}",
+        remove_key,
+        "remove_managed_key",
+        "Remove a destroyed key from its vault",
+        "managed_keys",
+        Permission.ADMINISTER,
+        success=204,
+        if_match=True,
+        refusals=(404, 409),
+    ),
+    Route(
+        "GET",
+        "/managed_keys/{id}/status_in_keystores",
+        status_in_keystores,
+        "get_status_in_keystores",
+        "The key's status and sync flag in each keystore, as last observed",
+        "managed_keys",
+        Permission.READ,
+        refusals=(404,),
+    ),
+]

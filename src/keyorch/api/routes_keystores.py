@@ -1,0 +1,234 @@
+"""/api/v4/keystores: list, connect, get, health status, disconnect (DELETE).
+
+Connecting takes the fields of `keyorch keystore connect`. Inline credentials and a CA bundle reach
+the one connect implementation as in-memory files (memfd where the system has it), never as a file
+on disk a second process could read; credentials are stored encrypted and never returned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from keyorch.api.auth import Permission
+from keyorch.api.errors import MasterKeyMissing, ServiceUnavailable
+from keyorch.api.models import KeystoreConnect, KeystoreFilter
+from keyorch.api.routing import PREFIX, Call, Route, page, respond
+from keyorch.credentials import MAX_CREDENTIALS_BYTES, parse_credentials
+from keyorch.domain.errors import InvalidInput, KeyorchError
+from keyorch.domain.models import Keystore
+from keyorch.service import keystores as ops
+from keyorch.views import keystore_json
+
+
+@contextmanager
+def _private_file(data: bytes) -> Iterator[str]:
+    """A path that reads back ``data``: an anonymous memory file, or a 0600 file in a 0700 directory."""
+    if hasattr(os, "memfd_create") and Path("/proc/self/fd").is_dir():
+        fd = os.memfd_create("keyorch-api", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, data)
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    with tempfile.TemporaryDirectory(prefix="keyorch-api-") as folder:
+        path = Path(folder) / "doc"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        yield str(path)
+
+
+def _connect_request(call: Call, body: KeystoreConnect, stack: ExitStack) -> ops.ConnectRequest:
+    if body.credentials is not None and body.credentials_from_environment:
+        raise InvalidInput(
+            "give either credentials or credentials_from_environment: true, not both", target="credentials"
+        )
+    if body.credentials is None and not body.credentials_from_environment:
+        raise InvalidInput(
+            "a keystore needs credentials: give credentials (an object, stored encrypted) or "
+            "credentials_from_environment: true (resolved at run time, nothing stored)",
+            target="credentials",
+        )
+    credentials_file = None
+    if body.credentials is not None:
+        if call.deps.master_key is None:
+            raise MasterKeyMissing(
+                "this keyorch has no master key, so it cannot store keystore credentials; configure "
+                "KEYORCH_MASTER_KEY or KEYORCH_MASTER_KEY_FILE, or connect with credentials_from_environment: true",
+                target="credentials",
+            )
+        parse_credentials(body.type, body.credentials)  # 400 naming the fields, never the secret values
+        doc = json.dumps(body.credentials).encode()
+        if len(doc) > MAX_CREDENTIALS_BYTES:
+            raise InvalidInput("credentials are larger than 64 KiB", target="credentials")
+        credentials_file = stack.enter_context(_private_file(doc))
+    ca_file = stack.enter_context(_private_file(body.ca_pem.encode())) if body.ca_pem is not None else None
+    return ops.ConnectRequest(
+        vault=body.vault,
+        name=body.name,
+        type=body.type.value,
+        endpoint=body.endpoint,
+        region=body.region,
+        project=body.project,
+        location=body.location,
+        key_ring=body.key_ring,
+        instance_id=body.instance_id,
+        credentials_file=credentials_file,
+        credentials_from_environment=body.credentials_from_environment,
+        allow_insecure_http=body.allow_insecure_http,
+        ca_file=ca_file,
+        drift_policy=body.drift_policy.value,
+    )
+
+
+async def connect_keystore(call: Call) -> web.StreamResponse:
+    body = call.parsed(KeystoreConnect, call.body)
+    vault = await call.vault(body.vault)
+    ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.connect", "keystore", body.name)
+    with ExitStack() as stack:
+        try:
+            keystore = await ops.connect_keystore(ctx, _connect_request(call, body, stack))
+        except InvalidInput as exc:
+            if exc.target == "ca_file":
+                raise InvalidInput("ca_pem does not hold PEM CA certificates", target="ca_pem") from None
+            raise
+    return respond(
+        keystore_json(keystore),
+        status=201,
+        tag=(keystore.id, keystore.version),
+        location=f"{PREFIX}/keystores/{keystore.id}",
+    )
+
+
+async def list_keystores(call: Call) -> web.StreamResponse:
+    q = call.parsed(KeystoreFilter, call.query)
+    readable = await call.readable_vaults(q.vault)
+    found = await ops.list_keystores(call.context(), q.vault, q.include_disconnected)
+    return respond(page([keystore_json(k) for k in found if k.vault_id in readable], q.limit, q.offset, "keystores"))
+
+
+async def _readable_keystore(call: Call) -> Keystore:
+    keystore = await ops.get_keystore(call.context(), call.path_id)
+    await call.check_read(keystore.vault_id, "reading a keystore")
+    return keystore
+
+
+async def get_keystore(call: Call) -> web.StreamResponse:
+    keystore = await _readable_keystore(call)
+    return respond(keystore_json(keystore), tag=(keystore.id, keystore.version))
+
+
+async def _last_known(call: Call, keystore: Keystore) -> dict[str, Any]:
+    """What keyorch last observed in the keystore: per-key statuses and sync flags, and the last errors."""
+    async with call.deps.store.transaction() as tx:
+        keys = await tx.keys_targeting(keystore.id)
+    targets = [t for k in keys for t in k.targets if t.keystore_id == keystore.id]
+    errors = [t for t in targets if t.last_error]
+    checked = [t.updated_at for t in targets if t.updated_at is not None]
+    return {
+        "source": "last_known",
+        "keys": len(targets),
+        "statuses": dict(Counter(t.status.value for t in targets)),
+        "sync_flags": dict(Counter(t.sync_flag.value for t in targets)),
+        "connection_errors": sum(1 for t in targets if t.reason is not None and t.reason.value == "connection_error"),
+        "last_error": max(errors, key=lambda t: t.updated_at or keystore.created_at).last_error if errors else None,
+        "last_observed_at": max(checked).isoformat() if checked else None,
+    }
+
+
+async def keystore_status(call: Call) -> web.StreamResponse:
+    keystore = await _readable_keystore(call)
+    doc: dict[str, Any] = {"id": keystore.id, "name": keystore.name, "type": keystore.type.value}
+    doc["status"] = keystore.status.value
+    hook = call.deps.keystore_status
+    if hook is None or not keystore.connected:
+        doc["health"] = await _last_known(call, keystore)
+        return respond(doc)
+    try:
+        doc["health"] = {"source": "live", **await hook(keystore.id)}
+    except KeyorchError:
+        raise
+    except Exception as exc:
+        raise ServiceUnavailable(
+            f"the health check of keystore {keystore.name} failed ({type(exc).__name__})", target="keystore"
+        ) from None
+    return respond(doc)
+
+
+async def disconnect_keystore(call: Call) -> web.StreamResponse:
+    keystore = await ops.get_keystore(call.context(), call.path_id)
+    vault = await call.vault(keystore.vault_id)
+    ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.disconnect", "keystore", keystore.id)
+    version = await call.expected_version(ctx, "keystore.disconnect", "keystore", keystore.id, keystore.version)
+    after = await ops.disconnect_keystore(ctx, keystore.id, version)
+    return respond(keystore_json(after), tag=(after.id, after.version))
+
+
+ROUTES = [
+    Route(
+        "GET",
+        "/keystores",
+        list_keystores,
+        "list_keystores",
+        "List keystores in the vaults the caller can read",
+        "keystores",
+        Permission.READ,
+        query=KeystoreFilter,
+        refusals=(403, 404),
+    ),
+    Route(
+        "POST",
+        "/keystores",
+        connect_keystore,
+        "connect_keystore",
+        "Connect a keystore to a vault",
+        "keystores",
+        Permission.ADMINISTER,
+        body=KeystoreConnect,
+        success=201,
+        refusals=(404, 409),
+    ),
+    Route(
+        "GET",
+        "/keystores/{id}",
+        get_keystore,
+        "get_keystore",
+        "Get a keystore by id or name",
+        "keystores",
+        Permission.READ,
+        refusals=(404,),
+    ),
+    Route(
+        "GET",
+        "/keystores/{id}/status",
+        keystore_status,
+        "get_keystore_status",
+        "A keystore's health: a live check where the daemon offers one, else what was last observed",
+        "keystores",
+        Permission.READ,
+        refusals=(404, 503),
+    ),
+    Route(
+        "DELETE",
+        "/keystores/{id}",
+        disconnect_keystore,
+        "disconnect_keystore",
+        "Disconnect a keystore (refused while an active or deactivated key targets it)",
+        "keystores",
+        Permission.ADMINISTER,
+        if_match=True,
+        refusals=(404, 409),
+    ),
+]

@@ -1,0 +1,262 @@
+"""The route table's entries, and what every handler gets: the caller, parsed input, role and ETag checks.
+
+One ``Route`` describes an operation for both aiohttp (method, path, handler) and the OpenAPI
+document (summary, body and query models, statuses). Handlers receive a ``Call``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from keyorch.api.auth import Authenticator, Permission, Principal
+from keyorch.api.errors import (
+    InvalidJson,
+    PreconditionRequired,
+    check_text,
+    error_response,
+    parse_json,
+    validation_errors,
+)
+from keyorch.audit import Actor
+from keyorch.crypto import MasterKey
+from keyorch.domain.clock import Clock
+from keyorch.domain.errors import InvalidInput, KeyorchError, StaleVersion
+from keyorch.domain.models import Vault
+from keyorch.service import vaults
+from keyorch.service.context import Change, ServiceContext
+from keyorch.store.repository import Store, Transaction
+
+PREFIX = "/api/v4"
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    store: Store
+    clock: Clock
+    master_key: MasterKey | None
+    authenticator: Authenticator
+    on_change: Callable[[str], None] | None
+    sync_key: Callable[[str], Awaitable[dict[str, Any]]] | None
+    keystore_status: Callable[[str], Awaitable[dict[str, Any]]] | None
+
+
+DEPS = web.AppKey("keyorch_api_deps", ApiDeps)
+
+
+def etag(object_id: str, version: int) -> str:
+    return f'"{object_id}:{version}"'
+
+
+def _parse_if_match(header: str) -> list[tuple[str, str]]:
+    """(id, version) of each entity tag listed; weak tags (W/) are accepted as their strong form."""
+    tags = []
+    for raw in header.split(","):
+        tag = raw.strip().removeprefix("W/").strip('"')
+        ident, _, version = tag.rpartition(":")
+        tags.append((ident, version))
+    return tags
+
+
+class Call:
+    """One API request, authenticated, with its parsed body and query."""
+
+    def __init__(self, request: web.Request, deps: ApiDeps, principal: Principal | None) -> None:
+        self.request = request
+        self.deps = deps
+        self._principal = principal
+        self.body: BaseModel | None = None
+        self.query: BaseModel | None = None
+
+    @property
+    def principal(self) -> Principal:
+        assert self._principal is not None, "a public route asked for the caller"
+        return self._principal
+
+    @property
+    def path_id(self) -> str:
+        return self.request.match_info["id"]
+
+    def parsed(self, kind: type[M], value: BaseModel | None) -> M:
+        assert isinstance(value, kind)
+        return value
+
+    def context(self, role: str | None = None) -> ServiceContext:
+        user = self._principal.user if self._principal is not None else "anonymous"
+        return ServiceContext(
+            store=self.deps.store,
+            actor=Actor(user=user, source="api", role=role),
+            clock=self.deps.clock,
+            master_key=self.deps.master_key,
+        )
+
+    async def vault(self, vault_id: str) -> Vault:
+        return await vaults.get_vault(self.context(), vault_id)
+
+    async def readable_vaults(self, only: str | None = None) -> dict[str, Vault]:
+        """id → vault of every vault the caller may read; with ``only`` (a vault id or name), 403 unless readable."""
+        if only is not None:
+            await self.check_read((await self.vault(only)).id, "listing a vault's contents")
+        found = await vaults.list_vaults(self.context())
+        return {v.id: v for v in found if self.principal.can(Permission.READ, v.name)}
+
+    async def check_read(self, vault_id: str, what: str) -> None:
+        """403 unless the caller may read in the vault (the object's vault, resolved first)."""
+        self.principal.require(Permission.READ, (await self.vault(vault_id)).name, what)
+
+    async def refuse(
+        self, ctx: ServiceContext, action: str, object_type: str, ref: str | None, exc: KeyorchError
+    ) -> None:
+        """Record a refusal made by the API itself (role, precondition) in the audit trail, then raise it."""
+
+        async def body(_tx: Transaction) -> tuple[None, Change]:
+            raise exc
+
+        await ctx.change(action, object_type, ref, body)
+
+    async def authorize(
+        self, permission: Permission, vault_name: str, action: str, object_type: str, ref: str | None
+    ) -> ServiceContext:
+        """A service context acting with the caller's role in the vault; a refusal is audited and raised (403)."""
+        role = self.principal.role_in(vault_name)
+        ctx = self.context(role.value if role is not None else None)
+        try:
+            self.principal.require(permission, vault_name, action)
+        except KeyorchError as exc:
+            await self.refuse(ctx, action, object_type, ref, exc)
+        return ctx
+
+    async def expected_version(
+        self, ctx: ServiceContext, action: str, object_type: str, object_id: str, current: int
+    ) -> int:
+        """The version the caller's If-Match names: 428 without it, 412 if it is not this object's current one."""
+        header = self.request.headers.get("If-Match")
+        if header is None or not header.strip():
+            exc: KeyorchError = PreconditionRequired(
+                f"{action} changes an existing {object_type}: send If-Match with its current ETag "
+                f"(from GET, now {etag(object_id, current)})",
+                target="If-Match",
+            )
+        elif header.strip() == "*":
+            exc = PreconditionRequired(
+                f"If-Match: * is not accepted; send the {object_type}'s current ETag ({etag(object_id, current)})",
+                target="If-Match",
+            )
+        else:
+            versions = [v for ident, v in _parse_if_match(header) if ident == object_id]
+            chosen = str(current) if str(current) in versions else None
+            if chosen == str(current):
+                return current  # passed on to the service, which checks it again in its transaction
+            exc = StaleVersion(
+                f"If-Match {header[:120]!r} does not match {object_type} {object_id}, now at ETag "
+                f"{etag(object_id, current)}; read it again and retry",
+                target="If-Match",
+            )
+        await self.refuse(ctx, action, object_type, object_id, exc)
+        raise AssertionError("unreachable")  # pragma: no cover - refuse() always raises
+
+    def changed(self, key_id: str) -> None:
+        """Tell the daemon a key changed (it reconciles at once); a failing hook never fails the request."""
+        if self.deps.on_change is None:
+            return
+        try:
+            self.deps.on_change(key_id)
+        except Exception:
+            log.exception("api.on_change failed for key %s", key_id)
+
+
+def respond(
+    doc: Any, *, status: int = 200, tag: tuple[str, int] | None = None, location: str | None = None
+) -> web.Response:
+    headers: dict[str, str] = {}
+    if tag is not None:
+        headers["ETag"] = etag(*tag)
+    if location is not None:
+        headers["Location"] = location
+    return web.json_response(doc, status=status, headers=headers)
+
+
+def page(items: list[Any], limit: int, offset: int, name: str) -> dict[str, Any]:
+    return {name: items[offset : offset + limit], "total_count": len(items), "limit": limit, "offset": offset}
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # below PREFIX, e.g. "/vaults/{id}"
+    handler: Callable[[Call], Awaitable[web.StreamResponse]]
+    operation_id: str
+    summary: str
+    tag: str
+    permission: Permission | None  # None: public, no token needed
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    success: int = 200
+    if_match: bool = False  # the write needs If-Match with the current ETag
+    refusals: tuple[int, ...] = field(default=())  # error statuses the operation documents beyond the common ones
+
+    @property
+    def full_path(self) -> str:
+        return PREFIX + self.path
+
+
+async def _read_body(request: web.Request, model: type[M]) -> M:
+    raw = await request.read()  # aiohttp answers 413 beyond client_max_size
+    if not raw.strip():
+        raise InvalidJson("this operation needs a JSON object as its request body", target="body")
+    doc = parse_json(raw)
+    if not isinstance(doc, dict):
+        raise InvalidJson("the request body must be a JSON object", target="body")
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise _Invalid(exc, "body") from None
+
+
+def _read_query(request: web.Request, model: type[M]) -> M:
+    values: Mapping[str, str] = {k: request.query.getone(k) for k in request.query}
+    try:
+        check_text(dict(values))
+        return model.model_validate(values)
+    except ValueError as exc:
+        if isinstance(exc, ValidationError):
+            raise _Invalid(exc, "query") from None
+        raise InvalidInput(f"the query string is not valid text: {exc}", target="query") from None
+
+
+class _Invalid(Exception):
+    def __init__(self, exc: ValidationError, where: str) -> None:
+        self.exc = exc
+        self.where = where
+
+
+def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        deps = request.app[DEPS]
+        principal = deps.authenticator.authenticate(request) if route.permission is not None else None
+        call = Call(request, deps, principal)
+        if "id" in request.match_info:
+            try:
+                check_text(request.match_info["id"])
+            except ValueError:
+                raise InvalidInput("the id in the path is not valid text", target="id") from None
+        try:
+            if route.query is not None:
+                call.query = _read_query(request, route.query)
+            if route.body is not None:
+                call.body = await _read_body(request, route.body)
+        except _Invalid as bad:
+            return error_response(400, validation_errors(bad.exc, bad.where))
+        return await route.handler(call)
+
+    handle.__name__ = route.operation_id
+    return handle

@@ -1,0 +1,211 @@
+"""The role matrix: every endpoint x each of UKO's four roles and no token → the documented status.
+
+Each cell gets fresh objects in the state its operation needs, so the only thing that varies
+along a row is the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from keyorch.api.app import ROUTES
+from keyorch.service import keys
+from tests.api.conftest import API, Api, auth, error_of
+
+ROLES = ("none", "reader", "creator", "deployer", "admin")
+USER_OF = {"none": None, "reader": "reader", "creator": "creator", "deployer": "deployer", "admin": "admin"}
+
+
+@dataclass
+class Prepared:
+    path: str
+    etag_path: str | None = None  # GET this (as admin) for the If-Match
+    body: dict[str, Any] | None = None
+
+
+Setup = Callable[[Api], Awaitable[Prepared]]
+
+
+def static(path: str) -> Setup:
+    async def setup(_api: Api) -> Prepared:
+        return Prepared(path)
+
+    return setup
+
+
+async def _vault(api: Api) -> Prepared:
+    vault = await api.vault()
+    return Prepared(f"/vaults/{vault}", etag_path=f"/vaults/{vault}")
+
+
+async def _new_vault(api: Api) -> Prepared:
+    return Prepared("/vaults", body={"name": api.unique("nv")})
+
+
+async def _keystore(api: Api) -> Prepared:
+    ks = await api.keystore((await api.shared())[0])
+    return Prepared(f"/keystores/{ks}", etag_path=f"/keystores/{ks}")
+
+
+async def _keystore_status(api: Api) -> Prepared:
+    ks = await api.keystore((await api.shared())[0])
+    return Prepared(f"/keystores/{ks}/status")
+
+
+async def _connect(api: Api) -> Prepared:
+    body = {
+        "vault": (await api.shared())[0],
+        "name": api.unique("ks"),
+        "type": "aws_kms",
+        "region": "us-east-1",
+        "credentials": {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "s3cret"},
+    }
+    return Prepared("/keystores", body=body)
+
+
+async def _template(api: Api) -> Prepared:
+    _, tmpl = await api.shared()
+    return Prepared(f"/templates/{tmpl}")
+
+
+async def _new_template(api: Api) -> Prepared:
+    vault, _ = await api.shared()
+    ks = await api.keystore(vault)
+    return Prepared("/templates", body={"vault": vault, "name": api.unique("t"), "keystores": [ks]})
+
+
+async def _new_key(api: Api) -> Prepared:
+    _, tmpl = await api.shared()
+    return Prepared("/managed_keys", body={"template": tmpl, "label": api.unique("k")})
+
+
+def key_in(state: str, suffix: str = "", dual_auth: bool = False, authorized: bool = False) -> Setup:
+    async def setup(api: Api) -> Prepared:
+        key = await api.key(state=state, dual_auth=dual_auth)
+        if authorized:
+            await keys.authorize_deletion(api.ctx("someone"), key.id)
+        return Prepared(f"/managed_keys/{key.id}{suffix}", etag_path=f"/managed_keys/{key.id}")
+
+    return setup
+
+
+R, W = 200, 201
+#: operation id → (method, setup, statuses for none, reader, creator, deployer, admin)
+MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
+    "get_openapi": ("GET", static("/openapi.json"), (R, R, R, R, R)),
+    "list_vaults": ("GET", static("/vaults"), (401, R, R, R, R)),
+    "create_vault": ("POST", _new_vault, (401, 403, 403, 403, W)),
+    "get_vault": ("GET", _vault, (401, R, R, R, R)),
+    "delete_vault": ("DELETE", _vault, (401, 403, 403, 403, 204)),
+    "list_keystores": ("GET", static("/keystores"), (401, R, R, R, R)),
+    "connect_keystore": ("POST", _connect, (401, 403, 403, 403, W)),
+    "get_keystore": ("GET", _keystore, (401, R, R, R, R)),
+    "get_keystore_status": ("GET", _keystore_status, (401, R, R, R, R)),
+    "disconnect_keystore": ("DELETE", _keystore, (401, 403, 403, 403, R)),
+    "list_templates": ("GET", static("/templates"), (401, R, R, R, R)),
+    "create_template": ("POST", _new_template, (401, 403, W, 403, W)),
+    "get_template": ("GET", _template, (401, R, R, R, R)),
+    "list_managed_keys": ("GET", static("/managed_keys"), (401, R, R, R, R)),
+    "create_managed_key": ("POST", _new_key, (401, 403, W, 403, W)),
+    "get_managed_key": ("GET", key_in("pre_active"), (401, R, R, R, R)),
+    "get_status_in_keystores": ("GET", key_in("active", "/status_in_keystores"), (401, R, R, R, R)),
+    "remove_managed_key": ("DELETE", key_in("destroyed"), (401, 403, 403, 403, 204)),
+    "activate_managed_key": ("POST", key_in("pre_active", "/activate"), (401, 403, 403, R, R)),
+    "deactivate_managed_key": ("POST", key_in("active", "/deactivate"), (401, 403, 403, R, R)),
+    "destroy_managed_key": ("POST", key_in("deactivated", "/destroy"), (401, 403, 403, 403, R)),
+    "authorize_deletion": ("POST", key_in("deactivated", "/authorize_deletion", True), (401, 403, 403, R, R)),
+    "withdraw_authorization": (
+        "POST",
+        key_in("deactivated", "/withdraw_authorization", True, True),
+        (401, 403, 403, R, R),
+    ),
+    "sync_managed_key": ("POST", key_in("active", "/sync_status_in_keystores"), (401, 403, 403, R, R)),
+}
+
+
+def test_matrix_covers_every_route() -> None:
+    assert set(MATRIX) == {r.operation_id for r in ROUTES} | {"get_openapi"}
+
+
+async def test_role_matrix(api: Api) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    wrong: dict[tuple[str, str], tuple[int, int]] = {}
+    for op, (method, setup, expected) in MATRIX.items():
+        for role, documented in zip(ROLES, expected, strict=True):
+            prepared = await setup(api)
+            etag = await api.etag(prepared.etag_path) if prepared.etag_path else None
+            headers = auth(USER_OF[role], etag)
+            resp = await api.client.request(method, API + prepared.path, headers=headers, json=prepared.body)
+            seen[(op, role)] = resp.status
+            if resp.status != documented:
+                wrong[(op, role)] = (resp.status, documented)
+            if resp.status >= 400:
+                doc = await error_of(resp)
+                if resp.status == 401:
+                    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+                if resp.status == 403:
+                    assert doc["errors"][0]["code"] == "forbidden"
+    assert not wrong, f"cells answering (got, documented) otherwise than documented: {wrong}"
+    assert len(seen) == len(MATRIX) * len(ROLES)
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer wrong-token", "Basic YWRtaW46YWRtaW4=", "Bearer", "token-of-admin-0123456789"]
+)
+async def test_bad_tokens_are_401(api: Api, header: str) -> None:
+    resp = await api.client.get(API + "/vaults", headers={"Authorization": header})
+    assert resp.status == 401
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await error_of(resp))["errors"][0]["code"] == "unauthorized"
+
+
+async def test_roles_are_per_vault(api: Api) -> None:
+    """carol deploys in payments only: she sees only payments and acts only there."""
+    payments = await api.vault("payments")
+    other = await api.vault("other")
+    mine = await api.key(payments, "pre_active")
+    theirs = await api.key(other, "pre_active")
+
+    listed = await (await api.request("GET", "/managed_keys", user="carol")).json()
+    assert [k["id"] for k in listed["managed_keys"]] == [mine.id]
+    assert listed["total_count"] == 1
+    vaults_seen = await (await api.request("GET", "/vaults", user="carol")).json()
+    assert [v["name"] for v in vaults_seen["vaults"]] == ["payments"]
+    for path in ("/keystores", "/templates"):
+        doc = await (await api.request("GET", path, user="carol")).json()
+        assert {item["vault"] for item in doc[path[1:]]} == {payments}
+
+    assert (await api.request("GET", f"/managed_keys/{theirs.id}", user="carol")).status == 403
+    assert (await api.request("GET", "/managed_keys?vault=other", user="carol")).status == 403
+    etag = await api.etag(f"/managed_keys/{theirs.id}")
+    resp = await api.request("POST", f"/managed_keys/{theirs.id}/activate", user="carol", headers={"If-Match": etag})
+    assert resp.status == 403
+    assert "carol has no role in vault other" in (await error_of(resp))["errors"][0]["message"]
+    etag = await api.etag(f"/managed_keys/{mine.id}")
+    resp = await api.request("POST", f"/managed_keys/{mine.id}/activate", user="carol", headers={"If-Match": etag})
+    assert resp.status == 200
+    assert (await resp.json())["state"] == "active"
+
+    # a vault entry wins over "*": scoped_admin administers payments but only reads elsewhere
+    assert (await api.request("POST", "/vaults", user="scoped_admin", json={"name": "payments2"})).status == 403
+    etag = await api.etag(f"/managed_keys/{theirs.id}")
+    resp = await api.request(
+        "POST", f"/managed_keys/{theirs.id}/activate", user="scoped_admin", headers={"If-Match": etag}
+    )
+    assert resp.status == 403
+
+
+async def test_refusals_by_role_are_audited(api: Api) -> None:
+    key = await api.key(state="pre_active")
+    etag = await api.etag(f"/managed_keys/{key.id}")
+    resp = await api.request("POST", f"/managed_keys/{key.id}/activate", user="reader", headers={"If-Match": etag})
+    assert resp.status == 403
+    async with api.store.transaction() as tx:
+        records = await tx.list_audit(object_id=key.id)
+    refused = [r for r in records if r.outcome == "refused"]
+    assert [(r.user, r.source, r.action) for r in refused] == [("reader", "api", "key.activate")]
+    assert refused[0].detail is not None and refused[0].detail.startswith("forbidden:")
