@@ -64,7 +64,8 @@ def connect_request(kind: str, args: list[str]) -> ConnectRequest:
             options["provider_quotas" if flag.startswith("no_") else flag] = not flag.startswith("no_")
             i += 1
             continue
-        options[flag] = args[i + 1]
+        value: Any = args[i + 1]
+        options[flag] = float(value) if flag == "rate_per_second" else int(value) if flag == "max_concurrency" else value
         i += 2
     return ConnectRequest(**options)
 

@@ -51,6 +51,7 @@ def _connect_request(kind: str, url: str, credentials: Path, fake_doc: dict[str,
         "credentials_file": str(credentials),
         "allow_insecure_http": True,
         "provider_quotas": False,  # the fakes enforce no quotas
+        "rate_per_second": 0.0,
     }
     if kind == "aws_kms":
         common["region"] = AWS_REGION

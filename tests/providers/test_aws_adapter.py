@@ -31,7 +31,15 @@ from keyorch.fakes.faults import ProviderFaults
 from keyorch.providers.aws import AwsKmsClient
 from keyorch.providers.aws_wire import ALIAS_PREFIX, MANAGED_KEY_TAG
 from keyorch.providers.base import HealthStatus, KeyRef, KeySpec, Observation
-from keyorch.providers.errors import AuthError, Conflict, InvalidRequest, MalformedResponse, NotFound, Unavailable
+from keyorch.providers.errors import (
+    AuthError,
+    Conflict,
+    InvalidRequest,
+    MalformedResponse,
+    NotFound,
+    ProviderError,
+    Unavailable,
+)
 from keyorch.providers.retry import RetryPolicy
 
 FAKE = "fake"
@@ -319,6 +327,22 @@ async def test_create_key_is_not_retried_once_sent(adapter_env: AdapterEnv) -> N
     created = await client.ensure_key("mk-once", AES)
     assert adapter_env.count("CreateKey") == 2
     assert await adapter_env.key_count() == 1 and created.state is KeyState.ACTIVE
+
+
+async def test_create_in_doubt_adopts_the_key_a_lost_answer_made(adapter_env: AdapterEnv) -> None:
+    """CreateKey made the key but its answer was cut off: the in-doubt retry finds it by its tag."""
+    adapter_env.require_fake(NEEDS_FAULTS)
+    client, _ = adapter_env
+    await client.ensure_key("mk-other", AES)  # a key of another managed key, also tagged
+    adapter_env.faults({"operation": "CreateKey", "sequence": ["truncate"]})
+    with pytest.raises(ProviderError):
+        await client.ensure_key("mk-lost", AES)
+    assert await adapter_env.key_count() == 2  # the key exists, without its alias
+    adopted = await client.ensure_key("mk-lost", AES, in_doubt=True)
+    assert adapter_env.count("CreateKey") == 2, "no second CreateKey for mk-lost"
+    assert await adapter_env.key_count() == 2
+    assert adopted == await client.get_key(KeyRef(None, "mk-lost"))
+    assert adopted.state is KeyState.ACTIVE
 
 
 async def test_create_alias_waits_for_a_new_key_to_be_visible(adapter_env: AdapterEnv) -> None:

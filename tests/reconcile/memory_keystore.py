@@ -72,7 +72,7 @@ class MemoryKeystore(KeystoreClient):
         key = self._find(ref)
         return self.observe(key) if key else None
 
-    async def ensure_key(self, managed_key_id: str, spec: KeySpec) -> Observation:
+    async def ensure_key(self, managed_key_id: str, spec: KeySpec, *, in_doubt: bool = False) -> Observation:
         self._maybe_fail("create")
         existing = self._find(KeyRef(None, managed_key_id))
         if existing is None:

@@ -288,7 +288,7 @@ def connect_args(
     else:
         args.append("--allow-insecure-http")
     # The fakes enforce no request quotas: do not pace requests by the real providers' ones.
-    args.append("--no-provider-quotas")
+    args += ["--no-provider-quotas", "--rate-per-second", "0"]
     return args
 
 

@@ -97,6 +97,7 @@ _HEADERS = {
         "EnableKey",
         "ListAliases",
         "ListKeys",
+        "ListResourceTags",
         "ScheduleKeyDeletion",
     )
 }
@@ -212,11 +213,20 @@ class AwsKmsClient(KeystoreClient):
 
     # -- changes ------------------------------------------------------------------------------
 
-    async def ensure_key(self, managed_key_id: str, spec: KeySpec) -> Observation:
+    async def ensure_key(self, managed_key_id: str, spec: KeySpec, *, in_doubt: bool = False) -> Observation:
         alias = alias_name(managed_key_id)
         existing = await self._describe(alias, managed_key_id)
         if existing is not None:
             return existing
+        if in_doubt:
+            # An earlier CreateKey may have made the key without the alias (its answer was lost, or
+            # the process died before CreateAlias): find it by its tag and finish the job instead.
+            orphan = await self._find_tagged(managed_key_id)
+            if orphan is not None:
+                await self._create_alias(alias, orphan)
+                adopted = await self._describe(alias, managed_key_id)
+                if adopted is not None:
+                    return adopted
         kms_spec, usage = key_spec(spec.algorithm, spec.size)
         tags = [{"TagKey": MANAGED_KEY_TAG, "TagValue": managed_key_id}]
         tags += [{"TagKey": k, "TagValue": v} for k, v in spec.labels.items() if k != MANAGED_KEY_TAG]
@@ -235,6 +245,42 @@ class AwsKmsClient(KeystoreClient):
                 await self._retire_orphan(created.key_id_in_keystore, managed_key_id)
             return winner
         return created
+
+    async def _find_tagged(self, managed_key_id: str) -> str | None:
+        """The live key tagged with ``managed_key_id``, if any. Costs a ListKeys page per 1,000 keys
+        plus one ListResourceTags per key in the account, so it runs only when a create is in doubt."""
+        marker: str | None = None
+        while True:
+            members: dict[str, Any] = {"Limit": 1000}
+            if marker is not None:
+                members["Marker"] = marker
+            result = await self._call("ListKeys", members)
+            page = response_object(result)
+            entries = page.get("Keys", [])
+            if not isinstance(entries, list):
+                raise result.malformed("Keys is not a list")
+            for entry in entries:
+                key_id = entry.get("KeyId") if isinstance(entry, dict) else None
+                if not isinstance(key_id, str):
+                    raise result.malformed("a Keys entry has no KeyId")
+                if await self._tagged(key_id, managed_key_id):
+                    observed = await self._describe(key_id, managed_key_id)
+                    if observed is not None and not observed.destruction_pending:
+                        return key_id
+            if page.get("Truncated") is not True:
+                return None
+            marker = string_member(result, page, "NextMarker")
+
+    async def _tagged(self, key_id: str, managed_key_id: str) -> bool:
+        try:
+            result = await self._call("ListResourceTags", {"KeyId": key_id})
+        except NotFound:
+            return False
+        tags = response_object(result).get("Tags", [])
+        return isinstance(tags, list) and any(
+            isinstance(t, dict) and t.get("TagKey") == MANAGED_KEY_TAG and t.get("TagValue") == managed_key_id
+            for t in tags
+        )
 
     async def _create_alias(self, alias: str, key_id: str) -> None:
         policy = self.transport.retry

@@ -256,7 +256,7 @@ class AzureKeyVaultClient(KeystoreClient):
         view = await self._find(self._name(ref))
         return self._observe(view, ref) if view is not None else None
 
-    async def ensure_key(self, managed_key_id: str, spec: KeySpec) -> Observation:
+    async def ensure_key(self, managed_key_id: str, spec: KeySpec, *, in_doubt: bool = False) -> Observation:
         ref = KeyRef(None, managed_key_id)
         name = key_name_for(managed_key_id)
         body = create_body(managed_key_id, spec, managed_hsm=self.managed_hsm)  # checked before any request

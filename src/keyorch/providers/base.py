@@ -106,8 +106,13 @@ class KeystoreClient(ABC):
     async def get_key(self, ref: KeyRef) -> Observation | None: ...
 
     @abstractmethod
-    async def ensure_key(self, managed_key_id: str, spec: KeySpec) -> Observation:
-        """Create the key for ``managed_key_id`` unless it already exists; return it either way."""
+    async def ensure_key(self, managed_key_id: str, spec: KeySpec, *, in_doubt: bool = False) -> Observation:
+        """Create the key for ``managed_key_id`` unless it already exists; return it either way.
+
+        ``in_doubt``: an earlier create for this key may have reached the provider without keyorch
+        learning the outcome (a lost answer, a crash). Adapters whose identity is fixed at creation
+        (a caller-chosen name or alias) need nothing more; AWS, where the alias is attached after
+        CreateKey, then looks for an untagged-alias key by its tag before creating another."""
 
     @abstractmethod
     async def enable(self, ref: KeyRef) -> Observation: ...

@@ -225,7 +225,7 @@ class GoogleKmsClient(KeystoreClient):
 
     # -- writes -------------------------------------------------------------------------------
 
-    async def ensure_key(self, managed_key_id: str, spec: KeySpec) -> Observation:
+    async def ensure_key(self, managed_key_id: str, spec: KeySpec, *, in_doubt: bool = False) -> Observation:
         try:
             key_id = crypto_key_id(managed_key_id)
         except InvalidRequest as exc:

@@ -178,7 +178,7 @@ class KeyProtectClient(KeystoreClient):
             offset += len(page)
 
     # -- writes -------------------------------------------------------------------------------
-    async def ensure_key(self, managed_key_id: str, spec: KeySpec) -> Observation:
+    async def ensure_key(self, managed_key_id: str, spec: KeySpec, *, in_doubt: bool = False) -> Observation:
         if spec.algorithm.lower() != "aes" or spec.size != 256:
             raise InvalidRequest(
                 f"Key Protect generates 256-bit AES root keys only; {spec.algorithm} {spec.size} cannot be created",

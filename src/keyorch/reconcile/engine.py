@@ -143,8 +143,11 @@ class Reconciler:
         before = {t.keystore_id: t for t in key.targets}
         acting = [o for o in outcomes if o.plan.actions]
         intents: dict[str, int] = {}
+        doubtful: set[str] = set()
         if acting:
             async with self.store.transaction() as tx:
+                # Intents left open by an earlier, interrupted run: their calls may have happened.
+                doubtful = {str(i["keystore_id"]) for i in await tx.open_intents(key.id)}
                 for o in acting:
                     action = "+".join(a.value for a in o.plan.actions)
                     attempts = before[o.keystore_id].attempts + 1
@@ -152,7 +155,10 @@ class Reconciler:
                         key.id, o.keystore_id, key.generation, action, attempts, self.clock.now()
                     )
             await asyncio.gather(
-                *(self._execute(key, before[o.keystore_id], keystores[o.keystore_id], o) for o in acting)
+                *(
+                    self._execute(key, before[o.keystore_id], keystores[o.keystore_id], o, o.keystore_id in doubtful)
+                    for o in acting
+                )
             )
         changed = [o for o in outcomes if _material(o.target) != _material(before[o.keystore_id])]
         if not changed and not intents:
@@ -170,14 +176,18 @@ class Reconciler:
                         await tx.resolve_intents(key.id, o.keystore_id, now)
         return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=not written)
 
-    async def _execute(self, key: ManagedKey, target: Target, keystore: Keystore, outcome: TargetOutcome) -> None:
+    async def _execute(
+        self, key: ManagedKey, target: Target, keystore: Keystore, outcome: TargetOutcome, interrupted: bool
+    ) -> None:
         """Run a target's planned actions in order, then observe again: the result decides the status."""
         bound = get_logger(key_id=key.id, keystore=keystore.name, keystore_id=keystore.id)
         client = await self.clients.client(keystore)
         ref = KeyRef(target.key_id_in_keystore or outcome.target.key_id_in_keystore, key.id)
         for action in outcome.plan.actions:
             try:
-                observation = await self._act(client, action, key, ref)
+                # A create after an earlier failed or interrupted attempt may have reached the provider.
+                in_doubt = interrupted or target.attempts > 0 or target.last_error is not None
+                observation = await self._act(client, action, key, ref, in_doubt=in_doubt)
             except ProviderError as exc:
                 bound.warning("action failed", action=action.value, error=exc.message, transient=exc.transient)
                 self._failed(outcome, target, action, exc)
@@ -198,10 +208,12 @@ class Reconciler:
             final = replace(final, target=self._with_retry(final.target, target, "not yet in line after acting"))
         outcome.plan = final
 
-    async def _act(self, client: KeystoreClient, action: Action, key: ManagedKey, ref: KeyRef) -> Observation | None:
+    async def _act(
+        self, client: KeystoreClient, action: Action, key: ManagedKey, ref: KeyRef, *, in_doubt: bool = False
+    ) -> Observation | None:
         if action is Action.CREATE:
             spec = KeySpec(algorithm=key.algorithm, size=key.size, name=key.name, labels={"keyorch-label": key.label})
-            return await client.ensure_key(key.id, spec)
+            return await client.ensure_key(key.id, spec, in_doubt=in_doubt)
         if action is Action.ENABLE:
             return await client.enable(ref)
         if action is Action.DISABLE:
