@@ -65,7 +65,11 @@ def connect_request(kind: str, args: list[str]) -> ConnectRequest:
             i += 1
             continue
         value: Any = args[i + 1]
-        options[flag] = float(value) if flag == "rate_per_second" else int(value) if flag == "max_concurrency" else value
+        if flag == "rate_per_second":
+            value = float(value)
+        elif flag == "max_concurrency":
+            value = int(value)
+        options[flag] = value
         i += 2
     return ConnectRequest(**options)
 
