@@ -17,7 +17,7 @@ from keyorch.domain.errors import InvalidInput, NotFound, StaleVersion
 from keyorch.domain.models import Keystore, KeystoreStatus, KeyTemplate, ManagedKey, Target, Vault
 from keyorch.domain.states import KeyState
 from keyorch.store import audit_chain, rows
-from keyorch.store.engine import create_engine
+from keyorch.store.engine import READONLY_OPTION, create_engine
 from keyorch.store.schema import audit_log, intents, key_targets, keystores, managed_keys, templates, vaults
 
 
@@ -35,6 +35,14 @@ class Store:
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self.engine.begin() as conn:
             yield Transaction(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Transaction]:
+        """A read-only unit of work: on SQLite it takes no write lock (WAL readers run beside a writer)."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{READONLY_OPTION: True})
+            async with conn.begin():
+                yield Transaction(conn)
 
     async def close(self) -> None:
         await self.engine.dispose()
