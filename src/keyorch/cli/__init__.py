@@ -19,6 +19,7 @@ from keyorch.cli.keys import key
 from keyorch.cli.keystores import keystore
 from keyorch.cli.reconcile import plan, reconcile, sync_key
 from keyorch.cli.runtime import CliState
+from keyorch.cli.serve import serve
 from keyorch.cli.templates import template
 from keyorch.cli.vaults import vault
 from keyorch.domain.errors import ConfigurationError, KeyorchError
@@ -59,7 +60,7 @@ def cli(ctx: click.Context, database_url: str | None, config_path: str | None, o
     ctx.obj = CliState(settings=settings, output=output)
 
 
-for command in (init, demo, master_key, vault, keystore, template, key, audit, sync_key, reconcile, plan):
+for command in (init, demo, master_key, vault, keystore, template, key, audit, sync_key, reconcile, plan, serve):
     cli.add_command(command)
 
 

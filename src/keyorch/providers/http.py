@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from keyorch import metrics
 from keyorch.domain.errors import InvalidInput
 from keyorch.domain.models import Keystore
 from keyorch.domain.validation import is_loopback_host
@@ -276,10 +277,19 @@ class HttpTransport:
         async def attempt() -> HttpResult:
             return await self._attempt(method, url, operation, send_headers, body, authenticate)
 
-        return await call_with_retry(self.retry, attempt, idempotent=idempotent, on_retry=self._count_retry)
+        try:
+            result = await call_with_retry(self.retry, attempt, idempotent=idempotent, on_retry=self._count_retry)
+        except ProviderError as exc:
+            metrics.record_provider_call(self.keystore or "", operation, str(exc.status or exc.code))
+            raise
+        metrics.record_provider_call(self.keystore or "", operation, str(result.status))
+        return result
 
     def _count_retry(self, event: RetryEvent) -> None:
         self.stats(event)
+        metrics.record_retry(self.keystore or "", event.error.operation or "")
+        if event.throttled:
+            metrics.record_throttle(self.keystore or "")
         if self._on_retry is not None:
             self._on_retry(event)
 

@@ -1,0 +1,88 @@
+"""`keyorch serve`: the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import click
+
+from keyorch.cli.runtime import CliState
+from keyorch.domain.clock import SystemClock
+from keyorch.domain.errors import InvalidInput
+from keyorch.logs import get_logger
+from keyorch.store.engine import migrate, schema_revisions
+from keyorch.store.repository import Store
+
+DATABASE_RETRY_SECONDS = 2.0
+
+
+@click.command(name="serve")
+@click.option("--listen", default=None, help="HOST:PORT for the API, health and metrics (default: api.listen).")
+@click.option(
+    "--migrate/--no-migrate",
+    "auto_migrate",
+    default=True,
+    show_default=True,
+    help="Create or migrate the schema at start (like `keyorch init`); otherwise wait until it is current.",
+)
+@click.pass_obj
+def serve(state: CliState, listen: str | None, auto_migrate: bool) -> int:
+    """Run the reconciler, periodic resync and REST API until SIGTERM/SIGINT."""
+    from keyorch.daemon import parse_listen
+    from keyorch.daemon import serve as run
+
+    try:
+        host, port = parse_listen(listen or state.settings.api.listen)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), target="listen") from None
+    settings = state.settings
+    log = get_logger(component="serve")
+
+    async def main() -> int:
+        store = Store.from_url(settings.database_url)
+
+        async def wait_for_database() -> None:
+            while True:
+                try:
+                    if auto_migrate:
+                        await migrate(store.engine)
+                    current, head = await schema_revisions(store.engine)
+                    if current == head:
+                        return
+                    log.warning("database schema not current; waiting", current=current, required=head)
+                except Exception as exc:  # unreachable database: keep /readyz at 503 and retry
+                    log.warning("database not ready", error=f"{type(exc).__name__}: {exc}"[:300])
+                await asyncio.sleep(DATABASE_RETRY_SECONDS)
+
+        def announce(url: str) -> None:
+            click.echo(f"keyorch serving on {url}", err=True)
+
+        try:
+            from keyorch.api.app import create_api_app
+        except ImportError:  # pragma: no cover - the API ships with keyorch
+            create_api_app = None  # type: ignore[assignment]
+        try:
+            return await run(
+                settings,
+                store,
+                SystemClock(settings.clock_offset_seconds),
+                settings.load_master_key(),
+                host,
+                port,
+                create_api_app,
+                announce,
+                wait_for_database,
+            )
+        finally:
+            await store.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            import uvloop
+
+            return int(uvloop.run(main()))
+        except ImportError:
+            pass
+        return asyncio.run(main())
+    return 0

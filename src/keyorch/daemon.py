@@ -1,0 +1,257 @@
+"""`keyorch serve`: one asyncio process running the reconciler workers, the periodic resync, the
+REST API and the health and metrics endpoints.
+
+Shutdown on SIGTERM/SIGINT: stop taking requests, stop taking new work, let reconciles in flight
+finish within the grace period, then exit 0. What is left stays recorded as pending (a target's
+synced generation lags its key's generation, and open intents stay in the journal), so the next
+start picks it up. A second signal exits at once. Every database change is one transaction, so
+neither path leaves state half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from keyorch import metrics
+from keyorch.crypto import MasterKey
+from keyorch.domain.clock import Clock
+from keyorch.logs import get_logger
+from keyorch.reconcile.clients import ClientPool
+from keyorch.reconcile.controller import Controller
+from keyorch.reconcile.engine import KeyOutcome, Listing
+from keyorch.reconcile.queue import Backoff, WorkQueue, run_workers
+from keyorch.settings import Settings
+from keyorch.store.engine import schema_revisions
+from keyorch.store.repository import Store
+
+EXIT_NOW = 130
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen address {value!r} is not HOST:PORT (e.g. 0.0.0.0:8080)")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":8080" means all interfaces
+
+
+class Daemon:
+    def __init__(self, settings: Settings, store: Store, clock: Clock, master_key: MasterKey | None) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.master_key = master_key
+        self.pool = ClientPool(store, master_key)
+        cfg = settings.reconcile
+        self.controller = Controller(store, self.pool, clock, workers=cfg.workers)
+        self.queue = WorkQueue(backoff=Backoff(base_seconds=1.0, max_seconds=cfg.max_backoff_seconds))
+        self.listing: Listing | None = None
+        self.listing_at = 0.0
+        self.workers_task: asyncio.Task[None] | None = None
+        self.resync_task: asyncio.Task[None] | None = None
+        self.in_flight = 0
+        self.log = get_logger(component="daemon")
+        self.stopping = asyncio.Event()
+
+    # --- reconcile loop ---------------------------------------------------------------------
+
+    def on_change(self, key_id: str) -> None:
+        """A change made through the API: reconcile it at once, ahead of the periodic resync."""
+        self.queue.add(key_id, front=True)
+        metrics.set_queue_depth(self.queue.depth)
+
+    async def sync_key(self, key_id: str) -> dict[str, Any]:
+        outcome = await self.controller.reconciler.reconcile_key(key_id, push=True)
+        self._record(outcome, 0.0)
+        from keyorch.cli.reconcile import target_json
+
+        return {
+            "key": outcome.key_id,
+            "in_sync": outcome.in_sync,
+            "targets": [target_json(outcome, t) for t in outcome.targets],
+        }
+
+    async def _handle(self, key_id: str) -> None:
+        if self.stopping.is_set():
+            return
+        fresh = self.listing is not None and time.monotonic() - self.listing_at < 60
+        started = time.perf_counter()
+        self.in_flight += 1
+        try:
+            outcome = await self.controller.reconciler.reconcile_key(key_id, listing=self.listing if fresh else None)
+        except Exception as exc:  # one key's failure never stops the workers
+            self.log.error("reconcile failed", key_id=key_id, error=f"{type(exc).__name__}: {exc}"[:500])
+            metrics.record_reconcile("error", time.perf_counter() - started)
+            self.queue.retry(key_id)
+            return
+        finally:
+            self.in_flight -= 1
+        self._record(outcome, time.perf_counter() - started)
+        if outcome.transient_failure and not self.stopping.is_set():
+            self.queue.retry(key_id)
+        else:
+            self.queue.forget(key_id)
+        metrics.set_queue_depth(self.queue.depth)
+
+    def _record(self, outcome: KeyOutcome, seconds: float) -> None:
+        result = "in_sync" if outcome.in_sync else ("unreachable" if outcome.unreachable else "out_of_sync")
+        metrics.record_reconcile(result, seconds)
+
+    async def resync_once(self) -> None:
+        keystores = await self.controller.keystores()
+        down = await self.controller.check_keystores(keystores)
+        self.listing = await self.controller.gather_listing(keystores, down)
+        self.listing_at = time.monotonic()
+        for key_id in await self.controller.key_ids():
+            self.queue.add(key_id)
+        await self._publish_out_of_sync()
+        metrics.set_queue_depth(self.queue.depth)
+
+    async def _publish_out_of_sync(self) -> None:
+        async with self.store.read() as tx:
+            names = {k.id: k.name for k in await tx.list_keystores()}
+            keys = await tx.list_keys(states=None)
+        counts = dict.fromkeys(names.values(), 0)
+        for key in keys:
+            for target in key.targets:
+                if target.sync_flag.value == "out_of_sync" and target.keystore_id in names:
+                    counts[names[target.keystore_id]] += 1
+        metrics.set_out_of_sync(counts)
+
+    async def _resync_loop(self) -> None:
+        interval = self.settings.reconcile.resync_interval_seconds
+        while not self.stopping.is_set():
+            try:
+                await self.resync_once()
+            except Exception as exc:
+                self.log.error("resync failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=interval)
+
+    def start_workers(self) -> None:
+        self.workers_task = asyncio.create_task(run_workers(self.queue, self.settings.reconcile.workers, self._handle))
+        self.resync_task = asyncio.create_task(self._resync_loop())
+
+    @property
+    def workers_running(self) -> bool:
+        return self.workers_task is not None and not self.workers_task.done()
+
+    async def stop_workers(self, grace_seconds: float) -> bool:
+        """Stop taking work; wait up to the grace period for reconciles in flight. True if all finished."""
+        self.stopping.set()
+        self.queue.close()
+        tasks = [t for t in (self.workers_task, self.resync_task) if t is not None]
+        _, pending = await asyncio.wait(tasks, timeout=grace_seconds) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        return not pending
+
+    # --- health -----------------------------------------------------------------------------
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {"workers_running": self.workers_running and not self.stopping.is_set()}
+        try:
+            current, head = await asyncio.wait_for(schema_revisions(self.store.engine), timeout=5)
+            checks["database"] = "reachable"
+            checks["migrations_current"] = current == head
+            checks["schema"] = {"current": current, "required": head}
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+            checks["migrations_current"] = False
+        ready = checks["workers_running"] and checks["database"] == "reachable" and checks["migrations_current"]
+        return bool(ready), checks
+
+
+def health_routes(daemon: Daemon) -> list[web.RouteDef]:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready, checks = await daemon.readiness()
+        return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
+
+    async def metrics_route(_: web.Request) -> web.Response:
+        metrics.set_queue_depth(daemon.queue.depth)
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    return [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics_route)]
+
+
+def build_app(daemon: Daemon, api_factory: Callable[..., web.Application] | None) -> web.Application:
+    """The REST API application (its routes carry the /api/v4 prefix) plus health and metrics."""
+    if api_factory is None:
+        app = web.Application()
+    else:
+        app = api_factory(
+            store=daemon.store,
+            settings=daemon.settings,
+            clock=daemon.clock,
+            master_key=daemon.master_key,
+            on_change=daemon.on_change,
+            sync_key=daemon.sync_key,
+        )
+    app.add_routes(health_routes(daemon))
+    return app
+
+
+async def serve(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    master_key: MasterKey | None,
+    host: str,
+    port: int,
+    api_factory: Callable[..., web.Application] | None,
+    announce: Callable[[str], None],
+    wait_for_database: Callable[[], Coroutine[Any, Any, None]],
+) -> int:
+    """Run until SIGTERM/SIGINT; return the process exit code."""
+    daemon = Daemon(settings, store, clock, master_key)
+    loop = asyncio.get_running_loop()
+    signals = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            daemon.log.warning("second signal: exiting at once", signal=signum)
+            os._exit(EXIT_NOW)
+        signals.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    runner = web.AppRunner(build_app(daemon, api_factory), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = next((a for a in runner.addresses if isinstance(a, tuple)), (host, port))
+    announce(f"http://{bound[0]}:{bound[1]}")
+    daemon.log.info("listening", host=bound[0], port=bound[1])
+    try:
+        wait_db = asyncio.create_task(wait_for_database())
+        done, _ = await asyncio.wait({wait_db, asyncio.create_task(signals.wait())}, return_when="FIRST_COMPLETED")
+        if wait_db in done and wait_db.exception() is None and not signals.is_set():
+            daemon.start_workers()
+            await signals.wait()
+        elif not wait_db.done():
+            wait_db.cancel()
+        grace = settings.api.grace_period_seconds
+        daemon.log.info("stopping", grace_seconds=grace, in_flight=daemon.in_flight)
+        await site.stop()
+        finished = await daemon.stop_workers(grace)
+        daemon.log.info("stopped", clean=finished, left_in_queue=daemon.queue.depth)
+    finally:
+        await runner.cleanup()
+        await daemon.pool.aclose()
+    return 0
