@@ -6,9 +6,11 @@ import asyncio
 import functools
 import getpass
 import json
+import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
@@ -21,7 +23,7 @@ from keyorch.domain.clock import SystemClock
 from keyorch.domain.errors import ConfigurationError
 from keyorch.service.context import ServiceContext
 from keyorch.settings import Settings
-from keyorch.store.engine import redacted, schema_revisions
+from keyorch.store.engine import redacted, schema_revisions, sqlite_path
 from keyorch.store.repository import Store
 
 P = ParamSpec("P")
@@ -46,7 +48,40 @@ class CliState:
         return Console(width=None if sys.stdout.isatty() else 200, soft_wrap=False, highlight=False)
 
 
+#: KEYORCH_CLOCK_OFFSET_SECONDS (testing only) may shift the clock by at most about a century.
+MAX_CLOCK_OFFSET_SECONDS = 100 * 366 * 86_400
+
+
+def check_database_url(url: str) -> Path | None:
+    """Refuse a database URL that cannot be opened; return the SQLite file's path, if SQLite."""
+    try:
+        path = sqlite_path(url)
+    except ValueError as exc:  # make_url's own parsing errors, e.g. a broken IPv6 host
+        raise ConfigurationError(
+            f"the database URL is not valid ({exc}); use sqlite:///PATH or postgresql://USER@HOST/DB"
+        ) from None
+    if path is not None and "\x00" in str(path):
+        raise ConfigurationError("the SQLite database path must not contain a NUL character")
+    return path
+
+
+def _clock(settings: Settings) -> SystemClock:
+    offset = settings.clock_offset_seconds
+    if not math.isfinite(offset) or abs(offset) > MAX_CLOCK_OFFSET_SECONDS:
+        raise ConfigurationError(
+            f"setting clock_offset_seconds (env KEYORCH_CLOCK_OFFSET_SECONDS) is not valid: {offset!r}; "
+            f"give a number of seconds between -{MAX_CLOCK_OFFSET_SECONDS} and {MAX_CLOCK_OFFSET_SECONDS}"
+        )
+    return SystemClock(offset)
+
+
 async def open_context(state: CliState, *, require_schema: bool = True) -> ServiceContext:
+    path = check_database_url(state.settings.database_url)
+    if require_schema and path is not None and not path.is_file():
+        raise ConfigurationError(
+            f"there is no keyorch database at {path} (or it is not a file); run `keyorch init` first"
+        )
+    clock = _clock(state.settings)
     store = Store.from_url(state.settings.database_url)
     if require_schema:
         try:
@@ -66,7 +101,7 @@ async def open_context(state: CliState, *, require_schema: bool = True) -> Servi
     return ServiceContext(
         store=store,
         actor=Actor(user=state.user, source="cli"),
-        clock=SystemClock(state.settings.clock_offset_seconds),
+        clock=clock,
         master_key=state.settings.load_master_key(),
     )
 
