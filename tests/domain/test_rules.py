@@ -124,3 +124,13 @@ class TestDualAuthorization:
         rules.check_destroy(make_vault(), make_key(D), "alice", clock.now())
         with pytest.raises(RuleViolation, match="does not use dual authorization"):
             rules.authorize_deletion(make_vault(), make_key(D), "alice", clock.now())
+
+
+def test_disconnect_refused_while_the_keystore_still_holds_a_live_key() -> None:
+    """The records say destroyed, but the keystore (asked live) still holds the key enabled."""
+    ks = make_keystore()
+    destroyed = make_key(X, "x")
+    rules.check_disconnect(ks, [destroyed], live={})
+    rules.check_disconnect(ks, [destroyed], live={"x": X})
+    with pytest.raises(RuleViolation, match=r"still holds key label-x \(x\) as active although its desired state"):
+        rules.check_disconnect(ks, [destroyed], live={"x": A})

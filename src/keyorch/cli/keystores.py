@@ -126,5 +126,12 @@ async def show(state: CliState, ctx: ServiceContext, ref: str) -> None:
 @click.option("--if-version", type=int, default=None, help="Refuse if the keystore's version differs.")
 @with_service
 async def disconnect(state: CliState, ctx: ServiceContext, ref: str, if_version: int | None) -> None:
-    """Disconnect a keystore; refused while an active or deactivated key targets it."""
-    _show(state, await ops.disconnect_keystore(ctx, ref, if_version), "keystore disconnected")
+    """Disconnect a keystore; refused while an active or deactivated key targets it.
+
+    When the keystore can be reached its live contents are checked too; otherwise the records alone decide
+    (and a note on stderr says so).
+    """
+    live, unreachable = await ops.live_contents(ctx, ref)
+    if unreachable is not None:
+        click.echo(f"note: keystore not reachable ({unreachable}); checked keyorch's records only", err=True)
+    _show(state, await ops.disconnect_keystore(ctx, ref, if_version, live), "keystore disconnected")

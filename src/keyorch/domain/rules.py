@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -108,12 +108,32 @@ def disconnect_blockers(keystore: Keystore, keys: Iterable[ManagedKey]) -> list[
     ]
 
 
-def check_disconnect(keystore: Keystore, keys: Sequence[ManagedKey]) -> None:
-    """Refuse a disconnect while any key targeting the keystore is active or deactivated.
+def live_disconnect_blockers(keys: Sequence[ManagedKey], live: Mapping[str, KeyState]) -> list[ManagedKey]:
+    """Keys keyorch manages that the keystore itself still holds usable (active or deactivated, no
+    destruction scheduled), whatever their desired state says: e.g. destroyed in keyorch but not yet
+    scheduled for destruction there. ``live`` maps managed key ids to what the keystore reports."""
+    return [k for k in keys if live.get(k.id) in BLOCKS_DISCONNECT]
+
+
+def check_disconnect(
+    keystore: Keystore, keys: Sequence[ManagedKey], live: Mapping[str, KeyState] | None = None
+) -> None:
+    """Refuse a disconnect while any key targeting the keystore is active or deactivated, by its
+    desired state or, when the keystore could be asked (``live``), by what the keystore holds.
 
     A template that merely lists the keystore does not block.
     """
     blockers = disconnect_blockers(keystore, keys)
+    if live is not None:
+        seen = {k.id for k in blockers}
+        for key in live_disconnect_blockers(keys, live):
+            if key.id not in seen:
+                raise RuleViolation(
+                    f"cannot disconnect keystore {keystore.name} ({keystore.id}): it still holds key "
+                    f"{_describe_key(key)} as {live[key.id]} although its desired state is {key.state}; "
+                    "run `keyorch sync-key` (or wait for the reconciler) first",
+                    target="keystore",
+                )
     if blockers:
         shown = ", ".join(f"{_describe_key(k)} [{k.state}]" for k in blockers[:20])
         more = f" and {len(blockers) - 20} more" if len(blockers) > 20 else ""

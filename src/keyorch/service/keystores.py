@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from keyorch.credentials import read_credentials_file
 from keyorch.domain import rules
 from keyorch.domain.errors import ConfigurationError, Conflict, InvalidInput
 from keyorch.domain.models import CredentialsMode, DriftPolicy, Keystore, KeystoreStatus, KeystoreType
+from keyorch.domain.states import KeyState
 from keyorch.domain.validation import check_name, connection_settings, parse_keystore_type
 from keyorch.service.context import Change, ServiceContext
 from keyorch.service.versions import check_version
@@ -150,8 +152,14 @@ async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore
     return await ctx.change("keystore.connect", "keystore", req.name, body)
 
 
-async def disconnect_keystore(ctx: ServiceContext, ref: str, expected_version: int | None = None) -> Keystore:
-    """Refused while an active or deactivated key targets it; then unlink keys and templates."""
+async def disconnect_keystore(
+    ctx: ServiceContext,
+    ref: str,
+    expected_version: int | None = None,
+    live: Mapping[str, KeyState] | None = None,
+) -> Keystore:
+    """Refused while an active or deactivated key targets it (by its desired state, and by the
+    keystore's live contents when the caller could read them); then unlink keys and templates."""
 
     async def body(tx: Transaction) -> tuple[Keystore, Change]:
         keystore = await tx.keystore(ref)
@@ -159,7 +167,7 @@ async def disconnect_keystore(ctx: ServiceContext, ref: str, expected_version: i
         if not keystore.connected:
             raise Conflict(f"keystore {keystore.name} ({keystore.id}) is already disconnected", target="keystore")
         keys = await tx.keys_targeting(keystore.id)
-        rules.check_disconnect(keystore, keys)
+        rules.check_disconnect(keystore, keys, live)
         now = ctx.clock.now()
         for key in keys:
             await tx.update_key(rules.unlink_key_from_keystore(key, keystore.id, now), key.version)
@@ -192,3 +200,24 @@ async def keystore_names(ctx: ServiceContext) -> dict[str, str]:
     """id → name of every keystore ever connected (targets of disconnected ones keep their name)."""
     async with ctx.store.transaction() as tx:
         return {k.id: k.name for k in await tx.list_keystores(include_disconnected=True)}
+
+
+async def live_contents(ctx: ServiceContext, ref: str) -> tuple[dict[str, KeyState] | None, str | None]:
+    """What the keystore itself holds, by managed key id (skipping keys pending destruction), listed
+    page by page; ``(None, reason)`` when it cannot be reached, so callers fall back to the records."""
+    from keyorch.providers.errors import ProviderError
+    from keyorch.reconcile.clients import ClientPool
+
+    keystore = await get_keystore(ctx, ref)
+    pool = ClientPool(ctx.store, ctx.master_key)
+    try:
+        client = await pool.client(keystore)
+        held: dict[str, KeyState] = {}
+        async for observation in client.list_keys():
+            if observation.managed_key_id and not observation.destruction_pending:
+                held[observation.managed_key_id] = observation.state
+        return held, None
+    except (ProviderError, ConfigurationError) as exc:
+        return None, exc.message
+    finally:
+        await pool.aclose()
