@@ -182,7 +182,7 @@ def health_routes(daemon: Daemon) -> list[web.RouteDef]:
 
     async def metrics_route(_: web.Request) -> web.Response:
         metrics.set_queue_depth(daemon.queue.depth)
-        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
     return [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics_route)]
 
