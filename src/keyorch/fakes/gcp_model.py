@@ -201,7 +201,12 @@ def decode_bytes(raw: Any, field_path: str) -> bytes:
     if not isinstance(raw, str) or _B64.fullmatch(raw) is None or len(raw) % 4 == 1:
         raise invalid(f"Invalid value at '{field_path}' (TYPE_BYTES), {str(raw)[:80]!r}", field_path)
     text = raw.rstrip("=").replace("-", "+").replace("_", "/")
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    try:
+        if len(text) % 4 == 1:
+            raise ValueError("one character past a multiple of four")
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError:  # binascii.Error included: e.g. "0=" is no base64 at all
+        raise invalid(f"Invalid value at '{field_path}' (TYPE_BYTES), {raw[:80]!r}", field_path) from None
 
 
 def encode_bytes(data: bytes) -> str:
