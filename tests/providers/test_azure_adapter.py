@@ -351,15 +351,6 @@ async def test_schedule_destruction_waits_for_the_asynchronous_delete() -> None:
         assert await client.get_key(ref) == scheduled
 
 
-async def test_enable_and_disable_of_a_missing_key_are_not_found(
-    adapter_env: tuple[AzureKeyVaultClient, AzureKeyVaultFake],
-) -> None:
-    client, _ = adapter_env
-    for action in (client.enable, client.disable):
-        with pytest.raises(NotFound):
-            await action(KeyRef(None, mk_id()))
-
-
 async def test_nbf_and_exp_map_to_pre_active_and_deactivated(
     adapter_env: tuple[AzureKeyVaultClient, AzureKeyVaultFake],
 ) -> None:
