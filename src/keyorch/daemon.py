@@ -57,6 +57,7 @@ class Daemon:
         self.workers_task: asyncio.Task[None] | None = None
         self.resync_task: asyncio.Task[None] | None = None
         self.in_flight = 0
+        self.unfinished: set[str] = set()  # keys left pending by a shutdown (skipped, or cut off at the grace)
         self.log = get_logger(component="daemon")
         self.stopping = asyncio.Event()
 
@@ -80,12 +81,16 @@ class Daemon:
 
     async def _handle(self, key_id: str) -> None:
         if self.stopping.is_set():
+            self.unfinished.add(key_id)
             return
         fresh = self.listing is not None and time.monotonic() - self.listing_at < 60
         started = time.perf_counter()
         self.in_flight += 1
         try:
             outcome = await self.controller.reconciler.reconcile_key(key_id, listing=self.listing if fresh else None)
+        except asyncio.CancelledError:
+            self.unfinished.add(key_id)
+            raise
         except Exception as exc:  # one key's failure never stops the workers
             self.log.error("reconcile failed", key_id=key_id, error=f"{type(exc).__name__}: {exc}"[:500])
             metrics.record_reconcile("error", time.perf_counter() - started)
@@ -111,10 +116,10 @@ class Daemon:
         self.listing_at = time.monotonic()
         for key_id in await self.controller.key_ids():
             self.queue.add(key_id)
-        await self._publish_out_of_sync()
+        await self.publish_out_of_sync()
         metrics.set_queue_depth(self.queue.depth)
 
-    async def _publish_out_of_sync(self) -> None:
+    async def publish_out_of_sync(self) -> None:
         async with self.store.read() as tx:
             names = {k.id: k.name for k in await tx.list_keystores()}
             keys = await tx.list_keys(states=None)
@@ -182,6 +187,11 @@ def health_routes(daemon: Daemon) -> list[web.RouteDef]:
 
     async def metrics_route(_: web.Request) -> web.Response:
         metrics.set_queue_depth(daemon.queue.depth)
+        if daemon.workers_running:  # current out-of-sync counts, not those of the last resync
+            try:
+                await asyncio.wait_for(daemon.publish_out_of_sync(), timeout=5)
+            except Exception as exc:  # the last published counts stay; the scrape still answers
+                daemon.log.warning("out-of-sync counts not refreshed", error=f"{type(exc).__name__}: {exc}"[:300])
         return web.Response(body=metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
     return [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics_route)]
@@ -202,6 +212,14 @@ def build_app(daemon: Daemon, api_factory: Callable[..., web.Application] | None
         )
     app.add_routes(health_routes(daemon))
     return app
+
+
+def stop_reading_requests(runner: web.AppRunner) -> None:
+    """Take no further request on connections already open (``site.stop()`` only closes the listening
+    socket; a keep-alive client could otherwise go on changing keys through the grace period). A request
+    being handled finishes and gets its answer; then its connection closes."""
+    if runner.server is not None:
+        runner.server.pre_shutdown()
 
 
 async def serve(
@@ -249,8 +267,11 @@ async def serve(
         grace = settings.api.grace_period_seconds
         daemon.log.info("stopping", grace_seconds=grace, in_flight=daemon.in_flight)
         await site.stop()
+        stop_reading_requests(runner)
         finished = await daemon.stop_workers(grace)
-        daemon.log.info("stopped", clean=finished, left_in_queue=daemon.queue.depth)
+        daemon.log.info(
+            "stopped", clean=finished, left_in_queue=daemon.queue.depth, left_pending=len(daemon.unfinished)
+        )
     finally:
         await runner.cleanup()
         await daemon.pool.aclose()

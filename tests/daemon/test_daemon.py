@@ -1,0 +1,468 @@
+"""``keyorch serve`` as a real subprocess against the four fakes running in this test's event loop.
+
+Acceptance of issue 6 for the daemon: a key created and activated through the API is reconciled
+into all four fakes at once (long before the periodic resync); /readyz follows the database;
+/metrics parses with the Prometheus text parser; SIGTERM during a burst takes no further request,
+exits 0 within the grace period (also when provider calls outlast it) and a restart converges with
+nothing lost and nothing done twice; a second signal exits at once; an unusable configuration or
+listen address exits 2 with one sentence.
+
+The keystores are connected through the API, whose body has no field for ``--no-provider-quotas`` /
+``--rate-per-second``, so the providers' published request quotas pace these tests (Azure's 20
+creates per 10 s is most of the 30-key restart's convergence time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from keyorch.crypto import generate_master_key
+from keyorch.fakes.registry import FakeCluster
+from tests.daemon.harness import (
+    ApiClient,
+    DaemonProcess,
+    clean_env,
+    eventually,
+    hang_creates,
+    setup_world_via_api,
+    slow_every_call,
+    write_config,
+)
+from tests.e2e.harness import (
+    CREATE_OPERATION,
+    EXPECTED,
+    KINDS,
+    clear_faults,
+    duplicates,
+    provider_states,
+    start_world_fakes,
+    successful_creates,
+)
+
+#: the operation names keyorch's adapters give a create in the provider-call metrics
+ADAPTER_CREATE = {**CREATE_OPERATION, "google_kms": "cryptoKeys.create"}
+
+#: how long a daemon may take to converge a handful of keys (the resync interval is 300 s)
+CONVERGE_SECONDS = 20.0
+
+
+@dataclass
+class World:
+    workdir: Path
+    cluster: FakeCluster
+    credentials: dict[str, Path]
+    session: aiohttp.ClientSession
+    master_key: str = field(default_factory=generate_master_key)
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.workdir / 'keyorch.db'}"
+
+    def config(self, name: str = "keyorch", **options: Any) -> Path:
+        """A settings file over this world's database and master key (see ``write_config`` for options)."""
+        return write_config(self.workdir / f"{name}.yaml", self.db_url, master_key=self.master_key, **options)
+
+    def client(self, daemon: DaemonProcess) -> ApiClient:
+        return ApiClient(self.session, daemon.url)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    cluster, credentials, _ = await start_world_fakes(tmp_path)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    try:
+        yield World(tmp_path, cluster, credentials, session)
+    finally:
+        await session.close()
+        await cluster.stop()
+
+
+@pytest.fixture
+async def daemons() -> AsyncIterator[list[DaemonProcess]]:
+    """Every daemon a test starts is killed at its end, whatever happened."""
+    started: list[DaemonProcess] = []
+    try:
+        yield started
+    finally:
+        for daemon in started:
+            await daemon.kill()
+
+
+async def serving(world: World, daemons: list[DaemonProcess], config: Path) -> tuple[DaemonProcess, ApiClient]:
+    """A daemon on ``config``, ready (/readyz 200), killed at the end of the test whatever happens."""
+    daemon = await DaemonProcess.start(world.workdir, config)
+    daemons.append(daemon)
+    client = world.client(daemon)
+    await eventually(lambda: _ready(client), 20, "/readyz 200")
+    return daemon, client
+
+
+async def serving_world(
+    world: World, daemons: list[DaemonProcess], config: Path
+) -> tuple[DaemonProcess, ApiClient, str]:
+    """A ready daemon with a vault, the four fakes' keystores and a template over them (made through its API)."""
+    daemon, client = await serving(world, daemons, config)
+    template, _ = await setup_world_via_api(client, world.cluster.running, world.credentials)
+    return daemon, client, template
+
+
+def in_sync(targets: list[dict[str, Any]]) -> bool:
+    return len(targets) == len(KINDS) and all(t["sync_flag"] == "in_sync" for t in targets)
+
+
+async def test_key_created_and_activated_through_the_api_is_enabled_in_all_four_fakes(
+    world: World, daemons: list[DaemonProcess]
+) -> None:
+    _, client, template = await serving_world(world, daemons, world.config())
+
+    key = await client.create_key(template, "payments")
+    assert key["state"] == "pre_active"
+    started = time.monotonic()
+    activated = await client.activate(key["id"], key["etag"])
+    assert activated.ok()["state"] == "active"
+
+    async def converged() -> list[dict[str, Any]] | None:
+        targets = await client.key_targets(key["id"])
+        return targets if in_sync(targets) else None
+
+    targets = await eventually(converged, CONVERGE_SECONDS, "all four targets in sync")
+    took = time.monotonic() - started
+    assert took < 10, f"took {took:.1f} s although the API change should be reconciled at once"
+    assert {t["keystore_name"] for t in targets} == set(KINDS)
+    assert provider_states(world.cluster, key["id"]) == EXPECTED["active"]
+    assert duplicates(world.cluster, [key["id"]]) == {kind: {} for kind in KINDS}
+    print(f"API activate -> four fakes in sync: {took:.2f} s (resync interval 300 s)")
+
+
+async def _ready(client: ApiClient) -> int | None:
+    try:
+        return 200 if await client.status("/readyz") == 200 else None
+    except aiohttp.ClientError:
+        return None
+
+
+async def run_keyorch(world: World, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+    """A one-shot ``keyorch`` command (a child process, so this loop keeps serving the fakes)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "keyorch",
+        *args,
+        cwd=world.workdir,
+        env=clean_env(world.workdir),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+async def test_readyz_is_503_until_the_database_is_migrated_then_200(
+    world: World, daemons: list[DaemonProcess]
+) -> None:
+    db = world.workdir / "fresh" / "keyorch.db"
+    db.parent.mkdir()
+    config = write_config(world.workdir / "fresh.yaml", f"sqlite:///{db}")
+    daemon = await DaemonProcess.start(world.workdir, config, "--no-migrate")
+    daemons.append(daemon)
+    client = world.client(daemon)
+
+    assert (await client.call("GET", "/healthz")).ok() == {"status": "alive"}
+    not_ready = await client.call("GET", "/readyz")
+    assert not_ready.status == 503, not_ready.doc
+    assert not_ready.doc["ready"] is False
+    assert not_ready.doc["migrations_current"] is False
+    assert not_ready.doc["workers_running"] is False
+    await asyncio.sleep(1.0)  # still not ready a while later: nothing migrates behind our back
+    assert await client.status("/readyz") == 503
+
+    code, out, err = await run_keyorch(world, "--db", f"sqlite:///{db}", "init")
+    assert code == 0, out + err
+    started = time.monotonic()
+    await eventually(lambda: _ready(client), 15, "/readyz 200 after keyorch init")
+    took = time.monotonic() - started
+    ready = (await client.call("GET", "/readyz")).ok()
+    assert ready["ready"] is True and ready["migrations_current"] is True and ready["workers_running"] is True
+    assert await client.status("/healthz") == 200
+    print(f"/readyz 503 -> 200 after init: {took:.2f} s")
+
+
+async def test_metrics_parse_and_count_the_work_done(world: World, daemons: list[DaemonProcess]) -> None:
+    # resync every 300 s: its first pass ran before any keystore existed
+    _, client, template = await serving_world(world, daemons, world.config("metrics"))
+    keys = [await client.create_key(template, f"m{i}") for i in range(3)]
+    for key in keys:
+        (await client.activate(key["id"], key["etag"])).ok()
+
+    async def all_in_sync() -> bool | None:
+        return True if all([in_sync(await client.key_targets(k["id"])) for k in keys]) else None
+
+    await eventually(all_in_sync, CONVERGE_SECONDS, "three keys in sync")
+
+    async def scraped() -> dict[str, Any] | None:
+        answer = await client.call("GET", "/metrics")
+        assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/plain")
+        families = {f.name: f for f in text_string_to_metric_families(answer.doc)}
+        gauge = families.get("keyorch_out_of_sync_keys")
+        # both are current at each scrape, not as of the last resync
+        published = gauge is not None and {s.labels["keystore"] for s in gauge.samples} >= set(KINDS)
+        idle = [s.value for s in families["keyorch_queue_depth"].samples] == [0.0]
+        return families if published and idle else None
+
+    families = await eventually(scraped, 10, "out-of-sync gauge for all four keystores, queue empty", interval=0.3)
+
+    reconciles = {s.labels["outcome"]: s.value for s in families["keyorch_reconciles"].samples}
+    assert reconciles.get("in_sync", 0) >= len(keys), reconciles
+    calls = families["keyorch_provider_calls"]
+    assert families["keyorch_provider_calls"].type == "counter"
+    assert all(set(s.labels) == {"keystore", "operation", "status"} for s in calls.samples)
+    assert {s.labels["keystore"] for s in calls.samples} >= set(KINDS)
+    created = {
+        s.labels["keystore"]: s.value
+        for s in calls.samples
+        if s.labels["operation"] == ADAPTER_CREATE[s.labels["keystore"]] and s.labels["status"].startswith("2")
+    }
+    # what keyorch counted is what the fakes carried out: one create per key and keystore
+    assert created == {kind: float(successful_creates(kind, world.cluster[kind].fake)) for kind in KINDS}
+    assert created == dict.fromkeys(KINDS, float(len(keys)))
+    assert [s.value for s in families["keyorch_queue_depth"].samples] == [0.0]
+    assert families["keyorch_queue_depth"].type == "gauge"
+    out_of_sync = {s.labels["keystore"]: s.value for s in families["keyorch_out_of_sync_keys"].samples}
+    assert out_of_sync == dict.fromkeys(KINDS, 0.0)
+    histogram = families["keyorch_reconcile_duration_seconds"]
+    assert histogram.type == "histogram"
+    count = next(s.value for s in histogram.samples if s.name.endswith("_count"))
+    buckets = [s for s in histogram.samples if s.name.endswith("_bucket")]
+    assert count >= len(keys) and buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == count
+    print(f"metrics: reconciles {reconciles}, provider call series {len(calls.samples)}, histogram count {count}")
+
+
+#: (what is wrong, the config file's bytes (None: no file; "DIR": a directory), serve arguments, part of the message)
+UNUSABLE: list[tuple[str, bytes | str | None, list[str], str]] = [
+    ("missing config", None, [], "cannot be read: No such file or directory"),
+    ("config is a directory", "DIR", [], "cannot be read: Is a directory"),
+    ("config not YAML", "api: [unclosed\n", [], "not valid YAML at line"),
+    ("invalid setting", "reconcile:\n  workers: 0\n", [], "reconcile.workers"),
+    ("bad token hash", "api:\n  tokens: [{user: a, sha256: nothex, roles: {'*': reader}}]\n", [], "api.tokens"),
+    ("listen without port", "", ["--listen", "localhost"], "HOST:PORT"),
+    ("listen port in use", "", ["--listen", "127.0.0.1:{busy}"], "address already in use"),
+    ("listen in config bad", "api:\n  listen: nowhere\n", [], "HOST:PORT"),
+]
+
+
+async def test_unusable_configuration_or_listen_exits_2_with_one_sentence(tmp_path: Path) -> None:
+    """Each case in its own child process, all at once; each must exit 2 with one line and no traceback."""
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+
+    async def run(n: int, config_doc: bytes | str | None, serve_args: list[str]) -> tuple[int | None, str, str]:
+        folder = tmp_path / f"case{n}"
+        folder.mkdir()
+        config = folder / "keyorch.yaml"
+        if config_doc == "DIR":
+            config.mkdir()
+        elif config_doc is not None:
+            config.write_bytes(config_doc if isinstance(config_doc, bytes) else config_doc.encode())
+        args = [a.format(busy=port) for a in serve_args]
+        db = f"sqlite:///{folder / 'keyorch.db'}"
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "keyorch", "--db", db, "--config", str(config), "serve", *args),
+            cwd=folder,
+            env=clean_env(folder),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return None, "", "still running after 60 s"
+        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+    try:
+        results = await asyncio.gather(*(run(n, doc, args) for n, (_, doc, args, _) in enumerate(UNUSABLE)))
+    finally:
+        busy.close()
+    wrong = []
+    for (case, _, _, message), (code, out, err) in zip(UNUSABLE, results, strict=True):
+        lines = err.strip().splitlines()
+        good = len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+        if code != 2 or out or "Traceback" in err or not good:
+            wrong.append(f"{case}: exit {code}, stdout {out!r}, stderr {err!r}")
+    assert not wrong, "\n".join(wrong)
+
+
+BURST_KEYS = 30
+BURST_PARALLEL = 5
+GRACE_SECONDS = 10.0
+
+
+async def converged_world(client: ApiClient, cluster: FakeCluster, key_ids: list[str]) -> dict[str, str]:
+    """Wait until every key's targets are in sync and each fake shows its desired state; key id -> state."""
+    behind: list[Any] = []
+
+    async def check() -> dict[str, str] | None:
+        states: dict[str, str] = {}
+        for key_id in key_ids:
+            doc = (await client.api("GET", f"/managed_keys/{key_id}/status_in_keystores")).ok()
+            found = provider_states(cluster, key_id)
+            if found != EXPECTED[doc["state"]] or any(t["sync_flag"] != "in_sync" for t in doc["status_in_keystores"]):
+                behind[:] = [doc, found]
+                return None
+            states[key_id] = doc["state"]
+        return states
+
+    try:
+        return await eventually(check, 45, "every key in sync in every keystore", interval=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; still behind: {behind}") from None
+
+
+def assert_nothing_done_twice(cluster: FakeCluster, states: dict[str, str]) -> None:
+    """Each fake holds exactly one key per installed managed key and carried out exactly one create for it."""
+    installed = [key_id for key_id, state in states.items() if state != "pre_active"]
+    assert duplicates(cluster, installed) == {kind: {} for kind in KINDS}
+    creates = {kind: successful_creates(kind, cluster[kind].fake) for kind in KINDS}
+    assert creates == dict.fromkeys(KINDS, len(installed)), creates
+
+
+async def test_sigterm_during_a_burst_exits_0_and_a_restart_converges_with_nothing_lost_or_done_twice(
+    world: World, daemons: list[DaemonProcess]
+) -> None:
+    config = world.config("burst", grace_seconds=GRACE_SECONDS)
+    first, client, template = await serving_world(world, daemons, config)
+    keys = [await client.create_key(template, f"burst{i}") for i in range(BURST_KEYS)]
+    slow_every_call(world.cluster, 100)  # so that provider calls are in flight when the signal comes
+
+    accepted: dict[str, str] = {}  # key id -> the state the API answered
+    failed: dict[str, str] = {}  # key id -> why the request failed
+    late: list[str] = []  # keys whose activation was sent once the daemon had begun to stop
+    signalled_at: list[float] = []
+    gate = asyncio.Semaphore(BURST_PARALLEL)
+
+    async def stopping() -> bool | None:
+        return True if any(r.get("event") == "stopping" for r in first.logs()) else None
+
+    async def activate(key: dict[str, Any]) -> None:
+        async with gate:
+            if signalled_at:  # the burst goes on after the signal, against a daemon that is stopping
+                await eventually(stopping, 10, "the daemon logs that it is stopping", interval=0.02)
+                late.append(key["id"])
+            try:
+                answer = await client.activate(key["id"], key["etag"])
+            except aiohttp.ClientError as exc:
+                failed[key["id"]] = type(exc).__name__
+                return
+            if answer.status != 200:
+                failed[key["id"]] = f"HTTP {answer.status}"
+                return
+            accepted[key["id"]] = answer.doc["state"]
+            if len(accepted) == BURST_KEYS // 3 and not signalled_at:
+                first.signal(signal.SIGTERM)
+                signalled_at.append(time.monotonic())
+
+    await asyncio.gather(*(activate(k) for k in keys))
+    code = await first.wait(GRACE_SECONDS + 10)
+    stopped_in = time.monotonic() - signalled_at[0]
+    assert code == 0, first.output[-3000:]
+    assert stopped_in < GRACE_SECONDS + 2, f"exit took {stopped_in:.1f} s (grace {GRACE_SECONDS} s)"
+    assert "Traceback" not in first.output
+    stopped = next(r for r in first.logs() if r.get("event") == "stopped")
+    assert set(accepted.values()) == {"active"} and len(accepted) >= BURST_KEYS // 3
+    # a stopping daemon takes no request, also not on a connection its client kept open
+    assert late and set(late) <= set(failed), {key_id: failed.get(key_id, "accepted") for key_id in late}
+
+    clear_faults(world.cluster)
+    restarted = time.monotonic()
+    second, client = await serving(world, daemons, config)
+    states = await converged_world(client, world.cluster, [k["id"] for k in keys])
+    converged_in = time.monotonic() - restarted
+    # nothing lost: every activation the API accepted stands; the others did not happen, or did in full
+    assert all(states[key_id] == "active" for key_id in accepted), states
+    assert set(states.values()) <= {"pre_active", "active"}
+    assert_nothing_done_twice(world.cluster, states)
+    in_doubt = sum(1 for key_id in failed if states[key_id] == "active")
+
+    second.signal(signal.SIGTERM)
+    assert await second.wait(GRACE_SECONDS + 10) == 0
+    print(
+        f"burst: {len(accepted)} activations accepted, {len(failed)} failed ({len(late)} sent while stopping, "
+        f"{in_doubt} failed ones applied anyway); exit 0 {stopped_in:.2f} s after SIGTERM "
+        f"(clean={stopped.get('clean')}, left pending {stopped.get('left_pending')}); "
+        f"restart converged {len(states)} keys in {converged_in:.2f} s"
+    )
+
+
+async def start_with_hung_creates(
+    world: World, daemons: list[DaemonProcess], grace_seconds: float, name: str
+) -> tuple[DaemonProcess, ApiClient, list[str]]:
+    """A daemon whose reconciles of two freshly activated keys hang in the providers' create calls."""
+    daemon, client, template = await serving_world(world, daemons, world.config(name, grace_seconds=grace_seconds))
+    keys = [await client.create_key(template, f"{name}{i}") for i in range(2)]
+    hang_creates(world.cluster, CREATE_OPERATION)
+    for key in keys:
+        (await client.activate(key["id"], key["etag"])).ok()
+
+    async def hanging() -> bool | None:
+        counts = [world.cluster[kind].fake.log.fault_counts.get("hang", 0) for kind in KINDS]
+        return True if all(counts) else None
+
+    await eventually(hanging, 10, "a create call hanging in every fake")
+    return daemon, client, [k["id"] for k in keys]
+
+
+async def restart_and_converge(world: World, daemons: list[DaemonProcess], key_ids: list[str]) -> float:
+    """Restart on the same settings with healthy fakes: everything converges, nothing twice; the time taken."""
+    clear_faults(world.cluster)
+    started = time.monotonic()
+    _, client = await serving(world, daemons, world.config("restart"))
+    states = await converged_world(client, world.cluster, key_ids)
+    assert set(states.values()) == {"active"}
+    assert_nothing_done_twice(world.cluster, states)
+    return time.monotonic() - started
+
+
+async def test_calls_outlasting_the_grace_period_exit_0_at_its_end(world: World, daemons: list[DaemonProcess]) -> None:
+    grace = 2.0
+    daemon, _, key_ids = await start_with_hung_creates(world, daemons, grace, "outlast")
+    signalled = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.wait(grace + 10) == 0, daemon.output[-3000:]
+    took = time.monotonic() - signalled
+    assert grace - 0.2 <= took < grace + 3, f"exit {took:.2f} s after SIGTERM with a {grace} s grace period"
+    assert "Traceback" not in daemon.output
+    stopped = next(r for r in daemon.logs() if r.get("event") == "stopped")
+    assert stopped["clean"] is False and stopped["left_pending"] == len(key_ids)
+    converged_in = await restart_and_converge(world, daemons, key_ids)
+    print(f"hung calls: exit 0 {took:.2f} s after SIGTERM (grace {grace} s); restart converged in {converged_in:.2f} s")
+
+
+async def test_a_second_signal_during_shutdown_exits_at_once(world: World, daemons: list[DaemonProcess]) -> None:
+    daemon, _, key_ids = await start_with_hung_creates(world, daemons, 60.0, "twice")
+    daemon.signal(signal.SIGTERM)
+    await asyncio.sleep(1.0)
+    assert daemon.proc.returncode is None, "the first signal waits for the calls in flight (grace 60 s)"
+    signalled = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    code = await daemon.wait(10)
+    took = time.monotonic() - signalled
+    assert code != 0 and took < 2, f"exit {code} {took:.2f} s after the second signal"
+    assert "Traceback" not in daemon.output
+    converged_in = await restart_and_converge(world, daemons, key_ids)
+    print(f"second signal: exit {code} {took:.2f} s after it; restart converged in {converged_in:.2f} s")
