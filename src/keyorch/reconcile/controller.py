@@ -107,9 +107,12 @@ class Controller:
                     found[observation.managed_key_id] = observation
             return found
         except ProviderError as exc:
-            self.log.warning("listing failed", keystore=keystore.name, error=exc.message)
-            if exc.transient:
-                self.pool.mark_down(keystore.id, f"keystore {keystore.name} listing failed: {exc.message}")
+            # The keystore passed its health check, so one failed page is no reason to close the
+            # floodgate: its keys are observed one by one instead (each read with its own retries).
+            # A listing is all-or-nothing (AWS: one DescribeKey per key), so under a modest error
+            # rate a large keystore's listing fails most passes; closing the floodgate then left
+            # every key of that keystore unreconciled, pass after pass.
+            self.log.warning("listing failed; observing keys one by one", keystore=keystore.name, error=exc.message)
             return None
 
     async def gather_listing(self, keystores: Sequence[Keystore], down: dict[str, str]) -> Listing:
