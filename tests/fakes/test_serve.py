@@ -254,7 +254,7 @@ def parse_options(connect: list[str]) -> tuple[dict[str, str], set[str]]:
     while index < len(connect):
         name = connect[index]
         assert name.startswith("--"), connect
-        if name in ("--allow-insecure-http", "--credentials-from-environment"):
+        if name in ("--allow-insecure-http", "--credentials-from-environment", "--no-provider-quotas"):
             flags.add(name)
             index += 1
         else:
@@ -275,8 +275,9 @@ async def test_json_line_describes_every_fake(served: Served) -> None:
             ports.add(int(endpoint.rsplit(":", 1)[1]))
             assert entry["admin"] == endpoint + "/_fake/"
             values, flags = parse_options(entry["connect"])
-            assert flags == {"--allow-insecure-http"}
+            assert flags == {"--allow-insecure-http", "--no-provider-quotas"}
             assert values.pop("--type") == kind and values.pop("--endpoint") == endpoint
+            assert values.pop("--rate-per-second") == "0"  # the fakes enforce no quotas
             credentials_file = Path(values.pop("--credentials-file"))
             assert stat.S_IMODE(credentials_file.stat().st_mode) == 0o600
             async with session.get(entry["admin"] + "credentials") as response:
@@ -379,7 +380,7 @@ async def test_tls_trusting_the_ca_works_and_without_it_fails(tmp_path: Path) ->
             for kind, entry in served.doc.items():
                 assert entry["endpoint"].startswith("https://127.0.0.1:")
                 values, flags = parse_options(entry["connect"])
-                assert values["--ca-file"] == str(ca_path) and not flags
+                assert values["--ca-file"] == str(ca_path) and flags == {"--no-provider-quotas"}
                 port = entry["endpoint"].rsplit(":", 1)[1]
                 for host in ("127.0.0.1", "localhost"):
                     async with session.get(f"https://{host}:{port}/_fake/credentials", ssl=trusting) as r:
@@ -626,11 +627,13 @@ def test_connect_args_per_type_plain_and_tls() -> None:
     assert connect_args("azure_key_vault", plain, "/c/a.json") == [
         "--type", "azure_key_vault", "--endpoint", "http://127.0.0.1:1000",
         "--credentials-file", "/c/a.json", "--allow-insecure-http",
+        "--no-provider-quotas", "--rate-per-second", "0",
     ]  # fmt: skip
     assert connect_args("ibm_key_protect", secure, Path("/c/i.json"), Path("/c/ca.pem")) == [
         "--type", "ibm_key_protect", "--endpoint", "https://127.0.0.1:1000",
         "--region", "us-south", "--instance-id", "instance-1",
         "--credentials-file", "/c/i.json", "--ca-file", "/c/ca.pem",
+        "--no-provider-quotas", "--rate-per-second", "0",
     ]  # fmt: skip
     with pytest.raises(ValueError, match="CA certificate"):
         connect_args("aws_kms", secure, "/c/a.json")
