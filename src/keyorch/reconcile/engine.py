@@ -146,8 +146,8 @@ class Reconciler:
         doubtful: set[str] = set()
         if acting:
             async with self.store.transaction() as tx:
-                # Intents left open by an earlier, interrupted run: their calls may have happened.
-                doubtful = {str(i["keystore_id"]) for i in await tx.open_intents(key.id)}
+                # A create that failed or was interrupted may have made a key whose answer was lost.
+                doubtful = await tx.creates_in_doubt(key.id)
                 for o in acting:
                     action = "+".join(a.value for a in o.plan.actions)
                     attempts = before[o.keystore_id].attempts + 1
@@ -177,7 +177,7 @@ class Reconciler:
         return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=not written)
 
     async def _execute(
-        self, key: ManagedKey, target: Target, keystore: Keystore, outcome: TargetOutcome, interrupted: bool
+        self, key: ManagedKey, target: Target, keystore: Keystore, outcome: TargetOutcome, create_in_doubt: bool
     ) -> None:
         """Run a target's planned actions in order, then observe again: the result decides the status."""
         bound = get_logger(key_id=key.id, keystore=keystore.name, keystore_id=keystore.id)
@@ -185,9 +185,7 @@ class Reconciler:
         ref = KeyRef(target.key_id_in_keystore or outcome.target.key_id_in_keystore, key.id)
         for action in outcome.plan.actions:
             try:
-                # A create after an earlier failed or interrupted attempt may have reached the provider.
-                in_doubt = interrupted or target.attempts > 0 or target.last_error is not None
-                observation = await self._act(client, action, key, ref, in_doubt=in_doubt)
+                observation = await self._act(client, action, key, ref, in_doubt=create_in_doubt)
             except ProviderError as exc:
                 bound.warning("action failed", action=action.value, error=exc.message, transient=exc.transient)
                 self._failed(outcome, target, action, exc)

@@ -308,6 +308,17 @@ class Transaction:
         )
         return int(result.rowcount)
 
+    async def creates_in_doubt(self, key_id: str) -> set[str]:
+        """The keystores where the key's latest create attempt did not succeed (it failed or was
+        interrupted): that attempt may have made a key in the provider whose answer never came."""
+        stmt = (
+            select(intents.c.keystore_id, intents.c.status)
+            .where(intents.c.key_id == key_id, intents.c.action.contains("create"))
+            .order_by(intents.c.id)
+        )
+        latest = {str(r.keystore_id): str(r.status) for r in await self.conn.execute(stmt)}
+        return {keystore_id for keystore_id, status in latest.items() if status in ("started", "failed")}
+
     async def open_intents(self, key_id: str | None = None) -> list[dict[str, Any]]:
         stmt = select(intents).where(intents.c.status == "started").order_by(intents.c.id)
         if key_id is not None:
