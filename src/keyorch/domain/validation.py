@@ -28,7 +28,7 @@ ALGORITHM_SUPPORT: dict[KeystoreType, dict[str, frozenset[int]]] = {
     KeystoreType.AWS_KMS: {"aes": frozenset({256}), "rsa": frozenset({2048, 3072, 4096})},
     KeystoreType.AZURE_KEY_VAULT: {"aes": frozenset({128, 192, 256}), "rsa": frozenset({2048, 3072, 4096})},
     KeystoreType.GOOGLE_KMS: {"aes": frozenset({256}), "rsa": frozenset({2048, 3072, 4096})},
-    KeystoreType.IBM_KEY_PROTECT: {"aes": frozenset({128, 192, 256})},
+    KeystoreType.IBM_KEY_PROTECT: {"aes": frozenset({256})},  # Key Protect generates AES-256 root keys only
 }
 ALGORITHMS: dict[str, frozenset[int]] = {"aes": frozenset({128, 192, 256}), "rsa": frozenset({2048, 3072, 4096})}
 
