@@ -86,7 +86,7 @@ class Reconciler:
     async def load(self, key_ref: str) -> tuple[ManagedKey, dict[str, Keystore]]:
         async with self.store.read() as tx:
             key = await tx.key(key_ref)
-            keystores = {t.keystore_id: await tx.keystore(t.keystore_id) for t in key.targets}
+            keystores = await tx.keystores_by_id(t.keystore_id for t in key.targets)
         return key, keystores
 
     async def observe(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -142,6 +142,18 @@ class Transaction:
         if row is None:
             row = await self._by_ref(keystores, ref, "name", "keystore", connected)
         return rows.keystore_from_row(row)
+
+    async def keystores_by_id(self, ids: Iterable[str]) -> dict[str, Keystore]:
+        """The keystores with these ids (connected or not), in one query; an unknown id is refused."""
+        wanted = set(ids)
+        if not wanted:
+            return {}
+        result = await self.conn.execute(select(keystores).where(keystores.c.id.in_(sorted(wanted))))
+        found = {r["id"]: rows.keystore_from_row(r) for r in result.mappings()}
+        missing = wanted - found.keys()
+        if missing:
+            raise NotFound(f"no keystore has the id {sorted(missing)[0]!r}", target="keystore")
+        return found
 
     async def connected_keystore_named(self, vault_id: str, name: str) -> Keystore | None:
         row = await self._one(keystores, vault_id=vault_id, name=name, status=KeystoreStatus.CONNECTED.value)
