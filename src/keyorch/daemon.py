@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import ipaddress
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -23,6 +26,7 @@ from aiohttp import web
 from keyorch import metrics
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
+from keyorch.domain.errors import InvalidInput
 from keyorch.logs import get_logger
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
@@ -35,11 +39,71 @@ from keyorch.store.repository import Store
 EXIT_NOW = 130
 
 
+_LISTEN_EXAMPLE = "e.g. 0.0.0.0:8080, localhost:8080 or [::1]:8080"
+
+
 def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` → (host, port); an IPv6 host in brackets; an empty host means every interface.
+
+    Raises ``ValueError`` with one sentence naming the value and what is allowed.
+    """
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"listen address {value!r} is not HOST:PORT (e.g. 0.0.0.0:8080)")
-    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":8080" means all interfaces
+    shown = repr(value) if len(value) <= 80 else repr(value[:77]) + "..."
+    if not sep:
+        raise ValueError(f"listen address {shown} is not HOST:PORT ({_LISTEN_EXAMPLE})")
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536):
+        raise ValueError(
+            f"listen address {shown} has the port {port[:12]!r}; give HOST:PORT with a port from 1 to 65535 "
+            f"({_LISTEN_EXAMPLE})"
+        )
+    if host.startswith("[") or host.endswith("]"):
+        inner = host[1:-1]
+        if not (host.startswith("[") and host.endswith("]") and inner and ":" in inner and "[" not in inner):
+            raise ValueError(
+                f"listen address {shown} has the host {host[:60]!r}; an IPv6 host goes in brackets, e.g. [::1]:8080"
+            )
+        host = inner
+    if host != host.strip() or any(c.isspace() or not c.isprintable() for c in host) or len(host) > 253:
+        raise ValueError(f"listen address {shown} has the host {host[:60]!r}, which is not a host name or address")
+    if host and not _is_ip_address(host):
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise ValueError(
+                f"listen address {shown} has the host {host[:60]!r}, which is not a host name "
+                "(a label is empty or longer than 63 characters)"
+            ) from None
+    return host or "0.0.0.0", int(port)  # noqa: S104 - an explicit ":8080" means all interfaces
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def listen_error(exc: OSError, host: str, port: int) -> InvalidInput:
+    """One sentence for a listen address the daemon cannot bind: in use, not local, not resolvable."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    choose = "choose another with --listen HOST:PORT or the setting api.listen"
+    if isinstance(exc, socket.gaierror):
+        reason = exc.strerror or str(exc)
+        text = f"cannot listen on {address}: the host {host!r} cannot be resolved ({reason}); {choose}"
+    elif exc.errno == errno.EADDRINUSE:
+        text = f"cannot listen on {address}: the address is already in use (another process listens there); {choose}"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        text = f"cannot listen on {address}: {host} is not an address of this machine; {choose}"
+    elif exc.errno == errno.EACCES:
+        text = (
+            f"cannot listen on {address}: permission denied (ports below 1024 need privileges); "
+            "choose a port of 1024 or more with --listen HOST:PORT"
+        )
+    else:
+        reason = os.strerror(exc.errno) if exc.errno else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        text = f"cannot listen on {address}: {reason}; {choose}"
+    return InvalidInput(text, target="listen")
 
 
 class Daemon:
@@ -251,12 +315,19 @@ async def serve(
 
     runner = web.AppRunner(build_app(daemon, api_factory), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = next((a for a in runner.addresses if isinstance(a, tuple)), (host, port))
-    announce(f"http://{bound[0]}:{bound[1]}")
-    daemon.log.info("listening", host=bound[0], port=bound[1])
     try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:  # in use, not local, not resolvable: one sentence, exit 2
+            raise listen_error(exc, host, port) from None
+        except UnicodeError:  # a host name the IDNA codec refuses
+            raise InvalidInput(
+                f"cannot listen on {host}:{port}: {host!r} is not a host name", target="listen"
+            ) from None
+        bound = next((a for a in runner.addresses if isinstance(a, tuple)), (host, port))
+        announce(f"http://{bound[0]}:{bound[1]}")
+        daemon.log.info("listening", host=bound[0], port=bound[1])
         wait_db = asyncio.create_task(wait_for_database())
         done, _ = await asyncio.wait({wait_db, asyncio.create_task(signals.wait())}, return_when="FIRST_COMPLETED")
         if wait_db in done and wait_db.exception() is None and not signals.is_set():

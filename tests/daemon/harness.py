@@ -40,7 +40,7 @@ ADMIN_TOKEN = "daemon-test-admin-token-0123456789"
 START_TIMEOUT_SECONDS = 30.0
 READY_LINE = "keyorch serving on "
 
-#: `keystore connect` options → keystore-connect body fields (a flag without a value → True)
+#: `keystore connect` options → keystore-connect body fields (a flag without a value → True; --no-… → False)
 _CONNECT_FIELDS = {
     "--type": "type",
     "--endpoint": "endpoint",
@@ -50,7 +50,7 @@ _CONNECT_FIELDS = {
     "--key-ring": "key_ring",
     "--instance-id": "instance_id",
 }
-_CONNECT_FLAGS = {"--allow-insecure-http": "allow_insecure_http"}
+_CONNECT_FLAGS = {"--allow-insecure-http": "allow_insecure_http", "--no-provider-quotas": "provider_quotas"}
 
 
 def free_port() -> int:
@@ -229,9 +229,8 @@ class ApiClient:
 def connect_body(vault: str, name: str, kind: str, running: RunningFake, credentials: Path) -> dict[str, Any]:
     """The keystore-connect body the fakes' ``connect_args`` describe, with the credentials inline.
 
-    ``--no-provider-quotas`` and ``--rate-per-second`` have no field in the API's body
-    (``KeystoreConnect`` forbids unknown fields), so a keystore connected through the API keeps
-    the providers' published request quotas.
+    ``--rate-per-second`` and ``--no-provider-quotas`` become ``rate_per_second`` and
+    ``provider_quotas: false`` (the fakes enforce no quotas), as the CLI would send them.
     """
     args = connect_args(kind, running, credentials)
     body: dict[str, Any] = {"vault": vault, "name": name}
@@ -244,13 +243,20 @@ def connect_body(vault: str, name: str, kind: str, running: RunningFake, credent
         elif flag == "--credentials-file":
             body["credentials"] = json.loads(Path(args[i + 1]).read_text(encoding="utf-8"))
             i += 2
-        elif flag in _CONNECT_FLAGS:
-            body[_CONNECT_FLAGS[flag]] = True
-            i += 1
-        elif flag == "--rate-per-second":
+        elif flag == "--ca-file":
+            body["ca_pem"] = Path(args[i + 1]).read_text(encoding="ascii")
             i += 2
-        else:  # --no-provider-quotas
+        elif flag == "--rate-per-second":
+            body["rate_per_second"] = float(args[i + 1])
+            i += 2
+        elif flag == "--max-concurrency":
+            body["max_concurrency"] = int(args[i + 1])
+            i += 2
+        elif flag in _CONNECT_FLAGS:
+            body[_CONNECT_FLAGS[flag]] = _CONNECT_FLAGS[flag] != "provider_quotas"
             i += 1
+        else:
+            raise AssertionError(f"connect_body does not know the connect option {flag!r}")
     return body
 
 

@@ -7,9 +7,8 @@ exits 0 within the grace period (also when provider calls outlast it) and a rest
 nothing lost and nothing done twice; a second signal exits at once; an unusable configuration or
 listen address exits 2 with one sentence.
 
-The keystores are connected through the API, whose body has no field for ``--no-provider-quotas`` /
-``--rate-per-second``, so the providers' published request quotas pace these tests (Azure's 20
-creates per 10 s is most of the 30-key restart's convergence time).
+The keystores are connected through the API with ``provider_quotas: false`` and ``rate_per_second: 0``
+(the fakes enforce no quotas), as ``keyorch keystore connect`` connects them in the other suites.
 """
 
 from __future__ import annotations
@@ -258,8 +257,12 @@ UNUSABLE: list[tuple[str, bytes | str | None, list[str], str]] = [
     ("invalid setting", "reconcile:\n  workers: 0\n", [], "reconcile.workers"),
     ("bad token hash", "api:\n  tokens: [{user: a, sha256: nothex, roles: {'*': reader}}]\n", [], "api.tokens"),
     ("listen without port", "", ["--listen", "localhost"], "HOST:PORT"),
-    ("listen port in use", "", ["--listen", "127.0.0.1:{busy}"], "address already in use"),
-    ("listen in config bad", "api:\n  listen: nowhere\n", [], "HOST:PORT"),
+    ("listen port in use", "", ["--listen", "127.0.0.1:{busy}"], "127.0.0.1:{busy}: the address is already in use"),
+    ("listen in config bad", "api:\n  listen: nowhere\n", [], "setting api.listen: listen address 'nowhere'"),
+    ("listen port out of range", "", ["--listen", "127.0.0.1:70000"], "a port from 1 to 65535"),
+    ("listen port not a number", "", ["--listen", "127.0.0.1:http"], "has the port 'http'"),
+    ("listen host unresolvable", "", ["--listen", "no-such-host.invalid:8080"], "cannot be resolved"),
+    ("listen host malformed", "", ["--listen", "[::1:8080"], "IPv6 host goes in brackets"),
 ]
 
 
@@ -302,10 +305,48 @@ async def test_unusable_configuration_or_listen_exits_2_with_one_sentence(tmp_pa
     wrong = []
     for (case, _, _, message), (code, out, err) in zip(UNUSABLE, results, strict=True):
         lines = err.strip().splitlines()
-        good = len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+        good = len(lines) == 1 and lines[0].startswith("error: ") and message.format(busy=port) in lines[0]
         if code != 2 or out or "Traceback" in err or not good:
             wrong.append(f"{case}: exit {code}, stdout {out!r}, stderr {err!r}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
+async def test_serve_on_a_port_in_use_exits_2_naming_the_address(tmp_path: Path, family: socket.AddressFamily) -> None:
+    """Another process listens on the port: one line naming the address and saying it is in use, exit 2."""
+    host = "127.0.0.1" if family == socket.AF_INET else "::1"
+    try:
+        busy = socket.socket(family, socket.SOCK_STREAM)
+        busy.bind((host, 0))
+    except OSError:
+        pytest.skip(f"no {host} on this machine")
+    busy.listen()
+    port = busy.getsockname()[1]
+    address = f"{host}:{port}" if family == socket.AF_INET else f"[{host}]:{port}"
+    config = write_config(tmp_path / "keyorch.yaml", f"sqlite:///{tmp_path / 'keyorch.db'}")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "keyorch", "--config", str(config), "serve", "--listen", address),
+            cwd=tmp_path,
+            env=clean_env(tmp_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(f"keyorch serve --listen {address} still running after 60 s") from None
+    finally:
+        busy.close()
+    text = err.decode(errors="replace")
+    assert proc.returncode == 2, text
+    assert out == b"" and "Traceback" not in text and "OSError" not in text and "Errno" not in text
+    assert text.strip().splitlines() == [
+        f"error: cannot listen on {address}: the address is already in use (another process listens there); "
+        "choose another with --listen HOST:PORT or the setting api.listen"
+    ]
 
 
 BURST_KEYS = 30

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from keyorch.domain.models import DriftPolicy, KeystoreType
 from keyorch.domain.states import KeyState
 from keyorch.domain.validation import LABEL_RE, NAME_RE
+from keyorch.providers.limits import MAX_CONCURRENCY_LIMIT
 
 _Ref = Field(min_length=1, max_length=256)
 _Setting = Field(default=None, min_length=1, max_length=2048)
@@ -54,6 +55,22 @@ class KeystoreConnect(Body):
     allow_insecure_http: StrictBool = False
     ca_pem: str | None = Field(default=None, min_length=1, max_length=256 * 1024, description="PEM CA bundle")
     drift_policy: DriftPolicy = DriftPolicy.FLAG
+    rate_per_second: StrictFloat | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="cap on this keystore's request rate, requests per second; 0: no keystore-wide cap; "
+        "default: the provider's",
+    )
+    max_concurrency: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CONCURRENCY_LIMIT,
+        description=f"requests in flight to this keystore at most (1-{MAX_CONCURRENCY_LIMIT}); default: the provider's",
+    )
+    provider_quotas: StrictBool = Field(
+        default=True, description="pace each operation by the provider's published request quota"
+    )
 
 
 class TemplateCreate(Body):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from keyorch.api.auth import Permission
+from keyorch.api.auth import ALL_VAULTS, GRANTED_BY, Permission
 from keyorch.api.models import KeyCreate, KeyFilterQuery
-from keyorch.api.routing import PREFIX, Call, Route, page, respond
+from keyorch.api.routing import PREFIX, Call, Route, respond
 from keyorch.domain.models import ManagedKey
 from keyorch.service import keys as ops
 from keyorch.service.keystores import keystore_names
@@ -27,18 +27,27 @@ async def readable_key(call: Call) -> ManagedKey:
 
 
 async def list_keys(call: Call) -> web.StreamResponse:
+    """One page of keys and the total the filters select, both counted and sliced in SQL."""
     q = call.parsed(KeyFilterQuery, call.query)
     readable = await call.readable_vaults(q.vault)
+    roles = call.principal.roles
+    # A reading role for every vault (and none that cannot read) reads them all: no vault restriction.
+    everywhere = ALL_VAULTS in roles and all(r in GRANTED_BY[Permission.READ] for r in roles.values())
     flt = ops.KeyFilter(
         vault=q.vault,
         state=q.state.value if q.state is not None else None,
         out_of_sync=q.out_of_sync,
         include_destroyed=q.include_destroyed,
+        limit=q.limit,
+        offset=q.offset,
+        vault_ids=None if everywhere else frozenset(readable),
     )
     ctx = call.context()
+    total = await ops.count_keys(ctx, flt)
+    found = await ops.list_keys(ctx, flt) if q.offset < total else []
     names = await keystore_names(ctx)
-    found = [key_json(k, names) for k in await ops.list_keys(ctx, flt) if k.vault_id in readable]
-    return respond(page(found, q.limit, q.offset, "managed_keys"))
+    doc = {"managed_keys": [key_json(k, names) for k in found], "total_count": total}
+    return respond({**doc, "limit": q.limit, "offset": q.offset})
 
 
 async def create_key(call: Call) -> web.StreamResponse:

@@ -90,6 +90,9 @@ def _connect_request(call: Call, body: KeystoreConnect, stack: ExitStack) -> ops
         allow_insecure_http=body.allow_insecure_http,
         ca_file=ca_file,
         drift_policy=body.drift_policy.value,
+        rate_per_second=body.rate_per_second,
+        max_concurrency=body.max_concurrency,
+        provider_quotas=body.provider_quotas,
     )
 
 

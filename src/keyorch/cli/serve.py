@@ -32,10 +32,11 @@ def serve(state: CliState, listen: str | None, auto_migrate: bool) -> int:
     from keyorch.daemon import parse_listen
     from keyorch.daemon import serve as run
 
+    source = "--listen" if listen is not None else "setting api.listen"
     try:
-        host, port = parse_listen(listen or state.settings.api.listen)
+        host, port = parse_listen(listen if listen is not None else state.settings.api.listen)
     except ValueError as exc:
-        raise InvalidInput(str(exc), target="listen") from None
+        raise InvalidInput(f"{source}: {exc}", target="listen") from None
     settings = state.settings
     log = get_logger(component="serve")
 

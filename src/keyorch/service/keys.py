@@ -59,23 +59,40 @@ class KeyFilter:
     include_destroyed: bool = False
     limit: int | None = None
     offset: int = 0
+    #: only keys in these vaults (by id), e.g. those the API caller may read; None: every vault
+    vault_ids: frozenset[str] | None = None
+
+    def states(self) -> Sequence[KeyState] | None:
+        if self.state is not None:
+            return [parse_state("state", self.state)]
+        if self.include_destroyed:
+            return None
+        return [s for s in KeyState if s is not KeyState.DESTROYED]
 
 
 async def list_keys(ctx: ServiceContext, flt: KeyFilter = KeyFilter()) -> list[ManagedKey]:
-    states: Sequence[KeyState] | None
-    if flt.state is not None:
-        states = [parse_state("state", flt.state)]
-    elif flt.include_destroyed:
-        states = None
-    else:
-        states = [s for s in KeyState if s is not KeyState.DESTROYED]
-    async with ctx.store.transaction() as tx:
+    """The keys the filter selects, by creation time; filtered and paged in SQL."""
+    states = flt.states()
+    async with ctx.store.read() as tx:
         vault_id = (await tx.vault(flt.vault)).id if flt.vault else None
-        if not flt.out_of_sync:
-            return await tx.list_keys(vault_id=vault_id, states=states, limit=flt.limit, offset=flt.offset)
-        keys = [k for k in await tx.list_keys(vault_id=vault_id, states=states) if k.out_of_sync]
-    end = None if flt.limit is None else flt.offset + flt.limit
-    return keys[flt.offset : end]
+        return await tx.list_keys(
+            vault_id=vault_id,
+            vault_ids=flt.vault_ids,
+            states=states,
+            out_of_sync=flt.out_of_sync,
+            limit=flt.limit,
+            offset=flt.offset,
+        )
+
+
+async def count_keys(ctx: ServiceContext, flt: KeyFilter = KeyFilter()) -> int:
+    """How many keys the filter selects, ignoring its limit and offset (counted in SQL)."""
+    states = flt.states()
+    async with ctx.store.read() as tx:
+        vault_id = (await tx.vault(flt.vault)).id if flt.vault else None
+        return await tx.count_keys(
+            vault_id=vault_id, vault_ids=flt.vault_ids, states=states, out_of_sync=flt.out_of_sync
+        )
 
 
 async def get_key(ctx: ServiceContext, ref: str) -> ManagedKey:

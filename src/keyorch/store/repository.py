@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from keyorch.audit import AuditRecord
 from keyorch.crypto import MasterKey
 from keyorch.domain.errors import InvalidInput, NotFound, StaleVersion
-from keyorch.domain.models import Keystore, KeystoreStatus, KeyTemplate, ManagedKey, Target, Vault
+from keyorch.domain.models import Keystore, KeystoreStatus, KeyTemplate, ManagedKey, SyncFlag, Target, Vault
 from keyorch.domain.states import KeyState
 from keyorch.store import audit_chain, rows
 from keyorch.store.engine import READONLY_OPTION, create_engine
@@ -232,22 +232,70 @@ class Transaction:
     async def label_taken(self, vault_id: str, label: str) -> bool:
         return await self._one(managed_keys, vault_id=vault_id, label=label) is not None
 
+    @staticmethod
+    def _key_conditions(
+        vault_id: str | None,
+        vault_ids: Collection[str] | None,
+        states: Sequence[KeyState] | None,
+        out_of_sync: bool,
+    ) -> list[ColumnElement[bool]]:
+        """The WHERE clauses of a key listing, shared by the page and its count."""
+        where: list[ColumnElement[bool]] = []
+        if vault_id is not None:
+            where.append(managed_keys.c.vault_id == vault_id)
+        if vault_ids is not None:
+            where.append(managed_keys.c.vault_id.in_(sorted(vault_ids)))
+        if states is not None:
+            where.append(managed_keys.c.state.in_([s.value for s in states]))
+        if out_of_sync:  # out of sync: some target carries the flag
+            flagged = (
+                select(key_targets.c.key_id)
+                .where(
+                    key_targets.c.key_id == managed_keys.c.id,
+                    key_targets.c.sync_flag == SyncFlag.OUT_OF_SYNC.value,
+                )
+                .exists()
+            )
+            where.append(flagged)
+        return where
+
     async def list_keys(
         self,
         *,
         vault_id: str | None = None,
+        vault_ids: Collection[str] | None = None,
         states: Sequence[KeyState] | None = None,
+        out_of_sync: bool = False,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[ManagedKey]:
-        stmt = select(managed_keys).order_by(managed_keys.c.created_at, managed_keys.c.id)
-        if vault_id is not None:
-            stmt = stmt.where(managed_keys.c.vault_id == vault_id)
-        if states is not None:
-            stmt = stmt.where(managed_keys.c.state.in_([s.value for s in states]))
+        """Keys by creation time (then id), filtered in SQL; only the ``limit``/``offset`` page is read."""
+        stmt = (
+            select(managed_keys)
+            .where(*self._key_conditions(vault_id, vault_ids, states, out_of_sync))
+            .order_by(managed_keys.c.created_at, managed_keys.c.id)
+        )
         if limit is not None:
-            stmt = stmt.limit(limit).offset(offset)
+            stmt = stmt.limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
         return await self._keys_from_rows((await self.conn.execute(stmt)).mappings().all())
+
+    async def count_keys(
+        self,
+        *,
+        vault_id: str | None = None,
+        vault_ids: Collection[str] | None = None,
+        states: Sequence[KeyState] | None = None,
+        out_of_sync: bool = False,
+    ) -> int:
+        """How many keys :meth:`list_keys` with the same filters finds (SELECT count(*))."""
+        stmt = (
+            select(func.count())
+            .select_from(managed_keys)
+            .where(*self._key_conditions(vault_id, vault_ids, states, out_of_sync))
+        )
+        return int((await self.conn.execute(stmt)).scalar_one())
 
     async def keys_targeting(self, keystore_id: str) -> list[ManagedKey]:
         ids = select(key_targets.c.key_id).where(key_targets.c.keystore_id == keystore_id)
