@@ -249,19 +249,24 @@ async def test_rsa_key_spec(adapter_env: AdapterEnv) -> None:
         await client.ensure_key("bad id!", AES)
 
 
-async def test_lost_race_keeps_the_winner_and_retires_the_orphan(adapter_env: AdapterEnv) -> None:
-    """Another worker's alias appears between our DescribeKey and CreateAlias: one live key remains."""
-    client, fake = adapter_env
-    winner = await client.ensure_key("mk-race", AES)
-    stale = adapter_env.another_client()
-    real_describe = stale._describe
+def miss_first_describe(client: AwsKmsClient) -> None:
+    """Make the client's first DescribeKey answer "no such key" (KMS's eventual consistency)."""
+    real_describe = client._describe
     calls: list[str] = []
 
     async def describe_missing_once(key: str, managed: str | None) -> Observation | None:
         calls.append(key)
         return None if len(calls) == 1 else await real_describe(key, managed)
 
-    stale._describe = describe_missing_once  # type: ignore[method-assign,assignment]
+    client._describe = describe_missing_once  # type: ignore[method-assign,assignment]
+
+
+async def test_lost_race_keeps_the_winner_and_retires_the_orphan(adapter_env: AdapterEnv) -> None:
+    """Another worker's alias appears between our DescribeKey and CreateAlias: one live key remains."""
+    client, fake = adapter_env
+    winner = await client.ensure_key("mk-race", AES)
+    stale = adapter_env.another_client()
+    miss_first_describe(stale)
     try:
         got = await stale.ensure_key("mk-race", AES)
     finally:
@@ -685,3 +690,168 @@ async def test_html_answers(adapter_env: AdapterEnv) -> None:
     adapter_env.faults({"operation": "DescribeKey", "sequence": [{"kind": "non_json", "status": 502}, "ok"]})
     assert await client.get_key(key.ref) == key  # a 502 HTML page from a proxy: unavailable, retried
     assert adapter_env.statuses("DescribeKey")[1:] == [502, 200]
+
+
+# -- destruction whose answer is in doubt ------------------------------------------------------------
+
+
+async def test_schedule_answer_lost_is_read_back_not_sent_again(adapter_env: AdapterEnv) -> None:
+    """KMS acted but its answer was cut short: one ScheduleKeyDeletion, then a read says it is done."""
+    adapter_env.require_fake(NEEDS_FAULTS)
+    client, _ = adapter_env
+    key = await client.ensure_key("mk-cut-schedule", AES)
+    adapter_env.kms.log.clear()
+    adapter_env.faults({"operation": "ScheduleKeyDeletion", "sequence": ["truncate"]})
+    scheduled = await client.schedule_destruction(key.ref)
+    assert adapter_env.statuses("ScheduleKeyDeletion") == [200]  # carried out once, never refused as a repeat
+    assert adapter_env.count("DescribeKey") == 1
+    assert (scheduled.state, scheduled.destruction_pending, scheduled.raw_state) == (
+        KeyState.DEACTIVATED,
+        True,
+        "PendingDeletion",
+    )
+    assert scheduled.pending_until is not None
+    assert scheduled == await client.get_key(key.ref)
+    assert adapter_env.waits.seconds == [0.5]
+
+
+async def test_schedule_answer_lost_and_its_read_failing_once(adapter_env: AdapterEnv) -> None:
+    adapter_env.require_fake(NEEDS_FAULTS)
+    client, _ = adapter_env
+    key = await client.ensure_key("mk-cut-twice", AES)
+    adapter_env.kms.log.clear()
+    adapter_env.faults(
+        {"operation": "ScheduleKeyDeletion", "sequence": ["truncate"]},
+        {"operation": "DescribeKey", "sequence": ["error_500"]},
+    )
+    scheduled = await client.schedule_destruction(key.ref)
+    assert scheduled.destruction_pending
+    assert adapter_env.statuses("ScheduleKeyDeletion") == [200]
+    assert adapter_env.statuses("DescribeKey") == [500, 200]
+
+
+@pytest.mark.parametrize("fault", ["error_503", "drop"])
+async def test_schedule_in_doubt_but_not_done_is_sent_again_after_a_read(adapter_env: AdapterEnv, fault: str) -> None:
+    """The request may have reached KMS (a 5xx, a dropped connection): read first, then send again."""
+    adapter_env.require_fake(NEEDS_FAULTS)
+    client, fake = adapter_env
+    key = await client.ensure_key("mk-resend", AES)
+    adapter_env.kms.log.clear()
+    adapter_env.faults({"operation": "ScheduleKeyDeletion", "sequence": [fault]})
+    scheduled = await client.schedule_destruction(key.ref)
+    assert scheduled.destruction_pending and scheduled.raw_state == "PendingDeletion"
+    assert adapter_env.count("ScheduleKeyDeletion") == 2 and adapter_env.statuses("ScheduleKeyDeletion")[1] == 200
+    assert [e.operation for e in adapter_env.kms.log.entries] == [
+        "ScheduleKeyDeletion",
+        "DescribeKey",  # still Enabled: the first request did nothing
+        "ScheduleKeyDeletion",
+    ]
+    assert fake is not None and fake_key(fake, key.key_id_in_keystore)["KeyState"] == "PendingDeletion"
+
+
+async def test_throttled_schedule_is_sent_again_without_a_read(adapter_env: AdapterEnv) -> None:
+    adapter_env.require_fake(NEEDS_FAULTS)
+    client, _ = adapter_env
+    key = await client.ensure_key("mk-throttled-schedule", AES)
+    adapter_env.kms.log.clear()
+    adapter_env.faults({"operation": "ScheduleKeyDeletion", "sequence": ["throttle"]})
+    scheduled = await client.schedule_destruction(key.ref)
+    assert scheduled.destruction_pending
+    assert adapter_env.statuses("ScheduleKeyDeletion") == [400, 200]  # ThrottlingException: not processed
+    assert adapter_env.count("DescribeKey") == 0
+    assert client.transport.stats.throttles == 1 and adapter_env.waits.seconds == [0.5]
+
+
+async def test_schedule_in_doubt_every_time_gives_up_after_the_policy(adapter_env: AdapterEnv) -> None:
+    adapter_env.require_fake(NEEDS_FAULTS)
+    client, _ = adapter_env
+    key = await client.ensure_key("mk-schedule-down", AES)
+    adapter_env.kms.log.clear()
+    adapter_env.faults({"operation": "ScheduleKeyDeletion", "sequence": ["error_503"] * 3})
+    with pytest.raises(Unavailable):
+        await client.schedule_destruction(key.ref)
+    # three attempts (the policy's), each after the first preceded by a read; a last read on giving up
+    assert adapter_env.count("ScheduleKeyDeletion") == 3 and adapter_env.count("DescribeKey") == 3
+    assert adapter_env.waits.seconds == [0.5, 1.0]
+    seen = await client.get_key(key.ref)
+    assert seen is not None and seen.state is KeyState.ACTIVE
+
+
+# -- the orphan search of an in-doubt create -------------------------------------------------------
+
+
+async def test_in_doubt_create_adopts_the_orphan_despite_faults_in_the_search(adapter_env: AdapterEnv) -> None:
+    """The search skips keys a keyorch alias names and survives faults on ListKeys/ListResourceTags."""
+    adapter_env.require_fake(NEEDS_FAULTS)
+    client, fake = adapter_env
+    for i in range(3):
+        await client.ensure_key(f"mk-owned-{i}", AES)  # aliased: never a tag check
+    await adapter_env.raw("CreateKey", {})  # someone else's key: no alias, no tag
+    adapter_env.faults({"operation": "CreateKey", "sequence": ["truncate"]})
+    with pytest.raises(ProviderError):
+        await client.ensure_key("mk-orphan", AES)
+    adapter_env.kms.log.clear()
+    adapter_env.faults(
+        {"operation": "ListKeys", "sequence": ["truncate"]},
+        {"operation": "ListResourceTags", "sequence": ["error_503"]},
+    )
+    adopted = await client.ensure_key("mk-orphan", AES, in_doubt=True)
+    assert (adopted.managed_key_id, adopted.state, adopted.destruction_pending) == ("mk-orphan", KeyState.ACTIVE, False)
+    assert adapter_env.count("CreateKey") == 0
+    assert adapter_env.count("ListAliases") == 1 and adapter_env.statuses("ListKeys") == [200, 200]
+    assert adapter_env.count("ListResourceTags") == 3  # the foreign key and the orphan; one of them twice
+    assert await adapter_env.key_count() == 5
+    assert fake is not None and fake_key(fake, adopted.key_id_in_keystore)["Aliases"] == [ALIAS_PREFIX + "mk-orphan"]
+    assert adopted == await client.get_key(KeyRef(None, "mk-orphan"))
+
+
+async def test_in_doubt_create_adopts_neither_another_managed_keys_nor_a_retired_key(adapter_env: AdapterEnv) -> None:
+    client, fake = adapter_env
+    tags = [{"TagKey": MANAGED_KEY_TAG, "TagValue": "mk-x"}]
+    claimed = (await adapter_env.raw("CreateKey", {"Tags": tags}))["KeyMetadata"]["KeyId"]
+    await adapter_env.raw("CreateAlias", {"AliasName": ALIAS_PREFIX + "mk-y", "TargetKeyId": claimed})
+    retired = (await adapter_env.raw("CreateKey", {"Tags": tags}))["KeyMetadata"]["KeyId"]
+    await adapter_env.raw("ScheduleKeyDeletion", {"KeyId": retired, "PendingWindowInDays": 7})
+    if fake is not None:
+        fake.log.clear()
+    made = await client.ensure_key("mk-x", AES, in_doubt=True)
+    assert made.key_id_in_keystore not in (claimed, retired) and made.state is KeyState.ACTIVE
+    assert await adapter_env.key_count() == 3
+    if fake is not None:
+        assert adapter_env.count("ListResourceTags") == 1  # only the retired key: mk-y's alias claims the other
+        assert adapter_env.count("CreateKey") == 1
+
+
+async def test_in_doubt_create_finds_its_alias_in_the_listing(adapter_env: AdapterEnv) -> None:
+    """DescribeKey on the alias missed the key (eventual consistency): the alias list names it, no create."""
+    client, _ = adapter_env
+    made = await client.ensure_key("mk-lagging", AES)
+    late = adapter_env.another_client()
+    miss_first_describe(late)
+    try:
+        found = await late.ensure_key("mk-lagging", AES, in_doubt=True)
+    finally:
+        await late.aclose()
+    assert found.key_id_in_keystore == made.key_id_in_keystore and not found.destruction_pending
+    assert await adapter_env.key_count() == 1
+    if adapter_env.fake is not None:
+        assert adapter_env.count("CreateKey") == 1 and adapter_env.count("ListResourceTags") == 0
+
+
+async def test_orphan_search_checks_tags_a_chunk_at_a_time(adapter_env: AdapterEnv) -> None:
+    """At most ``max_concurrency`` tag checks at once, and none after the chunk that found the orphan."""
+    adapter_env.require_fake(NEEDS_FAULTS)
+    client, _ = adapter_env
+    adapter_env.faults({"operation": "CreateKey", "sequence": ["truncate"]})
+    with pytest.raises(ProviderError):
+        await client.ensure_key("mk-first", AES)
+    for _ in range(5):
+        await adapter_env.raw("CreateKey", {})
+    adapter_env.kms.log.clear()
+    narrow = adapter_env.another_client(max_concurrency=2)
+    try:
+        adopted = await narrow.ensure_key("mk-first", AES, in_doubt=True)
+    finally:
+        await narrow.aclose()
+    assert adopted.managed_key_id == "mk-first" and adapter_env.count("CreateKey") == 0
+    assert adapter_env.count("ListResourceTags") == 2  # the orphan is listed first: one chunk of two

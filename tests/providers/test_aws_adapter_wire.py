@@ -478,3 +478,90 @@ async def test_error_messages_never_quote_credentials(script: Script) -> None:
     assert "bad request" in shown
     for secret in (token, SECRET, signature, ACCESS):
         assert secret not in shown
+
+
+# -- the orphan search of an in-doubt create ------------------------------------------------------
+
+
+def not_found_then(later: Reply) -> Answer:
+    """DescribeKey: the alias names nothing until CreateAlias has been answered; key ids are found."""
+    bound: list[bool] = []
+
+    def answer(doc: dict[str, Any], headers: dict[str, str]) -> Reply:
+        if doc["KeyId"].startswith("alias/") and not bound:
+            bound.append(True)
+            return (400, {}, error_body("NotFoundException"))
+        return later
+
+    return answer
+
+
+async def test_orphan_search_follows_key_and_tag_pages(script: Script) -> None:
+    aws_keys = [{"AliasName": "alias/aws/ebs", "TargetKeyId": "k-aws"}, {"AliasName": "alias/keyorch/other"}]
+    script.on("ListAliases", ok({"Aliases": aws_keys, "Truncated": False}))
+    script.on(
+        "ListKeys",
+        ok({"Keys": [{"KeyId": "k-aws"}, {"KeyId": "k-foreign"}], "Truncated": True, "NextMarker": "m1"}),
+        ok({"Keys": [{"KeyId": KEY_ID}], "Truncated": False}),
+    )
+    filler = [{"TagKey": f"t{i}", "TagValue": "x"} for i in range(50)]
+
+    def tags(doc: dict[str, Any], headers: dict[str, str]) -> Reply:
+        assert doc["Limit"] == 50
+        if doc["KeyId"] != KEY_ID:
+            return ok({"Tags": filler[:3], "Truncated": False})
+        if "Marker" not in doc:
+            return ok({"Tags": filler, "Truncated": True, "NextMarker": "t1"})
+        return ok({"Tags": [{"TagKey": aws_wire.MANAGED_KEY_TAG, "TagValue": "mk-1"}], "Truncated": False})
+
+    script.on("ListResourceTags", tags)
+    script.on("DescribeKey", not_found_then(ok(metadata())))
+    script.on("CreateAlias", ok({}))
+    async with client_for(script.url, CREDENTIALS, Waits()) as client:
+        adopted = await client.ensure_key("mk-1", AES, in_doubt=True)
+    assert (adopted.key_id_in_keystore, adopted.managed_key_id) == (KEY_ID, "mk-1")
+    assert script.count("ListKeys") == 2 and script.count("CreateKey") == 0
+    assert script.count("ListResourceTags") == 3  # k-foreign, then KEY_ID's two pages; never AWS's own key
+
+
+@pytest.mark.parametrize(
+    ("operation", "page"),
+    [
+        ("ListKeys", {"Keys": [], "Truncated": True, "NextMarker": "m1"}),
+        ("ListKeys", {"Keys": [{"KeyArn": "arn"}]}),
+        ("ListKeys", {"Keys": {}}),
+        ("ListResourceTags", {"Tags": [], "Truncated": True, "NextMarker": "m1"}),
+        ("ListResourceTags", {"Tags": "none"}),
+    ],
+)
+async def test_orphan_search_refuses_malformed_pages(script: Script, operation: str, page: dict[str, Any]) -> None:
+    """A listing that cannot be read ends the search in an error: no key is created without it."""
+    script.on("ListAliases", ok({"Aliases": [], "Truncated": False}))
+    script.on("ListKeys", ok({"Keys": [{"KeyId": KEY_ID}], "Truncated": False}))
+    script.on("ListResourceTags", ok({"Tags": [], "Truncated": False}))
+    script.on(operation, ok(page))
+    script.on("DescribeKey", (400, {}, error_body("NotFoundException")))
+    async with client_for(script.url, CREDENTIALS, Waits()) as client:
+        with pytest.raises(MalformedResponse):
+            await client.ensure_key("mk-1", AES, in_doubt=True)
+    assert script.count("CreateKey") == 0
+
+
+async def test_schedule_answered_with_an_unreadable_200_is_read_back(script: Script) -> None:
+    """A 200 keyorch cannot read may still mean the key was scheduled: read it before anything else."""
+    script.on("ScheduleKeyDeletion", (200, {"Content-Type": "text/html"}, b"<html><title>Proxy</title></html>"))
+    script.on("DescribeKey", ok(metadata("PendingDeletion", DeletionDate=1_800_000_000)))
+    async with client_for(script.url, CREDENTIALS, Waits()) as client:
+        scheduled = await client.schedule_destruction(KeyRef(KEY_ID, "mk"))
+    assert scheduled.destruction_pending and scheduled.pending_until == datetime.fromtimestamp(1_800_000_000, UTC)
+    assert script.count("ScheduleKeyDeletion") == 1 and script.count("DescribeKey") == 1
+
+
+async def test_schedule_refused_as_a_repeat_is_read_back(script: Script) -> None:
+    script.on("ScheduleKeyDeletion", (400, {}, error_body("KMSInvalidStateException", "is pending deletion")))
+    script.on("DescribeKey", ok(metadata("PendingDeletion", DeletionDate=1_800_000_000)), ok(metadata("Enabled")))
+    async with client_for(script.url, CREDENTIALS, Waits()) as client:
+        assert (await client.schedule_destruction(KeyRef(KEY_ID, "mk"))).destruction_pending
+        with pytest.raises(Conflict):  # refused, and the key is not pending deletion: a real refusal
+            await client.schedule_destruction(KeyRef(KEY_ID, "mk"))
+    assert script.count("ScheduleKeyDeletion") == 2

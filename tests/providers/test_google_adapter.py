@@ -538,3 +538,75 @@ def test_factory_is_registered_and_checks_settings() -> None:
         with pytest.raises(InvalidInput) as caught:
             factory.validate_settings(keystore_for("http://127.0.0.1:1", **settings))
         assert caught.value.target == target, settings
+
+
+# -- destruction whose answer is in doubt ----------------------------------------------------------
+
+
+def statuses(fake: GoogleKmsFake, operation: str) -> list[int | None]:
+    return [e.status for e in fake.log.entries if e.operation == operation]
+
+
+async def test_a_destroy_whose_answer_was_lost_is_read_back_not_sent_again(
+    adapter_env: tuple[GoogleKmsClient, GoogleKmsFake], sleeps: Sleeps
+) -> None:
+    """Cloud KMS scheduled the version but the answer was cut short: a GET, no refused repeat."""
+    client, fake = adapter_env
+    made = await client.ensure_key("k1", AES)
+    await raw_call(fake, "POST", f"{made.key_id_in_keystore}/cryptoKeyVersions", {})  # a second version
+    fake.log.clear()
+    faults(fake, "DestroyCryptoKeyVersion", "truncate")
+    pending = await client.schedule_destruction(made.ref)
+    assert (pending.state, pending.destruction_pending) == (KeyState.DEACTIVATED, True)
+    assert statuses(fake, "DestroyCryptoKeyVersion") == [200, 200]  # one per version, none refused (400)
+    assert count(fake, "GetCryptoKeyVersion") == 1
+    assert keys_in(fake) == {"keyorch-k1": ["DESTROY_SCHEDULED"] * 2}
+    assert pending == await client.get_key(made.ref)
+    assert sleeps.waits == [0.05]
+
+
+@pytest.mark.parametrize("fault", ["error_503", "drop"])
+async def test_a_destroy_in_doubt_but_not_done_is_sent_again_after_a_read(
+    adapter_env: tuple[GoogleKmsClient, GoogleKmsFake], fault: str
+) -> None:
+    client, fake = adapter_env
+    made = await client.ensure_key("k1", AES)
+    fake.log.clear()
+    faults(fake, "DestroyCryptoKeyVersion", fault)
+    pending = await client.schedule_destruction(made.ref)
+    assert pending.destruction_pending
+    assert [e.operation for e in fake.log.entries if "CryptoKeyVersion" in e.operation][-3:] == [
+        "DestroyCryptoKeyVersion",
+        "GetCryptoKeyVersion",  # still ENABLED: the first request did nothing
+        "DestroyCryptoKeyVersion",
+    ]
+    assert statuses(fake, "DestroyCryptoKeyVersion")[-1] == 200
+    assert keys_in(fake) == {"keyorch-k1": ["DESTROY_SCHEDULED"]}
+
+
+async def test_a_throttled_destroy_is_sent_again_without_a_read(
+    adapter_env: tuple[GoogleKmsClient, GoogleKmsFake], sleeps: Sleeps
+) -> None:
+    client, fake = adapter_env
+    made = await client.ensure_key("k1", AES)
+    fake.log.clear()
+    faults(fake, "DestroyCryptoKeyVersion", {"kind": "throttle", "retry_after_seconds": 3})
+    assert (await client.schedule_destruction(made.ref)).destruction_pending
+    assert statuses(fake, "DestroyCryptoKeyVersion") == [429, 200]
+    assert count(fake, "GetCryptoKeyVersion") == 0
+    assert sleeps.waits == [3.0] and client.http.stats.throttles == 1
+
+
+async def test_a_destroy_in_doubt_every_time_gives_up_after_the_policy(
+    adapter_env: tuple[GoogleKmsClient, GoogleKmsFake], sleeps: Sleeps
+) -> None:
+    client, fake = adapter_env
+    made = await client.ensure_key("k1", AES)
+    fake.log.clear()
+    faults(fake, "DestroyCryptoKeyVersion", *["error_500"] * 5)
+    with pytest.raises(Unavailable):
+        await client.schedule_destruction(made.ref)
+    # five attempts (the policy's), each after the first preceded by a read; a last read on giving up
+    assert (count(fake, "DestroyCryptoKeyVersion"), count(fake, "GetCryptoKeyVersion")) == (5, 5)
+    assert len(sleeps.waits) == 4
+    assert keys_in(fake) == {"keyorch-k1": ["ENABLED"]}

@@ -25,7 +25,9 @@ from keyorch.providers.retry import (
     RetryEvent,
     RetryPolicy,
     RetryStats,
+    call_checked,
     call_with_retry,
+    in_doubt,
     may_retry,
     retry_policy_for,
 )
@@ -259,3 +261,86 @@ def test_policy_validation_and_defaults() -> None:
         assert p.total_timeout_seconds <= 120
     assert retry_policy_for(KeystoreType.AWS_KMS).max_attempts == 3  # botocore standard mode
     assert retry_policy_for(KeystoreType.GOOGLE_KMS).base_delay_seconds == 0.1  # Cloud KMS service config
+
+
+def test_in_doubt_rules() -> None:
+    """In doubt: the request arrived and the answer does not say it was refused."""
+    assert in_doubt(Timeout("read timeout"))
+    assert in_doubt(Unavailable("503"))
+    assert in_doubt(MalformedResponse("200 with a body cut short"))
+    assert in_doubt(MalformedResponse("200 with the wrong shape", transient=False))
+    assert not in_doubt(Throttled("429"))  # refused unprocessed
+    assert not in_doubt(Unavailable("connection refused", sent=False))
+    assert not in_doubt(Conflict("already pending deletion"))
+    assert not in_doubt(NotFound("no such key"))
+
+
+class Checked:
+    """A non-repeatable call: ``outcomes`` in turn (an error, or ``"done"`` for success), and whether
+    the provider has carried it out (set by the attempts listed in ``applies``)."""
+
+    def __init__(self, outcomes: list[ProviderError | str], applies: set[int], read_errors: int = 0) -> None:
+        self.outcomes, self.applies, self.read_errors = outcomes, applies, read_errors
+        self.applied = False
+        self.log: list[str] = []
+
+    async def send(self) -> str:
+        attempt = sum(1 for entry in self.log if entry == "send")
+        self.log.append("send")
+        if attempt in self.applies:
+            self.applied = True
+        outcome = self.outcomes[min(attempt, len(self.outcomes) - 1)]
+        if isinstance(outcome, ProviderError):
+            raise outcome
+        return outcome
+
+    async def done(self) -> str | None:
+        self.log.append("read")
+        if self.read_errors:
+            self.read_errors -= 1
+            raise Unavailable("read failed")
+        return "read: applied" if self.applied else None
+
+
+async def test_call_checked_reads_before_resending_after_an_answer_in_doubt() -> None:
+    call = Checked([Timeout("lost answer"), "done"], applies={0})
+    assert await call_checked(policy(FakeTime()), call.send, call.done) == "read: applied"
+    assert call.log == ["send", "read"]  # never sent twice: it had been carried out
+
+    call = Checked([Unavailable("503"), "done"], applies={1})
+    assert await call_checked(policy(FakeTime()), call.send, call.done) == "done"
+    assert call.log == ["send", "read", "send"]  # not carried out: sent again after the read
+
+
+async def test_call_checked_resends_without_a_read_when_not_in_doubt() -> None:
+    fake = FakeTime()
+    events: list[RetryEvent] = []
+    call = Checked([Throttled("429", retry_after=2.0), Unavailable("refused", sent=False), "done"], applies={2})
+    assert await call_checked(policy(fake), call.send, call.done, on_retry=events.append) == "done"
+    assert call.log == ["send", "send", "send"]
+    assert [e.wait_seconds for e in events] == [2.0, 1.0]
+
+
+async def test_call_checked_never_retries_a_refusal() -> None:
+    call = Checked([Conflict("invalid state")], applies=set())
+    with pytest.raises(Conflict):
+        await call_checked(policy(FakeTime()), call.send, call.done)
+    assert call.log == ["send"]
+
+
+async def test_call_checked_reads_once_more_when_the_policy_gives_up() -> None:
+    call = Checked([Timeout("lost")], applies={3})  # the last attempt took effect, its answer was lost
+    assert await call_checked(policy(FakeTime()), call.send, call.done) == "read: applied"
+    assert call.log == ["send", "read", "send", "read", "send", "read", "send", "read"]
+
+    call = Checked([Timeout("lost")], applies=set())
+    with pytest.raises(Timeout, match="lost"):
+        await call_checked(policy(FakeTime()), call.send, call.done)
+    assert call.log.count("send") == 4 and call.log[-1] == "read"
+
+
+async def test_call_checked_raises_the_calls_own_error_when_the_final_read_fails() -> None:
+    call = Checked([Timeout("lost")], applies=set(), read_errors=99)
+    with pytest.raises(Timeout, match="lost"):
+        await call_checked(policy(FakeTime(), max_attempts=1), call.send, call.done)
+    assert call.log == ["send", "read"]

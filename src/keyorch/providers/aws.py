@@ -26,9 +26,10 @@ managed key ``<id>`` is the one the alias ``alias/keyorch/<id>`` names; it also 
    since KMS cannot delete a key outright. Disabling it first would add a request and nothing else:
    a key pending deletion cannot be used either.
 4. A ``CreateKey`` that fails after it was sent (a timeout, a 5xx) may still have made a key, which
-   then has the tag but no alias; ``CreateKey`` is therefore never retried after it was sent, and
-   such a rare orphan is findable by its tag (``ListKeys`` + ``ListResourceTags``), not by keyorch's
-   normal reads. A tag search before every create would cost one request per key in the account.
+   then has the tag but no alias; ``CreateKey`` is therefore never retried after it was sent. When
+   the reconciler says a create is in doubt, :class:`~keyorch.providers.aws_orphans.OrphanSearch`
+   looks for such a key by its tag (``ListAliases``, ``ListKeys``, and ``ListResourceTags`` only for
+   keys no keyorch alias names) and the alias is bound to it instead of creating another key.
 
 ``list_keys`` yields the keys keyorch owns (those an ``alias/keyorch/<id>`` alias names; other keys
 have no managed key id and nothing for keyorch to do). KMS lists carry no state, so one listing
@@ -38,11 +39,15 @@ limit and DescribeKey quota). ``ListKeys`` is not needed: the alias list already
 key, and a key without state would be of no use to the reconciler.
 
 ``enable``/``disable`` answer from the successful call without reading the key again (the reconciler
-reads it back anyway). Repeats: ``EnableKey``/``DisableKey`` succeed on a key already in that state;
-``DisableKey`` on a key pending deletion is already deactivated, so after KMS's
-``KMSInvalidStateException`` the key is read and returned; ``ScheduleKeyDeletion`` on a key already
-pending deletion is read and returned with its first ``DeletionDate``. ``EnableKey`` on a key pending
-deletion or import stays a :class:`~keyorch.providers.errors.Conflict`.
+reads it back anyway). Repeats: ``EnableKey``/``DisableKey`` succeed on a key already in that state
+(section 1.5), so the transport may resend them after a lost answer; ``DisableKey`` on a key pending
+deletion is already deactivated, so after KMS's ``KMSInvalidStateException`` the key is read and
+returned. ``EnableKey`` on a key pending deletion or import stays a
+:class:`~keyorch.providers.errors.Conflict`. ``ScheduleKeyDeletion`` is refused when repeated, so it is
+never resent blindly: after an answer that leaves the outcome in doubt the key is read first, and
+pending deletion is the result (with its first ``DeletionDate``); see :func:`~keyorch.providers.retry.call_checked`.
+A ``ScheduleKeyDeletion`` the reconciler itself sends for a key already pending deletion is refused and
+read the same way. ``CancelKeyDeletion`` is never sent (keyorch cannot cancel a destruction).
 """
 
 from __future__ import annotations
@@ -58,11 +63,13 @@ from keyorch.domain.states import KeyState
 from keyorch.domain.validation import check_endpoint
 from keyorch.logs import get_logger
 from keyorch.providers.aws_auth import CONTENT_TYPE, CredentialSource, KmsSigner
+from keyorch.providers.aws_orphans import OrphanSearch
 from keyorch.providers.aws_wire import (
     ALIAS_PREFIX,
     MANAGED_KEY_TAG,
     TARGET_PREFIX,
     alias_name,
+    alias_targets,
     check_empty,
     error_mapper,
     is_code,
@@ -221,11 +228,14 @@ class AwsKmsClient(KeystoreClient):
         if in_doubt:
             # An earlier CreateKey may have made the key without the alias (its answer was lost, or
             # the process died before CreateAlias): find it by its tag and finish the job instead.
-            orphan = await self._find_tagged(managed_key_id)
+            search = OrphanSearch(self._call, self._describe_id, self.transport.limiter.limits.max_concurrency)
+            orphan = await search.find(managed_key_id)
             if orphan is not None:
-                await self._create_alias(alias, orphan)
-                adopted = await self._describe(alias, managed_key_id)
+                winner = await self._bind_alias(alias, orphan, managed_key_id)
+                # by id: a read through the alias just bound may not see it yet (eventual consistency)
+                adopted = winner or await self._describe(orphan, managed_key_id)
                 if adopted is not None:
+                    self._log.info("key of an in-doubt create adopted", key_id=orphan, managed_key_id=managed_key_id)
                     return adopted
         kms_spec, usage = key_spec(spec.algorithm, spec.size)
         tags = [{"TagKey": MANAGED_KEY_TAG, "TagValue": managed_key_id}]
@@ -233,54 +243,27 @@ class AwsKmsClient(KeystoreClient):
         members = {"KeySpec": kms_spec, "KeyUsage": usage, "Description": spec.name[:8192], "Tags": tags}
         result = await self._call("CreateKey", members, idempotent=False)
         created = key_observation(result, response_object(result).get("KeyMetadata"), managed_key_id)
+        return await self._bind_alias(alias, created.key_id_in_keystore, managed_key_id) or created
+
+    async def _describe_id(self, key_id: str) -> Observation | None:
+        return await self._describe(key_id, None)
+
+    async def _bind_alias(self, alias: str, key_id: str, managed_key_id: str) -> Observation | None:
+        """``CreateAlias``; ``None`` when it named ``key_id``. When the alias already names a key, that
+        key is returned: ``key_id`` itself (an earlier answer was lost), or the winner of a race, and
+        then ``key_id`` is an orphan no alias points to, retired at once."""
         try:
-            await self._create_alias(alias, created.key_id_in_keystore)
+            await self._create_alias(alias, key_id)
         except Conflict as exc:
             if not is_code(exc, "AlreadyExistsException"):
                 raise
             winner = await self._describe(alias, managed_key_id)
             if winner is None:
                 raise
-            if winner.key_id_in_keystore != created.key_id_in_keystore:
-                await self._retire_orphan(created.key_id_in_keystore, managed_key_id)
+            if winner.key_id_in_keystore != key_id:
+                await self._retire_orphan(key_id, managed_key_id)
             return winner
-        return created
-
-    async def _find_tagged(self, managed_key_id: str) -> str | None:
-        """The live key tagged with ``managed_key_id``, if any. Costs a ListKeys page per 1,000 keys
-        plus one ListResourceTags per key in the account, so it runs only when a create is in doubt."""
-        marker: str | None = None
-        while True:
-            members: dict[str, Any] = {"Limit": 1000}
-            if marker is not None:
-                members["Marker"] = marker
-            result = await self._call("ListKeys", members)
-            page = response_object(result)
-            entries = page.get("Keys", [])
-            if not isinstance(entries, list):
-                raise result.malformed("Keys is not a list")
-            for entry in entries:
-                key_id = entry.get("KeyId") if isinstance(entry, dict) else None
-                if not isinstance(key_id, str):
-                    raise result.malformed("a Keys entry has no KeyId")
-                if await self._tagged(key_id, managed_key_id):
-                    observed = await self._describe(key_id, managed_key_id)
-                    if observed is not None and not observed.destruction_pending:
-                        return key_id
-            if page.get("Truncated") is not True:
-                return None
-            marker = string_member(result, page, "NextMarker")
-
-    async def _tagged(self, key_id: str, managed_key_id: str) -> bool:
-        try:
-            result = await self._call("ListResourceTags", {"KeyId": key_id})
-        except NotFound:
-            return False
-        tags = response_object(result).get("Tags", [])
-        return isinstance(tags, list) and any(
-            isinstance(t, dict) and t.get("TagKey") == MANAGED_KEY_TAG and t.get("TagValue") == managed_key_id
-            for t in tags
-        )
+        return None
 
     async def _create_alias(self, alias: str, key_id: str) -> None:
         policy = self.transport.retry
@@ -296,7 +279,7 @@ class AwsKmsClient(KeystoreClient):
     async def _retire_orphan(self, key_id: str, managed_key_id: str) -> None:
         """Schedule the deletion of a key that lost the alias race (best effort: it is tagged)."""
         try:
-            await self._call("ScheduleKeyDeletion", {"KeyId": key_id, "PendingWindowInDays": ORPHAN_WINDOW_DAYS})
+            await self._schedule_deletion(key_id, None, ORPHAN_WINDOW_DAYS)
         except ProviderError as exc:
             self._log.warning("orphan key not scheduled for deletion", key_id=key_id, error=exc.message)
             return
@@ -320,20 +303,43 @@ class AwsKmsClient(KeystoreClient):
 
     async def schedule_destruction(self, ref: KeyRef, *, force: bool = False) -> Observation:
         key_id, managed = await self._key_id(ref)
-        try:
-            result = await self._call("ScheduleKeyDeletion", {"KeyId": key_id, "PendingWindowInDays": self.window_days})
-        except Conflict:
+        return await self._schedule_deletion(key_id, managed, self.window_days)
+
+    async def _schedule_deletion(self, key_id: str, managed: str | None, window_days: int) -> Observation:
+        """``ScheduleKeyDeletion``, sent so that KMS never sees a blind repeat (section 1.5: a repeat on a
+        key pending deletion is refused with ``KMSInvalidStateException``).
+
+        The transport sends it as not idempotent: it retries only what surely never left this host. After
+        an answer that leaves the outcome in doubt (no answer in time, a dropped connection, a body cut
+        short, a 5xx) the key is read: pending deletion means it was done, and that reading is the
+        result; otherwise the call is sent again, under the keystore's retry policy. A throttled call was
+        refused unprocessed and is sent again without a read. A refusal because the key is already
+        pending deletion (someone else, or KMS's eventual consistency hiding our own) is read the same way.
+        """
+
+        async def pending() -> Observation | None:
             current = await self._describe(key_id, managed)
-            if current is not None and current.destruction_pending:
+            return current if current is not None and current.destruction_pending else None
+
+        members = {"KeyId": key_id, "PendingWindowInDays": window_days}
+
+        async def send() -> Observation:
+            result = await self._call("ScheduleKeyDeletion", members, idempotent=False)
+            doc = response_object(result)  # a 200 it cannot read is in doubt: read before a resend
+            raw_state = doc.get("KeyState", "PendingDeletion")  # older responses (and moto) omit it
+            state, is_pending = map_state(result, raw_state, False)
+            if not is_pending:
+                raise result.malformed(f"ScheduleKeyDeletion answered KeyState {str(raw_state)[:40]!r}")
+            until = timestamp(result, doc.get("DeletionDate"), "DeletionDate")
+            return Observation(key_id, managed, state, True, until, str(raw_state))
+
+        try:
+            return await self.transport.request_checked(send, pending)
+        except Conflict:
+            current = await pending()
+            if current is not None:
                 return current
             raise
-        doc = response_object(result)
-        raw_state = doc.get("KeyState", "PendingDeletion")  # older responses (and moto) omit it
-        state, pending = map_state(result, raw_state, False)
-        if not pending:
-            raise result.malformed(f"ScheduleKeyDeletion answered KeyState {str(raw_state)[:40]!r}")
-        until = timestamp(result, doc.get("DeletionDate"), "DeletionDate")
-        return Observation(key_id, managed, state, True, until, str(raw_state))
 
     # -- health -------------------------------------------------------------------------------
 
@@ -352,24 +358,11 @@ class AwsKmsClient(KeystoreClient):
 
 def _owned_keys(result: HttpResult, aliases: Any) -> list[tuple[str, str]]:
     """(managed key id, target key id) for every ``alias/keyorch/<id>`` alias on a ListAliases page."""
-    if not isinstance(aliases, list):
-        raise result.malformed("Aliases is missing or not a list")
-    owned = []
-    for entry in aliases:
-        if not isinstance(entry, dict):
-            raise result.malformed("an Aliases entry is not an object")
-        name = entry.get("AliasName")
-        if not isinstance(name, str):
-            raise result.malformed("an alias has no AliasName")
-        if not name.startswith(ALIAS_PREFIX):
-            continue
-        target = entry.get("TargetKeyId")
-        if target is None:
-            continue  # an alias not associated with a key
-        if not isinstance(target, str) or not target:
-            raise result.malformed("TargetKeyId is not a string")
-        owned.append((name[len(ALIAS_PREFIX) :], target))
-    return owned
+    return [
+        (name[len(ALIAS_PREFIX) :], target)
+        for name, target in alias_targets(result, aliases)
+        if name.startswith(ALIAS_PREFIX)
+    ]
 
 
 class AwsKmsFactory:

@@ -246,6 +246,26 @@ def key_observation(result: HttpResult, metadata: Any, managed_key_id: str | Non
     return Observation(key_id, managed_key_id, state, pending, until, str(raw_state))
 
 
+def alias_targets(result: HttpResult, aliases: Any) -> list[tuple[str, str]]:
+    """(alias name, target key id) for every alias on a ``ListAliases`` page that names a key."""
+    if not isinstance(aliases, list):
+        raise result.malformed("Aliases is missing or not a list")
+    targets = []
+    for entry in aliases:
+        if not isinstance(entry, dict):
+            raise result.malformed("an Aliases entry is not an object")
+        name = entry.get("AliasName")
+        if not isinstance(name, str):
+            raise result.malformed("an alias has no AliasName")
+        target = entry.get("TargetKeyId")
+        if target is None:
+            continue  # an alias not associated with a key (AWS lists some of its own that way)
+        if not isinstance(target, str) or not target:
+            raise result.malformed("TargetKeyId is not a string")
+        targets.append((name, target))
+    return targets
+
+
 def alias_name(managed_key_id: str) -> str:
     if not MANAGED_ID_RE.fullmatch(managed_key_id):
         raise InvalidRequest(

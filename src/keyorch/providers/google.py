@@ -21,6 +21,10 @@
   IMPORT_FAILED/GENERATION_FAILED, which hold no material) → ``DEACTIVATED`` with
   ``destruction_pending`` until the latest ``destroyTime``; ``DESTROYED`` only once every version is.
   A version refused with FAILED_PRECONDITION is re-read: already scheduled or destroyed is success.
+  ``:destroy`` is not idempotent (a repeat is refused), so it is never resent blindly: after an
+  answer that leaves the outcome in doubt the version is read first (``cryptoKeyVersions.get``).
+  The enabling/disabling PATCH sets a state, so the transport may resend it after a lost answer.
+  ``:restore`` is never sent (keyorch cannot cancel a destruction).
 * ``list_keys`` costs ``ceil(N / page_size)`` requests for N keys, plus one versions listing (per
   1000 versions) for each ``keyorch-`` key whose primary version is neither ENABLED nor DISABLED (or
   that has no primary): those keys' state needs every version. Other keys are reported from their
@@ -44,6 +48,7 @@ from keyorch.providers.google_auth import GoogleAuth, credential_source
 from keyorch.providers.google_wire import (
     ALT_QUERY,
     DEFAULT_ENDPOINT,
+    DESTROYED_STATES,
     ID_RE,
     NO_DESTROY_STATES,
     KeyInfo,
@@ -311,12 +316,32 @@ class GoogleKmsClient(KeystoreClient):
 
     async def _change(self, version: VersionInfo, change: str, operation: str) -> VersionInfo:
         if change == "destroy":
-            result = await self._call("POST", f"{version.name}:destroy", operation, body={})
-        else:
-            result = await self._call(
-                "PATCH", version.name, operation, query="&updateMask=state", body={"state": change}
-            )
+            return await self._destroy(version, operation)
+        # PATCH to a state: a repeat after a lost answer finds the version in that state already (a no-op).
+        result = await self._call("PATCH", version.name, operation, query="&updateMask=state", body={"state": change})
         return self._parse(result, parse_version)
+
+    async def _destroy(self, version: VersionInfo, operation: str) -> VersionInfo:
+        """``:destroy`` one version, never repeated blindly: Cloud KMS refuses a repeat with
+        FAILED_PRECONDITION once the version is DESTROY_SCHEDULED (providers.md 3.5).
+
+        The transport sends it as not idempotent, so it retries only what surely never left this host.
+        An attempt after one whose outcome is in doubt (no answer in time, a dropped connection, a body
+        cut short, a 5xx) first reads the version: DESTROY_SCHEDULED or destroyed means it was done,
+        and that reading is the result; otherwise ``:destroy`` is sent again. The attempts follow the
+        keystore's retry policy; a throttled call was refused unprocessed and is sent again at once
+        after its wait. When the policy gives up on an in-doubt failure, the version is read once more.
+        """
+
+        async def done() -> VersionInfo | None:
+            current = self._parse(await self._call("GET", version.name, "cryptoKeyVersions.get"), parse_version)
+            return current if current.state in DESTROYED_STATES or current.state == "DESTROY_SCHEDULED" else None
+
+        async def send() -> VersionInfo:
+            result = await self._call("POST", f"{version.name}:destroy", operation, body={}, idempotent=False)
+            return self._parse(result, parse_version)  # a 200 it cannot read is in doubt, read before a resend
+
+        return await self.http.request_checked(send, done)
 
     async def enable(self, ref: KeyRef) -> Observation:
         key, versions = await self._set_versions(ref, frozenset({"DISABLED"}), "ENABLED", "cryptoKeyVersions.patch")

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import json as _json
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -50,9 +50,20 @@ from keyorch.providers.errors import (
     redact,
 )
 from keyorch.providers.limits import KeystoreLimiter, ProviderLimits, limits_for, number_setting
-from keyorch.providers.retry import RetryEvent, RetryHook, RetryPolicy, RetryStats, call_with_retry, retry_policy_for
+from keyorch.providers.retry import (
+    RetryEvent,
+    RetryHook,
+    RetryPolicy,
+    RetryStats,
+    call_checked,
+    call_with_retry,
+    retry_policy_for,
+)
 
 #: Request headers whose values are credentials: never quoted, and scrubbed from error messages.
+T = TypeVar("T")
+D = TypeVar("D")
+
 SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-amz-security-token", "x-api-key", "apikey", "cookie"}
 )
@@ -284,6 +295,11 @@ class HttpTransport:
             raise
         metrics.record_provider_call(self.keystore or "", operation, str(result.status))
         return result
+
+    async def request_checked(self, send: Callable[[], Awaitable[T]], done: Callable[[], Awaitable[D | None]]) -> T | D:
+        """A call the provider refuses to repeat, under this keystore's retry policy
+        (:func:`~keyorch.providers.retry.call_checked`); its resends are counted like any retry."""
+        return await call_checked(self.retry, send, done, on_retry=self._count_retry)
 
     def _count_retry(self, event: RetryEvent) -> None:
         self.stats(event)

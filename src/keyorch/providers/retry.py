@@ -11,6 +11,10 @@
   that was never made, ``exc.sent`` false): a timeout or a 5xx after a create may have created
   something, and a throttled create is left to the caller (the reconciler requeues it after
   ``retry_after``).
+* A call the provider refuses to repeat once it succeeded (AWS ``ScheduleKeyDeletion``, Cloud KMS
+  ``:destroy``) goes through :func:`call_checked`: after a failure that leaves its outcome in doubt
+  (:func:`in_doubt`) the next attempt first reads whether it took effect, and sends again only when
+  it did not.
 * ``on_retry`` is called before every wait with a :class:`RetryEvent`, so metrics can count retries
   and throttles without this module knowing about them.
 
@@ -31,9 +35,10 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState
 
 from keyorch.domain.models import KeystoreType
-from keyorch.providers.errors import ProviderError, Throttled
+from keyorch.providers.errors import MalformedResponse, ProviderError, Throttled
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 
 @dataclass(frozen=True)
@@ -161,3 +166,57 @@ async def call_with_retry(
                 raise first  # tenacity counts the failure that brought us here as attempt 1
             return await fn()
     raise AssertionError("tenacity ended without a result or an error")  # pragma: no cover
+
+
+def in_doubt(exc: ProviderError) -> bool:
+    """Whether a failed call may still have been carried out: it reached the provider, and the answer
+    (if any) does not say it was refused. A throttled call was not processed; a 2xx keyorch cannot read
+    (a :class:`MalformedResponse`, permanent or not) may have been."""
+    if not exc.sent or isinstance(exc, Throttled):
+        return False
+    return exc.transient or isinstance(exc, MalformedResponse)
+
+
+async def call_checked(
+    policy: RetryPolicy,
+    send: Callable[[], Awaitable[T]],
+    done: Callable[[], Awaitable[D | None]],
+    *,
+    on_retry: RetryHook | None = None,
+) -> T | D:
+    """Send a call the provider refuses to repeat once it succeeded, never repeating it blindly.
+
+    ``send`` makes one attempt (the transport must send it as not idempotent, so that it resends only
+    what surely never left this host); ``done`` reads whether it took effect, returning that reading
+    or ``None``. Each attempt after one whose outcome is in doubt (:func:`in_doubt`) first awaits
+    ``done``: a reading ends the call, ``None`` lets the attempt send again. The attempts follow
+    ``policy`` (the read is part of its attempt and retried by the transport itself). When the policy
+    gives up on an in-doubt failure, ``done`` is asked once more; if that read fails too, the call's
+    own error is raised."""
+    doubt = False
+
+    async def attempt() -> T | D:
+        nonlocal doubt
+        if doubt:
+            found = await done()
+            if found is not None:
+                return found
+            doubt = False
+        try:
+            return await send()
+        except ProviderError as exc:
+            doubt = in_doubt(exc)
+            raise
+
+    try:
+        return await call_with_retry(policy, attempt, idempotent=True, on_retry=on_retry)
+    except ProviderError as exc:
+        if not doubt:
+            raise
+        try:
+            found = await done()
+        except ProviderError:
+            raise exc from None
+        if found is None:
+            raise
+        return found
