@@ -105,6 +105,16 @@ async def test_connect_refuses_bad_limits_naming_field_value_and_allowed(
     assert await keystores.list_keystores(api.ctx(), vault) == []
 
 
+async def test_connect_refuses_a_rate_so_low_the_keystore_would_stall(api: Api) -> None:
+    vault = await api.vault()
+    resp = await api.request("POST", "/keystores", json={**_connect_body(vault, "slow"), "rate_per_second": 0.001})
+    assert resp.status == 400, await resp.text()
+    err = (await error_of(resp))["errors"][0]
+    assert err["target"] == "rate_per_second"
+    assert "0.001" in err["message"] and "at least 0.1" in err["message"]
+    assert await keystores.list_keystores(api.ctx(), vault) == []
+
+
 async def test_openapi_describes_the_connect_limits(api: Api) -> None:
     doc = await (await api.client.get(OPENAPI_PATH)).json()
     props = doc["components"]["schemas"]["KeystoreConnect"]["properties"]

@@ -191,6 +191,7 @@ def test_keystore_settings_override_the_defaults() -> None:
     assert (limits.rate_per_second, limits.burst, limits.quotas) == (2.5, 7, ())
     limits = limits_for(KeystoreType.IBM_KEY_PROTECT, {"rate_per_second": 0})
     assert limits.rate_per_second is None  # 0 = no keystore-wide bucket
+    assert limits_for(KeystoreType.IBM_KEY_PROTECT, {"rate_per_second": 0.1}).rate_per_second == 0.1  # the floor
     assert limits_for(KeystoreType.GOOGLE_KMS) == DEFAULT_LIMITS[KeystoreType.GOOGLE_KMS]
 
 
@@ -201,6 +202,8 @@ def test_keystore_settings_override_the_defaults() -> None:
         ({"rate_per_second": "fast"}, "rate_per_second"),
         ({"rate_per_second": True}, "rate_per_second"),
         ({"rate_per_second": float("nan")}, "rate_per_second"),
+        ({"rate_per_second": 1e-9}, "rate_per_second"),  # one request in 30 years: a stalled keystore
+        ({"rate_per_second": 0.09}, "rate_per_second"),
         ({"burst": 0}, "burst"),
         ({"burst": 2.5}, "burst"),
         ({"max_concurrency": 0}, "max_concurrency"),

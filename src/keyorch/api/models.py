@@ -59,7 +59,7 @@ class KeystoreConnect(Body):
         default=None,
         ge=0,
         allow_inf_nan=False,
-        description="cap on this keystore's request rate, requests per second; 0: no keystore-wide cap; "
+        description="cap on this keystore's request rate, requests per second (at least 0.1); 0: no keystore-wide cap; "
         "default: the provider's",
     )
     max_concurrency: StrictInt | None = Field(

@@ -39,7 +39,12 @@ def keystore() -> None:
 @click.option("--allow-insecure-http", is_flag=True, help="Allow a plain http:// loopback endpoint (testing).")
 @click.option("--ca-file", type=str, help="PEM CA bundle to trust for this keystore's TLS.")
 @click.option("--drift-policy", type=click.Choice(["flag", "remediate"]), default="flag", show_default=True)
-@click.option("--rate-per-second", type=float, default=None, help="Cap on this keystore's request rate (0: none).")
+@click.option(
+    "--rate-per-second",
+    type=float,
+    default=None,
+    help="Cap on this keystore's request rate, requests/s (at least 0.1; 0: none).",
+)
 @click.option("--max-concurrency", type=int, default=None, help="Requests in flight to this keystore at most.")
 @click.option(
     "--provider-quotas/--no-provider-quotas",

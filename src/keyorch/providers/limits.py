@@ -26,7 +26,8 @@ as the burst, so that keyorch stays below the quota even when the provider count
   so keyorch keeps to 20 requests/s with a burst of 20 per instance, its own conservative choice.
 
 Keystore settings override the defaults: ``rate_per_second`` (0 turns the keystore-wide bucket
-off), ``burst``, ``max_concurrency``, and ``provider_quotas: false`` to drop the per-operation
+off; otherwise at least 0.1, one request per 10 s: a slower keystore would stall every pass),
+``burst``, ``max_concurrency``, and ``provider_quotas: false`` to drop the per-operation
 groups (for the fake services and benchmarks).
 """
 
@@ -43,6 +44,10 @@ from keyorch.domain.errors import InvalidInput
 from keyorch.domain.models import KeystoreType
 
 MAX_CONCURRENCY_LIMIT = 1024
+
+
+#: The lowest keystore-wide rate a keystore may set (one request per 10 s); 0 means no cap.
+MIN_RATE_PER_SECOND = 0.1
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,12 @@ class ProviderLimits:
         limits = self
         if "rate_per_second" in settings:
             rate = number_setting(settings, "rate_per_second", minimum=0.0)
+            if 0 < rate < MIN_RATE_PER_SECOND:
+                raise InvalidInput(
+                    f"setting rate_per_second must be 0 (no keystore-wide cap) or at least {MIN_RATE_PER_SECOND:g}"
+                    f" requests per second, not {settings['rate_per_second']!r}",
+                    target="rate_per_second",
+                )
             burst = max(1, math.ceil(rate)) if rate > 0 else limits.burst
             limits = replace(limits, rate_per_second=rate or None, burst=burst)
         if "burst" in settings:
