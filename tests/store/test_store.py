@@ -191,3 +191,15 @@ async def test_stored_credentials_are_encrypted_and_bound_to_the_keystore(store:
         rows = (await conn.execute(select(audit_log.c.after))).scalars().all()
         assert all(secret not in (r or "") for r in rows)
         assert (await conn.execute(text("select count(*) from keystores"))).scalar_one() == 1
+
+
+async def test_a_read_unit_of_work_sees_one_snapshot(store: Store) -> None:
+    """A key list's total and its page come from one snapshot, even with a writer in between."""
+    ctx, _, _ = await _populated(store)
+    async with store.read() as tx:
+        counted = await tx.count_keys()
+        await keys.create_key(ctx, template="t", label="k2")  # committed by another connection meanwhile
+        assert len(await tx.list_keys()) == counted == 1
+    total, page = await keys.page_keys(ctx, keys.KeyFilter(limit=1, offset=1))
+    assert total == 2 and [k.label for k in page] == ["k2"]
+    assert await keys.page_keys(ctx, keys.KeyFilter(limit=5, offset=2)) == (2, [])

@@ -43,8 +43,7 @@ async def list_keys(call: Call) -> web.StreamResponse:
         vault_ids=None if everywhere else frozenset(readable),
     )
     ctx = call.context()
-    total = await ops.count_keys(ctx, flt)
-    found = await ops.list_keys(ctx, flt) if q.offset < total else []
+    total, found = await ops.page_keys(ctx, flt)
     names = await keystore_names(ctx)
     doc = {"managed_keys": [key_json(k, names) for k in found], "total_count": total}
     return respond({**doc, "limit": q.limit, "offset": q.offset})

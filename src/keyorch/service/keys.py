@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from keyorch.domain import rules
 from keyorch.domain.errors import Conflict, InvalidInput
@@ -70,29 +71,27 @@ class KeyFilter:
         return [s for s in KeyState if s is not KeyState.DESTROYED]
 
 
+async def _where(tx: Transaction, flt: KeyFilter) -> dict[str, Any]:
+    """The filter as the store's key selection (the vault named by reference resolved to its id)."""
+    vault_id = (await tx.vault(flt.vault)).id if flt.vault else None
+    return {"vault_id": vault_id, "vault_ids": flt.vault_ids, "states": flt.states(), "out_of_sync": flt.out_of_sync}
+
+
 async def list_keys(ctx: ServiceContext, flt: KeyFilter = KeyFilter()) -> list[ManagedKey]:
     """The keys the filter selects, by creation time; filtered and paged in SQL."""
-    states = flt.states()
     async with ctx.store.read() as tx:
-        vault_id = (await tx.vault(flt.vault)).id if flt.vault else None
-        return await tx.list_keys(
-            vault_id=vault_id,
-            vault_ids=flt.vault_ids,
-            states=states,
-            out_of_sync=flt.out_of_sync,
-            limit=flt.limit,
-            offset=flt.offset,
-        )
+        return await tx.list_keys(**await _where(tx, flt), limit=flt.limit, offset=flt.offset)
 
 
-async def count_keys(ctx: ServiceContext, flt: KeyFilter = KeyFilter()) -> int:
-    """How many keys the filter selects, ignoring its limit and offset (counted in SQL)."""
-    states = flt.states()
+async def page_keys(ctx: ServiceContext, flt: KeyFilter) -> tuple[int, list[ManagedKey]]:
+    """How many keys the filter selects (ignoring its limit and offset) and its page of them, both from
+    one read snapshot so that they agree; filtered, counted and sliced in SQL."""
     async with ctx.store.read() as tx:
-        vault_id = (await tx.vault(flt.vault)).id if flt.vault else None
-        return await tx.count_keys(
-            vault_id=vault_id, vault_ids=flt.vault_ids, states=states, out_of_sync=flt.out_of_sync
-        )
+        where = await _where(tx, flt)
+        total = await tx.count_keys(**where)
+        if flt.offset >= total:
+            return total, []
+        return total, await tx.list_keys(**where, limit=flt.limit, offset=flt.offset)
 
 
 async def get_key(ctx: ServiceContext, ref: str) -> ManagedKey:

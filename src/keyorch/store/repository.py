@@ -38,9 +38,14 @@ class Store:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Transaction]:
-        """A read-only unit of work: on SQLite it takes no write lock (WAL readers run beside a writer)."""
+        """A read-only unit of work on one snapshot: every statement in it sees the same data (a count and
+        the page it counts agree). On SQLite it takes no write lock (WAL readers run beside a writer and
+        keep their snapshot); on PostgreSQL it is a READ ONLY, REPEATABLE READ transaction."""
+        options: dict[str, Any] = {READONLY_OPTION: True}
+        if self.engine.dialect.name == "postgresql":
+            options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         async with self.engine.connect() as conn:
-            conn = await conn.execution_options(**{READONLY_OPTION: True})
+            conn = await conn.execution_options(**options)
             async with conn.begin():
                 yield Transaction(conn)
 
