@@ -28,6 +28,7 @@ from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
 from keyorch.domain.errors import InvalidInput
 from keyorch.logs import get_logger
+from keyorch.reconcile.batches import KeyBatches
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
 from keyorch.reconcile.engine import KeyOutcome, Listing
@@ -118,6 +119,7 @@ class Daemon:
         self.queue = WorkQueue(backoff=Backoff(base_seconds=1.0, max_seconds=cfg.max_backoff_seconds))
         self.listing: Listing | None = None
         self.listing_at = 0.0
+        self.batches: KeyBatches | None = None  # the latest resync's keys, read in batches
         self.workers_task: asyncio.Task[None] | None = None
         self.resync_task: asyncio.Task[None] | None = None
         self.in_flight = 0
@@ -129,6 +131,8 @@ class Daemon:
 
     def on_change(self, key_id: str) -> None:
         """A change made through the API: reconcile it at once, ahead of the periodic resync."""
+        if self.batches is not None:
+            self.batches.discard(key_id)  # a copy read before this change would only come back stale
         self.queue.add(key_id, front=True)
         metrics.set_queue_depth(self.queue.depth)
 
@@ -151,7 +155,10 @@ class Daemon:
         started = time.perf_counter()
         self.in_flight += 1
         try:
-            outcome = await self.controller.reconciler.reconcile_key(key_id, listing=self.listing if fresh else None)
+            loaded = await self.batches.take(key_id) if self.batches is not None else None
+            outcome = await self.controller.reconciler.reconcile_key(
+                key_id, listing=self.listing if fresh else None, loaded=loaded
+            )
         except asyncio.CancelledError:
             self.unfinished.add(key_id)
             raise
@@ -178,7 +185,9 @@ class Daemon:
         down = await self.controller.check_keystores(keystores)
         self.listing = await self.controller.gather_listing(keystores, down)
         self.listing_at = time.monotonic()
-        for key_id in await self.controller.key_ids():
+        ids = await self.controller.key_ids()
+        self.batches = KeyBatches(self.controller.reconciler.load_many, ids, self.controller.batch_size)
+        for key_id in ids:
             self.queue.add(key_id)
         await self.publish_out_of_sync()
         metrics.set_queue_depth(self.queue.depth)
@@ -186,13 +195,8 @@ class Daemon:
     async def publish_out_of_sync(self) -> None:
         async with self.store.read() as tx:
             names = {k.id: k.name for k in await tx.list_keystores()}
-            keys = await tx.list_keys(states=None)
-        counts = dict.fromkeys(names.values(), 0)
-        for key in keys:
-            for target in key.targets:
-                if target.sync_flag.value == "out_of_sync" and target.keystore_id in names:
-                    counts[names[target.keystore_id]] += 1
-        metrics.set_out_of_sync(counts)
+            flagged = await tx.out_of_sync_counts()
+        metrics.set_out_of_sync({name: flagged.get(keystore_id, 0) for keystore_id, name in names.items()})
 
     async def _resync_loop(self) -> None:
         interval = self.settings.reconcile.resync_interval_seconds

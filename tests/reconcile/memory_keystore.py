@@ -8,12 +8,19 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from keyorch.audit import Actor
+from keyorch.domain.clock import FixedClock
 from keyorch.domain.models import Keystore
 from keyorch.domain.states import KeyState
 from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation
 from keyorch.providers.errors import Conflict, Unavailable
+from keyorch.service import keystores, templates, vaults
+from keyorch.service.context import ServiceContext
+from keyorch.store.engine import migrate
+from keyorch.store.repository import Store
 
 
 @dataclass
@@ -127,3 +134,17 @@ def builder_for(stores: Mapping[str, MemoryKeystore]) -> Any:
         return stores[keystore.name]
 
     return build
+
+
+async def one_keystore_store(path: Path) -> ServiceContext:
+    """A fresh SQLite store with vault ``v``, one keystore ``ks`` and a template ``t`` targeting it."""
+    store = Store.from_url(f"sqlite:///{path / 'k.db'}")
+    await migrate(store.engine)
+    ctx = ServiceContext(store=store, actor=Actor("admin"), clock=FixedClock(datetime(2026, 5, 1, tzinfo=UTC)))
+    await vaults.create_vault(ctx, "v")
+    request = keystores.ConnectRequest(
+        vault="v", name="ks", type="aws_kms", region="us-east-1", credentials_from_environment=True
+    )
+    await keystores.connect_keystore(ctx, request)
+    await templates.create_template(ctx, vault="v", name="t", keystores=["ks"])
+    return ctx

@@ -4,23 +4,17 @@ exactly when the target's latest create attempt failed or was interrupted, not a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.reconcile.memory_keystore import MemKey, MemoryKeystore, builder_for
+from tests.reconcile.memory_keystore import MemKey, MemoryKeystore, builder_for, one_keystore_store
 
-from keyorch.audit import Actor
-from keyorch.domain.clock import FixedClock
 from keyorch.domain.models import SyncFlag
 from keyorch.providers.base import KeyRef, KeySpec, Observation
 from keyorch.providers.errors import Timeout
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
 from keyorch.reconcile.queue import Backoff
-from keyorch.service import keys, keystores, templates, vaults
-from keyorch.service.context import ServiceContext
-from keyorch.store.engine import migrate
-from keyorch.store.repository import Store
+from keyorch.service import keys
 
 
 @dataclass
@@ -50,15 +44,8 @@ class LostAnswerKeystore(MemoryKeystore):
 
 
 async def test_only_a_failed_create_puts_the_next_one_in_doubt(tmp_path: Path) -> None:
-    store = Store.from_url(f"sqlite:///{tmp_path / 'k.db'}")
-    await migrate(store.engine)
-    ctx = ServiceContext(store=store, actor=Actor("admin"), clock=FixedClock(datetime(2026, 5, 1, tzinfo=UTC)))
-    await vaults.create_vault(ctx, "v")
-    request = keystores.ConnectRequest(
-        vault="v", name="ks", type="aws_kms", region="us-east-1", credentials_from_environment=True
-    )
-    await keystores.connect_keystore(ctx, request)
-    await templates.create_template(ctx, vault="v", name="t", keystores=["ks"])
+    ctx = await one_keystore_store(tmp_path)
+    store = ctx.store
     await keys.create_key(ctx, template="t", label="k0", state="active")
     mem = LostAnswerKeystore("ks")
     pool = ClientPool(store, None, builder=builder_for({"ks": mem}))

@@ -19,6 +19,7 @@ from keyorch.domain.clock import FixedClock
 from keyorch.domain.errors import KeyorchError
 from keyorch.domain.models import SyncFlag, SyncReason
 from keyorch.domain.states import KeyState
+from keyorch.providers.base import KeyRef
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
 from keyorch.reconcile.queue import Backoff
@@ -109,7 +110,7 @@ async def _check_in_sync(store: Store, mem: dict[str, MemoryKeystore]) -> None:
     for key in all_keys:
         for target in key.targets:
             assert target.sync_flag is SyncFlag.IN_SYNC, (key.state, target)
-            memkey = mem[ks_names[target.keystore_id]]._find_managed(key.id)
+            memkey = mem[ks_names[target.keystore_id]]._find(KeyRef(None, key.id))
             expected = {
                 KeyState.PRE_ACTIVE: None,
                 KeyState.ACTIVE: "enabled",
@@ -163,16 +164,6 @@ async def _scenario(scenario: Scenario, remediate: bool, db: Path) -> None:
     finally:
         await controller.pool.aclose()
         await store.close()
-
-
-def _find_managed(self: MemoryKeystore, managed: str) -> object:
-    for key in self.keys.values():
-        if key.managed == managed:
-            return key
-    return None
-
-
-MemoryKeystore._find_managed = _find_managed  # type: ignore[attr-defined]
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -203,3 +203,16 @@ async def test_a_read_unit_of_work_sees_one_snapshot(store: Store) -> None:
     total, page = await keys.page_keys(ctx, keys.KeyFilter(limit=1, offset=1))
     assert total == 2 and [k.label for k in page] == ["k2"]
     assert await keys.page_keys(ctx, keys.KeyFilter(limit=5, offset=2)) == (2, [])
+
+
+async def test_out_of_sync_counts_per_keystore(store: Store) -> None:
+    ctx, ks_id, key_id = await _populated(store)
+    await keys.create_key(ctx, template="t", label="k2", state="active")
+    async with store.read() as tx:
+        assert await tx.out_of_sync_counts() == {}
+        key = await tx.key(key_id)
+    flagged = key.targets[0].with_changes(sync_flag=SyncFlag.OUT_OF_SYNC)
+    async with store.transaction() as tx:
+        assert await tx.update_targets(key_id, key.generation, [flagged])
+    async with store.read() as tx:
+        assert await tx.out_of_sync_counts() == {ks_id: 1}

@@ -14,6 +14,7 @@ from keyorch.domain.models import Keystore
 from keyorch.logs import get_logger
 from keyorch.providers.base import Observation
 from keyorch.providers.errors import ProviderError
+from keyorch.reconcile.batches import DEFAULT_BATCH, KeyBatches
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.engine import KeyOutcome, Listing, Reconciler
 from keyorch.reconcile.queue import Backoff, WorkQueue, run_workers
@@ -78,6 +79,7 @@ class Controller:
         workers: int = 8,
         attempts: int = 4,
         backoff: Backoff | None = None,
+        batch_size: int = DEFAULT_BATCH,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -85,6 +87,7 @@ class Controller:
         self.workers = workers
         self.attempts = attempts
         self.backoff = backoff or Backoff(base_seconds=0.2, max_seconds=5.0)
+        self.batch_size = batch_size
         self.reconciler = Reconciler(store, pool, clock)
         self.log = get_logger(component="controller")
 
@@ -124,7 +127,7 @@ class Controller:
         async with self.store.read() as tx:
             if refs:
                 return [(await tx.key(ref)).id for ref in refs]
-            return [k.id for k in await tx.list_keys() if k.targets]
+            return await tx.key_ids_with_targets()
 
     async def run_once(
         self,
@@ -141,12 +144,17 @@ class Controller:
         ids = await self.key_ids(refs)
         queue = WorkQueue(backoff=self.backoff)
         tries: dict[str, int] = {}
+        batches = KeyBatches(self.reconciler.load_many, ids, self.batch_size)
 
         async def handle(key_id: str) -> None:
             tries[key_id] = tries.get(key_id, 0) + 1
             first = tries[key_id] == 1
             try:
-                outcome = await self.reconciler.reconcile_key(key_id, push=push, listing=listing if first else None)
+                # the first try works from the key's batch and the pass's listing; a retry reads afresh
+                loaded = await batches.take(key_id) if first else None
+                outcome = await self.reconciler.reconcile_key(
+                    key_id, push=push, listing=listing if first else None, loaded=loaded
+                )
             except Exception as exc:  # one bad key must not stop the pass
                 self.log.error("reconcile failed", key_id=key_id, error=f"{type(exc).__name__}: {exc}"[:500])
                 if tries[key_id] < self.attempts:

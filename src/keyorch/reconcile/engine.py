@@ -9,6 +9,7 @@ deterministic identities, never repeats a side effect blindly.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -23,6 +24,8 @@ from keyorch.store.repository import Store
 
 #: Observations gathered by a listing pass: keystore id -> managed key id -> observation.
 Listing = dict[str, dict[str, Observation]]
+#: A key as read from the store, with the keystores its targets name (by id).
+Loaded = tuple[ManagedKey, dict[str, Keystore]]
 
 RETRY_BASE = timedelta(seconds=5)
 RETRY_MAX = timedelta(minutes=30)
@@ -83,11 +86,19 @@ class Reconciler:
         self.clients = clients
         self.clock = clock
 
-    async def load(self, key_ref: str) -> tuple[ManagedKey, dict[str, Keystore]]:
+    async def load(self, key_ref: str) -> Loaded:
         async with self.store.read() as tx:
             key = await tx.key(key_ref)
             keystores = await tx.keystores_by_id(t.keystore_id for t in key.targets)
         return key, keystores
+
+    async def load_many(self, key_ids: Sequence[str]) -> dict[str, Loaded]:
+        """Several keys and their keystores in one read (a pass reads its keys in batches this way);
+        a key removed meanwhile is left out."""
+        async with self.store.read() as tx:
+            found = await tx.keys_by_id(key_ids)
+            keystores = await tx.keystores_by_id(t.keystore_id for key in found for t in key.targets)
+        return {key.id: (key, {t.keystore_id: keystores[t.keystore_id] for t in key.targets}) for key in found}
 
     async def observe(
         self, key: ManagedKey, target: Target, keystore: Keystore, listing: Listing | None
@@ -130,11 +141,19 @@ class Reconciler:
         plan = plan_target(key, target, keystore, observation, now, push=push, unreachable=unreachable)
         return TargetOutcome(keystore.id, keystore.name, plan, unreachable=unreachable is not None)
 
-    async def reconcile_key(self, key_ref: str, *, push: bool = False, listing: Listing | None = None) -> KeyOutcome:
+    async def reconcile_key(
+        self, key_ref: str, *, push: bool = False, listing: Listing | None = None, loaded: Loaded | None = None
+    ) -> KeyOutcome:
         """Observe, plan and act for every target of one key, with at most three transactions:
-        read the key; journal the intents of every mutating call (before any is made); record the
-        results, the targets' new status and the intents' outcome (after all are made)."""
-        key, keystores = await self.load(key_ref)
+        read the key (unless ``loaded`` brings it, read in a batch); journal the intents of every
+        mutating call (before any is made); record the results, the targets' new status and the
+        intents' outcome (after all are made).
+
+        The journal's transaction first checks that the key's desired state is still the one read:
+        when it moved meanwhile (someone activated, deactivated or destroyed the key), nothing is
+        done and the outcome is ``stale``, to be reconciled again from a fresh read. So no provider
+        call ever acts on a desired state that is no longer current."""
+        key, keystores = loaded if loaded is not None else await self.load(key_ref)
         outcomes = list(
             await asyncio.gather(
                 *(self._plan_one(key, t, keystores[t.keystore_id], push, listing) for t in key.targets)
@@ -146,6 +165,9 @@ class Reconciler:
         doubtful: set[str] = set()
         if acting:
             async with self.store.transaction() as tx:
+                if await tx.key_generation(key.id) != key.generation:
+                    # The desired state moved since the key was read: act on nothing, read it again.
+                    return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=True)
                 # A create that failed or was interrupted may have made a key whose answer was lost.
                 doubtful = await tx.creates_in_doubt(key.id)
                 for o in acting:

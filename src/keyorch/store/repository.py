@@ -234,6 +234,35 @@ class Transaction:
         row = await self._by_ref(managed_keys, ref, "label", "key")
         return (await self._keys_from_rows([row]))[0]
 
+    async def keys_by_id(self, ids: Sequence[str]) -> list[ManagedKey]:
+        """The keys with these ids that exist (a removed one is left out), in a few queries."""
+        found: list[Any] = []
+        for start in range(0, len(ids), 500):
+            stmt = select(managed_keys).where(managed_keys.c.id.in_(ids[start : start + 500]))
+            found.extend((await self.conn.execute(stmt)).mappings().all())
+        return await self._keys_from_rows(found)
+
+    async def key_ids_with_targets(self) -> list[str]:
+        """Every key that targets at least one keystore, by creation time: the keys a pass reconciles."""
+        targeted = select(key_targets.c.key_id).where(key_targets.c.key_id == managed_keys.c.id).exists()
+        stmt = select(managed_keys.c.id).where(targeted).order_by(managed_keys.c.created_at, managed_keys.c.id)
+        return list((await self.conn.execute(stmt)).scalars())
+
+    async def out_of_sync_counts(self) -> dict[str, int]:
+        """Per keystore id, how many keys have a target there flagged out of sync (counted in SQL)."""
+        stmt = (
+            select(key_targets.c.keystore_id, func.count())
+            .where(key_targets.c.sync_flag == SyncFlag.OUT_OF_SYNC.value)
+            .group_by(key_targets.c.keystore_id)
+        )
+        return {keystore_id: int(n) for keystore_id, n in (await self.conn.execute(stmt)).all()}
+
+    async def key_generation(self, key_id: str) -> int | None:
+        """The generation of the key's desired state (``None`` once the key is removed)."""
+        stmt = select(managed_keys.c.generation).where(managed_keys.c.id == key_id)
+        value = (await self.conn.execute(stmt)).scalar_one_or_none()
+        return None if value is None else int(value)
+
     async def label_taken(self, vault_id: str, label: str) -> bool:
         return await self._one(managed_keys, vault_id=vault_id, label=label) is not None
 
@@ -326,9 +355,7 @@ class Transaction:
         Written only while the key's desired state is still at ``generation``: a result computed
         for an older desired state is dropped (the caller reconciles again). Returns whether written.
         """
-        stmt = select(managed_keys.c.generation).where(managed_keys.c.id == key_id)
-        current = (await self.conn.execute(stmt)).scalar_one_or_none()
-        if current != generation:
+        if await self.key_generation(key_id) != generation:
             return False
         for target in targets:
             values = rows.target_to_row(key_id, target)
