@@ -253,6 +253,18 @@ async def test_cancel_keeps_key_past_its_old_date(kms: Kms) -> None:
     assert await kms.state(key_id) == E
 
 
+async def test_rescheduled_deletion_happens_at_the_new_date_only(kms: Kms) -> None:
+    """A cancelled deletion's old date leaves nothing behind: the key goes at its new date, not before."""
+    key_id = (await kms.ok("CreateKey"))["KeyMetadata"]["KeyId"]
+    await kms.ok("ScheduleKeyDeletion", {"KeyId": key_id, "PendingWindowInDays": 7})
+    await kms.ok("CancelKeyDeletion", {"KeyId": key_id})
+    await kms.ok("ScheduleKeyDeletion", {"KeyId": key_id, "PendingWindowInDays": 30})
+    await kms.advance(8 * DAY)
+    assert await kms.state(key_id) == PD
+    await kms.advance(22 * DAY + 60)
+    assert await kms.state(key_id) == "NotFoundException"
+
+
 # -- protocol details -----------------------------------------------------------------------------
 
 

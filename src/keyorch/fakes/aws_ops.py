@@ -164,11 +164,12 @@ def schedule_key_deletion(store: KmsStore, m: Members) -> dict[str, Any]:
     key = store.resolve(ref)
     store.require_state(key, "ScheduleKeyDeletion")
     key.state = PENDING_DELETION
-    key.deletion_date = store.clock.now() + timedelta(days=days)
+    deletion_date = store.clock.now() + timedelta(days=days)
+    store.schedule_deletion(key, deletion_date)
     key.pending_window_days = days
     return {
         "KeyId": key.arn,
-        "DeletionDate": key.deletion_date.timestamp(),
+        "DeletionDate": deletion_date.timestamp(),
         "KeyState": PENDING_DELETION,
         "PendingWindowInDays": days,
     }

@@ -19,6 +19,7 @@ from typing import Any
 
 from keyorch.fakes.base import FakeError
 from keyorch.fakes.clock import FakeClock
+from keyorch.fakes.deadlines import Deadlines
 
 ENABLED = "Enabled"
 DISABLED = "Disabled"
@@ -115,6 +116,7 @@ class KmsStore:
         self.account = account
         self.keys: dict[str, KmsKey] = {}
         self.aliases: dict[str, KmsAlias] = {}
+        self.deletions = Deadlines()
         self._seq = 0
 
     def next_seq(self) -> int:
@@ -124,13 +126,21 @@ class KmsStore:
     def clear(self) -> None:
         self.keys.clear()
         self.aliases.clear()
+        self.deletions.clear()
+
+    def schedule_deletion(self, key: KmsKey, when: datetime) -> None:
+        key.deletion_date = when
+        self.deletions.add(when.timestamp(), key.key_id)
 
     def sweep(self) -> None:
         """Forget keys whose deletion date has passed, and their aliases (lazy deletion)."""
-        now = self.clock.now()
-        gone = [k.key_id for k in self.keys.values() if k.deletion_date is not None and k.deletion_date <= now]
-        for key_id in gone:
-            del self.keys[key_id]
+        now = self.clock.now().timestamp()
+        gone: list[str] = []
+        for key_id in self.deletions.due(now):
+            key = self.keys.get(key_id)
+            if key is not None and key.deletion_date is not None and key.deletion_date.timestamp() <= now:
+                del self.keys[key_id]
+                gone.append(key_id)
         if gone:
             dead = set(gone)
             for name in [a.name for a in self.aliases.values() if a.target_key_id in dead]:

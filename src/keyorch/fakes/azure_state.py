@@ -11,6 +11,7 @@ from typing import Any, Literal
 from keyorch.fakes.azure_crypto import DEFAULT_OPS, KEY_OPS, KeySpec, Material, bad_parameter, family, public_jwk
 from keyorch.fakes.base import FakeError
 from keyorch.fakes.clock import FakeClock
+from keyorch.fakes.deadlines import Deadlines
 
 MAX_TAGS = 15
 FULL_RETENTION_DAYS = 90
@@ -151,6 +152,7 @@ class KeyVault:
         self.purge_block_seconds = purge_block_seconds
         self.live: dict[str, VaultKey] = {}
         self.deleted: dict[str, VaultKey] = {}
+        self.purges = Deadlines()
         self.in_flight: dict[str, InFlight] = {}
         self.purge_blocked: dict[str, float] = {}
 
@@ -165,6 +167,7 @@ class KeyVault:
     def clear(self) -> None:
         self.live.clear()
         self.deleted.clear()
+        self.purges.clear()
         self.in_flight.clear()
         self.purge_blocked.clear()
 
@@ -175,8 +178,9 @@ class KeyVault:
             if flight.until <= now:
                 del self.in_flight[lname]
                 self._land(lname, flight)
-        for lname, key in list(self.deleted.items()):
-            if key.scheduled_purge_date is not None and key.scheduled_purge_date <= now:
+        for lname in self.purges.due(now):
+            key = self.deleted.get(lname)
+            if key is not None and key.scheduled_purge_date is not None and key.scheduled_purge_date <= now:
                 del self.deleted[lname]
         for lname, until in list(self.purge_blocked.items()):
             if until <= now:
@@ -185,6 +189,8 @@ class KeyVault:
     def _land(self, lname: str, flight: InFlight) -> None:
         if flight.kind == "delete":
             self.deleted[lname] = flight.key
+            if flight.key.scheduled_purge_date is not None:
+                self.purges.add(flight.key.scheduled_purge_date, lname)
         elif flight.kind == "recover":
             flight.key.deleted_date = flight.key.scheduled_purge_date = None
             self.live[lname] = flight.key

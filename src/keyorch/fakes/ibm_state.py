@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyorch.fakes.clock import FakeClock
+from keyorch.fakes.deadlines import Deadlines
 from keyorch.fakes.ibm_wire import KEY_TYPE, IbmError, b64, b64decode, iso, parse_time
 
 PRE_ACTIVE, ACTIVE, SUSPENDED, DEACTIVATED, DESTROYED = 0, 1, 2, 3, 5
@@ -235,9 +236,11 @@ class KeyProtectState:
     aliases: dict[str, str] = field(default_factory=dict)
     registrations: list[Registration] = field(default_factory=list)
     instance_policies: dict[str, Policy] = field(default_factory=dict)
+    purges: Deadlines = field(default_factory=Deadlines)
 
     def clear(self) -> None:
         self.keys.clear()
+        self.purges.clear()
         self.aliases.clear()
         self.registrations.clear()
         self.instance_policies.clear()
@@ -246,8 +249,10 @@ class KeyProtectState:
     def sweep(self) -> None:
         """Keys deleted 90 days ago are purged automatically."""
         now = self.clock.now()
-        for key in [k for k in self.keys.values() if k.deleted_at and now >= k.deleted_at + AUTO_PURGE]:
-            self.forget(key)
+        for key_id in self.purges.due(now.timestamp()):
+            key = self.keys.get(key_id)
+            if key is not None and key.deleted_at is not None and now >= key.deleted_at + AUTO_PURGE:
+                self.forget(key)
 
     def forget(self, key: IbmKey) -> None:
         self.keys.pop(key.id, None)
@@ -449,6 +454,7 @@ class KeyProtectState:
         if force:
             self.registrations = [r for r in self.registrations if r.key_id != key.id]
         key.deleted_at, key.deleted_by = now, user
+        self.purges.add((now + AUTO_PURGE).timestamp(), key.id)
         key.auth_by = key.auth_expires = None
         key.last_action = key.last_update = now
 
