@@ -83,7 +83,7 @@ class Demo:
         self.console.print(Rule(f"[bold]{escape(title)}"))
 
     async def keys_table(self) -> None:
-        async with self.store.transaction() as tx:
+        async with self.store.read() as tx:
             all_keys = await tx.list_keys(states=None)
         table = Table(title="keyorch: managed keys and their status in each keystore", title_justify="left")
         for column in ("key", "desired state", "keystore", "status", "sync", "reason"):
@@ -104,7 +104,7 @@ class Demo:
 
     async def fakes_table(self) -> None:
         """Each keystore's own words for each key, listed over its wire protocol."""
-        async with self.store.transaction() as tx:
+        async with self.store.read() as tx:
             labels = {k.id: k.label for k in await tx.list_keys(states=None)}
             connected = await tx.list_keystores()
         table = Table(title="what each provider reports (its own state words)", title_justify="left")
@@ -162,7 +162,7 @@ class Demo:
         payments = await keys.get_key(self.ctx, "payments")
         target = payments.target_for(aws)
         assert target is not None
-        async with self.store.transaction() as tx:
+        async with self.store.read() as tx:
             keystore = await tx.keystore(aws)
         client = await self.pool.client(keystore)
         await client.disable(KeyRef(target.key_id_in_keystore, payments.id))

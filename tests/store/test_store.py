@@ -216,3 +216,32 @@ async def test_out_of_sync_counts_per_keystore(store: Store) -> None:
         assert await tx.update_targets(key_id, key.generation, [flagged])
     async with store.read() as tx:
         assert await tx.out_of_sync_counts() == {ks_id: 1}
+
+
+async def test_sqlite_writers_of_one_process_take_turns_without_busy_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forty concurrent changes on SQLite all commit even with SQLite's own busy wait switched off:
+    this process's writers queue for the write lock instead of colliding in it ("database is locked")."""
+    monkeypatch.setattr("keyorch.store.engine.SQLITE_BUSY_TIMEOUT_MS", 0)
+    store = Store.from_url(f"sqlite:///{tmp_path / 'turns.db'}")
+    try:
+        await migrate(store.engine)
+        ctx, _, _ = await _populated(store)
+        made = await asyncio.gather(*(keys.create_key(ctx, template="t", label=f"c{i}") for i in range(40)))
+        assert len({k.id for k in made}) == 40
+        async with store.read() as tx:
+            assert await tx.count_keys() == 41
+            assert len(await tx.list_audit()) == 4 + 40
+    finally:
+        await store.close()
+
+
+async def test_a_write_transaction_inside_another_in_the_same_task_is_refused(store: Store) -> None:
+    """It could only wait for itself (SQLite) or deadlock on its own rows (PostgreSQL)."""
+    async with store.transaction():
+        with pytest.raises(RuntimeError, match="inside another one"):
+            async with store.transaction():
+                pass
+    async with store.transaction() as tx:  # the first one's end freed the turn
+        assert await tx.list_vaults() == []

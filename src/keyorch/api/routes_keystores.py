@@ -135,7 +135,7 @@ async def get_keystore(call: Call) -> web.StreamResponse:
 
 async def _last_known(call: Call, keystore: Keystore) -> dict[str, Any]:
     """What keyorch last observed in the keystore: per-key statuses and sync flags, and the last errors."""
-    async with call.deps.store.transaction() as tx:
+    async with call.deps.store.read() as tx:
         keys = await tx.keys_targeting(keystore.id)
     targets = [t for k in keys for t in k.targets if t.keystore_id == keystore.id]
     errors = [t for t in targets if t.last_error]

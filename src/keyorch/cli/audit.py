@@ -21,7 +21,7 @@ def audit() -> None:
 @with_service
 async def list_(state: CliState, ctx: ServiceContext, object_id: str | None, limit: int) -> None:
     """List audit records, oldest first."""
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.read() as tx:
         records = await tx.list_audit(object_id, limit)
     emit(
         state,
@@ -41,7 +41,7 @@ async def list_(state: CliState, ctx: ServiceContext, object_id: str | None, lim
 @with_service
 async def verify(state: CliState, ctx: ServiceContext) -> None:
     """Check the audit chain: exit 0 if every record is intact, 3 naming the first edited or missing one."""
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.read() as tx:
         result = await audit_chain.verify(tx.conn, ctx.master_key)
     if state.output == "json":
         emit(state, result.as_json())

@@ -95,7 +95,7 @@ async def page_keys(ctx: ServiceContext, flt: KeyFilter) -> tuple[int, list[Mana
 
 
 async def get_key(ctx: ServiceContext, ref: str) -> ManagedKey:
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.read() as tx:
         return await tx.key(ref)
 
 

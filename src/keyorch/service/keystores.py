@@ -186,19 +186,19 @@ async def disconnect_keystore(
 async def list_keystores(
     ctx: ServiceContext, vault: str | None = None, include_disconnected: bool = False
 ) -> list[Keystore]:
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.read() as tx:
         vault_id = (await tx.vault(vault)).id if vault else None
         return await tx.list_keystores(vault_id, include_disconnected=include_disconnected)
 
 
 async def get_keystore(ctx: ServiceContext, ref: str) -> Keystore:
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.read() as tx:
         return await tx.keystore(ref)
 
 
 async def keystore_names(ctx: ServiceContext) -> dict[str, str]:
     """id → name of every keystore ever connected (targets of disconnected ones keep their name)."""
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.read() as tx:
         return {k.id: k.name for k in await tx.list_keystores(include_disconnected=True)}
 
 

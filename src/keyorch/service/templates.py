@@ -74,11 +74,11 @@ async def create_template(
 
 
 async def list_templates(ctx: ServiceContext, vault: str | None = None) -> list[KeyTemplate]:
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.read() as tx:
         vault_id = (await tx.vault(vault)).id if vault else None
         return await tx.list_templates(vault_id)
 
 
 async def get_template(ctx: ServiceContext, ref: str) -> KeyTemplate:
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.read() as tx:
         return await tx.template(ref)

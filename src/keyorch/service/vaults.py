@@ -37,10 +37,10 @@ async def delete_vault(ctx: ServiceContext, ref: str, expected_version: int | No
 
 
 async def list_vaults(ctx: ServiceContext) -> list[Vault]:
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.read() as tx:
         return await tx.list_vaults()
 
 
 async def get_vault(ctx: ServiceContext, ref: str) -> Vault:
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.read() as tx:
         return await tx.vault(ref)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, select, update
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from keyorch.audit import AuditRecord
@@ -20,12 +24,21 @@ from keyorch.store import audit_chain, rows
 from keyorch.store.engine import READONLY_OPTION, create_engine
 from keyorch.store.schema import audit_log, intents, key_targets, keystores, managed_keys, templates, vaults
 
+# The task holding this process's turn to write (see Store.transaction); copied into tasks it starts.
+_WRITER: ContextVar[asyncio.Task[Any] | None] = ContextVar("keyorch_store_writer", default=None)
+WRITER_TURN_TIMEOUT_S = 60.0
+
 
 class Store:
-    """Owns the engine. ``async with store.transaction() as tx`` for every unit of work."""
+    """Owns the engine. ``async with store.transaction() as tx`` for every change; ``store.read()``
+    for a unit of work that only reads."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._queue_writers = engine.dialect.name == "sqlite"
+        self._writer_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -33,8 +46,40 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        async with self.engine.begin() as conn:
-            yield Transaction(conn)
+        """One writing unit of work. On SQLite, which admits one writer at a time, this process's
+        writers wait their turn in order (an asyncio lock) rather than in SQLite's busy handler, which
+        polls and lets a waiter starve past its timeout ("database is locked") when many workers
+        write at once; other processes (a CLI beside the daemon) still meet at SQLite's lock."""
+        task = asyncio.current_task()
+        if task is not None and _WRITER.get() is task:
+            raise RuntimeError("a write transaction was opened inside another one in the same task")
+        token = _WRITER.set(task)
+        try:
+            async with self._writer_turn(), self.engine.begin() as conn:
+                yield Transaction(conn)
+        finally:
+            _WRITER.reset(token)
+
+    @asynccontextmanager
+    async def _writer_turn(self) -> AsyncIterator[None]:
+        if not self._queue_writers:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        turn = self._writer_turns.get(loop)
+        if turn is None:
+            turn = self._writer_turns[loop] = asyncio.Lock()
+        try:
+            async with asyncio.timeout(WRITER_TURN_TIMEOUT_S):
+                await turn.acquire()
+        except TimeoutError:
+            raise SQLAlchemyTimeout(
+                f"waited {WRITER_TURN_TIMEOUT_S:.0f} s for this process's turn to write to the SQLite database"
+            ) from None
+        try:
+            yield
+        finally:
+            turn.release()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Transaction]:
