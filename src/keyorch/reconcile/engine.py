@@ -169,13 +169,13 @@ class Reconciler:
                     # The desired state moved since the key was read: act on nothing, read it again.
                     return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=True)
                 # A create that failed or was interrupted may have made a key whose answer was lost.
-                doubtful = await tx.creates_in_doubt(key.id)
-                for o in acting:
-                    action = "+".join(a.value for a in o.plan.actions)
-                    attempts = before[o.keystore_id].attempts + 1
-                    intents[o.keystore_id] = await tx.start_intent(
-                        key.id, o.keystore_id, key.generation, action, attempts, self.clock.now()
-                    )
+                if any(Action.CREATE in o.plan.actions for o in acting):
+                    doubtful = await tx.creates_in_doubt(key.id)
+                started = [
+                    (o.keystore_id, "+".join(a.value for a in o.plan.actions), before[o.keystore_id].attempts + 1)
+                    for o in acting
+                ]
+                intents = await tx.start_intents(key.id, key.generation, started, self.clock.now())
             await asyncio.gather(
                 *(
                     self._execute(key, before[o.keystore_id], keystores[o.keystore_id], o, o.keystore_id in doubtful)
@@ -187,15 +187,13 @@ class Reconciler:
             return KeyOutcome(key.id, key.label, key.state.value, outcomes)
         now = self.clock.now()
         async with self.store.transaction() as tx:
-            for keystore_id, intent in intents.items():
-                outcome = next(o for o in acting if o.keystore_id == keystore_id)
-                status = "failed" if outcome.error else "succeeded"
-                await tx.finish_intent(intent, status, outcome.error, now)
+            await tx.finish_intents(
+                [(intents[o.keystore_id], "failed" if o.error else "succeeded", o.error) for o in acting], now
+            )
             written = await tx.update_targets(key.id, key.generation, [o.target for o in changed])
             if written:
-                for o in changed:
-                    if o.target.sync_flag is SyncFlag.IN_SYNC:
-                        await tx.resolve_intents(key.id, o.keystore_id, now)
+                in_line = [o.keystore_id for o in changed if o.target.sync_flag is SyncFlag.IN_SYNC]
+                await tx.resolve_intents(key.id, in_line, now)
         return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=not written)
 
     async def _execute(

@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -399,48 +399,73 @@ class Transaction:
 
         Written only while the key's desired state is still at ``generation``: a result computed
         for an older desired state is dropped (the caller reconciles again). Returns whether written.
+        All targets go in one statement (executemany).
         """
         if await self.key_generation(key_id) != generation:
             return False
-        for target in targets:
-            values = rows.target_to_row(key_id, target)
-            await self.conn.execute(
-                update(key_targets)
-                .where(key_targets.c.key_id == key_id, key_targets.c.keystore_id == target.keystore_id)
-                .values(**{k: v for k, v in values.items() if k not in ("key_id", "keystore_id")})
+        if not targets:
+            return True
+        params = [{f"p_{k}": v for k, v in rows.target_to_row(key_id, t).items()} for t in targets]
+        columns = [k for k in params[0] if k not in ("p_key_id", "p_keystore_id")]
+        stmt = (
+            update(key_targets)
+            .where(
+                key_targets.c.key_id == bindparam("p_key_id"), key_targets.c.keystore_id == bindparam("p_keystore_id")
             )
+            .values({name.removeprefix("p_"): bindparam(name) for name in columns})
+        )
+        await self.conn.execute(stmt, params)
         return True
 
     # --- intents (journal of mutating provider calls) -------------------------------------
 
-    async def start_intent(
-        self, key_id: str, keystore_id: str, generation: int, action: str, attempts: int, now: datetime
-    ) -> int:
-        result = await self.conn.execute(
-            insert(intents).values(
-                key_id=key_id,
-                keystore_id=keystore_id,
-                generation=generation,
-                action=action,
-                status="started",
-                attempts=attempts,
-                started_at=now,
-            )
-        )
-        pk = result.inserted_primary_key
-        assert pk is not None
-        return int(pk[0])
+    async def start_intents(
+        self, key_id: str, generation: int, started: Sequence[tuple[str, str, int]], now: datetime
+    ) -> dict[str, int]:
+        """Journal the mutating calls about to be made, one per keystore as ``(keystore_id, action,
+        attempts)``, in one statement; return each keystore's intent id."""
+        if not started:
+            return {}
+        stmt = insert(intents).returning(intents.c.id, intents.c.keystore_id)  # matched by keystore, any order
+        params = [
+            {
+                "key_id": key_id,
+                "keystore_id": keystore_id,
+                "generation": generation,
+                "action": action,
+                "status": "started",
+                "attempts": attempts,
+                "started_at": now,
+            }
+            for keystore_id, action, attempts in started
+        ]
+        return {str(r.keystore_id): int(r.id) for r in await self.conn.execute(stmt, params)}
 
-    async def finish_intent(self, intent_id: int, status: str, error: str | None, now: datetime) -> None:
+    async def finish_intents(self, finished: Sequence[tuple[int, str, str | None]], now: datetime) -> None:
+        """Record the outcome of journalled calls, ``(intent_id, status, error)`` each, in one statement."""
+        if not finished:
+            return
+        stmt = (
+            update(intents)
+            .where(intents.c.id == bindparam("p_id"))
+            .values(status=bindparam("p_status"), last_error=bindparam("p_error"), finished_at=now)
+        )
         await self.conn.execute(
-            update(intents).where(intents.c.id == intent_id).values(status=status, last_error=error, finished_at=now)
+            stmt, [{"p_id": intent_id, "p_status": status, "p_error": error} for intent_id, status, error in finished]
         )
 
-    async def resolve_intents(self, key_id: str, keystore_id: str, now: datetime) -> int:
-        """Close every open intent of a target once it is in line with the desired state."""
+    async def resolve_intents(self, key_id: str, keystore_ids: Collection[str], now: datetime) -> int:
+        """Close every open intent of the key's targets on ``keystore_ids`` once they are in line with
+        the desired state."""
+        if not keystore_ids:
+            return 0
         result = await self.conn.execute(
             update(intents)
-            .where(intents.c.key_id == key_id, intents.c.keystore_id == keystore_id, intents.c.status == "started")
+            .where(
+                intents.c.key_id == key_id,
+                intents.c.keystore_id.in_(list(keystore_ids)),
+                intents.c.status == "started",
+            )
             .values(status="resolved", finished_at=now)
         )
         return int(result.rowcount)
