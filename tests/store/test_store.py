@@ -245,3 +245,26 @@ async def test_a_write_transaction_inside_another_in_the_same_task_is_refused(st
                 pass
     async with store.transaction() as tx:  # the first one's end freed the turn
         assert await tx.list_vaults() == []
+
+
+async def test_intents_are_journalled_finished_and_resolved_together(store: Store) -> None:
+    """One statement per kind: each keystore gets its own intent id back, outcomes land on the right
+    intents, and resolving closes only the still-open intents of the keystores named."""
+    ctx, ks_id, key_id = await _populated(store)
+    now = ctx.clock.now()
+    async with store.transaction() as tx:
+        ids = await tx.start_intents(
+            key_id, 1, [(ks_id, "create", 1), ("ks-b", "enable", 2), ("ks-c", "disable", 1)], now
+        )
+        assert set(ids) == {ks_id, "ks-b", "ks-c"} and len(set(ids.values())) == 3
+        interrupted = await tx.start_intents(key_id, 1, [("ks-c", "disable", 2)], now)
+        await tx.finish_intents([(ids[ks_id], "succeeded", None), (ids["ks-b"], "failed", "boom")], now)
+        assert await tx.resolve_intents(key_id, ["ks-b", "ks-c"], now) == 2  # both ks-c intents were open
+        assert await tx.resolve_intents(key_id, [], now) == 0
+    async with store.read() as tx:
+        assert await tx.open_intents(key_id) == []
+        rows = {r["id"]: r for r in (await tx.conn.execute(text("select * from intents"))).mappings()}
+    assert rows[ids[ks_id]]["status"] == "succeeded" and rows[ids[ks_id]]["action"] == "create"
+    assert rows[ids["ks-b"]]["status"] == "failed" and rows[ids["ks-b"]]["last_error"] == "boom"
+    assert rows[ids["ks-c"]]["status"] == rows[interrupted["ks-c"]]["status"] == "resolved"
+    assert rows[ids["ks-b"]]["attempts"] == 2
