@@ -240,6 +240,19 @@ async def test_list_keys_follows_next_link_with_skiptoken() -> None:
             assert (await vault.call("GET", "/keys", query={"$skiptoken": token})).codes[0] == "BadParameter"
 
 
+async def test_a_page_continues_after_its_last_name_even_when_that_key_is_gone() -> None:
+    """The skip token holds a position, not an index: keys deleted or added before it shift nothing."""
+    async with open_vault() as vault:
+        for i in range(6):
+            await vault.create(f"p-{i}")
+        first = await vault.call("GET", "/keys", maxresults="2")
+        assert [item["kid"].rsplit("/", 1)[1] for item in first.body["value"]] == ["p-0", "p-1"]
+        assert (await vault.call("DELETE", "/keys/p-1")).status == 200
+        await vault.create("a-new")  # sorts before the position: not on the later pages
+        second = await vault.raw("GET", first.body["nextLink"], headers={"Authorization": f"Bearer {vault.token}"})
+        assert [item["kid"].rsplit("/", 1)[1] for item in second.body["value"]] == ["p-2", "p-3"]
+
+
 async def test_list_versions_of_unknown_key_is_an_empty_page() -> None:
     async with open_vault() as vault:
         reply = await vault.call("GET", "/keys/ghost/versions")

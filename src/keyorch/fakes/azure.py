@@ -29,13 +29,14 @@ is 400 ``BadParameter``; 401 bodies use code ``Unauthorized``; nbf/exp refuse en
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import re
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
 from aiohttp import hdrs, web
@@ -51,6 +52,7 @@ API_VERSIONS = ("7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "
 LATEST_API_VERSION = API_VERSIONS[-1]
 NAME_PATTERN = re.compile(r"[0-9a-zA-Z-]{1,127}")
 MAX_RESULTS = 25
+T = TypeVar("T")
 SERVICE_VERSION = "1.9.2573.1"
 CRYPTO_OPERATIONS = {"encrypt": "Encrypt", "decrypt": "Decrypt", "wrapKey": "WrapKey", "unwrapKey": "UnwrapKey"}
 #: base codes that Key Vault spells differently
@@ -270,8 +272,11 @@ class AzureKeyVaultFake(ProviderFake):
         base = _base_url(request)
         return web.json_response(self.vault.key_bundle(base, key, key.latest) | self.vault.deleted_fields(base, key))
 
-    def _page(self, request: web.Request, items: list[tuple[str, dict[str, Any]]]) -> web.Response:
-        """One page of ``items`` (sorted ``(position, document)`` pairs), with an absolute ``nextLink``."""
+    def _page(
+        self, request: web.Request, items: Sequence[tuple[str, T]], render: Callable[[T], dict[str, Any]]
+    ) -> web.Response:
+        """One page of ``items`` (``(position, record)`` pairs sorted by position), each record rendered
+        by ``render`` only when it is on the page, with an absolute ``nextLink``."""
         raw_max = request.query.get("maxresults", str(MAX_RESULTS))
         if not raw_max.isdigit() or not 1 <= int(raw_max) <= MAX_RESULTS:
             raise bad_parameter(f"maxresults must be an integer between 1 and {MAX_RESULTS}.")
@@ -284,16 +289,16 @@ class AzureKeyVaultFake(ProviderFake):
                 raise bad_parameter("The $skiptoken is not valid.") from exc
             if not isinstance(after, str):
                 raise bad_parameter("The $skiptoken is not valid.")
-        remaining = [(pos, doc) for pos, doc in items if pos > after]
-        page = remaining[:size]
+        start = bisect.bisect_right(items, after, key=lambda item: item[0])
+        page = items[start : start + size]
         next_link = None
-        if len(remaining) > size:
+        if len(items) > start + size:
             token = b64url(json.dumps({"after": page[-1][0]}).encode())
             version = request.query["api-version"]
             next_link = (
                 f"{_base_url(request)}{request.path}?api-version={quote(version)}&$skiptoken={token}&maxresults={size}"
             )
-        return web.json_response({"value": [doc for _, doc in page], "nextLink": next_link})
+        return web.json_response({"value": [render(record) for _, record in page], "nextLink": next_link})
 
     # -- handlers ----------------------------------------------------------------------------
 
@@ -326,21 +331,16 @@ class AzureKeyVaultFake(ProviderFake):
 
     async def _list_keys(self, request: web.Request, route: Route) -> web.Response:
         base = _base_url(request)
-        items = [
-            (k.name.lower(), self.vault.key_item(base, k, k.latest, with_version=False)) for k in self.vault.list_live()
-        ]
-        return self._page(request, items)
+        items = [(k.name.lower(), k) for k in self.vault.list_live()]
+        return self._page(request, items, lambda k: self.vault.key_item(base, k, k.latest, with_version=False))
 
     async def _list_versions(self, request: web.Request, route: Route) -> web.Response:
         name = _valid_name(route.name)
         self.vault.settle()
         key = self.vault.live.get(name.lower())
         base = _base_url(request)
-        versions = key.versions if key is not None else []
-        items = [
-            (f"{i:08d}", self.vault.key_item(base, key, v, with_version=True)) for i, v in enumerate(versions) if key
-        ]
-        return self._page(request, items)
+        items = [(f"{i:08d}", (key, v)) for i, v in enumerate(key.versions)] if key is not None else []
+        return self._page(request, items, lambda kv: self.vault.key_item(base, kv[0], kv[1], with_version=True))
 
     async def _delete(self, request: web.Request, route: Route) -> web.Response:
         return self._deleted_bundle(request, self.vault.delete(_valid_name(route.name)))
@@ -350,14 +350,12 @@ class AzureKeyVaultFake(ProviderFake):
 
     async def _list_deleted(self, request: web.Request, route: Route) -> web.Response:
         base = _base_url(request)
-        items = [
-            (
-                k.name.lower(),
-                self.vault.key_item(base, k, k.latest, with_version=False) | self.vault.deleted_fields(base, k),
-            )
-            for k in self.vault.list_deleted()
-        ]
-        return self._page(request, items)
+        items = [(k.name.lower(), k) for k in self.vault.list_deleted()]
+        return self._page(
+            request,
+            items,
+            lambda k: self.vault.key_item(base, k, k.latest, with_version=False) | self.vault.deleted_fields(base, k),
+        )
 
     async def _recover(self, request: web.Request, route: Route) -> web.Response:
         key = self.vault.recover(_valid_name(route.name))
