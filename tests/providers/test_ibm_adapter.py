@@ -189,6 +189,27 @@ async def test_create_replayed_after_a_lost_answer_is_one_key(
     assert observation.key_id_in_keystore == fake.state_snapshot()["keys"][0]["id"]
 
 
+async def test_an_action_whose_answer_was_lost_is_read_not_resent(
+    adapter_env: tuple[KeyProtectClient, KeyProtectFake],
+) -> None:
+    """Key Protect refuses a repeated action with 409; after a cut-short answer the adapter reads the
+    key, finds the action done, and sends nothing more (the chaos test counts any such refusal)."""
+    client, fake = adapter_env
+    managed = str(uuid.uuid4())
+    created = await client.ensure_key(managed, SPEC)
+    ref = KeyRef(created.key_id_in_keystore, managed)
+    for action, operation, state in (
+        ("disable", "DisableKey", KeyState.DEACTIVATED),
+        ("enable", "EnableKey", KeyState.ACTIVE),
+    ):
+        fake.clock.advance(31)  # past Key Protect's 30 s pause between two actions on a key
+        faults(fake, {"operation": operation, "sequence": ["truncate"]})
+        observation = await getattr(client, action)(ref)
+        assert observation.state is state
+        assert fake.log.counts[operation] == 1, [(e.operation, e.status, e.fault) for e in fake.log.entries]
+    assert not [e for e in fake.log.entries if e.status == 409]
+
+
 async def test_create_after_a_503_is_retried(adapter_env: tuple[KeyProtectClient, KeyProtectFake]) -> None:
     client, fake = adapter_env
     faults(fake, {"operation": "CreateKey", "sequence": ["error_503", "ok"]})

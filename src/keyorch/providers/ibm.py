@@ -213,17 +213,27 @@ class KeyProtectClient(KeystoreClient):
         if found is not None and found.state is done:
             return found  # already there (read by alias): nothing to send
         url = f"{self._base}/{quote(key_id, safe='')}/actions/{action}"
+
+        async def reached() -> Observation | None:
+            current = await self._read(key_id, ref.managed_key_id)
+            return current if current is not None and current.state is done else None
+
+        async def send() -> Observation:
+            await self.transport.request("POST", url, operation=operation, idempotent=False, headers=self._headers)
+            raw = "1 active" if done is KeyState.ACTIVE else "2 suspended"
+            return Observation(key_id, ref.managed_key_id, done, raw_state=raw)
+
         try:
-            await self.transport.request("POST", url, operation=operation, idempotent=True, headers=self._headers)
+            # Key Protect refuses a repeated action (409), so an action whose answer was lost is never
+            # resent blindly: the next attempt first reads whether it took effect (retry.call_checked).
+            return await self.transport.request_checked(send, reached)
         except Conflict as exc:
             if exc.provider_code != "KEY_ACTION_INVALID_STATE_ERR":
                 raise
-            current = await self._read(key_id, ref.managed_key_id)
-            if current is not None and current.state is done:
+            current = await reached()
+            if current is not None:
                 return current  # a repeat: Key Protect refuses it, keyorch treats it as done
             raise
-        raw = "1 active" if done is KeyState.ACTIVE else "2 suspended"
-        return Observation(key_id, ref.managed_key_id, done, raw_state=raw)
 
     async def enable(self, ref: KeyRef) -> Observation:
         return await self._action(ref, "enable", "EnableKey", KeyState.ACTIVE)
