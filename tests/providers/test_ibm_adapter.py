@@ -210,6 +210,21 @@ async def test_an_action_whose_answer_was_lost_is_read_not_resent(
     assert not [e for e in fake.log.entries if e.status == 409]
 
 
+async def test_a_delete_whose_answer_was_lost_is_read_not_resent(
+    adapter_env: tuple[KeyProtectClient, KeyProtectFake],
+) -> None:
+    client, fake = adapter_env
+    managed = str(uuid.uuid4())
+    key = await client.ensure_key(managed, SPEC)
+    fake.clock.advance(31)
+    await client.disable(key.ref)
+    faults(fake, {"operation": "DeleteKey", "sequence": ["truncate"]})
+    pending = await client.schedule_destruction(key.ref)
+    assert pending.destruction_pending
+    assert fake.log.counts["DeleteKey"] == 1
+    assert not [e for e in fake.log.entries if e.status == 409]
+
+
 async def test_create_after_a_503_is_retried(adapter_env: tuple[KeyProtectClient, KeyProtectFake]) -> None:
     client, fake = adapter_env
     faults(fake, {"operation": "CreateKey", "sequence": ["error_503", "ok"]})

@@ -48,11 +48,12 @@ from keyorch.fakes.base import FakeError, ProviderFake, read_json_object
 from keyorch.fakes.clock import FakeClock
 from keyorch.fakes.faults import ProviderFaults
 
+T = TypeVar("T")
+
 API_VERSIONS = ("7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01")
 LATEST_API_VERSION = API_VERSIONS[-1]
 NAME_PATTERN = re.compile(r"[0-9a-zA-Z-]{1,127}")
 MAX_RESULTS = 25
-T = TypeVar("T")
 SERVICE_VERSION = "1.9.2573.1"
 CRYPTO_OPERATIONS = {"encrypt": "Encrypt", "decrypt": "Decrypt", "wrapKey": "WrapKey", "unwrapKey": "UnwrapKey"}
 #: base codes that Key Vault spells differently

@@ -224,8 +224,7 @@ class KeyProtectClient(KeystoreClient):
             return Observation(key_id, ref.managed_key_id, done, raw_state=raw)
 
         try:
-            # Key Protect refuses a repeated action (409), so an action whose answer was lost is never
-            # resent blindly: the next attempt first reads whether it took effect (retry.call_checked).
+            # A repeated action is refused (409): one whose answer was lost is read, not resent.
             return await self.transport.request_checked(send, reached)
         except Conflict as exc:
             if exc.provider_code != "KEY_ACTION_INVALID_STATE_ERR":
@@ -246,22 +245,32 @@ class KeyProtectClient(KeystoreClient):
         if found is not None and (found.destruction_pending or found.state is KeyState.DESTROYED):
             return found
         url = f"{self._base}/{quote(key_id, safe='')}" + ("?force=true" if force else "")
-        try:
-            result = await self.transport.request(
-                "DELETE", url, operation="DeleteKey", idempotent=True, headers=self._delete_headers
-            )
-        except NotFound:
-            return Observation(key_id, ref.managed_key_id, KeyState.DESTROYED, raw_state="absent (purged)")
-        except Conflict as exc:
-            if exc.provider_code != "KEY_DELETED_ERR":
-                raise
-            result = None  # already deleted: a repeat
-        if result is not None and result.json_body is not None:
-            return single_key(result, ref.managed_key_id)
-        current = await self._read(key_id, ref.managed_key_id)  # 204 (return=minimal) or a repeat's 410
-        if current is None:
-            return Observation(key_id, ref.managed_key_id, KeyState.DESTROYED, raw_state="absent (purged)")
-        return current
+        purged = Observation(key_id, ref.managed_key_id, KeyState.DESTROYED, raw_state="absent (purged)")
+
+        async def deleted() -> Observation | None:
+            current = await self._read(key_id, ref.managed_key_id)
+            if current is None:
+                return purged
+            return current if current.destruction_pending or current.state is KeyState.DESTROYED else None
+
+        async def send() -> Observation:
+            try:
+                result = await self.transport.request(
+                    "DELETE", url, operation="DeleteKey", idempotent=False, headers=self._delete_headers
+                )
+            except NotFound:
+                return purged
+            except Conflict as exc:
+                if exc.provider_code != "KEY_DELETED_ERR":
+                    raise
+                result = None  # already deleted: a repeat
+            if result is not None and result.json_body is not None:
+                return single_key(result, ref.managed_key_id)
+            current = await self._read(key_id, ref.managed_key_id)  # 204 (return=minimal) or a repeat's 410
+            return purged if current is None else current
+
+        # A repeated DELETE is refused (KEY_DELETED_ERR): one whose answer was lost is read, not resent.
+        return await self.transport.request_checked(send, deleted)
 
     async def validate(self) -> Health:
         try:
