@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from keyorch.api.app import ROUTES
-from keyorch.service import keys
+from keyorch.service import keys, templates
 from tests.api.conftest import API, Api, auth, error_of
 
 ROLES = ("none", "reader", "creator", "deployer", "admin")
@@ -83,6 +83,21 @@ async def _new_key(api: Api) -> Prepared:
     return Prepared("/managed_keys", body={"template": tmpl, "label": api.unique("k")})
 
 
+async def _new_active_key(api: Api) -> Prepared:
+    """A key asked to start active: it is deployed at once, so creating it needs the deployer's permission too."""
+    _, tmpl = await api.shared()
+    return Prepared("/managed_keys", body={"template": tmpl, "label": api.unique("k"), "state": "active"})
+
+
+async def _new_key_from_active_template(api: Api) -> Prepared:
+    """A key whose template starts keys active (no state in the request)."""
+    vault, _ = await api.shared()
+    ctx = api.ctx()
+    ks = await api.keystore(vault)
+    tmpl = await templates.create_template(ctx, vault=vault, name=api.unique("ta"), keystores=[ks], state="active")
+    return Prepared("/managed_keys", body={"template": tmpl.id, "label": api.unique("k")})
+
+
 def key_in(state: str, suffix: str = "", dual_auth: bool = False, authorized: bool = False) -> Setup:
     async def setup(api: Api) -> Prepared:
         key = await api.key(state=state, dual_auth=dual_auth)
@@ -94,7 +109,8 @@ def key_in(state: str, suffix: str = "", dual_auth: bool = False, authorized: bo
 
 
 R, W = 200, 201
-#: operation id → (method, setup, statuses for none, reader, creator, deployer, admin)
+#: operation id (":" and a variant where one operation needs different roles by its input)
+#: → (method, setup, statuses for none, reader, creator, deployer, admin)
 MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
     "get_openapi": ("GET", static("/openapi.json"), (R, R, R, R, R)),
     "list_vaults": ("GET", static("/vaults"), (401, R, R, R, R)),
@@ -111,6 +127,8 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
     "get_template": ("GET", _template, (401, R, R, R, R)),
     "list_managed_keys": ("GET", static("/managed_keys"), (401, R, R, R, R)),
     "create_managed_key": ("POST", _new_key, (401, 403, W, 403, W)),
+    "create_managed_key:active": ("POST", _new_active_key, (401, 403, 403, 403, W)),
+    "create_managed_key:active_template": ("POST", _new_key_from_active_template, (401, 403, 403, 403, W)),
     "get_managed_key": ("GET", key_in("pre_active"), (401, R, R, R, R)),
     "get_status_in_keystores": ("GET", key_in("active", "/status_in_keystores"), (401, R, R, R, R)),
     "remove_managed_key": ("DELETE", key_in("destroyed"), (401, 403, 403, 403, 204)),
@@ -128,7 +146,7 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
 
 
 def test_matrix_covers_every_route() -> None:
-    assert set(MATRIX) == {r.operation_id for r in ROUTES} | {"get_openapi"}
+    assert {op.split(":")[0] for op in MATRIX} == {r.operation_id for r in ROUTES} | {"get_openapi"}
 
 
 async def test_role_matrix(api: Api) -> None:
@@ -209,3 +227,20 @@ async def test_refusals_by_role_are_audited(api: Api) -> None:
     refused = [r for r in records if r.outcome == "refused"]
     assert [(r.user, r.source, r.action) for r in refused] == [("reader", "api", "key.activate")]
     assert refused[0].detail is not None and refused[0].detail.startswith("forbidden:")
+
+
+async def test_a_creator_cannot_create_a_key_that_starts_active(api: Api) -> None:
+    """Separation of duties: a Key Custodian - Creator's key starting active would be deployed with no deployer."""
+    _, tmpl = await api.shared()
+    body = {"template": tmpl, "label": api.unique("k"), "state": "active"}
+    resp = await api.request("POST", "/managed_keys", user="creator", json=body)
+    assert resp.status == 403
+    message = (await error_of(resp))["errors"][0]["message"]
+    assert "creating a key that starts active needs the permissions to create and deploy" in message
+    assert "vault_administrator" in message
+    async with api.store.read() as tx:
+        assert not await tx.label_taken((await api.shared())[0], body["label"])
+        records = await tx.list_audit(object_id=body["label"])
+    assert [(r.user, r.action, r.outcome) for r in records] == [("creator", "key.create", "refused")]
+    pre_active = await api.request("POST", "/managed_keys", user="creator", json={**body, "state": "pre_active"})
+    assert pre_active.status == 201 and (await pre_active.json())["state"] == "pre_active"

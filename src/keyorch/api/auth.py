@@ -44,6 +44,15 @@ GRANTED_BY: dict[Permission, frozenset[Role]] = {
 }
 
 
+#: Several permissions an operation needs together.
+Permissions = tuple[Permission, ...]
+
+
+def granting(*permissions: Permission) -> frozenset[Role]:
+    """The roles that grant every one of ``permissions``."""
+    return frozenset.intersection(*(GRANTED_BY[p] for p in permissions))
+
+
 @dataclass(frozen=True)
 class Principal:
     user: str
@@ -56,12 +65,20 @@ class Principal:
         role = self.role_in(vault_name)
         return role is not None and role in GRANTED_BY[permission]
 
-    def require(self, permission: Permission, vault_name: str, action: str) -> Role:
-        """The role that allows ``action`` in the vault; ``Forbidden`` (403) naming what is needed otherwise."""
+    def require(self, permission: Permission | Permissions, vault_name: str, action: str) -> Role:
+        """The role that allows ``action`` in the vault; ``Forbidden`` (403) naming what is needed otherwise.
+
+        With several permissions (e.g. creating a key that starts active: create *and* deploy), the
+        caller's role must grant every one of them.
+        """
+        wanted = permission if isinstance(permission, tuple) else (permission,)
+        roles = granting(*wanted)
         role = self.role_in(vault_name)
-        if role is not None and role in GRANTED_BY[permission]:
+        if role is not None and role in roles:
             return role
-        needed = " or ".join(sorted(GRANTED_BY[permission]))
+        needed = " or ".join(sorted(roles))
+        if len(wanted) > 1:
+            needed = f"the permissions to {' and '.join(wanted)} ({needed})"
         has = f"has the role {role}" if role is not None else "has no role"
         raise Forbidden(f"user {self.user} {has} in vault {vault_name}; {action} needs {needed}", target="vault")
 

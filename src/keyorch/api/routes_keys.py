@@ -8,6 +8,7 @@ from keyorch.api.auth import ALL_VAULTS, GRANTED_BY, Permission
 from keyorch.api.models import KeyCreate, KeyFilterQuery
 from keyorch.api.routing import PREFIX, Call, Route, respond
 from keyorch.domain.models import ManagedKey
+from keyorch.domain.states import KeyState
 from keyorch.service import keys as ops
 from keyorch.service.keystores import keystore_names
 from keyorch.service.templates import get_template
@@ -53,7 +54,18 @@ async def create_key(call: Call) -> web.StreamResponse:
     body = call.parsed(KeyCreate, call.body)
     template = await get_template(call.context(), body.template)
     vault = await call.vault(template.vault_id)
-    ctx = await call.authorize(Permission.CREATE, vault.name, "key.create", "key", body.label)
+    if ops.initial_state(template, body.state) is KeyState.ACTIVE:
+        # a key that starts active is deployed at once: separation of duties wants the deployer's permission too
+        ctx = await call.authorize(
+            (Permission.CREATE, Permission.DEPLOY),
+            vault.name,
+            "key.create",
+            "key",
+            body.label,
+            what="creating a key that starts active",
+        )
+    else:
+        ctx = await call.authorize(Permission.CREATE, vault.name, "key.create", "key", body.label)
     key = await ops.create_key(ctx, template=template.id, label=body.label, state=body.state)
     call.changed(key.id)
     return await key_response(call, key, status=201)

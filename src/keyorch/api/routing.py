@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from keyorch.api.auth import Authenticator, Permission, Principal
+from keyorch.api.auth import Authenticator, Permission, Permissions, Principal
 from keyorch.api.errors import (
     InvalidJson,
     PreconditionRequired,
@@ -124,13 +124,23 @@ class Call:
         await ctx.change(action, object_type, ref, body)
 
     async def authorize(
-        self, permission: Permission, vault_name: str, action: str, object_type: str, ref: str | None
+        self,
+        permission: Permission | Permissions,
+        vault_name: str,
+        action: str,
+        object_type: str,
+        ref: str | None,
+        *,
+        what: str | None = None,
     ) -> ServiceContext:
-        """A service context acting with the caller's role in the vault; a refusal is audited and raised (403)."""
+        """A service context acting with the caller's role in the vault; a refusal is audited and raised (403).
+
+        ``what`` describes the operation in the refusal (default: the audit action).
+        """
         role = self.principal.role_in(vault_name)
         ctx = self.context(role.value if role is not None else None)
         try:
-            self.principal.require(permission, vault_name, action)
+            self.principal.require(permission, vault_name, what or action)
         except KeyorchError as exc:
             await self.refuse(ctx, action, object_type, ref, exc)
         return ctx

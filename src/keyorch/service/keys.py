@@ -11,7 +11,7 @@ from typing import Any
 
 from keyorch.domain import rules
 from keyorch.domain.errors import Conflict, InvalidInput
-from keyorch.domain.models import ManagedKey, TargetStatus
+from keyorch.domain.models import KeyTemplate, ManagedKey, TargetStatus
 from keyorch.domain.states import KeyAction, KeyState
 from keyorch.domain.validation import check_label, parse_initial_state, parse_state, render_name
 from keyorch.service.context import Change, ServiceContext
@@ -19,9 +19,15 @@ from keyorch.service.versions import check_version
 from keyorch.store.repository import Transaction
 
 
+def initial_state(template: KeyTemplate, requested: str | None) -> KeyState:
+    """The state a new key starts in: the one requested, else the template's."""
+    return parse_initial_state(requested) if requested is not None else template.initial_state
+
+
 async def create_key(ctx: ServiceContext, *, template: str, label: str, state: str | None = None) -> ManagedKey:
     check_label(label)
-    requested = parse_initial_state(state) if state is not None else None
+    if state is not None:
+        parse_initial_state(state)
 
     async def body(tx: Transaction) -> tuple[ManagedKey, Change]:
         tmpl = await tx.template(template)
@@ -41,7 +47,7 @@ async def create_key(ctx: ServiceContext, *, template: str, label: str, state: s
             template_id=tmpl.id,
             algorithm=tmpl.algorithm,
             size=tmpl.size,
-            state=requested or tmpl.initial_state,
+            state=initial_state(tmpl, state),
             created_at=now,
             updated_at=now,
             targets=rules.new_targets(connected, now),
