@@ -150,9 +150,15 @@ ApiFactory = Callable[..., Awaitable[Api]]
 
 
 @pytest.fixture
-async def api_factory(db_dir: Path) -> AsyncIterator[ApiFactory]:
-    """Start the API app over one migrated SQLite file; keyword arguments replace create_api_app's."""
-    store = Store.from_url(f"sqlite:///{db_dir / 'keyorch.db'}")
+def api_db_url(db_dir: Path) -> str:
+    """The API's database: a SQLite file (a test module can override this fixture, e.g. with ``db_url``)."""
+    return f"sqlite:///{db_dir / 'keyorch.db'}"
+
+
+@pytest.fixture
+async def api_factory(api_db_url: str) -> AsyncIterator[ApiFactory]:
+    """Start the API app over one migrated database; keyword arguments replace create_api_app's."""
+    store = Store.from_url(api_db_url)
     await migrate(store.engine)
     clients: list[TestClient[Any, Any]] = []
 

@@ -24,7 +24,7 @@ from tests.api.conftest import API, Api, ApiFactory, auth, error_of
         ("POST", "/api/v4/vaults", b"", 400, "invalid_json"),
         ("POST", "/api/v4/vaults", b"[1, 2]", 400, "invalid_json"),
         ("POST", "/api/v4/vaults", b'{"name": NaN}', 400, "invalid_json"),
-        ("POST", "/api/v4/vaults", b'{"name": "\\ud800"}', 400, "invalid_json"),
+        ("POST", "/api/v4/vaults", b'{"name": "\\ud800"}', 400, "invalid_input"),
         ("POST", "/api/v4/vaults", b"\xff\xfe", 400, "invalid_json"),
         ("POST", "/api/v4/vaults", b"[" * 100_000 + b"]" * 100_000, 400, "invalid_json"),
         ("POST", "/api/v4/vaults", b'{"name": "' + b"a" * (MAX_BODY_BYTES + 1) + b'"}', 413, "request_too_large"),

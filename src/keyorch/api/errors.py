@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from keyorch.domain.errors import Conflict, InvalidInput, KeyorchError
+from keyorch.domain.validation import check_text, shown
 
 log = structlog.get_logger(__name__)
 
@@ -85,11 +86,6 @@ def error_response(
     return web.json_response(error_body(status, errors), status=status, headers=headers)
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def validation_errors(exc: ValidationError, where: str) -> list[tuple[str, str, str | None]]:
     """One entry per problem, naming the field, the value given and what is allowed."""
     found: list[tuple[str, str, str | None]] = []
@@ -101,7 +97,7 @@ def validation_errors(exc: ValidationError, where: str) -> list[tuple[str, str, 
         elif err["type"] == "extra_forbidden":
             message = f"{where} field {loc} is not allowed here"
         else:
-            value = "" if secret else f" (got {_shown(err.get('input'))})"
+            value = "" if secret else f" (got {shown(err.get('input'))})"
             message = f"{where} field {loc or '(document)'} is not valid{value}: {err['msg']}"
         found.append(("invalid_input", message, loc or None))
     return found
@@ -145,31 +141,36 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def parse_json(raw: bytes) -> Any:
-    """Parse a request body; refuse malformed, non-UTF-8, NaN/Infinity and over-deep JSON as 400."""
+    """Parse a request body; refuse malformed, non-UTF-8, NaN/Infinity and over-deep JSON as 400, and strings
+    no store can hold (NUL, unpaired surrogates) as 400 naming the field."""
 
     def _refuse_constant(name: str) -> Any:
         raise ValueError(f"{name} is not allowed")
 
     try:
         doc = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-        check_text(doc)
     except (ValueError, RecursionError) as exc:
         detail = str(exc).split("\n")[0][:120] if isinstance(exc, ValueError) else "nested too deeply"
         raise InvalidJson(f"the request body is not valid JSON: {detail}", target="body") from None
+    check_strings(doc, "body", ())
     return doc
 
 
-def check_text(value: Any) -> None:
-    """Refuse strings that are not valid Unicode text (JSON allows lone surrogates like "\\ud800")."""
+def check_strings(value: Any, where: str, path: tuple[str, ...]) -> None:
+    """Every string of a parsed body or query, names included, passes ``validation.check_text``; the error
+    names the field by its path (and never shows the value of a secret field)."""
     if isinstance(value, str):
+        field = f"{where} field {'.'.join(path)}" if path else where
         try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("a string holds an unpaired surrogate (\\ud800-\\udfff)") from None
+            check_text(field, value)
+        except InvalidInput as exc:
+            if path and path[0] in SECRET_FIELDS:
+                raise InvalidInput(f"{field} is not valid text (NUL or unpaired surrogate)", target=path[-1]) from None
+            raise InvalidInput(exc.message, target=path[-1] if path else where) from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            check_text(key)
-            check_text(item)
+            check_strings(key, where, (*path, "(name)"))
+            check_strings(item, where, (*path, str(key)))
     elif isinstance(value, list):
-        for item in value:
-            check_text(item)
+        for index, item in enumerate(value):
+            check_strings(item, where, (*path, str(index)))

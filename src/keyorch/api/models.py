@@ -1,11 +1,13 @@
 """Request bodies and query strings of the API, validated by pydantic (and described in the OpenAPI document).
 
 The models check types and shapes only; names, labels, endpoints, algorithms and the lifecycle are
-checked by the service functions behind them, so the API and the CLI refuse the same input alike.
+checked by the service functions behind them (``domain.validation``), so the API and the CLI refuse the
+same input alike, with the same message.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
@@ -17,6 +19,15 @@ from keyorch.providers.limits import MAX_CONCURRENCY_LIMIT
 
 _Ref = Field(min_length=1, max_length=256)
 _Setting = Field(default=None, min_length=1, max_length=2048)
+
+
+def _checked(regex: re.Pattern[str], description: str) -> Any:
+    """A field the service checks (``domain.validation``, the same check the CLI runs); the document shows
+    the rule as a JSON Schema pattern (anchored: JSON Schema patterns match anywhere)."""
+    return Field(description=description, json_schema_extra={"pattern": f"^{regex.pattern}$"})
+
+
+_NAME = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 class Body(BaseModel):
@@ -32,7 +43,7 @@ class Query(BaseModel):
 
 
 class VaultCreate(Body):
-    name: str = Field(pattern=NAME_RE.pattern, description="1-64 letters, digits, '.', '_' or '-'")
+    name: str = _checked(NAME_RE, _NAME)
     dual_auth: StrictBool = Field(default=False, description="deleting a key needs two different users (seed 002)")
 
 
@@ -40,7 +51,7 @@ class KeystoreConnect(Body):
     """The fields of `keyorch keystore connect`; credentials inline (stored encrypted) or from the environment."""
 
     vault: str = _Ref
-    name: str = Field(pattern=NAME_RE.pattern)
+    name: str = _checked(NAME_RE, _NAME)
     type: KeystoreType
     endpoint: str | None = _Setting
     region: str | None = _Setting
@@ -75,7 +86,7 @@ class KeystoreConnect(Body):
 
 class TemplateCreate(Body):
     vault: str = _Ref
-    name: str = Field(pattern=NAME_RE.pattern)
+    name: str = _checked(NAME_RE, _NAME)
     keystores: list[str] = Field(min_length=1, max_length=64, description="keystore ids or names")
     algorithm: str = Field(default="aes", min_length=1, max_length=16)
     size: StrictInt = Field(default=256, ge=1, le=65536)
@@ -85,7 +96,7 @@ class TemplateCreate(Body):
 
 class KeyCreate(Body):
     template: str = _Ref
-    label: str = Field(pattern=LABEL_RE.pattern)
+    label: str = _checked(LABEL_RE, "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
     state: Literal["pre_active", "active"] | None = Field(default=None, description="defaults to the template's")
 
 

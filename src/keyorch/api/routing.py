@@ -18,7 +18,7 @@ from keyorch.api.auth import Authenticator, Permission, Permissions, Principal
 from keyorch.api.errors import (
     InvalidJson,
     PreconditionRequired,
-    check_text,
+    check_strings,
     error_response,
     parse_json,
     validation_errors,
@@ -26,8 +26,9 @@ from keyorch.api.errors import (
 from keyorch.audit import Actor
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
-from keyorch.domain.errors import InvalidInput, KeyorchError, StaleVersion
+from keyorch.domain.errors import KeyorchError, StaleVersion
 from keyorch.domain.models import Vault
+from keyorch.domain.validation import check_text
 from keyorch.service import vaults
 from keyorch.service.context import Change, ServiceContext
 from keyorch.store.repository import Store, Transaction
@@ -234,13 +235,11 @@ async def _read_body(request: web.Request, model: type[M]) -> M:
 
 def _read_query(request: web.Request, model: type[M]) -> M:
     values: Mapping[str, str] = {k: request.query.getone(k) for k in request.query}
+    check_strings(dict(values), "query", ())
     try:
-        check_text(dict(values))
         return model.model_validate(values)
-    except ValueError as exc:
-        if isinstance(exc, ValidationError):
-            raise _Invalid(exc, "query") from None
-        raise InvalidInput(f"the query string is not valid text: {exc}", target="query") from None
+    except ValidationError as exc:
+        raise _Invalid(exc, "query") from None
 
 
 class _Invalid(Exception):
@@ -255,10 +254,7 @@ def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRe
         principal = deps.authenticator.authenticate(request) if route.permission is not None else None
         call = Call(request, deps, principal)
         if "id" in request.match_info:
-            try:
-                check_text(request.match_info["id"])
-            except ValueError:
-                raise InvalidInput("the id in the path is not valid text", target="id") from None
+            check_text("id", request.match_info["id"])
         try:
             if route.query is not None:
                 call.query = _read_query(request, route.query)

@@ -16,12 +16,13 @@ from keyorch.domain.errors import InvalidInput
 from keyorch.domain.models import KeystoreType
 from keyorch.domain.states import INITIAL_STATES, KeyState
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_REGION_RE = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
-_GCP_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,63}$")
-_GCP_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-_INSTANCE_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+# Every pattern is matched whole (``fullmatch``): with ``match``, ``$`` also matches before a final newline.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_REGION_RE = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")
+_GCP_ID_RE = re.compile(r"[a-zA-Z0-9_-]{1,63}")
+_GCP_PROJECT_RE = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
+_INSTANCE_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 #: Algorithms and sizes keyorch manages, per keystore type (Azure stores AES keys only in a Managed HSM).
 ALGORITHM_SUPPORT: dict[KeystoreType, dict[str, frozenset[int]]] = {
@@ -35,10 +36,37 @@ ALGORITHMS: dict[str, frozenset[int]] = {"aes": frozenset({128, 192, 256}), "rsa
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
-def check_name(field: str, value: str) -> str:
-    if not NAME_RE.match(value):
+def shown(value: str, limit: int = 80) -> str:
+    """``value`` as it may appear in an error message: quoted, escaped, and cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_text(field: str, value: str) -> str:
+    """Refuse text that no store can hold: a NUL character (PostgreSQL text cannot) or an unpaired surrogate
+    (not UTF-8, e.g. from bytes that are not UTF-8 on a command line). Every id, name and filter passes here
+    before it reaches the store, whatever the surface."""
+    if "\x00" in value:
         raise InvalidInput(
-            f"{field} {value!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+            f"{field} {shown(value)} is not valid: it holds a NUL character (U+0000), which is never allowed",
+            target=field,
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            f"{field} {shown(value)} is not valid text: it holds an unpaired surrogate (U+D800-U+DFFF), "
+            "e.g. bytes that are not UTF-8",
+            target=field,
+        ) from None
+    return value
+
+
+def check_name(field: str, value: str) -> str:
+    check_text(field, value)
+    if not NAME_RE.fullmatch(value):
+        raise InvalidInput(
+            f"{field} {shown(value)} is not valid: use 1-64 letters, digits, '.', '_' or '-', starting with a letter "
             "or digit",
             target=field,
         )
@@ -46,9 +74,10 @@ def check_name(field: str, value: str) -> str:
 
 
 def check_label(value: str) -> str:
-    if not LABEL_RE.match(value):
+    check_text("label", value)
+    if not LABEL_RE.fullmatch(value):
         raise InvalidInput(
-            f"label {value!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter "
+            f"label {shown(value)} is not valid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter "
             "or digit",
             target="label",
         )
@@ -63,7 +92,7 @@ def parse_state(field: str, value: str, allowed: frozenset[KeyState] | None = No
         state = None
     if state is None or state not in choices:
         raise InvalidInput(
-            f"{field} {value!r} is not allowed; choose one of: {', '.join(choices)}",
+            f"{field} {shown(value)} is not allowed; choose one of: {', '.join(choices)}",
             target=field,
         )
     return state
@@ -74,6 +103,7 @@ def parse_initial_state(value: str) -> KeyState:
 
 
 def check_naming_scheme(scheme: str) -> str:
+    check_text("naming scheme", scheme)
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(scheme) if f is not None]
     except ValueError as exc:
@@ -120,7 +150,7 @@ def parse_keystore_type(value: str) -> KeystoreType:
         return KeystoreType(value)
     except ValueError:
         raise InvalidInput(
-            f"keystore type {value!r} is not supported; choose one of: {', '.join(t.value for t in KeystoreType)}",
+            f"keystore type {shown(value)} is not supported; choose one of: {', '.join(t.value for t in KeystoreType)}",
             target="type",
         ) from None
 
@@ -135,6 +165,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 def check_endpoint(endpoint: str, allow_insecure_http: bool) -> str:
+    check_text("endpoint", endpoint)
     parts = urlsplit(endpoint)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise InvalidInput(
@@ -220,6 +251,6 @@ def _check_field(key: str, value: str, allow_insecure_http: bool) -> str:
         "instance_id": (_INSTANCE_RE, "the Key Protect instance id (letters, digits and '-')"),
     }
     pattern, allowed = checks[key]
-    if not pattern.match(value):
-        raise InvalidInput(f"{_OPTION_NAMES[key]} {value!r} is not valid: expected {allowed}", target=key)
+    if not pattern.fullmatch(value):
+        raise InvalidInput(f"{_OPTION_NAMES[key]} {shown(value)} is not valid: expected {allowed}", target=key)
     return value

@@ -20,6 +20,7 @@ from keyorch.crypto import MasterKey
 from keyorch.domain.errors import InvalidInput, NotFound, StaleVersion
 from keyorch.domain.models import Keystore, KeystoreStatus, KeyTemplate, ManagedKey, SyncFlag, Target, Vault
 from keyorch.domain.states import KeyState
+from keyorch.domain.validation import check_text
 from keyorch.store import audit_chain, rows
 from keyorch.store.engine import READONLY_OPTION, create_engine
 from keyorch.store.schema import audit_log, intents, key_targets, keystores, managed_keys, templates, vaults
@@ -109,6 +110,9 @@ class Transaction:
         return (await self.conn.execute(select(table).where(clause))).mappings().first()
 
     async def _by_ref(self, table: Table, ref: str, name_col: str, kind: str, *extra: Any) -> Any:
+        """The record with this id, else the one with this name; refused before any query if ``ref`` is not
+        text a column can hold."""
+        check_text(kind, ref)
         row = (await self.conn.execute(select(table).where(table.c.id == ref, *extra))).mappings().first()
         if row is not None:
             return row
@@ -187,6 +191,7 @@ class Transaction:
         await self.conn.execute(insert(keystores).values(**rows.keystore_to_row(keystore), credentials=credentials))
 
     async def keystore(self, ref: str) -> Keystore:
+        check_text("keystore", ref)
         connected = keystores.c.status == KeystoreStatus.CONNECTED.value
         row = await self._one(keystores, id=ref)
         if row is None:
