@@ -41,6 +41,7 @@ USERS: dict[str, dict[str, str]] = {
     "reader": {"*": "reader"},
     "carol": {"payments": "key_custodian_deployer"},
     "scoped_admin": {"*": "reader", "payments": "vault_administrator"},
+    "payments_admin": {"payments": "vault_administrator"},
 }
 
 

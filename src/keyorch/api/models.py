@@ -37,9 +37,14 @@ class Body(BaseModel):
 
 
 class Query(BaseModel):
-    """Query strings are text, so these convert ("true", "20"); unknown parameters are ignored."""
+    """Query strings are text, so these convert ("true", "20"). A parameter the model does not name is
+    refused (400 naming it and the allowed ones): a filter silently ignored would widen what a client acts on."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def parameter_names(cls) -> list[str]:
+        return [f.alias or name for name, f in cls.model_fields.items()]
 
 
 class VaultCreate(Body):
@@ -107,6 +112,18 @@ class Page(Query):
 
 class VaultFilter(Page):
     vault: str | None = Field(default=None, min_length=1, max_length=256, description="vault id or name")
+    vault_id: str | None = Field(
+        default=None,
+        alias="vault.id",
+        min_length=1,
+        max_length=64 * 100,
+        pattern=r"^[^,]+(,[^,]+)*$",
+        description="vault ids, comma-separated (UKO's filter); with `vault` too, only vaults both name",
+    )
+
+    @property
+    def vault_ids(self) -> list[str] | None:
+        return [v.strip() for v in self.vault_id.split(",")] if self.vault_id is not None else None
 
 
 class KeystoreFilter(VaultFilter):

@@ -26,7 +26,7 @@ Action = Callable[[ServiceContext, str, int], Awaitable[ManagedKey]]
 
 
 async def _act(call: Call, permission: Permission, action: str, run: Callable[[ManagedKey], Action]) -> web.Response:
-    key = await ops.get_key(call.context(), call.path_id)
+    key = await call.key(call.path_id)
     vault = await call.vault(key.vault_id)
     audit_action = f"key.{action}"
     ctx = await call.authorize(permission, vault.name, audit_action, "key", key.id)
@@ -68,7 +68,7 @@ async def withdraw_authorization(call: Call) -> web.StreamResponse:
 
 async def sync(call: Call) -> web.StreamResponse:
     """Push-reconcile the key now. If-Match is optional here (nothing of the key's desired state changes)."""
-    key = await ops.get_key(call.context(), call.path_id)
+    key = await call.key(call.path_id)
     vault = await call.vault(key.vault_id)
     ctx = await call.authorize(Permission.DEPLOY, vault.name, "key.sync", "key", key.id)
     if call.request.headers.get("If-Match"):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from keyorch.api.auth import ALL_VAULTS, GRANTED_BY, Permission
+from keyorch.api.auth import Permission
 from keyorch.api.models import KeyCreate, KeyFilterQuery
 from keyorch.api.routing import PREFIX, Call, Route, respond
 from keyorch.domain.models import ManagedKey
 from keyorch.domain.states import KeyState
 from keyorch.service import keys as ops
 from keyorch.service.keystores import keystore_names
-from keyorch.service.templates import get_template
 from keyorch.views import key_json, target_json
 
 
@@ -21,27 +20,16 @@ async def key_response(call: Call, key: ManagedKey, *, status: int = 200) -> web
     return respond(doc, status=status, tag=(key.id, key.version), location=location)
 
 
-async def readable_key(call: Call) -> ManagedKey:
-    key = await ops.get_key(call.context(), call.path_id)
-    await call.check_read(key.vault_id, "reading a key")
-    return key
-
-
 async def list_keys(call: Call) -> web.StreamResponse:
     """One page of keys and the total the filters select, both counted and sliced in SQL."""
     q = call.parsed(KeyFilterQuery, call.query)
-    readable = await call.readable_vaults(q.vault)
-    roles = call.principal.roles
-    # A reading role for every vault (and none that cannot read) reads them all: no vault restriction.
-    everywhere = ALL_VAULTS in roles and all(r in GRANTED_BY[Permission.READ] for r in roles.values())
     flt = ops.KeyFilter(
-        vault=q.vault,
         state=q.state.value if q.state is not None else None,
         out_of_sync=q.out_of_sync,
         include_destroyed=q.include_destroyed,
         limit=q.limit,
         offset=q.offset,
-        vault_ids=None if everywhere else frozenset(readable),
+        vault_ids=await call.listed_vaults(q),
     )
     ctx = call.context()
     total, found = await ops.page_keys(ctx, flt)
@@ -52,7 +40,7 @@ async def list_keys(call: Call) -> web.StreamResponse:
 
 async def create_key(call: Call) -> web.StreamResponse:
     body = call.parsed(KeyCreate, call.body)
-    template = await get_template(call.context(), body.template)
+    template = await call.template(body.template)
     vault = await call.vault(template.vault_id)
     if ops.initial_state(template, body.state) is KeyState.ACTIVE:
         # a key that starts active is deployed at once: separation of duties wants the deployer's permission too
@@ -72,18 +60,18 @@ async def create_key(call: Call) -> web.StreamResponse:
 
 
 async def get_key(call: Call) -> web.StreamResponse:
-    return await key_response(call, await readable_key(call))
+    return await key_response(call, await call.key(call.path_id))
 
 
 async def status_in_keystores(call: Call) -> web.StreamResponse:
-    key = await readable_key(call)
+    key = await call.key(call.path_id)
     names = await keystore_names(call.context())
     doc = {"id": key.id, "state": key.state.value, "out_of_sync": key.out_of_sync}
     return respond({**doc, "status_in_keystores": [target_json(t, names) for t in key.targets]})
 
 
 async def remove_key(call: Call) -> web.StreamResponse:
-    key = await ops.get_key(call.context(), call.path_id)
+    key = await call.key(call.path_id)
     vault = await call.vault(key.vault_id)
     ctx = await call.authorize(Permission.ADMINISTER, vault.name, "key.remove", "key", key.id)
     version = await call.expected_version(ctx, "key.remove", "key", key.id, key.version)

@@ -117,19 +117,14 @@ async def connect_keystore(call: Call) -> web.StreamResponse:
 
 async def list_keystores(call: Call) -> web.StreamResponse:
     q = call.parsed(KeystoreFilter, call.query)
-    readable = await call.readable_vaults(q.vault)
-    found = await ops.list_keystores(call.context(), q.vault, q.include_disconnected)
-    return respond(page([keystore_json(k) for k in found if k.vault_id in readable], q.limit, q.offset, "keystores"))
-
-
-async def _readable_keystore(call: Call) -> Keystore:
-    keystore = await ops.get_keystore(call.context(), call.path_id)
-    await call.check_read(keystore.vault_id, "reading a keystore")
-    return keystore
+    listed = await call.listed_vaults(q)
+    found = await ops.list_keystores(call.context(), include_disconnected=q.include_disconnected)
+    shown = [keystore_json(k) for k in found if listed is None or k.vault_id in listed]
+    return respond(page(shown, q.limit, q.offset, "keystores"))
 
 
 async def get_keystore(call: Call) -> web.StreamResponse:
-    keystore = await _readable_keystore(call)
+    keystore = await call.keystore(call.path_id)
     return respond(keystore_json(keystore), tag=(keystore.id, keystore.version))
 
 
@@ -152,7 +147,7 @@ async def _last_known(call: Call, keystore: Keystore) -> dict[str, Any]:
 
 
 async def keystore_status(call: Call) -> web.StreamResponse:
-    keystore = await _readable_keystore(call)
+    keystore = await call.keystore(call.path_id)
     doc: dict[str, Any] = {"id": keystore.id, "name": keystore.name, "type": keystore.type.value}
     doc["status"] = keystore.status.value
     hook = call.deps.keystore_status
@@ -171,7 +166,7 @@ async def keystore_status(call: Call) -> web.StreamResponse:
 
 
 async def disconnect_keystore(call: Call) -> web.StreamResponse:
-    keystore = await ops.get_keystore(call.context(), call.path_id)
+    keystore = await call.keystore(call.path_id)
     vault = await call.vault(keystore.vault_id)
     ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.disconnect", "keystore", keystore.id)
     version = await call.expected_version(ctx, "keystore.disconnect", "keystore", keystore.id, keystore.version)

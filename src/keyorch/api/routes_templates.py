@@ -14,10 +14,10 @@ from keyorch.views import template_json
 
 async def list_templates(call: Call) -> web.StreamResponse:
     q = call.parsed(VaultFilter, call.query)
-    readable = await call.readable_vaults(q.vault)
+    listed = await call.listed_vaults(q)
     ctx = call.context()
     names = await keystore_names(ctx)
-    found = [template_json(t, names) for t in await ops.list_templates(ctx, q.vault) if t.vault_id in readable]
+    found = [template_json(t, names) for t in await ops.list_templates(ctx) if listed is None or t.vault_id in listed]
     return respond(page(found, q.limit, q.offset, "templates"))
 
 
@@ -45,8 +45,7 @@ async def create_template(call: Call) -> web.StreamResponse:
 
 async def get_template(call: Call) -> web.StreamResponse:
     ctx = call.context()
-    template = await ops.get_template(ctx, call.path_id)
-    await call.check_read(template.vault_id, "reading a template")
+    template = await call.template(call.path_id)
     return respond(template_json(template, await keystore_names(ctx)), tag=(template.id, template.version))
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from keyorch.api.auth import Authenticator, Permission, Permissions, Principal
+from keyorch.api.auth import ALL_VAULTS, GRANTED_BY, Authenticator, Permission, Permissions, Principal
 from keyorch.api.errors import (
     InvalidJson,
     PreconditionRequired,
@@ -23,13 +23,14 @@ from keyorch.api.errors import (
     parse_json,
     validation_errors,
 )
+from keyorch.api.models import Query, VaultFilter
 from keyorch.audit import Actor
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
-from keyorch.domain.errors import KeyorchError, StaleVersion
-from keyorch.domain.models import Vault
-from keyorch.domain.validation import check_text
-from keyorch.service import vaults
+from keyorch.domain.errors import InvalidInput, KeyorchError, NotFound, StaleVersion
+from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Vault
+from keyorch.domain.validation import check_text, shown
+from keyorch.service import keys, keystores, templates, vaults
 from keyorch.service.context import Change, ServiceContext
 from keyorch.store.repository import Store, Transaction
 
@@ -77,6 +78,7 @@ class Call:
         self._principal = principal
         self.body: BaseModel | None = None
         self.query: BaseModel | None = None
+        self._visible: frozenset[str] | None = None
 
     @property
     def principal(self) -> Principal:
@@ -100,19 +102,50 @@ class Call:
             master_key=self.deps.master_key,
         )
 
-    async def vault(self, vault_id: str) -> Vault:
-        return await vaults.get_vault(self.context(), vault_id)
+    async def visible_vaults(self) -> frozenset[str] | None:
+        """Ids of the vaults the caller may read; None when it may read every vault.
 
-    async def readable_vaults(self, only: str | None = None) -> dict[str, Vault]:
-        """id → vault of every vault the caller may read; with ``only`` (a vault id or name), 403 unless readable."""
-        if only is not None:
-            await self.check_read((await self.vault(only)).id, "listing a vault's contents")
+        Every lookup is kept to these vaults, so an object in another vault is not found (404), exactly
+        like one that does not exist: its existence and its vault's name stay hidden.
+        """
+        roles = self.principal.roles
+        if ALL_VAULTS in roles and all(r in GRANTED_BY[Permission.READ] for r in roles.values()):
+            return None
+        if self._visible is None:
+            found = await vaults.list_vaults(self.context())
+            self._visible = frozenset(v.id for v in found if self.principal.can(Permission.READ, v.name))
+        return self._visible
+
+    async def vault(self, ref: str) -> Vault:
+        return await vaults.get_vault(self.context(), ref, await self.visible_vaults())
+
+    async def key(self, ref: str) -> ManagedKey:
+        return await keys.get_key(self.context(), ref, await self.visible_vaults())
+
+    async def keystore(self, ref: str) -> Keystore:
+        return await keystores.get_keystore(self.context(), ref, await self.visible_vaults())
+
+    async def template(self, ref: str) -> KeyTemplate:
+        return await templates.get_template(self.context(), ref, await self.visible_vaults())
+
+    async def readable_vaults(self) -> dict[str, Vault]:
+        """id → vault of every vault the caller may read."""
         found = await vaults.list_vaults(self.context())
         return {v.id: v for v in found if self.principal.can(Permission.READ, v.name)}
 
-    async def check_read(self, vault_id: str, what: str) -> None:
-        """403 unless the caller may read in the vault (the object's vault, resolved first)."""
-        self.principal.require(Permission.READ, (await self.vault(vault_id)).name, what)
+    async def listed_vaults(self, q: VaultFilter) -> frozenset[str] | None:
+        """The ids of the vaults a list shows (None: every vault): those the caller may read, narrowed by
+        ``vault`` (an id or name) and ``vault.id`` (ids); a vault named there that the caller cannot read
+        is not found (404), as one that does not exist."""
+        chosen = await self.visible_vaults()
+        if q.vault is not None:
+            chosen = frozenset({(await self.vault(q.vault)).id})
+        for vault_id in q.vault_ids or ():
+            if (await self.vault(vault_id)).id != vault_id:  # vault.id takes ids, not names
+                raise NotFound(f"no vault has the id {shown(vault_id)}", target="vault.id")
+        if q.vault_ids is not None:
+            chosen = frozenset(q.vault_ids) if chosen is None else chosen & frozenset(q.vault_ids)
+        return chosen
 
     async def refuse(
         self, ctx: ServiceContext, action: str, object_type: str, ref: str | None, exc: KeyorchError
@@ -210,7 +243,7 @@ class Route:
     tag: str
     permission: Permission | None  # None: public, no token needed
     body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
+    query: type[Query] | None = None
     success: int = 200
     if_match: bool = False  # the write needs If-Match with the current ETag
     refusals: tuple[int, ...] = field(default=())  # error statuses the operation documents beyond the common ones
@@ -233,7 +266,17 @@ async def _read_body(request: web.Request, model: type[M]) -> M:
         raise _Invalid(exc, "body") from None
 
 
-def _read_query(request: web.Request, model: type[M]) -> M:
+def _read_query(request: web.Request, model: type[Query] | None) -> Query | None:
+    """The query parameters as ``model``; one the operation does not take, or one given twice, is refused."""
+    allowed = model.parameter_names() if model is not None else []
+    for name in request.query:
+        if name not in allowed:
+            names = f"allowed: {', '.join(allowed)}" if allowed else "this operation takes no query parameter"
+            raise InvalidInput(f"query parameter {shown(name)} is not known here; {names}", target=name)
+        if len(request.query.getall(name)) > 1:
+            raise InvalidInput(f"query parameter {shown(name)} is given more than once; give it once", target=name)
+    if model is None:
+        return None
     values: Mapping[str, str] = {k: request.query.getone(k) for k in request.query}
     check_strings(dict(values), "query", ())
     try:
@@ -256,8 +299,7 @@ def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRe
         if "id" in request.match_info:
             check_text("id", request.match_info["id"])
         try:
-            if route.query is not None:
-                call.query = _read_query(request, route.query)
+            call.query = _read_query(request, route.query)
             if route.body is not None:
                 call.body = await _read_body(request, route.body)
         except _Invalid as bad:

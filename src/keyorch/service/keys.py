@@ -5,7 +5,7 @@ State actions change the desired state only; the reconciler brings keystores in 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -100,9 +100,10 @@ async def page_keys(ctx: ServiceContext, flt: KeyFilter) -> tuple[int, list[Mana
         return total, await tx.list_keys(**where, limit=flt.limit, offset=flt.offset)
 
 
-async def get_key(ctx: ServiceContext, ref: str) -> ManagedKey:
+async def get_key(ctx: ServiceContext, ref: str, within: Collection[str] | None = None) -> ManagedKey:
+    """By id or label; with ``within`` (vault ids), only a key of those vaults."""
     async with ctx.store.read() as tx:
-        return await tx.key(ref)
+        return await tx.key(ref, within)
 
 
 async def _state_action(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -191,9 +191,10 @@ async def list_keystores(
         return await tx.list_keystores(vault_id, include_disconnected=include_disconnected)
 
 
-async def get_keystore(ctx: ServiceContext, ref: str) -> Keystore:
+async def get_keystore(ctx: ServiceContext, ref: str, within: Collection[str] | None = None) -> Keystore:
+    """By id or name; with ``within`` (vault ids), only a keystore of those vaults."""
     async with ctx.store.read() as tx:
-        return await tx.keystore(ref)
+        return await tx.keystore(ref, within)
 
 
 async def keystore_names(ctx: ServiceContext) -> dict[str, str]:

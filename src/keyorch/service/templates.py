@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from keyorch.domain.errors import Conflict, InvalidInput
 from keyorch.domain.models import KeyTemplate
@@ -47,8 +47,8 @@ async def create_template(
             raise Conflict(f"vault {v.name} already has a template named {name!r}", target="name")
         resolved = []
         for ref in dict.fromkeys(keystores):
-            ks = await tx.keystore(ref)
-            if ks.vault_id != v.id or not ks.connected:
+            ks = await tx.keystore(ref, within={v.id})  # a keystore of another vault is not found here
+            if not ks.connected:
                 raise InvalidInput(
                     f"keystore {ks.name} ({ks.id}) is not a connected keystore of vault {v.name}", target="keystore"
                 )
@@ -79,6 +79,7 @@ async def list_templates(ctx: ServiceContext, vault: str | None = None) -> list[
         return await tx.list_templates(vault_id)
 
 
-async def get_template(ctx: ServiceContext, ref: str) -> KeyTemplate:
+async def get_template(ctx: ServiceContext, ref: str, within: Collection[str] | None = None) -> KeyTemplate:
+    """By id or name; with ``within`` (vault ids), only a template of those vaults."""
     async with ctx.store.read() as tx:
-        return await tx.template(ref)
+        return await tx.template(ref, within)

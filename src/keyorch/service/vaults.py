@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from keyorch.domain import rules
 from keyorch.domain.errors import Conflict
 from keyorch.domain.models import Vault
@@ -41,6 +43,7 @@ async def list_vaults(ctx: ServiceContext) -> list[Vault]:
         return await tx.list_vaults()
 
 
-async def get_vault(ctx: ServiceContext, ref: str) -> Vault:
+async def get_vault(ctx: ServiceContext, ref: str, within: Collection[str] | None = None) -> Vault:
+    """By id or name; with ``within`` (vault ids, e.g. those an API caller may read), only among those."""
     async with ctx.store.read() as tx:
-        return await tx.vault(ref)
+        return await tx.vault(ref, within)

@@ -109,9 +109,15 @@ class Transaction:
         clause = and_(*(table.c[k] == v for k, v in where.items()))
         return (await self.conn.execute(select(table).where(clause))).mappings().first()
 
+    @staticmethod
+    def _within(column: Any, vault_ids: Collection[str] | None) -> tuple[Any, ...]:
+        """The clause keeping a lookup to these vaults (None: every vault)."""
+        return () if vault_ids is None else (column.in_(sorted(vault_ids)),)
+
     async def _by_ref(self, table: Table, ref: str, name_col: str, kind: str, *extra: Any) -> Any:
         """The record with this id, else the one with this name; refused before any query if ``ref`` is not
-        text a column can hold."""
+        text a column can hold. ``extra`` clauses narrow the search (e.g. to the caller's vaults): a record
+        outside them is not found, exactly like one that does not exist."""
         check_text(kind, ref)
         row = (await self.conn.execute(select(table).where(table.c.id == ref, *extra))).mappings().first()
         if row is not None:
@@ -147,8 +153,9 @@ class Transaction:
     async def insert_vault(self, vault: Vault) -> None:
         await self.conn.execute(insert(vaults).values(**rows.vault_to_row(vault)))
 
-    async def vault(self, ref: str) -> Vault:
-        return rows.vault_from_row(await self._by_ref(vaults, ref, "name", "vault"))
+    async def vault(self, ref: str, within: Collection[str] | None = None) -> Vault:
+        """By id or name; with ``within``, only among those vault ids."""
+        return rows.vault_from_row(await self._by_ref(vaults, ref, "name", "vault", *self._within(vaults.c.id, within)))
 
     async def vault_by_id(self, vault_id: str) -> Vault:
         row = await self._one(vaults, id=vault_id)
@@ -190,12 +197,14 @@ class Transaction:
     async def insert_keystore(self, keystore: Keystore, credentials: bytes | None) -> None:
         await self.conn.execute(insert(keystores).values(**rows.keystore_to_row(keystore), credentials=credentials))
 
-    async def keystore(self, ref: str) -> Keystore:
+    async def keystore(self, ref: str, within: Collection[str] | None = None) -> Keystore:
+        """By id (connected or not) or by the name of a connected one; with ``within``, only in those vaults."""
         check_text("keystore", ref)
-        connected = keystores.c.status == KeystoreStatus.CONNECTED.value
-        row = await self._one(keystores, id=ref)
+        scope = self._within(keystores.c.vault_id, within)
+        row = (await self.conn.execute(select(keystores).where(keystores.c.id == ref, *scope))).mappings().first()
         if row is None:
-            row = await self._by_ref(keystores, ref, "name", "keystore", connected)
+            connected = keystores.c.status == KeystoreStatus.CONNECTED.value
+            row = await self._by_ref(keystores, ref, "name", "keystore", connected, *scope)
         return rows.keystore_from_row(row)
 
     async def keystores_by_id(self, ids: Iterable[str]) -> dict[str, Keystore]:
@@ -241,8 +250,9 @@ class Transaction:
     async def insert_template(self, template: KeyTemplate) -> None:
         await self.conn.execute(insert(templates).values(**rows.template_to_row(template)))
 
-    async def template(self, ref: str) -> KeyTemplate:
-        return rows.template_from_row(await self._by_ref(templates, ref, "name", "template"))
+    async def template(self, ref: str, within: Collection[str] | None = None) -> KeyTemplate:
+        scope = self._within(templates.c.vault_id, within)
+        return rows.template_from_row(await self._by_ref(templates, ref, "name", "template", *scope))
 
     async def template_name_taken(self, vault_id: str, name: str) -> bool:
         return await self._one(templates, vault_id=vault_id, name=name) is not None
@@ -280,8 +290,8 @@ class Transaction:
                 by_key[t["key_id"]].append(rows.target_from_row(t))
         return [rows.key_from_row(r, by_key[r["id"]]) for r in key_rows]
 
-    async def key(self, ref: str) -> ManagedKey:
-        row = await self._by_ref(managed_keys, ref, "label", "key")
+    async def key(self, ref: str, within: Collection[str] | None = None) -> ManagedKey:
+        row = await self._by_ref(managed_keys, ref, "label", "key", *self._within(managed_keys.c.vault_id, within))
         return (await self._keys_from_rows([row]))[0]
 
     async def keys_by_id(self, ids: Sequence[str]) -> list[ManagedKey]:
