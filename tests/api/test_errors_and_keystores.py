@@ -39,7 +39,8 @@ from tests.api.conftest import API, Api, ApiFactory, auth, error_of
 )
 async def test_error_shapes(api: Api, method: str, path: str, data: bytes | None, status: int, code: str) -> None:
     payload = io.BytesIO(data) if data is not None and len(data) > 1024 * 1024 else data  # large: stream it
-    resp = await api.client.request(method, path, data=payload, headers=auth("admin"))
+    headers = {**auth("admin"), "Content-Type": "application/json"} if data is not None else auth("admin")
+    resp = await api.client.request(method, path, data=payload, headers=headers)
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/json"
     doc = await error_of(resp)

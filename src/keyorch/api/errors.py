@@ -65,6 +65,11 @@ class ServiceUnavailable(KeyorchError):
     code = "service_unavailable"
 
 
+class UnsupportedMediaType(KeyorchError):
+    http_status = 415
+    code = "unsupported_media_type"
+
+
 class MasterKeyMissing(Conflict):
     code = "master_key_missing"
 

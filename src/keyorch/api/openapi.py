@@ -44,6 +44,7 @@ _STATUS_TEXT = {
     409: "Refused by a rule (lifecycle, dual authorization, disconnect) or a clash with an existing object",
     412: "If-Match does not name the object's current ETag",
     413: "Request body too large",
+    415: "The request body is not sent as application/json",
     428: "If-Match is required for a change to an existing object",
     503: "A needed component (reconciler, keystore) is not available",
 }
@@ -61,7 +62,7 @@ def _statuses(route: Route) -> list[int]:
     if route.permission is not None:
         found.add(403)
     if route.body is not None:
-        found.add(413)
+        found |= {413, 415}
     if route.if_match:
         found |= {412, 428}
     return sorted(found | set(route.refusals))

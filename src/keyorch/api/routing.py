@@ -18,6 +18,7 @@ from keyorch.api.auth import ALL_VAULTS, GRANTED_BY, Authenticator, Permission, 
 from keyorch.api.errors import (
     InvalidJson,
     PreconditionRequired,
+    UnsupportedMediaType,
     check_strings,
     error_response,
     parse_json,
@@ -253,7 +254,26 @@ class Route:
         return PREFIX + self.path
 
 
+def _check_json_media_type(request: web.Request, has_body: bool) -> None:
+    """A body is JSON only when it says so: ``application/json`` (or ``application/*+json``), UTF-8."""
+    given = request.headers.get("Content-Type")
+    if given is None and not has_body:
+        return
+    kind = request.content_type  # lower-cased, parameters stripped
+    charset = (request.charset or "utf-8").lower()
+    if (kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))) and charset in (
+        "utf-8",
+        "utf8",
+    ):
+        return
+    raise UnsupportedMediaType(
+        f"the request body must be JSON sent as Content-Type: application/json (UTF-8); got {shown(given) if given else 'no Content-Type'}",
+        target="Content-Type",
+    )
+
+
 async def _read_body(request: web.Request, model: type[M]) -> M:
+    _check_json_media_type(request, request.body_exists)
     raw = await request.read()  # aiohttp answers 413 beyond client_max_size
     if not raw.strip():
         raise InvalidJson("this operation needs a JSON object as its request body", target="body")
