@@ -266,8 +266,9 @@ def _check_json_media_type(request: web.Request, has_body: bool) -> None:
         "utf8",
     ):
         return
+    got = shown(given) if given else "no Content-Type"
     raise UnsupportedMediaType(
-        f"the request body must be JSON sent as Content-Type: application/json (UTF-8); got {shown(given) if given else 'no Content-Type'}",
+        f"the request body must be JSON sent as Content-Type: application/json (UTF-8); got {got}",
         target="Content-Type",
     )
 
