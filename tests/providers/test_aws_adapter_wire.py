@@ -452,14 +452,18 @@ async def test_a_retry_after_beyond_the_total_time_is_not_waited_for(script: Scr
     assert waits.seconds == [] and script.count("DescribeKey") == 1
 
 
-async def test_a_throttled_create_is_left_to_the_caller(script: Script) -> None:
+async def test_a_throttled_create_is_sent_again_after_a_wait(script: Script) -> None:
+    # A throttled CreateKey was refused unprocessed: the transport sends it again (after a backoff,
+    # floored by any Retry-After), and exactly one key is made.
     script.on("DescribeKey", (400, {}, error_body("NotFoundException")))
-    script.on("CreateKey", (400, {}, error_body("ThrottlingException")), ok(metadata()))
+    script.on("CreateKey", (400, {"Retry-After": "2"}, error_body("ThrottlingException")), ok(metadata()))
+    script.on("CreateAlias", ok({}))
     waits = Waits()
     async with client_for(script.url, CREDENTIALS, waits) as client:
-        with pytest.raises(Throttled):
-            await client.ensure_key("mk-1", AES)
-    assert script.count("CreateKey") == 1 and waits.seconds == []
+        made = await client.ensure_key("mk-1", AES)
+    assert made.key_id_in_keystore == KEY_ID
+    assert script.count("CreateKey") == 2 and script.count("CreateAlias") == 1
+    assert len(waits.seconds) == 1 and waits.seconds[0] >= 2.0
 
 
 async def test_error_messages_never_quote_credentials(script: Script) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from tests.loopback import serve
 
 from keyorch.domain.errors import ConfigurationError, InvalidInput
 from keyorch.domain.models import (
@@ -123,10 +124,7 @@ async def short_body(request: web.Request) -> web.StreamResponse:
 @pytest.fixture
 async def server() -> AsyncIterator[Script]:
     script = Script()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", script.handle)
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server()
+    test_server = await serve(script.handle)
     script.url = str(test_server.make_url("/keys"))
     yield script
     script.release.set()
@@ -587,10 +585,7 @@ async def tls_server() -> AsyncIterator[tuple[Script, str]]:
     material = generate_tls()
     script = Script()
     script.answer(respond(200, {"secure": True}))
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", script.handle)
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server(ssl=material.server_context())
+    test_server = await serve(script.handle, tls=material.server_context())
     script.url = str(test_server.make_url("/keys"))
     assert script.url.startswith("https://")
     yield script, material.ca_pem.decode()

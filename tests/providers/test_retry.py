@@ -185,12 +185,20 @@ def test_backoff_draws_uniformly_below_the_ceiling() -> None:
 
 
 async def test_non_idempotent_call_is_not_retried_once_the_request_may_have_arrived() -> None:
-    for error in (Timeout("no answer"), Unavailable("503"), Throttled("429", retry_after=1.0)):
+    for error in (Timeout("no answer"), Unavailable("503", retry_after=1.0)):
         fake = FakeTime()
         fn = failing(error, None)
         with pytest.raises(type(error)):
             await call_with_retry(policy(fake), fn, idempotent=False)
         assert calls(fn) == 1, error
+
+
+async def test_a_throttled_non_idempotent_call_is_retried_no_sooner_than_its_retry_after() -> None:
+    # throttled = refused unprocessed: nothing was created, so even a create is sent again
+    fake = FakeTime()
+    fn = failing(Throttled("429", retry_after=3.0), None)
+    assert await call_with_retry(policy(fake, base_delay_seconds=0.01), fn, idempotent=False) == "ok after 2"
+    assert fake.sleeps == [3.0]
 
 
 async def test_non_idempotent_call_is_retried_when_the_request_never_left() -> None:
@@ -242,6 +250,7 @@ def test_may_retry_rules() -> None:
     assert may_retry(Unavailable("x"), idempotent=True)
     assert not may_retry(Unavailable("x"), idempotent=False)
     assert may_retry(Unavailable("x", sent=False), idempotent=False)
+    assert may_retry(Throttled("x"), idempotent=False)
     assert not may_retry(NotFound("x", sent=False), idempotent=True)
     assert not may_retry(ValueError("x"), idempotent=True)
     assert not may_retry(None, idempotent=True)

@@ -18,7 +18,14 @@ short by a proxy or a restart and the same request usually succeeds when sent ag
 than its ``Content-Length`` never gets this far: the transport reports it as :class:`Unavailable`.
 
 Every error also records ``sent``: false only when the request certainly never reached the server
-(the connection was never made). A call that is not idempotent is retried only then.
+(the connection was never made). A call that is not idempotent is retried only then, or after a
+:class:`Throttled` answer (the provider refused it unprocessed).
+
+``retry_after`` is the provider's least wait before the call is sent again: ``Retry-After`` in
+seconds or as an HTTP date, or Azure's ``retry-after-ms``, bounded to
+:data:`MAX_RETRY_AFTER_SECONDS` so that a hostile or broken answer cannot park a call for days.
+A call that did not complete within its total deadline (every attempt and wait included) is a
+:class:`DeadlineExceeded`, a :class:`Timeout`.
 
 For the CLI and the API every provider error exits with code 4; transient ones answer HTTP 503 (try
 again later), permanent ones 502 (the keystore refused or answered nonsense).
@@ -31,16 +38,20 @@ Messages carry at most :data:`BODY_SNIPPET_CHARS` characters of a response body,
 from __future__ import annotations
 
 import html
-import json
+import math
 import re
 import time
 from collections.abc import Iterable, Mapping
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from keyorch.domain.errors import KeyorchError
+from keyorch.providers import bodies
 
 BODY_SNIPPET_CHARS = 300
+#: The longest wait a keystore's ``Retry-After`` can impose on one call (5 minutes).
+MAX_RETRY_AFTER_SECONDS = 300.0
 _DETAIL_CHARS = 400
 
 _KEY_VALUE_SECRET = re.compile(
@@ -89,12 +100,13 @@ def body_snippet(body: bytes | str | None, limit: int = BODY_SNIPPET_CHARS) -> s
 
 
 def parse_json_lenient(body: bytes | str | None) -> Any:
-    """The JSON document in ``body``, or ``None`` when it is empty or not JSON (for error mappers)."""
+    """The JSON document in ``body``, or ``None`` when it is empty, not JSON or nested beyond
+    :data:`~keyorch.providers.bodies.MAX_JSON_DEPTH` (for error mappers)."""
     if not body:
         return None
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        return bodies.loads(body)
+    except ValueError:  # UnicodeDecodeError and bodies.TooDeep are ValueErrors too
         return None
 
 
@@ -197,6 +209,11 @@ class Timeout(ProviderError):
     transient = True
 
 
+class DeadlineExceeded(Timeout):
+    """The call did not complete within its total deadline (``call_timeout_seconds``), every attempt
+    and every wait between them included: the keystore answers too slowly, or not at all."""
+
+
 class AuthError(ProviderError):
     """The credentials were refused (401/403 or the provider's auth codes).
 
@@ -249,27 +266,36 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.transient
 
 
+def bounded_retry_after(seconds: float | None) -> float | None:
+    """A provider's wait hint within ``[0, MAX_RETRY_AFTER_SECONDS]``; ``None`` when it is none or not a number."""
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(MAX_RETRY_AFTER_SECONDS, max(0.0, seconds))
+
+
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date) or Azure's ``*retry-after-ms``."""
+    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date) or Azure's ``*retry-after-ms``,
+    bounded to :data:`MAX_RETRY_AFTER_SECONDS`; ``None`` when there is no usable hint."""
     for name in ("retry-after-ms", "x-ms-retry-after-ms"):
         value = headers.get(name)
         if value:
             try:
-                return max(0.0, float(value) / 1000.0)
+                return bounded_retry_after(float(value) / 1000.0)
             except ValueError:
                 pass
     value = headers.get("Retry-After")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        return bounded_retry_after(float(value))
     except ValueError:
         pass
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    stamp = when.timestamp() if when.tzinfo is not None else when.replace(tzinfo=UTC).timestamp()
+    return bounded_retry_after(stamp - time.time())
 
 
 def error_for_status(

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import ValidationError
 
 from keyorch.credentials import GoogleServiceAccount
+from keyorch.providers import bodies
 from keyorch.providers.errors import KeystoreConfigurationError, MalformedResponse, ProviderError, Unavailable
 from keyorch.providers.http import HttpTransport
 
@@ -266,8 +267,8 @@ class GoogleAuth:
             error.bind(keystore=keystore, operation=operation)
             raise error
         try:
-            return _token_answer(json.loads(raw))
-        except ValueError as exc:
+            return _token_answer(bodies.loads(raw))
+        except ValueError as exc:  # not JSON, nested too deep (bodies.TooDeep), or not a token answer
             raise MalformedResponse(
                 f"the metadata server's token answer is unusable: {exc}", keystore=keystore, operation=operation
             ) from None

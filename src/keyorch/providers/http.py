@@ -6,11 +6,14 @@ keystore's own CA certificate ``ca_pem``, plain ``http://`` only to a loopback a
 the keystore sets ``allow_insecure_http``), the :class:`~keyorch.providers.limits.KeystoreLimiter`,
 the :class:`~keyorch.providers.retry.RetryPolicy` and the adapter's auth hook.
 
-:meth:`HttpTransport.request` sends one logical request: it waits for the rate buckets, takes a
-concurrency slot only while on the wire, signs or authenticates through the :class:`AuthHook`, reads
-the body fully (up to ``max_body_bytes``), parses JSON defensively and turns every failure into the
-error tree of :mod:`keyorch.providers.errors`: transport failures here, HTTP statuses through the
-adapter's ``map_error(status, headers, body) -> ProviderError`` (one mapping point per adapter).
+:meth:`HttpTransport.request` sends one logical request under its total deadline
+(``call_timeout_seconds``, :mod:`keyorch.providers.deadlines`): it waits out a ``Retry-After`` the
+keystore gave for this call, waits for the rate buckets, takes a concurrency slot only while on the
+wire, signs or authenticates through the :class:`AuthHook`, reads the body fully (up to
+``max_body_bytes``), parses JSON defensively (nesting bounded, :mod:`keyorch.providers.bodies`) and
+turns every failure into the error tree of :mod:`keyorch.providers.errors`: transport failures
+here, HTTP statuses through the adapter's ``map_error(status, headers, body) -> ProviderError`` (one
+mapping point per adapter).
 A refusable-by-refresh :class:`~keyorch.providers.errors.AuthError` (a 401 by default) makes the
 transport call ``auth.invalidate()`` and send once more, exactly once per attempt; a 401 means the
 request was not processed, so this replay applies to calls that are not idempotent too.
@@ -35,9 +38,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from keyorch import metrics
-from keyorch.domain.errors import InvalidInput
 from keyorch.domain.models import Keystore
 from keyorch.domain.validation import is_loopback_host
+from keyorch.providers import bodies, deadlines
 from keyorch.providers.errors import (
     KeystoreConfigurationError,
     MalformedResponse,
@@ -45,11 +48,12 @@ from keyorch.providers.errors import (
     Timeout,
     TlsError,
     Unavailable,
+    bounded_retry_after,
     error_for_status,
     parse_retry_after,
     redact,
 )
-from keyorch.providers.limits import KeystoreLimiter, ProviderLimits, limits_for, number_setting
+from keyorch.providers.limits import KeystoreLimiter, ProviderLimits, limits_for
 from keyorch.providers.retry import (
     RetryEvent,
     RetryHook,
@@ -59,6 +63,9 @@ from keyorch.providers.retry import (
     call_with_retry,
     retry_policy_for,
 )
+from keyorch.providers.transport_settings import TransportSettings, check_transport_settings
+
+__all__ = ["AuthHook", "ErrorMapper", "HttpResult", "HttpTransport", "TransportSettings", "check_transport_settings"]
 
 #: Request headers whose values are credentials: never quoted, and scrubbed from error messages.
 T = TypeVar("T")
@@ -86,56 +93,6 @@ class AuthHook(Protocol):
     async def apply(self, headers: dict[str, str], method: str, url: str, body: bytes | None) -> dict[str, str]: ...
 
     async def invalidate(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class TransportSettings:
-    """Connection settings of one keystore (from its settings record)."""
-
-    connect_timeout_seconds: float = 10.0
-    read_timeout_seconds: float = 30.0
-    ca_pem: str | None = None
-    allow_insecure_http: bool = False
-    max_body_bytes: int = 8 * 1024 * 1024
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> TransportSettings:
-        """Read ``connect_timeout_seconds``, ``read_timeout_seconds``, ``ca_pem``, ``allow_insecure_http``."""
-        values: dict[str, Any] = {}
-        for key in ("connect_timeout_seconds", "read_timeout_seconds"):
-            if key in settings:
-                values[key] = number_setting(settings, key, minimum=0.001, maximum=3600)
-        ca_pem = settings.get("ca_pem")
-        if ca_pem is not None:
-            if not isinstance(ca_pem, str) or "-----BEGIN CERTIFICATE-----" not in ca_pem:
-                raise InvalidInput("setting ca_pem must hold PEM CA certificates", target="ca_pem")
-            values["ca_pem"] = ca_pem
-        insecure = settings.get("allow_insecure_http", False)
-        if not isinstance(insecure, bool):
-            raise InvalidInput(
-                f"setting allow_insecure_http must be true or false, not {insecure!r}", target="allow_insecure_http"
-            )
-        values["allow_insecure_http"] = insecure
-        return cls(**values)
-
-    def ssl_context(self) -> ssl.SSLContext | bool:
-        """``True`` (aiohttp's verifying default) or a verifying context that trusts only ``ca_pem``."""
-        if self.ca_pem is None:
-            return True
-        try:
-            context = ssl.create_default_context(cadata=self.ca_pem)
-        except (ssl.SSLError, ValueError) as exc:
-            raise KeystoreConfigurationError(
-                f"the keystore's CA certificate (ca_pem) cannot be loaded: {type(exc).__name__}", sent=False
-            ) from None
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        return context
-
-
-def check_transport_settings(keystore: Keystore) -> None:
-    """Validate the transport and limit settings of a keystore (for a provider factory's check)."""
-    TransportSettings.from_settings(keystore.settings).ssl_context()
-    limits_for(keystore.type, keystore.settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +143,7 @@ class HttpTransport:
         self._on_retry = on_retry
         self._ssl = self.settings.ssl_context()
         self._limiter = KeystoreLimiter(limits, sleep=retry.sleep)
+        self._gate = deadlines.ResendGate(retry.clock, retry.sleep)
         self._timeout = aiohttp.ClientTimeout(
             total=None,
             connect=self.settings.connect_timeout_seconds,
@@ -285,11 +243,16 @@ class HttpTransport:
             if "Content-Type" not in send_headers and "content-type" not in send_headers:
                 send_headers["Content-Type"] = "application/json"
 
+        request = object()  # this request, as the resend gate knows it
+
         async def attempt() -> HttpResult:
-            return await self._attempt(method, url, operation, send_headers, body, authenticate)
+            return await self._attempt(request, method, url, operation, send_headers, body, authenticate)
+
+        async def attempts() -> HttpResult:
+            return await call_with_retry(self.retry, attempt, idempotent=idempotent, on_retry=self._count_retry)
 
         try:
-            result = await call_with_retry(self.retry, attempt, idempotent=idempotent, on_retry=self._count_retry)
+            result = await self._within_deadline(attempts, operation)
         except ProviderError as exc:
             metrics.record_provider_call(self.keystore or "", operation, str(exc.status or exc.code))
             raise
@@ -298,8 +261,22 @@ class HttpTransport:
 
     async def request_checked(self, send: Callable[[], Awaitable[T]], done: Callable[[], Awaitable[D | None]]) -> T | D:
         """A call the provider refuses to repeat, under this keystore's retry policy
-        (:func:`~keyorch.providers.retry.call_checked`); its resends are counted like any retry."""
-        return await call_checked(self.retry, send, done, on_retry=self._count_retry)
+        (:func:`~keyorch.providers.retry.call_checked`) and one deadline for all of it (each request it
+        makes has its own too); its resends are counted like any retry."""
+
+        async def checked() -> T | D:
+            return await call_checked(self.retry, send, done, on_retry=self._count_retry)
+
+        return await self._within_deadline(checked, "")
+
+    async def _within_deadline(self, call: Callable[[], Awaitable[T]], operation: str) -> T:
+        return await deadlines.within_deadline(
+            self.settings.call_timeout_seconds,
+            call,
+            keystore=self.keystore,
+            operation=operation,
+            setting="call_timeout_seconds",
+        )
 
     def _count_retry(self, event: RetryEvent) -> None:
         self.stats(event)
@@ -310,22 +287,34 @@ class HttpTransport:
             self._on_retry(event)
 
     async def _attempt(
-        self, method: str, url: str, operation: str, headers: dict[str, str], body: bytes | None, authenticate: bool
+        self,
+        request: object,
+        method: str,
+        url: str,
+        operation: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        authenticate: bool,
     ) -> HttpResult:
         limiter = self._limiter
-        if limiter.limited:
-            await limiter.acquire(operation)
+        call = (operation, url)
+        await self._gate.wait(call, request)
+        if limiter.limited:  # keyorch's own pacing is not the keystore's time: it does not count
+            await limiter.acquire(operation, before_wait=deadlines.pause)
         auth = self._auth if authenticate else None
         async with limiter.slots:
             replayed = False
             while True:
                 sent = await auth.apply(dict(headers), method, url, body) if auth is not None else headers
+                deadlines.mark_sent()
                 status, response_headers, raw = await self._send(method, url, sent, body, operation)
                 if 200 <= status < 300:
                     return HttpResult(
                         status, response_headers, self._decode(raw, status, operation), raw, self.keystore, operation
                     )
                 error = self._status_error(status, response_headers, raw, operation, sent)
+                if error.retry_after and error.transient:
+                    self._gate.hold(call, error.retry_after, request)
                 if auth is not None and not replayed and getattr(error, "refresh", False):
                     replayed = True
                     self.auth_refreshes += 1
@@ -375,8 +364,15 @@ class HttpTransport:
         if not raw or raw.isspace():
             return None
         try:
-            return _json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return bodies.loads(raw)
+        except bodies.TooDeep as exc:
+            raise MalformedResponse(
+                f"the response body is refused: {exc}",
+                keystore=self.keystore,
+                operation=operation,
+                status=status,
+            ) from None
+        except ValueError as exc:  # UnicodeDecodeError is one too
             truncated = isinstance(exc, _json.JSONDecodeError) and (
                 exc.msg.startswith("Unterminated string") or exc.pos >= len(exc.doc.rstrip())
             )
@@ -399,6 +395,7 @@ class HttpTransport:
         error.bind(keystore=self.keystore, operation=operation, status=status)
         if error.retry_after is None and error.transient:
             error.retry_after = parse_retry_after(headers)
+        error.retry_after = bounded_retry_after(error.retry_after)  # whichever mapper read it, and from where
         secrets = [value for name, value in sent.items() if name.lower() in SENSITIVE_HEADERS]
         secrets += [value.split(None, 1)[1] for value in secrets if " " in value]
         error.scrub(secrets)

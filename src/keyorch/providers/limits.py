@@ -45,6 +45,15 @@ from keyorch.domain.models import KeystoreType
 
 MAX_CONCURRENCY_LIMIT = 1024
 
+#: The longest one keystore call may take, every attempt and wait included (the keystore setting
+#: ``call_timeout_seconds``, or ``reconcile.call_timeout_seconds`` for every keystore), and its range.
+DEFAULT_CALL_TIMEOUT_SECONDS = 60.0
+CALL_TIMEOUT_RANGE = (1.0, 3600.0)
+#: The longest a reconcile pass waits for one keystore's health check, and again for its listing
+#: (``reconcile.listing_timeout_seconds``), and its range.
+DEFAULT_LISTING_TIMEOUT_SECONDS = 300.0
+LISTING_TIMEOUT_RANGE = (1.0, 86400.0)
+
 
 #: The lowest keystore-wide rate a keystore may set (one request per 10 s); 0 means no cap.
 MIN_RATE_PER_SECOND = 0.1
@@ -254,14 +263,17 @@ class KeystoreLimiter:
         buckets = self._buckets.get(operation)
         return buckets if buckets is not None else self._buckets.get("", ())
 
-    async def acquire(self, operation: str) -> None:
-        """Wait until ``operation`` may be sent under every bucket that applies to it."""
+    async def acquire(self, operation: str, *, before_wait: Callable[[float], None] | None = None) -> None:
+        """Wait until ``operation`` may be sent under every bucket that applies to it; ``before_wait``
+        hears how long, before the wait begins (the transport keeps it out of the call's deadline)."""
         buckets = self._buckets_for(operation)
         if not buckets:
             return
         wait = max(bucket.reserve() for bucket in buckets)
         if wait <= 0.0:
             return
+        if before_wait is not None:
+            before_wait(wait)
         try:
             await self._sleep(wait)
         except asyncio.CancelledError:

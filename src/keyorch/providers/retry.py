@@ -3,14 +3,18 @@
 * Exponential backoff with full jitter: before attempt ``n + 1`` wait a uniform random time in
   ``[0, min(max_delay, base * 2 ** (n - 1))]``; a ``Retry-After`` the provider sent is a floor for
   that wait (it may exceed ``max_delay``).
-* Bounded twice: at most ``max_attempts`` attempts, and no wait is started that would end after
-  ``total_timeout_seconds`` since the first attempt began. The whole call therefore takes at most
-  ``total_timeout_seconds`` plus one attempt (each attempt is bounded by the transport's timeouts).
+* Bounded three times: at most ``max_attempts`` attempts; no wait is started that would end after
+  ``total_timeout_seconds`` since the first attempt began, nor after the call's total deadline
+  (:mod:`keyorch.providers.deadlines`, which also cuts short an attempt still running at that
+  moment). The call then ends with its last error.
 * Only transient errors (:func:`keyorch.providers.errors.is_transient`) are retried. A call that is
   not idempotent is retried only when the request certainly never reached the server (a connection
-  that was never made, ``exc.sent`` false): a timeout or a 5xx after a create may have created
-  something, and a throttled create is left to the caller (the reconciler requeues it after
-  ``retry_after``).
+  that was never made, ``exc.sent`` false) or was refused unprocessed (:class:`Throttled`): a
+  timeout or a 5xx after a create may have created something, and is left to the caller (the
+  reconciler, which checks what happened before it creates again).
+* ``retry_after`` is a floor for the next attempt of *every* retried call, here and wherever else
+  it is sent again: the transport keeps it per call (:class:`~keyorch.providers.deadlines.ResendGate`),
+  so a resend by :func:`call_checked` or by the reconciler waits it out too.
 * A call the provider refuses to repeat once it succeeded (AWS ``ScheduleKeyDeletion``, Cloud KMS
   ``:destroy``) goes through :func:`call_checked`: after a failure that leaves its outcome in doubt
   (:func:`in_doubt`) the next attempt first reads whether it took effect, and sends again only when
@@ -35,6 +39,7 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState
 
 from keyorch.domain.models import KeystoreType
+from keyorch.providers.deadlines import time_left
 from keyorch.providers.errors import MalformedResponse, ProviderError, Throttled
 
 T = TypeVar("T")
@@ -115,10 +120,12 @@ def retry_policy_for(kind: KeystoreType) -> RetryPolicy:
 
 
 def may_retry(exc: BaseException | None, *, idempotent: bool) -> bool:
-    """Whether ``exc`` allows another attempt of a call that is (not) idempotent."""
+    """Whether ``exc`` allows another attempt of a call that is (not) idempotent: any transient error
+    of an idempotent call; of another, only one that surely was not carried out (never sent, or
+    refused unprocessed as throttled)."""
     if not isinstance(exc, ProviderError) or not exc.transient:
         return False
-    return idempotent or not exc.sent
+    return idempotent or not exc.sent or isinstance(exc, Throttled)
 
 
 async def call_with_retry(
@@ -149,6 +156,9 @@ async def call_with_retry(
     def stop(state: RetryCallState) -> bool:
         if state.attempt_number >= policy.max_attempts:
             return True
+        left = time_left()
+        if left is not None and state.upcoming_sleep >= left:
+            return True  # the wait would outlast the call's deadline: end with the error in hand
         return policy.clock() - started + state.upcoming_sleep > policy.total_timeout_seconds
 
     def before_sleep(state: RetryCallState) -> None:
