@@ -113,9 +113,11 @@ class Daemon:
         self.store = store
         self.clock = clock
         self.master_key = master_key
-        self.pool = ClientPool(store, master_key)
         cfg = settings.reconcile
-        self.controller = Controller(store, self.pool, clock, workers=cfg.workers)
+        self.pool = ClientPool(store, master_key, call_timeout_seconds=cfg.call_timeout_seconds)
+        self.controller = Controller(
+            store, self.pool, clock, workers=cfg.workers, listing_timeout_seconds=cfg.listing_timeout_seconds
+        )
         self.queue = WorkQueue(backoff=Backoff(base_seconds=1.0, max_seconds=cfg.max_backoff_seconds))
         self.listing: Listing | None = None
         self.listing_at = 0.0
@@ -232,7 +234,11 @@ class Daemon:
     # --- health -----------------------------------------------------------------------------
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: workers running, database reachable, migrations current. Keystores that stopped
+        answering are listed (name -> reason) but do not make the daemon unready: it still serves
+        the API and keeps every other keystore in line, and a restart would not make them answer."""
         checks: dict[str, Any] = {"workers_running": self.workers_running and not self.stopping.is_set()}
+        checks["keystores_not_answering"] = self.controller.keystores_not_answering()
         try:
             current, head = await asyncio.wait_for(schema_revisions(self.store.engine), timeout=5)
             checks["database"] = "reachable"

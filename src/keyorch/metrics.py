@@ -50,6 +50,13 @@ OUT_OF_SYNC = Gauge(
     ["keystore"],
     registry=REGISTRY,
 )
+KEYSTORE_UP = Gauge(
+    "keyorch_keystore_up",
+    "1 when the keystore answered its last health check and listing in time, 0 when it did not "
+    "(its keys are flagged connection_error until it answers again), by keystore.",
+    ["keystore"],
+    registry=REGISTRY,
+)
 RECONCILE_DURATION = Histogram(
     "keyorch_reconcile_duration_seconds",
     "Time taken by one reconcile of one managed key.",
@@ -85,6 +92,13 @@ def set_out_of_sync(counts: dict[str, int]) -> None:
     OUT_OF_SYNC.clear()
     for keystore, count in counts.items():
         OUT_OF_SYNC.labels(keystore=keystore).set(count)
+
+
+def set_keystores_up(up: dict[str, bool]) -> None:
+    """Whether each keystore answers; keystores no longer listed are dropped."""
+    KEYSTORE_UP.clear()
+    for keystore, answering in up.items():
+        KEYSTORE_UP.labels(keystore=keystore).set(1 if answering else 0)
 
 
 def render() -> bytes:

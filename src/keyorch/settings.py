@@ -15,6 +15,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from keyorch.crypto import MasterKey
 from keyorch.domain.errors import ConfigurationError
+from keyorch.providers.limits import (
+    CALL_TIMEOUT_RANGE,
+    DEFAULT_CALL_TIMEOUT_SECONDS,
+    DEFAULT_LISTING_TIMEOUT_SECONDS,
+    LISTING_TIMEOUT_RANGE,
+)
 
 DEFAULT_DATABASE_URL = "sqlite:///keyorch.db"
 
@@ -32,6 +38,14 @@ class ReconcileSettings(BaseModel):
     workers: int = Field(default=8, ge=1, le=256)
     resync_interval_seconds: float = Field(default=300.0, gt=0)
     max_backoff_seconds: float = Field(default=300.0, gt=0)
+    #: every keystore call, all its attempts and waits included (a keystore's own setting wins)
+    call_timeout_seconds: float = Field(
+        default=DEFAULT_CALL_TIMEOUT_SECONDS, ge=CALL_TIMEOUT_RANGE[0], le=CALL_TIMEOUT_RANGE[1]
+    )
+    #: how long a pass waits for one keystore's health check, and for its listing, before skipping it
+    listing_timeout_seconds: float = Field(
+        default=DEFAULT_LISTING_TIMEOUT_SECONDS, ge=LISTING_TIMEOUT_RANGE[0], le=LISTING_TIMEOUT_RANGE[1]
+    )
 
 
 class ApiToken(BaseModel):

@@ -55,6 +55,12 @@ def test_recorded_values_render_and_parse() -> None:
     metrics.set_out_of_sync({"ks-aws": 1})
     assert ("keyorch_out_of_sync_keys", (("keystore", "ks-ibm"),)) not in samples()
 
+    metrics.set_keystores_up({"ks-aws": True, "ks-ibm": False})
+    assert value("keyorch_keystore_up", keystore="ks-aws") == 1
+    assert value("keyorch_keystore_up", keystore="ks-ibm") == 0
+    metrics.set_keystores_up({"ks-aws": True})
+    assert ("keyorch_keystore_up", (("keystore", "ks-ibm"),)) not in samples()
+
 
 def test_families_and_types() -> None:
     families = {f.name: f.type for f in text_string_to_metric_families(metrics.render().decode())}
@@ -65,6 +71,7 @@ def test_families_and_types() -> None:
         "keyorch_provider_throttles": "counter",
         "keyorch_queue_depth": "gauge",
         "keyorch_out_of_sync_keys": "gauge",
+        "keyorch_keystore_up": "gauge",
         "keyorch_reconcile_duration_seconds": "histogram",
     }
     assert metrics.CONTENT_TYPE.startswith("text/plain")

@@ -78,7 +78,9 @@ def write_config(
     grace_seconds: float = 10.0,
     resync_seconds: float = 300.0,
     workers: int = 4,
+    reconcile: Mapping[str, Any] | None = None,
 ) -> Path:
+    """The daemon's settings file; ``reconcile`` adds settings of that group (e.g. call_timeout_seconds)."""
     doc = {
         "database_url": db_url,
         "master_key": master_key or generate_master_key(),
@@ -88,7 +90,7 @@ def write_config(
             "grace_period_seconds": grace_seconds,
             "tokens": [{"user": ADMIN, "sha256": token_hash(ADMIN_TOKEN), "roles": {"*": "vault_administrator"}}],
         },
-        "reconcile": {"workers": workers, "resync_interval_seconds": resync_seconds},
+        "reconcile": {"workers": workers, "resync_interval_seconds": resync_seconds, **(reconcile or {})},
     }
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return path

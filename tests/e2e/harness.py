@@ -338,6 +338,7 @@ class AsyncCli:
     workdir: Path
     master_key: str = field(default_factory=generate_master_key)
     user: str = "e2e"
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. KEYORCH_RECONCILE__CALL_TIMEOUT_SECONDS
 
     @property
     def db_path(self) -> Path:
@@ -355,6 +356,7 @@ class AsyncCli:
             "LC_ALL": "C.UTF-8",
             "KEYORCH_MASTER_KEY": self.master_key,
             "KEYORCH_USER": self.user,
+            **self.extra_env,
         }
 
     def argv(self, *args: str, output_json: bool = True) -> list[str]:

@@ -20,8 +20,11 @@ TARGET_COLUMNS = ["key", "keystore", "status", "sync", "reason", "actions", "err
 
 
 def controller_for(state: CliState, ctx: ServiceContext) -> Controller:
-    pool = ClientPool(ctx.store, ctx.master_key)
-    return Controller(ctx.store, pool, ctx.clock, workers=state.settings.reconcile.workers)
+    cfg = state.settings.reconcile
+    pool = ClientPool(ctx.store, ctx.master_key, call_timeout_seconds=cfg.call_timeout_seconds)
+    return Controller(
+        ctx.store, pool, ctx.clock, workers=cfg.workers, listing_timeout_seconds=cfg.listing_timeout_seconds
+    )
 
 
 def target_json(key: KeyOutcome, t: TargetOutcome) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from keyorch.crypto import MasterKey
@@ -29,10 +30,19 @@ def default_builder(keystore: Keystore, credentials: Mapping[str, Any] | None) -
 
 
 class ClientPool:
-    def __init__(self, store: Store, master_key: MasterKey | None, builder: ClientBuilder = default_builder) -> None:
+    def __init__(
+        self,
+        store: Store,
+        master_key: MasterKey | None,
+        builder: ClientBuilder = default_builder,
+        *,
+        call_timeout_seconds: float | None = None,
+    ) -> None:
+        """``call_timeout_seconds``: the total deadline of every call to a keystore that sets none of its own."""
         self.store = store
         self.master_key = master_key
         self.builder = builder
+        self.call_timeout_seconds = call_timeout_seconds
         self._clients: dict[str, KeystoreClient] = {}
         self._down: dict[str, str] = {}
 
@@ -57,6 +67,9 @@ class ClientPool:
         existing = self._clients.get(keystore.id)
         if existing is not None:
             return existing
+        deadline = self.call_timeout_seconds
+        if deadline is not None and "call_timeout_seconds" not in keystore.settings:
+            keystore = replace(keystore, settings={**keystore.settings, "call_timeout_seconds": deadline})
         client = self.builder(keystore, await self.credentials(keystore))
         self._clients[keystore.id] = client
         return client

@@ -1,6 +1,13 @@
 """A full pass: health-check every keystore (floodgate), list each healthy one page by page, then
 reconcile every key with N workers from a deduplicating work queue, retrying transient failures
 with per-key backoff. Used by ``reconcile --once``, ``sync-key`` and the daemon's periodic resync.
+
+A keystore's failure stays that keystore's: its health check and its listing each run within
+``listing_timeout_seconds`` (and each call within its own deadline), and an error of any kind
+closes its floodgate rather than ending the pass. A keystore that did not answer in time (or
+answered nonsense to its health check) is marked down: its keys are flagged ``connection_error``
+without being read one by one, while every other keystore's keys are reconciled on time. The
+``keyorch_keystore_up`` gauge and :meth:`Controller.keystores_not_answering` show which.
 """
 
 from __future__ import annotations
@@ -9,11 +16,13 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from keyorch import metrics
 from keyorch.domain.clock import Clock
 from keyorch.domain.models import Keystore
 from keyorch.logs import get_logger
 from keyorch.providers.base import Observation
-from keyorch.providers.errors import ProviderError
+from keyorch.providers.errors import DeadlineExceeded, ProviderError
+from keyorch.providers.limits import DEFAULT_LISTING_TIMEOUT_SECONDS
 from keyorch.reconcile.batches import DEFAULT_BATCH, KeyBatches
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.engine import KeyOutcome, Listing, Reconciler
@@ -80,6 +89,7 @@ class Controller:
         attempts: int = 4,
         backoff: Backoff | None = None,
         batch_size: int = DEFAULT_BATCH,
+        listing_timeout_seconds: float = DEFAULT_LISTING_TIMEOUT_SECONDS,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -88,27 +98,66 @@ class Controller:
         self.attempts = attempts
         self.backoff = backoff or Backoff(base_seconds=0.2, max_seconds=5.0)
         self.batch_size = batch_size
+        self.listing_timeout_seconds = listing_timeout_seconds
         self.reconciler = Reconciler(store, pool, clock)
         self.log = get_logger(component="controller")
+        self._checked: dict[str, str] = {}  # id -> name of the keystores the last health check saw
 
     async def keystores(self) -> list[Keystore]:
         async with self.store.read() as tx:
             return await tx.list_keystores()
 
     async def check_keystores(self, keystores: Sequence[Keystore]) -> dict[str, str]:
-        """The floodgate: health-check every keystore at once; return the ones that are down."""
-        await asyncio.gather(*(self.pool.check(ks) for ks in keystores))
+        """The floodgate: health-check every keystore at once, each within the listing deadline;
+        return the ones that are down."""
+        await asyncio.gather(*(self._check(ks) for ks in keystores))
+        self._checked = {ks.id: ks.name for ks in keystores}
+        self._publish_health()
         return {ks.id: reason for ks in keystores if (reason := self.pool.down_reason(ks.id)) is not None}
 
-    async def list_keystore(self, keystore: Keystore) -> dict[str, Observation] | None:
-        """Every key of one keystore, page by page, by managed key id; None if the listing failed."""
+    async def _check(self, keystore: Keystore) -> None:
         try:
-            client = await self.pool.client(keystore)
-            found: dict[str, Observation] = {}
-            async for observation in client.list_keys():
-                if observation.managed_key_id:
-                    found[observation.managed_key_id] = observation
+            async with asyncio.timeout(self.listing_timeout_seconds):
+                await self.pool.check(keystore)
+        except TimeoutError:
+            self._mark_down(keystore, f"its health check did not finish within {self._listing_deadline}")
+        except Exception as exc:  # a broken adapter closes its own floodgate, not the pass
+            self.log.error("health check failed", keystore=keystore.name, error=f"{type(exc).__name__}: {exc}"[:300])
+            self._mark_down(keystore, f"its health check failed ({type(exc).__name__})")
+
+    @property
+    def _listing_deadline(self) -> str:
+        return f"{self.listing_timeout_seconds:g} s (reconcile.listing_timeout_seconds)"
+
+    def _mark_down(self, keystore: Keystore, why: str) -> None:
+        reason = f"keystore {keystore.name} not_responding: {why}"
+        self.log.warning("keystore marked down for this pass", keystore=keystore.name, reason=reason)
+        self.pool.mark_down(keystore.id, reason)
+
+    def keystores_not_answering(self) -> dict[str, str]:
+        """Name -> reason of every keystore the last health check or listing found down."""
+        return {name: reason for ks, name in self._checked.items() if (reason := self.pool.down_reason(ks))}
+
+    def _publish_health(self) -> None:
+        metrics.set_keystores_up({name: self.pool.down_reason(ks) is None for ks, name in self._checked.items()})
+
+    async def list_keystore(self, keystore: Keystore) -> dict[str, Observation] | None:
+        """Every key of one keystore, page by page, by managed key id, within the listing deadline;
+        None if the listing failed. A keystore that did not list in time is marked down."""
+        try:
+            async with asyncio.timeout(self.listing_timeout_seconds):
+                client = await self.pool.client(keystore)
+                found: dict[str, Observation] = {}
+                async for observation in client.list_keys():
+                    if observation.managed_key_id:
+                        found[observation.managed_key_id] = observation
             return found
+        except TimeoutError:
+            self._mark_down(keystore, f"its listing did not finish within {self._listing_deadline}")
+            return None
+        except DeadlineExceeded as exc:  # it stopped answering: reading its keys one by one would stall too
+            self._mark_down(keystore, f"its listing stopped: {exc.message}")
+            return None
         except ProviderError as exc:
             # The keystore passed its health check, so one failed page is no reason to close the
             # floodgate: its keys are observed one by one instead (each read with its own retries).
@@ -117,10 +166,20 @@ class Controller:
             # every key of that keystore unreconciled, pass after pass.
             self.log.warning("listing failed; observing keys one by one", keystore=keystore.name, error=exc.message)
             return None
+        except Exception as exc:  # a broken adapter closes its own floodgate, not the pass
+            self.log.error("listing failed", keystore=keystore.name, error=f"{type(exc).__name__}: {exc}"[:300])
+            self._mark_down(keystore, f"its listing failed ({type(exc).__name__})")
+            return None
 
     async def gather_listing(self, keystores: Sequence[Keystore], down: dict[str, str]) -> Listing:
+        """Every healthy keystore listed at once, each within its own deadline; a keystore marked
+        down meanwhile is added to ``down``."""
         healthy = [ks for ks in keystores if ks.id not in down]
         listed = await asyncio.gather(*(self.list_keystore(ks) for ks in healthy))
+        for ks in healthy:
+            if (reason := self.pool.down_reason(ks.id)) is not None:
+                down[ks.id] = reason
+        self._publish_health()
         return {ks.id: found for ks, found in zip(healthy, listed, strict=True) if found is not None}
 
     async def key_ids(self, refs: Sequence[str] | None = None) -> list[str]:
