@@ -8,8 +8,13 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
-Source = Literal["cli", "api", "reconciler"]
+#: Where a change came from: the REST API (a bearer token's user), the CLI on the database directly (a
+#: self-declared user, not authenticated), or the reconciler's own provider calls.
+Source = Literal["cli-direct", "api", "reconciler"]
 Outcome = Literal["accepted", "refused"]
+
+#: Sources whose user is authenticated (the API checked a bearer token; the reconciler is keyorch itself).
+AUTHENTICATED_SOURCES: frozenset[str] = frozenset({"api", "reconciler"})
 
 _SECRET_FIELDS = frozenset({"credentials", "secret", "token"})
 
@@ -17,8 +22,13 @@ _SECRET_FIELDS = frozenset({"credentials", "secret", "token"})
 @dataclass(frozen=True)
 class Actor:
     user: str
-    source: Source = "cli"
+    source: Source = "cli-direct"
     role: str | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether ``user`` was proven (a bearer token), not merely declared (``--user``, ``KEYORCH_USER``)."""
+        return self.source in AUTHENTICATED_SOURCES
 
 
 @dataclass(frozen=True)

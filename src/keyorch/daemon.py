@@ -18,7 +18,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +28,7 @@ from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
 from keyorch.domain.errors import InvalidInput
 from keyorch.logs import get_logger
+from keyorch.reconcile import report
 from keyorch.reconcile.batches import KeyBatches
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
@@ -139,15 +140,21 @@ class Daemon:
         metrics.set_queue_depth(self.queue.depth)
 
     async def sync_key(self, key_id: str) -> dict[str, Any]:
-        outcome = await self.controller.reconciler.reconcile_key(key_id, push=True)
-        self._record(outcome, 0.0)
-        from keyorch.cli.reconcile import target_json
+        """The API's sync: the pass `keyorch sync-key` runs, and its document (so `--server` prints the same)."""
+        summary = await report.sync_pass(self.controller, key_id)
+        for outcome in summary.outcomes.values():
+            self._record(outcome, 0.0)
+        return report.sync_document(summary)
 
-        return {
-            "key": outcome.key_id,
-            "in_sync": outcome.in_sync,
-            "targets": [target_json(outcome, t) for t in outcome.targets],
-        }
+    async def reconcile_once(self) -> dict[str, Any]:
+        """The API's full pass (`keyorch --server … reconcile --once`)."""
+        summary = await self.controller.run_once()
+        for outcome in summary.outcomes.values():
+            self._record(outcome, 0.0)
+        return report.reconcile_document(summary)
+
+    async def plan(self, refs: Sequence[str]) -> dict[str, Any]:
+        return await report.plan_document(self.controller, refs, self.clock.now())
 
     async def _handle(self, key_id: str) -> None:
         if self.stopping.is_set():
@@ -283,6 +290,8 @@ def build_app(daemon: Daemon, api_factory: Callable[..., web.Application] | None
             master_key=daemon.master_key,
             on_change=daemon.on_change,
             sync_key=daemon.sync_key,
+            reconcile_once=daemon.reconcile_once,
+            plan=daemon.plan,
         )
     app.add_routes(health_routes(daemon))
     return app

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from keyorch.api.app import create_api_app
 from keyorch.api.auth import token_hash
-from keyorch.audit import Actor
+from keyorch.audit import Actor, Source
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import FixedClock
 from keyorch.domain.models import ManagedKey
@@ -67,8 +67,9 @@ class Api:
     _shared: dict[bool, tuple[str, str]] = field(default_factory=dict)
     master_key: MasterKey | None = MASTER_KEY
 
-    def ctx(self, user: str = "setup") -> ServiceContext:
-        return ServiceContext(store=self.store, actor=Actor(user, "cli"), clock=self.clock, master_key=self.master_key)
+    def ctx(self, user: str = "setup", source: Source = "cli-direct") -> ServiceContext:
+        """The service as a test's setup acts on it (``source="api"``: as an authenticated user would)."""
+        return ServiceContext(store=self.store, actor=Actor(user, source), clock=self.clock, master_key=self.master_key)
 
     def unique(self, prefix: str) -> str:
         return f"{prefix}{next(self._n)}"
@@ -173,6 +174,12 @@ async def api_factory(api_db_url: str) -> AsyncIterator[ApiFactory]:
             synced.append(key_id)
             return {"status_in_keystores": [], "in_sync": True}
 
+        async def reconcile_once() -> dict[str, Any]:
+            return {"keys_checked": 0, "flagged_keys": [], "exit_code": 0}
+
+        async def plan(refs: Any) -> dict[str, Any]:
+            return {"steps": [], "keystores_down": {}, "asked": list(refs)}
+
         options: dict[str, Any] = {
             "store": store,
             "settings": ApiSettings(tokens=tokens),
@@ -180,6 +187,8 @@ async def api_factory(api_db_url: str) -> AsyncIterator[ApiFactory]:
             "master_key": MASTER_KEY,
             "on_change": changed.append,
             "sync_key": sync_key,
+            "reconcile_once": reconcile_once,
+            "plan": plan,
             **overrides,
         }
         client: TestClient[Any, Any] = TestClient(TestServer(create_api_app(**options)))

@@ -115,6 +115,12 @@ def served() -> Iterator[Served]:
             async def sync_key(key_id: str) -> dict[str, Any]:
                 return {"status_in_keystores": [], "key": key_id}
 
+            async def reconcile_once() -> dict[str, Any]:
+                return {"keys_checked": 0, "flagged_keys": []}
+
+            async def plan(refs: Any) -> dict[str, Any]:
+                return {"steps": [], "keys": list(refs)}
+
             app = create_api_app(
                 store=store,
                 settings=ApiSettings(tokens=tokens),
@@ -122,6 +128,8 @@ def served() -> Iterator[Served]:
                 master_key=MASTER_KEY,
                 on_change=lambda _key_id: None,
                 sync_key=sync_key,
+                reconcile_once=reconcile_once,
+                plan=plan,
             )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

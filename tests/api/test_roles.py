@@ -102,10 +102,18 @@ def key_in(state: str, suffix: str = "", dual_auth: bool = False, authorized: bo
     async def setup(api: Api) -> Prepared:
         key = await api.key(state=state, dual_auth=dual_auth)
         if authorized:
-            await keys.authorize_deletion(api.ctx("someone"), key.id)
+            await keys.authorize_deletion(api.ctx("someone", source="api"), key.id)
         return Prepared(f"/managed_keys/{key.id}{suffix}", etag_path=f"/managed_keys/{key.id}")
 
     return setup
+
+
+async def _plan_every_key(_api: Api) -> Prepared:
+    return Prepared("/plan", body={"keys": []})
+
+
+async def _plan_one_key(api: Api) -> Prepared:
+    return Prepared("/plan", body={"keys": [(await api.key()).id]})
 
 
 R, W = 200, 201
@@ -142,6 +150,11 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
         (401, 403, 403, R, R),
     ),
     "sync_managed_key": ("POST", key_in("active", "/sync_status_in_keystores"), (401, 403, 403, R, R)),
+    "reconcile_once": ("POST", static("/reconcile"), (401, 403, 403, R, R)),
+    "plan": ("POST", _plan_every_key, (401, R, R, R, R)),
+    "plan:one_key": ("POST", _plan_one_key, (401, R, R, R, R)),
+    "list_audit_records": ("GET", static("/audit_records"), (401, R, R, R, R)),
+    "verify_audit_chain": ("GET", static("/audit_chain"), (401, R, R, R, R)),
 }
 
 

@@ -1,4 +1,9 @@
-"""Dual authorization through the CLI (seed 002): two different users, withdrawable, lapsing after 7 days."""
+"""Dual authorization (seed 002) on the database directly: refused, since a self-declared user proves nobody.
+
+One person could authorize as ``KEYORCH_USER=alice`` and destroy as ``KEYORCH_USER=bob``. The two steps
+now need authenticated users (``keyorch --server``, see tests/daemon/test_cli_server.py); the 7-day lapse
+is tested through the API (tests/api/test_keys_api.py) and in the rules (tests/domain/test_rules.py).
+"""
 
 from __future__ import annotations
 
@@ -7,68 +12,31 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from conftest import World
 
-DAY_SECONDS = 86_400
+REFUSAL = "error: dual authorization needs authenticated users: use --server\n"
 
 
-def _offset(days: float) -> dict[str, str]:
-    return {"KEYORCH_CLOCK_OFFSET_SECONDS": str(int(days * DAY_SECONDS))}
-
-
-def test_the_same_user_cannot_authorize_and_destroy(dual_world: World) -> None:
+def test_direct_mode_refuses_the_steps_of_dual_authorization(dual_world: World) -> None:
     cli = dual_world.cli
-    key = dual_world.new_key("d-same", state="pre_active")
+    key = dual_world.new_key("d-direct", state="pre_active")
+    before = cli.ok("key", "show", key["id"])
 
-    unauthorized = cli.fails(3, "key", "destroy", key["id"], user="bob")
-    assert "authorize-deletion" in unauthorized.err
-
-    authorized = cli.ok("key", "authorize-deletion", key["id"], user="alice")
-    assert authorized["deletion_authorization"]["authorized_by"] == "alice"
-    assert authorized["state"] == "pre_active"
-    again = cli.fails(3, "key", "authorize-deletion", key["id"], user="carol")
-    assert "already authorized" in again.err and "alice" in again.err
-
-    same = cli.fails(3, "key", "destroy", key["id"], user="alice")
-    assert "alice" in same.err and "different user" in same.err
-    assert cli.ok("key", "show", key["id"]) == authorized
-
-    destroyed = cli.ok("key", "destroy", key["id"], user="bob")
-    assert destroyed["state"] == "destroyed"
-    assert destroyed["deletion_authorization"] is None
+    authorize = cli.fails(3, "key", "authorize-deletion", key["id"], user="alice")
+    destroy = cli.fails(3, "key", "destroy", key["id"], user="bob")
+    assert authorize.err == destroy.err == REFUSAL
+    assert cli.ok("key", "show", key["id"]) == before
 
     records = cli.audit(key["id"])
-    assert [(r["action"], r["user"], r["outcome"]) for r in records] == [
-        ("key.create", "alice", "accepted"),
-        ("key.destroy", "bob", "refused"),
-        ("key.authorize_deletion", "alice", "accepted"),
-        ("key.authorize_deletion", "carol", "refused"),
-        ("key.destroy", "alice", "refused"),
-        ("key.destroy", "bob", "accepted"),
+    assert [(r["action"], r["user"], r["source"], r["outcome"]) for r in records] == [
+        ("key.create", "alice", "cli-direct", "accepted"),
+        ("key.authorize_deletion", "alice", "cli-direct", "refused"),
+        ("key.destroy", "bob", "cli-direct", "refused"),
     ]
-    assert "different user" in records[4]["detail"]
+    assert "use --server" in records[1]["detail"]
 
 
-def test_a_withdrawn_authorization_no_longer_allows_destroy(dual_world: World) -> None:
-    cli = dual_world.cli
-    key = dual_world.new_key("d-withdrawn", state="pre_active")
-    cli.ok("key", "authorize-deletion", key["id"], user="alice")
-    withdrawn = cli.ok("key", "withdraw-authorization", key["id"], user="alice")
-    assert withdrawn["deletion_authorization"] is None
-
-    refused = cli.fails(3, "key", "destroy", key["id"], user="bob")
-    assert "authorize-deletion" in refused.err
-    cli.fails(3, "key", "withdraw-authorization", key["id"], user="alice")
-    assert cli.ok("key", "show", key["id"])["state"] == "pre_active"
-
-
-def test_an_authorization_lapses_after_seven_days(dual_world: World) -> None:
-    cli = dual_world.cli
-    key = dual_world.new_key("d-lapse", state="pre_active")
-    authorized = cli.ok("key", "authorize-deletion", key["id"], user="alice", env=_offset(0))
-
-    lapsed = cli.fails(3, "key", "destroy", key["id"], user="bob", env=_offset(8))
-    assert "lapsed" in lapsed.err
-    assert cli.ok("key", "show", key["id"])["version"] == authorized["version"]
-
-    # within the window a different user may destroy
-    destroyed = cli.ok("key", "destroy", key["id"], user="bob", env=_offset(6))
-    assert destroyed["state"] == "destroyed"
+def test_direct_mode_destroys_where_the_vault_needs_one_user(world: World) -> None:
+    """Without dual authorization a destroy is one step, which direct mode still takes."""
+    key = world.new_key("d-single", state="pre_active")
+    assert world.cli.ok("key", "destroy", key["id"], user="bob")["state"] == "destroyed"
+    refused = world.cli.fails(3, "key", "authorize-deletion", key["id"])
+    assert "does not use dual authorization" in refused.err

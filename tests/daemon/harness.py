@@ -79,8 +79,14 @@ def write_config(
     resync_seconds: float = 300.0,
     workers: int = 4,
     reconcile: Mapping[str, Any] | None = None,
+    users: Mapping[str, tuple[str, Mapping[str, str]]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """The daemon's settings file; ``reconcile`` adds settings of that group (e.g. call_timeout_seconds)."""
+    """The daemon's settings file; ``reconcile`` adds settings of that group (e.g. call_timeout_seconds),
+    ``users`` more API users (name → (token, roles per vault)), ``extra`` more top-level settings."""
+    tokens = [{"user": ADMIN, "sha256": token_hash(ADMIN_TOKEN), "roles": {"*": "vault_administrator"}}]
+    for user, (token, roles) in (users or {}).items():
+        tokens.append({"user": user, "sha256": token_hash(token), "roles": dict(roles)})
     doc = {
         "database_url": db_url,
         "master_key": master_key or generate_master_key(),
@@ -88,9 +94,10 @@ def write_config(
         "api": {
             "listen": "127.0.0.1:1",  # every test passes --listen
             "grace_period_seconds": grace_seconds,
-            "tokens": [{"user": ADMIN, "sha256": token_hash(ADMIN_TOKEN), "roles": {"*": "vault_administrator"}}],
+            "tokens": tokens,
         },
         "reconcile": {"workers": workers, "resync_interval_seconds": resync_seconds, **(reconcile or {})},
+        **(extra or {}),
     }
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return path
@@ -120,12 +127,23 @@ class DaemonProcess:
 
     @classmethod
     async def start(
-        cls, workdir: Path, config: Path, *serve_args: str, port: int | None = None, wait: bool = True
+        cls,
+        workdir: Path,
+        config: Path,
+        *serve_args: str,
+        port: int | None = None,
+        wait: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> DaemonProcess:
+        """``env``: more environment variables for the daemon (e.g. the credentials it resolves at run time)."""
         listen = ["--listen", f"127.0.0.1:{port or free_port()}"]
         argv = [sys.executable, "-m", "keyorch", "--config", str(config), "serve", *listen, *serve_args]
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=workdir, env=clean_env(workdir), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            *argv,
+            cwd=workdir,
+            env=clean_env(workdir, **(env or {})),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         daemon = cls(proc)
         assert proc.stdout is not None and proc.stderr is not None

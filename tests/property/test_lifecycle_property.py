@@ -71,7 +71,7 @@ async def _run(sequence: list[Step], dual_auth: bool, db: Path) -> None:
     legal = allowed_transitions()
     try:
         for step in sequence:
-            ctx = ServiceContext(store=store, actor=Actor(step.user), clock=clock)
+            ctx = ServiceContext(store=store, actor=Actor(step.user, "api"), clock=clock)  # authenticated: dual auth
             if step.op == "wait":
                 clock.advance(days=step.days)
                 continue

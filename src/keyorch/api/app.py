@@ -6,12 +6,20 @@ Routes carry their full ``/api/v4`` path, so the daemon can add its own routes (
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from keyorch.api import routes_key_actions, routes_keys, routes_keystores, routes_templates, routes_vaults
+from keyorch.api import (
+    routes_audit,
+    routes_key_actions,
+    routes_keys,
+    routes_keystores,
+    routes_reconcile,
+    routes_templates,
+    routes_vaults,
+)
 from keyorch.api.auth import Authenticator
 from keyorch.api.errors import MAX_BODY_BYTES, error_middleware
 from keyorch.api.openapi import OPENAPI_PATH, build_openapi
@@ -27,6 +35,8 @@ ROUTES: list[Route] = [
     *routes_templates.ROUTES,
     *routes_keys.ROUTES,
     *routes_key_actions.ROUTES,
+    *routes_reconcile.ROUTES,
+    *routes_audit.ROUTES,
 ]
 
 OPENAPI_KEY = web.AppKey("keyorch_openapi", dict)
@@ -45,12 +55,16 @@ def create_api_app(
     on_change: Callable[[str], None] | None = None,
     sync_key: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
     keystore_status: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
+    reconcile_once: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    plan: Callable[[Sequence[str]], Awaitable[dict[str, Any]]] | None = None,
 ) -> web.Application:
     """The API application.
 
     ``on_change(key_id)`` is called after every accepted change to a key; ``sync_key(key_id)`` runs a
-    push reconcile and returns the per-keystore statuses (without it the sync endpoint answers 503);
-    ``keystore_status(keystore_id)`` checks a keystore live (without it, the last observed state is shown).
+    push reconcile and returns its document (:func:`keyorch.reconcile.report.sync_document`; without it
+    the sync endpoint answers 503); ``keystore_status(keystore_id)`` checks a keystore live (without it,
+    the last observed state is shown); ``reconcile_once()`` runs a full pass and ``plan(refs)`` plans one
+    (their documents: :mod:`keyorch.reconcile.report`; without them those endpoints answer 503).
     """
     api = settings.api if isinstance(settings, Settings) else settings
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
@@ -62,6 +76,8 @@ def create_api_app(
         on_change=on_change,
         sync_key=sync_key,
         keystore_status=keystore_status,
+        reconcile_once=reconcile_once,
+        plan=plan,
     )
     app[OPENAPI_KEY] = build_openapi(ROUTES)
     app.router.add_route("GET", OPENAPI_PATH, _openapi)

@@ -45,22 +45,29 @@ _HTTP_CODES: dict[int, str] = {
 }
 
 
+# The exit codes are those `keyorch --server` exits with when the API answers so.
+
+
 class Unauthorized(KeyorchError):
+    exit_code = 2  # unusable configuration: the token
     http_status = 401
     code = "unauthorized"
 
 
 class Forbidden(KeyorchError):
+    exit_code = 3  # refused: the caller's role does not allow it
     http_status = 403
     code = "forbidden"
 
 
 class PreconditionRequired(KeyorchError):
+    exit_code = 2
     http_status = 428
     code = "precondition_required"
 
 
 class ServiceUnavailable(KeyorchError):
+    exit_code = 4  # a needed component could not be reached
     http_status = 503
     code = "service_unavailable"
 

@@ -8,7 +8,7 @@ same input alike, with the same message.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
@@ -138,3 +138,22 @@ class KeyFilterQuery(VaultFilter):
 
 class DestroyQuery(Query):
     force: bool = Field(default=False, description="destroy even where the keystore reports the key in use")
+
+
+class ActivateQuery(Query):
+    transition: Literal["any", "activate", "reactivate"] = Field(
+        default="any",
+        description="any: activate a pre-active key or reactivate a deactivated one (UKO); activate or "
+        "reactivate: only that transition",
+    )
+
+
+class PlanRequest(Body):
+    keys: list[Annotated[str, _Ref]] = Field(
+        default_factory=list, max_length=1000, description="key ids or labels; empty: every key with a target"
+    )
+
+
+class AuditQuery(Query):
+    object: str | None = Field(default=None, min_length=1, max_length=256, description="only records about this id")
+    limit: int = Field(default=1000, ge=1, le=100_000, description="the newest records, at most this many")

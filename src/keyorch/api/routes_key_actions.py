@@ -7,16 +7,13 @@ and calls the one service implementation; the daemon is told at once (``on_chang
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
 from keyorch.api.auth import Permission
-from keyorch.api.errors import ServiceUnavailable
-from keyorch.api.models import DestroyQuery
+from keyorch.api.models import ActivateQuery, DestroyQuery, Query
 from keyorch.api.routes_keys import key_response
 from keyorch.api.routing import Call, Route, respond
-from keyorch.domain.errors import KeyorchError
 from keyorch.domain.models import ManagedKey
 from keyorch.domain.states import KeyState
 from keyorch.service import keys as ops
@@ -37,10 +34,19 @@ async def _act(call: Call, permission: Permission, action: str, run: Callable[[M
 
 
 async def activate(call: Call) -> web.StreamResponse:
-    """From pre_active: activate; from deactivated: reactivate (the table refuses any other state)."""
+    """From pre_active: activate; from deactivated: reactivate (the table refuses any other state).
+
+    ``transition=activate`` or ``reactivate`` (keyorch's addition, for `keyorch key activate|reactivate`)
+    asks for that transition only, so the other one is refused as the table says.
+    """
+    transition = call.parsed(ActivateQuery, call.query).transition
 
     def pick(key: ManagedKey) -> Action:
-        return ops.reactivate_key if key.state is KeyState.DEACTIVATED else ops.activate_key
+        if transition == "activate":
+            return ops.activate_key
+        if transition == "reactivate" or key.state is KeyState.DEACTIVATED:
+            return ops.reactivate_key
+        return ops.activate_key
 
     return await _act(call, Permission.DEPLOY, "activate", pick)
 
@@ -73,21 +79,12 @@ async def sync(call: Call) -> web.StreamResponse:
     ctx = await call.authorize(Permission.DEPLOY, vault.name, "key.sync", "key", key.id)
     if call.request.headers.get("If-Match"):
         await call.expected_version(ctx, "key.sync", "key", key.id, key.version)
-    hook = call.deps.sync_key
-    if hook is None:
-        raise ServiceUnavailable(
-            "syncing a key needs the reconciler, which this API server does not run; use `keyorch sync-key` or "
-            "the API of `keyorch serve`",
-            target="sync",
-        )
-    try:
-        result: dict[str, Any] = await hook(key.id)
-    except KeyorchError:
-        raise
-    except Exception as exc:
-        raise ServiceUnavailable(f"syncing key {key.id} failed ({type(exc).__name__})", target="sync") from None
+    result = await call.run_hook(call.deps.sync_key, f"syncing key {key.id}", key.id)
     after = await ops.get_key(call.context(), key.id)
     return respond({"id": key.id, **result}, tag=(after.id, after.version))
+
+
+_QUERIES: dict[str, type[Query]] = {"destroy": DestroyQuery, "activate": ActivateQuery}
 
 
 def _on_key(
@@ -103,7 +100,7 @@ def _on_key(
         summary,
         "managed_keys",
         permission,
-        query=DestroyQuery if action == "destroy" else None,
+        query=_QUERIES.get(action),
         if_match=True,
         refusals=(404, 409),
     )
@@ -130,7 +127,7 @@ ROUTES = [
         "/managed_keys/{id}/sync_status_in_keystores",
         sync,
         "sync_managed_key",
-        "Reconcile the key in every keystore now (push); returns the per-keystore statuses",
+        "Reconcile the key in every keystore now (push); returns each target's outcome and the pass's counts",
         "managed_keys",
         Permission.DEPLOY,
         refusals=(404, 412, 503),

@@ -1,5 +1,8 @@
 """/api/v4/keystores: list, connect, get, health status, disconnect (DELETE).
 
+Disconnecting checks the keystore's live contents too when it can be reached (as the CLI does); when
+it cannot, the answer says so in its ``Keyorch-Note`` header.
+
 Connecting takes the fields of `keyorch keystore connect`. Inline credentials and a CA bundle reach
 the one connect implementation as in-memory files (memfd where the system has it), never as a file
 on disk a second process could read; credentials are stored encrypted and never returned.
@@ -27,6 +30,9 @@ from keyorch.domain.errors import InvalidInput, KeyorchError
 from keyorch.domain.models import Keystore
 from keyorch.service import keystores as ops
 from keyorch.views import keystore_json
+
+#: The header of a disconnect whose live check could not reach the keystore (so the records alone decided).
+NOTE_HEADER = "Keyorch-Note"
 
 
 @contextmanager
@@ -170,8 +176,11 @@ async def disconnect_keystore(call: Call) -> web.StreamResponse:
     vault = await call.vault(keystore.vault_id)
     ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.disconnect", "keystore", keystore.id)
     version = await call.expected_version(ctx, "keystore.disconnect", "keystore", keystore.id, keystore.version)
-    after = await ops.disconnect_keystore(ctx, keystore.id, version)
-    return respond(keystore_json(after), tag=(after.id, after.version))
+    after, note = await ops.disconnect_checked(ctx, keystore.id, version)
+    response = respond(keystore_json(after), tag=(after.id, after.version))
+    if note is not None:
+        response.headers[NOTE_HEADER] = " ".join(note.encode("ascii", "replace").decode().split())
+    return response
 
 
 ROUTES = [

@@ -7,7 +7,7 @@ document (summary, body and query models, statuses). Handlers receive a ``Call``
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ from keyorch.api.auth import ALL_VAULTS, GRANTED_BY, Authenticator, Permission, 
 from keyorch.api.errors import (
     InvalidJson,
     PreconditionRequired,
+    ServiceUnavailable,
     UnsupportedMediaType,
     check_strings,
     error_response,
@@ -51,6 +52,8 @@ class ApiDeps:
     on_change: Callable[[str], None] | None
     sync_key: Callable[[str], Awaitable[dict[str, Any]]] | None
     keystore_status: Callable[[str], Awaitable[dict[str, Any]]] | None
+    reconcile_once: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    plan: Callable[[Sequence[str]], Awaitable[dict[str, Any]]] | None = None
 
 
 DEPS = web.AppKey("keyorch_api_deps", ApiDeps)
@@ -208,6 +211,25 @@ class Call:
             )
         await self.refuse(ctx, action, object_type, object_id, exc)
         raise AssertionError("unreachable")  # pragma: no cover - refuse() always raises
+
+    async def run_hook(
+        self, hook: Callable[..., Awaitable[dict[str, Any]]] | None, what: str, *args: Any
+    ) -> dict[str, Any]:
+        """Run one of the daemon's reconciler hooks: 503 when this API server runs no reconciler, or when the
+        hook fails for a reason that is not one of keyorch's own refusals."""
+        if hook is None:
+            raise ServiceUnavailable(
+                f"{what} needs the reconciler, which this API server does not run; use the command line on the "
+                "database or the API of `keyorch serve`",
+                target="reconciler",
+            )
+        try:
+            return await hook(*args)
+        except KeyorchError:
+            raise
+        except Exception as exc:
+            log.exception("api.%s failed", what)
+            raise ServiceUnavailable(f"{what} failed ({type(exc).__name__})", target="reconciler") from None
 
     def changed(self, key_id: str) -> None:
         """Tell the daemon a key changed (it reconciles at once); a failing hook never fails the request."""

@@ -18,7 +18,7 @@ from keyorch.cli.audit import audit
 from keyorch.cli.keys import key
 from keyorch.cli.keystores import keystore
 from keyorch.cli.reconcile import plan, reconcile, sync_key
-from keyorch.cli.runtime import CliState
+from keyorch.cli.runtime import CliState, ServerRequest
 from keyorch.cli.serve import serve
 from keyorch.cli.templates import template
 from keyorch.cli.vaults import vault
@@ -47,17 +47,57 @@ class _RootGroup(click.Group):
 @click.option("--db", "database_url", envvar="KEYORCH_DATABASE_URL", help="sqlite:///PATH or postgresql://…")
 @click.option("--config", "config_path", type=str, default=None, help="YAML settings file.")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--user", envvar="KEYORCH_USER", help="Who is acting (recorded in the audit trail).")
+@click.option(
+    "--user",
+    envvar="KEYORCH_USER",
+    help="Direct database mode: who is acting (self-declared, recorded in the audit trail). Not with --server.",
+)
+@click.option(
+    "--server",
+    envvar="KEYORCH_SERVER",
+    metavar="URL",
+    help="Run commands through this keyorch daemon's REST API as the token's user, e.g. https://keyorch:8443.",
+)
+@click.option(
+    "--token-file",
+    envvar="KEYORCH_TOKEN_FILE",
+    metavar="FILE",
+    help="With --server: a file (mode 0600) holding the bearer token; default: env KEYORCH_TOKEN.",
+)
+@click.option(
+    "--server-ca-file",
+    envvar="KEYORCH_SERVER_CA_FILE",
+    metavar="FILE",
+    help="With --server: a PEM CA bundle to verify the daemon's TLS certificate with.",
+)
 @click.version_option(package_name="keyorch")
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None, config_path: str | None, output: str, user: str | None) -> None:
-    """keyorch: keep every keystore's keys in their desired lifecycle state."""
+def cli(
+    ctx: click.Context,
+    database_url: str | None,
+    config_path: str | None,
+    output: str,
+    user: str | None,
+    server: str | None,
+    token_file: str | None,
+    server_ca_file: str | None,
+) -> None:
+    """keyorch: keep every keystore's keys in their desired lifecycle state.
+
+    Commands act on the database directly (--db), or with --server through a daemon's REST API as the
+    bearer token's user (needed for dual authorization). init, master-key, serve, fakes and demo are
+    local commands and never use --server.
+    """
+    from_command_line = ctx.get_parameter_source("user") is click.core.ParameterSource.COMMANDLINE
+    if server and user and from_command_line:
+        raise ConfigurationError("--user is not used with --server: the bearer token says who you are")
     try:
-        settings = load_settings(config_path, database_url=database_url, user=user)
+        settings = load_settings(config_path, database_url=database_url, user=None if server else user)
     except UnicodeDecodeError:
         raise ConfigurationError(f"--config {config_path!r} is not UTF-8 text") from None
     configure_logging(settings.log.format, settings.log.level)
-    ctx.obj = CliState(settings=settings, output=output)
+    remote = ServerRequest(server, token_file, server_ca_file) if server else None
+    ctx.obj = CliState(settings=settings, output=output, server=remote)
 
 
 for command in (init, demo, master_key, vault, keystore, template, key, audit, sync_key, reconcile, plan, serve):

@@ -15,7 +15,7 @@ from keyorch.store.engine import create_engine, migrate, redacted
 @click.command(name="init")
 @click.pass_obj
 def init(state: CliState) -> None:
-    """Create the database, or migrate it to the newest schema (safe to run again)."""
+    """Local (no --server): create the database, or migrate it to the newest schema (safe to run again)."""
     url = state.settings.database_url
     path = check_database_url(url)
 
@@ -41,7 +41,7 @@ def init(state: CliState) -> None:
 
 @click.group(name="master-key")
 def master_key() -> None:
-    """The master key that encrypts stored keystore credentials."""
+    """Local (no --server): the master key that encrypts stored keystore credentials."""
 
 
 @master_key.command(name="generate")
@@ -55,7 +55,7 @@ def generate(state: CliState) -> None:
 @click.command(name="demo")
 @click.pass_obj
 def demo(state: CliState) -> int:
-    """A first look: four fake providers, a temporary database, a key's whole lifecycle."""
+    """Local (no --server): a first look: four fake providers, a temporary database, a key's lifecycle."""
     from keyorch.demo import run_demo
 
     configure_logging(state.settings.log.format, "warning")

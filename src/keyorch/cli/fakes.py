@@ -182,7 +182,7 @@ async def _serve(
 
 @click.group(name="fakes")
 def fakes() -> None:
-    """Fake AWS KMS, Azure Key Vault, Google Cloud KMS and IBM Key Protect services."""
+    """Local (no --server): fake AWS KMS, Azure Key Vault, Google Cloud KMS and IBM Key Protect services."""
 
 
 @fakes.command(name="serve")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import click
 
-from keyorch.cli.runtime import CliState, emit, make_table, properties_table, with_service
-from keyorch.domain.models import Keystore, KeystoreType
+from keyorch.cli.backend import Backend, Doc
+from keyorch.cli.runtime import CliState, emit, make_table, properties_table, with_backend
+from keyorch.domain.models import KeystoreType
 from keyorch.service import keystores as ops
-from keyorch.service.context import ServiceContext
-from keyorch.views import keystore_json
 
 
-def _show(state: CliState, keystore: Keystore, title: str) -> None:
-    doc = keystore_json(keystore)
+def _show(state: CliState, doc: Doc, title: str) -> None:
     rows = [(k, v) for k, v in doc.items() if k != "settings"] + [
         (f"settings.{k}", v) for k, v in doc["settings"].items()
     ]
@@ -52,10 +50,10 @@ def keystore() -> None:
     show_default=True,
     help="Pace each operation by the provider's published request quota.",
 )
-@with_service
+@with_backend
 async def connect(
     state: CliState,
-    ctx: ServiceContext,
+    backend: Backend,
     vault: str,
     name: str,
     type_: str,
@@ -94,24 +92,32 @@ async def connect(
         max_concurrency=max_concurrency,
         provider_quotas=provider_quotas,
     )
-    _show(state, await ops.connect_keystore(ctx, request), "keystore connected")
+    _show(state, await backend.connect_keystore(request), "keystore connected")
 
 
 @keystore.command(name="list")
 @click.option("--vault", help="Only this vault's keystores.")
 @click.option("--include-disconnected", is_flag=True)
-@with_service
-async def list_(state: CliState, ctx: ServiceContext, vault: str | None, include_disconnected: bool) -> None:
+@with_backend
+async def list_(state: CliState, backend: Backend, vault: str | None, include_disconnected: bool) -> None:
     """List keystores."""
-    found = await ops.list_keystores(ctx, vault, include_disconnected)
+    found = await backend.list_keystores(vault, include_disconnected)
     emit(
         state,
-        [keystore_json(k) for k in found],
+        found,
         lambda: make_table(
             "keystores",
             ["id", "name", "type", "status", "endpoint", "credentials", "version"],
             [
-                (k.id, k.name, k.type, k.status, k.settings.get("endpoint", "(default)"), k.credentials_mode, k.version)
+                (
+                    k["id"],
+                    k["name"],
+                    k["type"],
+                    k["status"],
+                    k["settings"].get("endpoint", "(default)"),
+                    k["credentials"],
+                    k["version"],
+                )
                 for k in found
             ],
         ),
@@ -120,23 +126,23 @@ async def list_(state: CliState, ctx: ServiceContext, vault: str | None, include
 
 @keystore.command(name="show")
 @click.argument("ref", metavar="ID")
-@with_service
-async def show(state: CliState, ctx: ServiceContext, ref: str) -> None:
+@with_backend
+async def show(state: CliState, backend: Backend, ref: str) -> None:
     """Show a keystore (by id or name)."""
-    _show(state, await ops.get_keystore(ctx, ref), "keystore")
+    _show(state, await backend.get_keystore(ref), "keystore")
 
 
 @keystore.command(name="disconnect")
 @click.argument("ref", metavar="ID")
 @click.option("--if-version", type=int, default=None, help="Refuse if the keystore's version differs.")
-@with_service
-async def disconnect(state: CliState, ctx: ServiceContext, ref: str, if_version: int | None) -> None:
+@with_backend
+async def disconnect(state: CliState, backend: Backend, ref: str, if_version: int | None) -> None:
     """Disconnect a keystore; refused while an active or deactivated key targets it.
 
     When the keystore can be reached its live contents are checked too; otherwise the records alone decide
     (and a note on stderr says so).
     """
-    live, unreachable = await ops.live_contents(ctx, ref)
-    if unreachable is not None:
-        click.echo(f"note: keystore not reachable ({unreachable}); checked keyorch's records only", err=True)
-    _show(state, await ops.disconnect_keystore(ctx, ref, if_version, live), "keystore disconnected")
+    doc, note = await backend.disconnect_keystore(ref, if_version)
+    if note is not None:
+        click.echo(f"note: {note}", err=True)
+    _show(state, doc, "keystore disconnected")

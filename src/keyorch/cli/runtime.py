@@ -7,9 +7,11 @@ import functools
 import getpass
 import json
 import math
+import os
+import stat
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -19,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from keyorch.audit import Actor
+from keyorch.cli.backend import Backend
 from keyorch.domain.clock import SystemClock
 from keyorch.domain.errors import ConfigurationError
 from keyorch.service.context import ServiceContext
@@ -30,10 +33,67 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+@dataclass(frozen=True)
+class ServerRequest:
+    """``--server URL`` with ``--token-file`` and ``--server-ca-file``, as given (read when a command needs them,
+    so the local commands never do)."""
+
+    url: str
+    token_file: str | None = None
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """``--server``: run commands through this daemon's REST API with this bearer token."""
+
+    url: str
+    token: str = field(repr=False)
+    ca_file: str | None = None
+
+
+def server_options(request: ServerRequest) -> ServerOptions:
+    """``--server`` with its token (``--token-file``, else ``KEYORCH_TOKEN``); a token file others can read is
+    warned about on stderr."""
+    from keyorch.cli.remote import check_server_url
+
+    check_server_url(request.url)
+    if request.token_file is not None:
+        token = _read_token_file(request.token_file)
+    else:
+        token = os.environ.get("KEYORCH_TOKEN", "").strip()
+        if not token:
+            raise ConfigurationError("--server needs a bearer token: set KEYORCH_TOKEN or give --token-file FILE")
+        _check_token(token, "KEYORCH_TOKEN")
+    return ServerOptions(request.url, token, request.ca_file)
+
+
+def _check_token(token: str, where: str) -> str:
+    if not token or any(c.isspace() or not c.isprintable() or not c.isascii() for c in token):
+        raise ConfigurationError(f"{where} does not hold a bearer token (one line of printable ASCII, no spaces)")
+    return token
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        mode = Path(path).stat().st_mode
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"--token-file {path!r} cannot be read: {exc.strerror}") from None
+    if stat.S_IMODE(mode) & 0o077:
+        click.echo(
+            f"warning: the token file {path} can be read by other users (mode {stat.S_IMODE(mode):04o}); "
+            f"run chmod 600 {path}",
+            err=True,
+        )
+    return _check_token(raw.decode("utf-8", "replace").strip(), f"--token-file {path!r}")
+
+
 @dataclass
 class CliState:
     settings: Settings
     output: str  # "table" | "json"
+    server: ServerRequest | None = None
 
     @property
     def user(self) -> str:
@@ -100,16 +160,19 @@ async def open_context(state: CliState, *, require_schema: bool = True) -> Servi
             )
     return ServiceContext(
         store=store,
-        actor=Actor(user=state.user, source="cli"),
+        actor=Actor(user=state.user, source="cli-direct"),
         clock=clock,
         master_key=state.settings.load_master_key(),
     )
 
 
-def with_service(
-    fn: Callable[Concatenate[CliState, ServiceContext, P], Awaitable[R]],
+def with_backend(
+    fn: Callable[Concatenate[CliState, Backend, P], Awaitable[R]],
 ) -> Callable[P, R]:
-    """Turn ``async def cmd(state, ctx, **options)`` into a click callback run on its own loop."""
+    """Turn ``async def cmd(state, backend, **options)`` into a click callback run on its own loop.
+
+    The backend is the daemon's API with ``--server``, else the database itself (``--db``).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -117,15 +180,26 @@ def with_service(
         assert state is not None
 
         async def run() -> R:
-            ctx = await open_context(state)
+            backend = await open_backend(state)
             try:
-                return await fn(state, ctx, *args, **kwargs)
+                return await fn(state, backend, *args, **kwargs)
             finally:
-                await ctx.store.close()
+                await backend.aclose()
 
         return asyncio.run(run())
 
     return wrapper
+
+
+async def open_backend(state: CliState) -> Backend:
+    if state.server is not None:
+        from keyorch.cli.remote import RemoteBackend
+
+        options = server_options(state.server)
+        return RemoteBackend(options.url, options.token, ca_file=options.ca_file)
+    from keyorch.cli.direct import DirectBackend
+
+    return DirectBackend(await open_context(state), state.settings.reconcile)
 
 
 def emit(state: CliState, doc: Any, table: Callable[[], Table | str] | None = None) -> None:

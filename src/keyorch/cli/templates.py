@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import click
 
-from keyorch.cli.runtime import CliState, emit, make_table, properties_table, with_service
-from keyorch.domain.models import KeyTemplate
-from keyorch.service import templates as ops
-from keyorch.service.context import ServiceContext
-from keyorch.service.keystores import keystore_names
-from keyorch.views import template_json
+from keyorch.cli.backend import Backend, Doc, TemplateRequest
+from keyorch.cli.runtime import CliState, emit, make_table, properties_table, with_backend
 
 
-async def _show(state: CliState, ctx: ServiceContext, template: KeyTemplate, title: str) -> None:
-    doc = template_json(template, await keystore_names(ctx))
+def _keystores(doc: Doc) -> list[str]:
+    return [k["name"] or k["id"] for k in doc["keystores"]]
+
+
+def _show(state: CliState, doc: Doc, title: str) -> None:
     rows = [(k, v) for k, v in doc.items() if k != "keystores"]
     rows.append(("keystores", ", ".join(f"{k['name']} ({k['id']})" for k in doc["keystores"])))
     emit(state, doc, lambda: properties_table(title, rows))
@@ -34,10 +33,10 @@ def template() -> None:
 @click.option(
     "--state", "initial_state", default="pre_active", show_default=True, type=click.Choice(["pre_active", "active"])
 )
-@with_service
+@with_backend
 async def create(
     state: CliState,
-    ctx: ServiceContext,
+    backend: Backend,
     vault: str,
     name: str,
     keystores: tuple[str, ...],
@@ -47,34 +46,25 @@ async def create(
     initial_state: str,
 ) -> None:
     """Create a key template."""
-    created = await ops.create_template(
-        ctx,
-        vault=vault,
-        name=name,
-        keystores=keystores,
-        algorithm=algorithm,
-        size=size,
-        naming_scheme=naming_scheme,
-        state=initial_state,
-    )
-    await _show(state, ctx, created, "template created")
+    request = TemplateRequest(vault, name, keystores, algorithm, size, naming_scheme, initial_state)
+    created = await backend.create_template(request)
+    _show(state, created, "template created")
 
 
 @template.command(name="list")
 @click.option("--vault", help="Only this vault's templates.")
-@with_service
-async def list_(state: CliState, ctx: ServiceContext, vault: str | None) -> None:
+@with_backend
+async def list_(state: CliState, backend: Backend, vault: str | None) -> None:
     """List key templates."""
-    found = await ops.list_templates(ctx, vault)
-    names = await keystore_names(ctx)
+    found = await backend.list_templates(vault)
     emit(
         state,
-        [template_json(t, names) for t in found],
+        found,
         lambda: make_table(
             "templates",
             ["id", "name", "algorithm", "size", "initial state", "keystores"],
             [
-                (t.id, t.name, t.algorithm, t.size, t.initial_state, ", ".join(names.get(k, k) for k in t.keystore_ids))
+                (t["id"], t["name"], t["algorithm"], t["size"], t["initial_state"], ", ".join(_keystores(t)))
                 for t in found
             ],
         ),
@@ -83,7 +73,7 @@ async def list_(state: CliState, ctx: ServiceContext, vault: str | None) -> None
 
 @template.command(name="show")
 @click.argument("ref", metavar="ID")
-@with_service
-async def show(state: CliState, ctx: ServiceContext, ref: str) -> None:
+@with_backend
+async def show(state: CliState, backend: Backend, ref: str) -> None:
     """Show a key template (by id or name)."""
-    await _show(state, ctx, await ops.get_template(ctx, ref), "template")
+    _show(state, await backend.get_template(ref), "template")

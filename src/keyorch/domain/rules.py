@@ -188,6 +188,17 @@ def check_vault_empty(vault: Vault, keystores: int, templates: int, keys: int) -
 # --- dual authorization (seed 002) -----------------------------------------------------------
 
 
+#: Why direct database access cannot take part in dual authorization.
+UNAUTHENTICATED_DUAL_AUTH = "dual authorization needs authenticated users: use --server"
+
+
+def check_authenticated_for_dual_auth(vault: Vault, authenticated: bool) -> None:
+    """Two different users are only two people when each was authenticated: refuse the steps of dual
+    authorization (authorize, and destroy in a dual-auth vault) to a self-declared user."""
+    if vault.dual_auth and not authenticated:
+        raise RuleViolation(UNAUTHENTICATED_DUAL_AUTH, target="user")
+
+
 def live_authorization(key: ManagedKey, now: datetime) -> DeletionAuthorization | None:
     auth = key.deletion_authorization
     if auth is None or auth.expires_at <= now:

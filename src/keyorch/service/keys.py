@@ -114,7 +114,9 @@ async def _state_action(
         check_version(key.version, expected_version, "key", key.id)
         now = ctx.clock.now()
         if action is KeyAction.DESTROY:
-            rules.check_destroy(await tx.vault_by_id(key.vault_id), key, ctx.actor.user, now)
+            vault = await tx.vault_by_id(key.vault_id)
+            rules.check_authenticated_for_dual_auth(vault, ctx.actor.authenticated)
+            rules.check_destroy(vault, key, ctx.actor.user, now)
         changed = rules.apply_state_change(key, action, now)
         if action is KeyAction.DESTROY:
             changed = replace(changed, destroy_force=force)
@@ -163,6 +165,7 @@ async def authorize_deletion(ctx: ServiceContext, ref: str, expected_version: in
         key = await tx.key(ref)
         check_version(key.version, expected_version, "key", key.id)
         vault = await tx.vault_by_id(key.vault_id)
+        rules.check_authenticated_for_dual_auth(vault, ctx.actor.authenticated)
         changed = rules.authorize_deletion(vault, key, ctx.actor.user, ctx.clock.now())
         after = await tx.update_key(changed, key.version)
         return after, Change(key.id, before=key, after=after)

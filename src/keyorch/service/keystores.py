@@ -43,7 +43,8 @@ class ConnectRequest:
     provider_quotas: bool = True  # pace each operation by the provider's published quota
 
 
-def _read_ca(path: str) -> str:
+def read_ca_file(path: str) -> str:
+    """The PEM CA bundle in ``path`` (at most 256 KiB, loadable by ssl); bad input otherwise."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -98,7 +99,7 @@ async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore
             "--credentials-from-environment (resolved at run time, nothing stored)",
             target="credentials_file",
         )
-    ca_pem = _read_ca(req.ca_file) if req.ca_file else None
+    ca_pem = read_ca_file(req.ca_file) if req.ca_file else None
     if req.endpoint:
         _check_endpoint_parses(req.endpoint)
     settings = connection_settings(
@@ -181,6 +182,16 @@ async def disconnect_keystore(
         return after, Change(keystore.id, before=keystore, after=after, detail=f"unlinked {len(keys)} key(s)")
 
     return await ctx.change("keystore.disconnect", "keystore", ref, body)
+
+
+async def disconnect_checked(
+    ctx: ServiceContext, ref: str, expected_version: int | None = None
+) -> tuple[Keystore, str | None]:
+    """Disconnect, checking the keystore's live contents too when it can be reached; the note (or None)
+    says when it could not, so only keyorch's records decided."""
+    live, unreachable = await live_contents(ctx, ref)
+    note = None if unreachable is None else f"keystore not reachable ({unreachable}); checked keyorch's records only"
+    return await disconnect_keystore(ctx, ref, expected_version, live), note
 
 
 async def list_keystores(

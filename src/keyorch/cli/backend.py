@@ -1,0 +1,91 @@
+"""The one interface every CLI command calls, implemented twice.
+
+* :class:`~keyorch.cli.direct.DirectBackend` calls the service functions on the database itself
+  (``--db``): for bootstrap and one-operator use; the user is self-declared (``--user``) and recorded
+  with the source ``cli-direct``, so the steps of dual authorization are refused there.
+* :class:`~keyorch.cli.remote.RemoteBackend` sends each call to a daemon's REST API (``--server``),
+  acting as the bearer token's user with its roles (source ``api``).
+
+Both answer with the same JSON documents (those of :mod:`keyorch.views` and
+:mod:`keyorch.reconcile.report`), so a command prints the same table or ``--output json`` and exits
+with the same code in either mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from keyorch.service.keys import KeyFilter
+from keyorch.service.keystores import ConnectRequest
+
+Doc = dict[str, Any]
+
+#: The `keyorch key …` state actions.
+KeyCommand = Literal[
+    "activate", "deactivate", "reactivate", "destroy", "remove", "authorize-deletion", "withdraw-authorization"
+]
+
+ProgressHook = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class TemplateRequest:
+    """The fields of `keyorch template create` (those of the API's template body)."""
+
+    vault: str
+    name: str
+    keystores: tuple[str, ...]
+    algorithm: str = "aes"
+    size: int = 256
+    naming_scheme: str = "{label}"
+    state: str = "pre_active"
+
+
+class Backend(Protocol):
+    async def create_vault(self, name: str, dual_auth: bool) -> Doc: ...
+
+    async def list_vaults(self) -> list[Doc]: ...
+
+    async def get_vault(self, ref: str) -> Doc: ...
+
+    async def delete_vault(self, ref: str, if_version: int | None) -> Doc: ...
+
+    async def connect_keystore(self, request: ConnectRequest) -> Doc: ...
+
+    async def list_keystores(self, vault: str | None, include_disconnected: bool) -> list[Doc]: ...
+
+    async def get_keystore(self, ref: str) -> Doc: ...
+
+    async def disconnect_keystore(self, ref: str, if_version: int | None) -> tuple[Doc, str | None]:
+        """The disconnected keystore, and a note when its live contents could not be checked."""
+        ...
+
+    async def create_template(self, request: TemplateRequest) -> Doc: ...
+
+    async def list_templates(self, vault: str | None) -> list[Doc]: ...
+
+    async def get_template(self, ref: str) -> Doc: ...
+
+    async def create_key(self, template: str, label: str, state: str | None) -> Doc: ...
+
+    async def list_keys(self, flt: KeyFilter) -> list[Doc]: ...
+
+    async def get_key(self, ref: str) -> Doc: ...
+
+    async def key_action(self, action: KeyCommand, ref: str, if_version: int | None, *, force: bool = False) -> Doc:
+        """The key after the action (for ``remove``: as it was when removed)."""
+        ...
+
+    async def sync_key(self, ref: str) -> Doc: ...
+
+    async def reconcile_once(self, progress: ProgressHook | None) -> Doc: ...
+
+    async def plan(self, refs: Sequence[str]) -> Doc: ...
+
+    async def audit_records(self, object_id: str | None, limit: int) -> list[Doc]: ...
+
+    async def verify_audit(self) -> Doc: ...
+
+    async def aclose(self) -> None: ...

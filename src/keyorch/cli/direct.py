@@ -1,0 +1,142 @@
+"""The CLI's backend on the database itself: each call is the service function, its result as a document."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from keyorch.cli.backend import Doc, KeyCommand, ProgressHook, TemplateRequest
+from keyorch.domain.models import ManagedKey
+from keyorch.reconcile import report
+from keyorch.reconcile.clients import ClientPool
+from keyorch.reconcile.controller import Controller
+from keyorch.service import audit, keys, keystores, templates, vaults
+from keyorch.service.context import ServiceContext
+from keyorch.service.keys import KeyFilter
+from keyorch.service.keystores import ConnectRequest, keystore_names
+from keyorch.settings import ReconcileSettings
+from keyorch.views import audit_json, key_json, keystore_json, template_json, vault_json
+
+_KEY_ACTIONS: dict[str, Callable[[ServiceContext, str, int | None], Awaitable[ManagedKey]]] = {
+    "activate": keys.activate_key,
+    "deactivate": keys.deactivate_key,
+    "reactivate": keys.reactivate_key,
+    "remove": keys.remove_key,
+    "authorize-deletion": keys.authorize_deletion,
+    "withdraw-authorization": keys.withdraw_authorization,
+}
+
+
+@dataclass
+class DirectBackend:
+    ctx: ServiceContext
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+
+    async def aclose(self) -> None:
+        await self.ctx.store.close()
+
+    # --- vaults ---------------------------------------------------------------------------
+
+    async def create_vault(self, name: str, dual_auth: bool) -> Doc:
+        return vault_json(await vaults.create_vault(self.ctx, name, dual_auth))
+
+    async def list_vaults(self) -> list[Doc]:
+        return [vault_json(v) for v in await vaults.list_vaults(self.ctx)]
+
+    async def get_vault(self, ref: str) -> Doc:
+        return vault_json(await vaults.get_vault(self.ctx, ref))
+
+    async def delete_vault(self, ref: str, if_version: int | None) -> Doc:
+        return vault_json(await vaults.delete_vault(self.ctx, ref, if_version))
+
+    # --- keystores ------------------------------------------------------------------------
+
+    async def connect_keystore(self, request: ConnectRequest) -> Doc:
+        return keystore_json(await keystores.connect_keystore(self.ctx, request))
+
+    async def list_keystores(self, vault: str | None, include_disconnected: bool) -> list[Doc]:
+        return [keystore_json(k) for k in await keystores.list_keystores(self.ctx, vault, include_disconnected)]
+
+    async def get_keystore(self, ref: str) -> Doc:
+        return keystore_json(await keystores.get_keystore(self.ctx, ref))
+
+    async def disconnect_keystore(self, ref: str, if_version: int | None) -> tuple[Doc, str | None]:
+        keystore, note = await keystores.disconnect_checked(self.ctx, ref, if_version)
+        return keystore_json(keystore), note
+
+    # --- templates ------------------------------------------------------------------------
+
+    async def create_template(self, request: TemplateRequest) -> Doc:
+        created = await templates.create_template(self.ctx, **asdict(request))
+        return template_json(created, await keystore_names(self.ctx))
+
+    async def list_templates(self, vault: str | None) -> list[Doc]:
+        found = await templates.list_templates(self.ctx, vault)
+        names = await keystore_names(self.ctx)
+        return [template_json(t, names) for t in found]
+
+    async def get_template(self, ref: str) -> Doc:
+        return template_json(await templates.get_template(self.ctx, ref), await keystore_names(self.ctx))
+
+    # --- keys -----------------------------------------------------------------------------
+
+    async def _key(self, key: ManagedKey) -> Doc:
+        return key_json(key, await keystore_names(self.ctx))
+
+    async def create_key(self, template: str, label: str, state: str | None) -> Doc:
+        return await self._key(await keys.create_key(self.ctx, template=template, label=label, state=state))
+
+    async def list_keys(self, flt: KeyFilter) -> list[Doc]:
+        found = await keys.list_keys(self.ctx, flt)
+        names = await keystore_names(self.ctx)
+        return [key_json(k, names) for k in found]
+
+    async def get_key(self, ref: str) -> Doc:
+        return await self._key(await keys.get_key(self.ctx, ref))
+
+    async def key_action(self, action: KeyCommand, ref: str, if_version: int | None, *, force: bool = False) -> Doc:
+        if action == "destroy":
+            return await self._key(await keys.destroy_key(self.ctx, ref, force=force, expected_version=if_version))
+        return await self._key(await _KEY_ACTIONS[action](self.ctx, ref, if_version))
+
+    # --- reconciling ----------------------------------------------------------------------
+
+    def _controller(self) -> Controller:
+        cfg = self.reconcile
+        pool = ClientPool(self.ctx.store, self.ctx.master_key, call_timeout_seconds=cfg.call_timeout_seconds)
+        return Controller(
+            self.ctx.store,
+            pool,
+            self.ctx.clock,
+            workers=cfg.workers,
+            listing_timeout_seconds=cfg.listing_timeout_seconds,
+        )
+
+    async def sync_key(self, ref: str) -> Doc:
+        controller = self._controller()
+        try:
+            return report.sync_document(await report.sync_pass(controller, ref))
+        finally:
+            await controller.pool.aclose()
+
+    async def reconcile_once(self, progress: ProgressHook | None) -> Doc:
+        controller = self._controller()
+        try:
+            return report.reconcile_document(await controller.run_once(progress=progress))
+        finally:
+            await controller.pool.aclose()
+
+    async def plan(self, refs: Sequence[str]) -> Doc:
+        controller = self._controller()
+        try:
+            return await report.plan_document(controller, refs, self.ctx.clock.now())
+        finally:
+            await controller.pool.aclose()
+
+    # --- audit ----------------------------------------------------------------------------
+
+    async def audit_records(self, object_id: str | None, limit: int) -> list[Doc]:
+        return [audit_json(r) for r in await audit.list_records(self.ctx, object_id, limit)]
+
+    async def verify_audit(self) -> Doc:
+        return (await audit.verify_chain(self.ctx)).as_json()
