@@ -115,7 +115,12 @@ class Daemon:
         self.clock = clock
         self.master_key = master_key
         cfg = settings.reconcile
-        self.pool = ClientPool(store, master_key, call_timeout_seconds=cfg.call_timeout_seconds)
+        self.pool = ClientPool(
+            store,
+            master_key,
+            call_timeout_seconds=cfg.call_timeout_seconds,
+            environment_endpoints=tuple(settings.environment_credentials.endpoints),
+        )
         self.controller = Controller(
             store, self.pool, clock, workers=cfg.workers, listing_timeout_seconds=cfg.listing_timeout_seconds
         )

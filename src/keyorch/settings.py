@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -15,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from keyorch.crypto import MasterKey
 from keyorch.domain.errors import ConfigurationError
+from keyorch.domain.validation import is_loopback_host
 from keyorch.providers.limits import (
     CALL_TIMEOUT_RANGE,
     DEFAULT_CALL_TIMEOUT_SECONDS,
@@ -64,6 +66,35 @@ class ApiSettings(BaseModel):
     grace_period_seconds: float = Field(default=30.0, ge=0)
 
 
+class EnvironmentCredentialsSettings(BaseModel):
+    """Who may use the credentials of keyorch's own environment (``--credentials-from-environment``), and where
+    they may be sent: the operator's decision, not a vault administrator's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vaults: list[str] = Field(
+        default_factory=list,
+        description='names of the vaults whose keystores may use them when connected through the API ("*": every '
+        "vault); the CLI on the database directly is the operator and needs no entry",
+    )
+    endpoints: list[str] = Field(
+        default_factory=list,
+        description="endpoints beyond each provider's official ones they may be sent to (https://HOST[:PORT], "
+        "http:// only to loopback): a private proxy, or the fakes in tests",
+    )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _check_endpoints(cls, value: list[str]) -> list[str]:
+        for endpoint in value:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
+                raise ValueError(f"{endpoint[:80]!r} is not an endpoint URL; give https://HOST[:PORT]")
+            if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+                raise ValueError(f"{endpoint[:80]!r} uses plain http:// to a host that is not a loopback address")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="KEYORCH_", env_nested_delimiter="__", extra="forbid", hide_input_in_errors=True
@@ -77,6 +108,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    environment_credentials: EnvironmentCredentialsSettings = Field(default_factory=EnvironmentCredentialsSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -23,7 +23,7 @@ from keyorch.domain.clock import FixedClock
 from keyorch.domain.models import ManagedKey
 from keyorch.service import keys, keystores, templates, vaults
 from keyorch.service.context import ServiceContext
-from keyorch.settings import ApiSettings, ApiToken
+from keyorch.settings import ApiSettings, ApiToken, EnvironmentCredentialsSettings
 from keyorch.store.engine import migrate
 from keyorch.store.repository import Store
 
@@ -189,6 +189,8 @@ async def api_factory(api_db_url: str) -> AsyncIterator[ApiFactory]:
             "sync_key": sync_key,
             "reconcile_once": reconcile_once,
             "plan": plan,
+            # most tests connect keystores with credentials from the environment (tests of the rule pass their own)
+            "environment_credentials": EnvironmentCredentialsSettings(vaults=["*"]),
             **overrides,
         }
         client: TestClient[Any, Any] = TestClient(TestServer(create_api_app(**options)))

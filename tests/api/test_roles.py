@@ -51,6 +51,11 @@ async def _keystore(api: Api) -> Prepared:
     return Prepared(f"/keystores/{ks}", etag_path=f"/keystores/{ks}")
 
 
+async def _keystore_update(api: Api) -> Prepared:
+    ks = await api.keystore((await api.shared())[0])
+    return Prepared(f"/keystores/{ks}", etag_path=f"/keystores/{ks}", body={"drift_policy": "remediate"})
+
+
 async def _keystore_status(api: Api) -> Prepared:
     ks = await api.keystore((await api.shared())[0])
     return Prepared(f"/keystores/{ks}/status")
@@ -130,6 +135,7 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
     "get_keystore": ("GET", _keystore, (401, R, R, R, R)),
     "get_keystore_status": ("GET", _keystore_status, (401, R, R, R, R)),
     "disconnect_keystore": ("DELETE", _keystore, (401, 403, 403, 403, R)),
+    "update_keystore": ("PATCH", _keystore_update, (401, 403, 403, 403, R)),
     "list_templates": ("GET", static("/templates"), (401, R, R, R, R)),
     "create_template": ("POST", _new_template, (401, 403, W, 403, W)),
     "get_template": ("GET", _template, (401, R, R, R, R)),

@@ -95,7 +95,12 @@ def test_plain_http_endpoints(world: World) -> None:
         assert result.code == 2 and "http" in result.err and not result.out, str(result)
     assert "--allow-insecure-http" in refused[0].err
     assert "loopback" in refused[1].err
-    allowed = world.cli.ok(*azure("h-loop", "http://127.0.0.1:8443/", "--allow-insecure-http"))
+    # environment credentials go only to official endpoints, unless the operator lists one
+    loopback = azure("h-loop", "http://127.0.0.1:8443/", "--allow-insecure-http")
+    unlisted = world.cli.fails(3, *loopback)
+    assert "environment_credentials.endpoints" in unlisted.err and "http://127.0.0.1:8443" in unlisted.err
+    listed = {"KEYORCH_ENVIRONMENT_CREDENTIALS__ENDPOINTS": '["http://127.0.0.1:8443"]'}
+    allowed = world.cli.ok(*loopback, env=listed)
     assert allowed["settings"]["endpoint"] == "http://127.0.0.1:8443"
 
 

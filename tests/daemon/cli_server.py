@@ -9,7 +9,7 @@ role, and yields a :class:`Served`: ``served.remote(user)`` is the CLI with that
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,12 +71,15 @@ async def _ready(client: ApiClient) -> bool | None:
         return None
 
 
+#: From the running fakes and their credentials files: more daemon settings, and its environment.
+Configure = Callable[[FakeCluster, dict[str, Path]], tuple[Mapping[str, Any], Mapping[str, str]]]
+
+
 @asynccontextmanager
-async def served_world(
-    workdir: Path, *, extra: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
-) -> AsyncIterator[Served]:
-    """The fakes, a ready daemon with :data:`USERS` (``extra`` settings, ``env`` in its environment), both CLIs."""
+async def served_world(workdir: Path, *, configure: Configure | None = None) -> AsyncIterator[Served]:
+    """The fakes, a ready daemon with :data:`USERS` (and what ``configure`` adds), both CLIs."""
     cluster, credentials, _ = await start_world_fakes(workdir)
+    extra, env = configure(cluster, credentials) if configure is not None else ({}, {})
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
     daemon: DaemonProcess | None = None
     try:

@@ -30,6 +30,7 @@ from keyorch.domain.models import (
 from keyorch.fakes.tls import generate_tls
 from keyorch.providers import base
 from keyorch.providers.base import Health, HealthStatus, KeyRef, Observation
+from keyorch.providers.endpoints import origin_of
 from keyorch.providers.errors import (
     AuthError,
     Conflict,
@@ -484,7 +485,8 @@ async def test_rate_limit_waits_before_sending(server: Script, sleep: FakeSleep,
 
 
 class TokenAuth:
-    def __init__(self, tokens: list[str]) -> None:
+    def __init__(self, tokens: list[str], url: str) -> None:
+        self.origin = origin_of(url)
         self.tokens = tokens
         self.invalidations = 0
         self.applied: list[tuple[str, str, bytes | None]] = []
@@ -516,7 +518,7 @@ def accept_only(token: str) -> Step:
 
 async def test_401_refreshes_once_and_replays(server: Script, sleep: FakeSleep, transports: Make) -> None:
     server.answer(accept_only("fresh-token-2"))
-    auth = TokenAuth([SECRET, "fresh-token-2"])
+    auth = TokenAuth([SECRET, "fresh-token-2"], server.url)
     t = transports(sleep, auth=auth)
     result = await t.request("POST", server.url, operation="CreateKey", json={"a": 1}, idempotent=False)
     assert result.json_body == {"ok": True}
@@ -529,7 +531,7 @@ async def test_401_refreshes_once_and_replays(server: Script, sleep: FakeSleep, 
 
 async def test_401_twice_is_an_auth_error(server: Script, sleep: FakeSleep, transports: Make) -> None:
     server.answer(accept_only("never"))
-    auth = TokenAuth([SECRET, SECRET])
+    auth = TokenAuth([SECRET, SECRET], server.url)
     with pytest.raises(AuthError) as info:
         await transports(sleep, auth=auth).request("GET", server.url, operation="get", idempotent=True)
     assert auth.invalidations == 1
@@ -543,7 +545,7 @@ async def test_401_twice_is_an_auth_error(server: Script, sleep: FakeSleep, tran
 
 async def test_403_is_not_refreshed(server: Script, sleep: FakeSleep, transports: Make) -> None:
     server.answer(respond(403, {"error": {"code": "Forbidden", "message": "no access"}}))
-    auth = TokenAuth([SECRET])
+    auth = TokenAuth([SECRET], server.url)
     with pytest.raises(AuthError):
         await transports(sleep, auth=auth).request("GET", server.url, operation="get", idempotent=True)
     assert auth.invalidations == 0 and server.count == 1
@@ -551,7 +553,7 @@ async def test_403_is_not_refreshed(server: Script, sleep: FakeSleep, transports
 
 async def test_unauthenticated_requests_skip_the_hook(server: Script, sleep: FakeSleep, transports: Make) -> None:
     server.answer(respond(200, {"access_token": "t", "expires_in": 3600}))
-    auth = TokenAuth([SECRET])
+    auth = TokenAuth([SECRET], server.url)
     t = transports(sleep, auth=auth)
     await t.request("POST", server.url, operation="token", data=b"grant_type=x", idempotent=True, authenticate=False)
     assert auth.applied == []
@@ -566,7 +568,7 @@ async def test_secrets_never_reach_error_messages(server: Script, sleep: FakeSle
     }
     server.answer(respond(500, leaky))
     with pytest.raises(Unavailable) as info:
-        await transports(sleep, auth=TokenAuth([SECRET]), max_attempts=1).request(
+        await transports(sleep, auth=TokenAuth([SECRET], server.url), max_attempts=1).request(
             "GET", server.url, operation="get", idempotent=True
         )
     error = info.value

@@ -26,7 +26,8 @@ from keyorch.api.openapi import OPENAPI_PATH, build_openapi
 from keyorch.api.routing import DEPS, ApiDeps, Route, make_handler
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
-from keyorch.settings import ApiSettings, Settings
+from keyorch.service.environment import EnvironmentPolicy
+from keyorch.settings import ApiSettings, EnvironmentCredentialsSettings, Settings
 from keyorch.store.repository import Store
 
 ROUTES: list[Route] = [
@@ -57,6 +58,7 @@ def create_api_app(
     keystore_status: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
     reconcile_once: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     plan: Callable[[Sequence[str]], Awaitable[dict[str, Any]]] | None = None,
+    environment_credentials: EnvironmentCredentialsSettings | None = None,
 ) -> web.Application:
     """The API application.
 
@@ -65,8 +67,12 @@ def create_api_app(
     the sync endpoint answers 503); ``keystore_status(keystore_id)`` checks a keystore live (without it,
     the last observed state is shown); ``reconcile_once()`` runs a full pass and ``plan(refs)`` plans one
     (their documents: :mod:`keyorch.reconcile.report`; without them those endpoints answer 503).
+    ``environment_credentials`` (default: that of ``settings``, else none allowed) says which vaults may
+    connect keystores with credentials from keyorch's environment, and to which endpoints.
     """
     api = settings.api if isinstance(settings, Settings) else settings
+    if environment_credentials is None and isinstance(settings, Settings):
+        environment_credentials = settings.environment_credentials
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     app[DEPS] = ApiDeps(
         store=store,
@@ -78,6 +84,7 @@ def create_api_app(
         keystore_status=keystore_status,
         reconcile_once=reconcile_once,
         plan=plan,
+        environment=EnvironmentPolicy.for_api(environment_credentials or EnvironmentCredentialsSettings()),
     )
     app[OPENAPI_KEY] = build_openapi(ROUTES)
     app.router.add_route("GET", OPENAPI_PATH, _openapi)

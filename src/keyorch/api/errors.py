@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from keyorch.domain.errors import Conflict, InvalidInput, KeyorchError
+from keyorch.domain.errors import Forbidden as Forbidden  # a refusal of domain.errors, re-exported for the API
 from keyorch.domain.validation import check_text, shown
 
 log = structlog.get_logger(__name__)
@@ -52,12 +53,6 @@ class Unauthorized(KeyorchError):
     exit_code = 2  # unusable configuration: the token
     http_status = 401
     code = "unauthorized"
-
-
-class Forbidden(KeyorchError):
-    exit_code = 3  # refused: the caller's role does not allow it
-    http_status = 403
-    code = "forbidden"
 
 
 class PreconditionRequired(KeyorchError):

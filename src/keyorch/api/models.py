@@ -52,12 +52,9 @@ class VaultCreate(Body):
     dual_auth: StrictBool = Field(default=False, description="deleting a key needs two different users (seed 002)")
 
 
-class KeystoreConnect(Body):
-    """The fields of `keyorch keystore connect`; credentials inline (stored encrypted) or from the environment."""
+class KeystoreFields(Body):
+    """What connecting a keystore and changing one share: where it is, its TLS trust, its credentials."""
 
-    vault: str = _Ref
-    name: str = _checked(NAME_RE, _NAME)
-    type: KeystoreType
     endpoint: str | None = _Setting
     region: str | None = _Setting
     project: str | None = _Setting
@@ -68,8 +65,16 @@ class KeystoreConnect(Body):
         default=None, description="the provider's credentials document; stored encrypted, never returned"
     )
     credentials_from_environment: StrictBool = False
-    allow_insecure_http: StrictBool = False
     ca_pem: str | None = Field(default=None, min_length=1, max_length=256 * 1024, description="PEM CA bundle")
+
+
+class KeystoreConnect(KeystoreFields):
+    """The fields of `keyorch keystore connect`; credentials inline (stored encrypted) or from the environment."""
+
+    vault: str = _Ref
+    name: str = _checked(NAME_RE, _NAME)
+    type: KeystoreType
+    allow_insecure_http: StrictBool = False
     drift_policy: DriftPolicy = DriftPolicy.FLAG
     rate_per_second: StrictFloat | None = Field(
         default=None,
@@ -87,6 +92,14 @@ class KeystoreConnect(Body):
     provider_quotas: StrictBool = Field(
         default=True, description="pace each operation by the provider's published request quota"
     )
+
+
+class KeystoreUpdate(KeystoreFields):
+    """What `keyorch keystore update` changes; a field left out stays as it is. Moving the endpoint or the TLS
+    trust of a keystore with stored credentials needs them again (credentials)."""
+
+    allow_insecure_http: StrictBool | None = None
+    drift_policy: DriftPolicy | None = None
 
 
 class TemplateCreate(Body):

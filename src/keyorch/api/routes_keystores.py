@@ -23,12 +23,14 @@ from aiohttp import web
 
 from keyorch.api.auth import Permission
 from keyorch.api.errors import MasterKeyMissing, ServiceUnavailable
-from keyorch.api.models import KeystoreConnect, KeystoreFilter
+from keyorch.api.models import KeystoreConnect, KeystoreFields, KeystoreFilter, KeystoreUpdate
 from keyorch.api.routing import PREFIX, Call, Route, page, respond
 from keyorch.credentials import MAX_CREDENTIALS_BYTES, parse_credentials
 from keyorch.domain.errors import InvalidInput, KeyorchError
-from keyorch.domain.models import Keystore
+from keyorch.domain.models import Keystore, KeystoreType
+from keyorch.service import keystore_update as update_ops
 from keyorch.service import keystores as ops
+from keyorch.service.keystore_update import UpdateRequest
 from keyorch.views import keystore_json
 
 #: The header of a disconnect whose live check could not reach the keystore (so the records alone decided).
@@ -56,41 +58,52 @@ def _private_file(data: bytes) -> Iterator[str]:
         yield str(path)
 
 
-def _connect_request(call: Call, body: KeystoreConnect, stack: ExitStack) -> ops.ConnectRequest:
-    if body.credentials is not None and body.credentials_from_environment:
-        raise InvalidInput(
-            "give either credentials or credentials_from_environment: true, not both", target="credentials"
-        )
-    if body.credentials is None and not body.credentials_from_environment:
-        raise InvalidInput(
-            "a keystore needs credentials: give credentials (an object, stored encrypted) or "
-            "credentials_from_environment: true (resolved at run time, nothing stored)",
-            target="credentials",
-        )
+def _inline_files(
+    call: Call, kind: KeystoreType, credentials: dict[str, Any] | None, ca_pem: str | None, stack: ExitStack
+) -> tuple[str | None, str | None]:
+    """Inline credentials and CA bundle as the in-memory files the service reads (``None`` when not given)."""
     credentials_file = None
-    if body.credentials is not None:
+    if credentials is not None:
         if call.deps.master_key is None:
             raise MasterKeyMissing(
                 "this keyorch has no master key, so it cannot store keystore credentials; configure "
                 "KEYORCH_MASTER_KEY or KEYORCH_MASTER_KEY_FILE, or connect with credentials_from_environment: true",
                 target="credentials",
             )
-        parse_credentials(body.type, body.credentials)  # 400 naming the fields, never the secret values
-        doc = json.dumps(body.credentials).encode()
+        parse_credentials(kind, credentials)  # 400 naming the fields, never the secret values
+        doc = json.dumps(credentials).encode()
         if len(doc) > MAX_CREDENTIALS_BYTES:
             raise InvalidInput("credentials are larger than 64 KiB", target="credentials")
         credentials_file = stack.enter_context(_private_file(doc))
-    ca_file = stack.enter_context(_private_file(body.ca_pem.encode())) if body.ca_pem is not None else None
+    ca_file = stack.enter_context(_private_file(ca_pem.encode())) if ca_pem is not None else None
+    return credentials_file, ca_file
+
+
+def _connection(body: KeystoreFields) -> dict[str, Any]:
+    return body.model_dump(include=set(ops.CONNECTION_FIELDS))
+
+
+def _one_kind_of_credentials(credentials: dict[str, Any] | None, from_environment: bool) -> None:
+    if credentials is not None and from_environment:
+        raise InvalidInput(
+            "give either credentials or credentials_from_environment: true, not both", target="credentials"
+        )
+
+
+def _connect_request(call: Call, body: KeystoreConnect, stack: ExitStack) -> ops.ConnectRequest:
+    _one_kind_of_credentials(body.credentials, body.credentials_from_environment)
+    if body.credentials is None and not body.credentials_from_environment:
+        raise InvalidInput(
+            "a keystore needs credentials: give credentials (an object, stored encrypted) or "
+            "credentials_from_environment: true (resolved at run time, nothing stored)",
+            target="credentials",
+        )
+    credentials_file, ca_file = _inline_files(call, body.type, body.credentials, body.ca_pem, stack)
     return ops.ConnectRequest(
         vault=body.vault,
         name=body.name,
         type=body.type.value,
-        endpoint=body.endpoint,
-        region=body.region,
-        project=body.project,
-        location=body.location,
-        key_ring=body.key_ring,
-        instance_id=body.instance_id,
+        **_connection(body),
         credentials_file=credentials_file,
         credentials_from_environment=body.credentials_from_environment,
         allow_insecure_http=body.allow_insecure_http,
@@ -102,17 +115,23 @@ def _connect_request(call: Call, body: KeystoreConnect, stack: ExitStack) -> ops
     )
 
 
+@contextmanager
+def _ca_pem_named() -> Iterator[None]:
+    """The service names the CA file it read; the API's caller gave ca_pem."""
+    try:
+        yield
+    except InvalidInput as exc:
+        if exc.target == "ca_file":
+            raise InvalidInput("ca_pem does not hold PEM CA certificates", target="ca_pem") from None
+        raise
+
+
 async def connect_keystore(call: Call) -> web.StreamResponse:
     body = call.parsed(KeystoreConnect, call.body)
     vault = await call.vault(body.vault)
     ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.connect", "keystore", body.name)
-    with ExitStack() as stack:
-        try:
-            keystore = await ops.connect_keystore(ctx, _connect_request(call, body, stack))
-        except InvalidInput as exc:
-            if exc.target == "ca_file":
-                raise InvalidInput("ca_pem does not hold PEM CA certificates", target="ca_pem") from None
-            raise
+    with ExitStack() as stack, _ca_pem_named():
+        keystore = await ops.connect_keystore(ctx, _connect_request(call, body, stack))
     return respond(
         keystore_json(keystore),
         status=201,
@@ -171,6 +190,27 @@ async def keystore_status(call: Call) -> web.StreamResponse:
     return respond(doc)
 
 
+async def update_keystore(call: Call) -> web.StreamResponse:
+    body = call.parsed(KeystoreUpdate, call.body)
+    keystore = await call.keystore(call.path_id)
+    vault = await call.vault(keystore.vault_id)
+    ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.update", "keystore", keystore.id)
+    version = await call.expected_version(ctx, "keystore.update", "keystore", keystore.id, keystore.version)
+    _one_kind_of_credentials(body.credentials, body.credentials_from_environment)
+    with ExitStack() as stack, _ca_pem_named():
+        credentials_file, ca_file = _inline_files(call, keystore.type, body.credentials, body.ca_pem, stack)
+        request = UpdateRequest(
+            **_connection(body),
+            ca_file=ca_file,
+            allow_insecure_http=body.allow_insecure_http,
+            drift_policy=body.drift_policy.value if body.drift_policy is not None else None,
+            credentials_file=credentials_file,
+            credentials_from_environment=body.credentials_from_environment,
+        )
+        after = await update_ops.update_keystore(ctx, keystore.id, request, version)
+    return respond(keystore_json(after), tag=(after.id, after.version))
+
+
 async def disconnect_keystore(call: Call) -> web.StreamResponse:
     keystore = await call.keystore(call.path_id)
     vault = await call.vault(keystore.vault_id)
@@ -226,6 +266,19 @@ ROUTES = [
         "keystores",
         Permission.READ,
         refusals=(404, 503),
+    ),
+    Route(
+        "PATCH",
+        "/keystores/{id}",
+        update_keystore,
+        "update_keystore",
+        "Change a keystore's connection settings, credentials or drift policy (its endpoint or TLS trust only "
+        "with its credentials again)",
+        "keystores",
+        Permission.ADMINISTER,
+        body=KeystoreUpdate,
+        if_match=True,
+        refusals=(404, 409),
     ),
     Route(
         "DELETE",

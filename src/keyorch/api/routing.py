@@ -34,6 +34,7 @@ from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Vault
 from keyorch.domain.validation import check_text, shown
 from keyorch.service import keys, keystores, templates, vaults
 from keyorch.service.context import Change, ServiceContext
+from keyorch.service.environment import EnvironmentPolicy
 from keyorch.store.repository import Store, Transaction
 
 PREFIX = "/api/v4"
@@ -54,6 +55,8 @@ class ApiDeps:
     keystore_status: Callable[[str], Awaitable[dict[str, Any]]] | None
     reconcile_once: Callable[[], Awaitable[dict[str, Any]]] | None = None
     plan: Callable[[Sequence[str]], Awaitable[dict[str, Any]]] | None = None
+    #: who may use credentials from keyorch's environment through the API (default: no vault)
+    environment: EnvironmentPolicy = EnvironmentPolicy(vaults=frozenset())  # noqa: RUF009 - frozen
 
 
 DEPS = web.AppKey("keyorch_api_deps", ApiDeps)
@@ -104,6 +107,7 @@ class Call:
             actor=Actor(user=user, source="api", role=role),
             clock=self.deps.clock,
             master_key=self.deps.master_key,
+            environment=self.deps.environment,
         )
 
     async def visible_vaults(self) -> frozenset[str] | None:

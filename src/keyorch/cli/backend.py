@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from keyorch.service.keys import KeyFilter
+from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import ConnectRequest
 
 Doc = dict[str, Any]
@@ -57,6 +58,8 @@ class Backend(Protocol):
     async def list_keystores(self, vault: str | None, include_disconnected: bool) -> list[Doc]: ...
 
     async def get_keystore(self, ref: str) -> Doc: ...
+
+    async def update_keystore(self, ref: str, request: UpdateRequest, if_version: int | None) -> Doc: ...
 
     async def disconnect_keystore(self, ref: str, if_version: int | None) -> tuple[Doc, str | None]:
         """The disconnected keystore, and a note when its live contents could not be checked."""

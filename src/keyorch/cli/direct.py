@@ -10,9 +10,10 @@ from keyorch.domain.models import ManagedKey
 from keyorch.reconcile import report
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
-from keyorch.service import audit, keys, keystores, templates, vaults
+from keyorch.service import audit, keys, keystore_update, keystores, templates, vaults
 from keyorch.service.context import ServiceContext
 from keyorch.service.keys import KeyFilter
+from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import ConnectRequest, keystore_names
 from keyorch.settings import ReconcileSettings
 from keyorch.views import audit_json, key_json, keystore_json, template_json, vault_json
@@ -60,6 +61,9 @@ class DirectBackend:
     async def get_keystore(self, ref: str) -> Doc:
         return keystore_json(await keystores.get_keystore(self.ctx, ref))
 
+    async def update_keystore(self, ref: str, request: UpdateRequest, if_version: int | None) -> Doc:
+        return keystore_json(await keystore_update.update_keystore(self.ctx, ref, request, if_version))
+
     async def disconnect_keystore(self, ref: str, if_version: int | None) -> tuple[Doc, str | None]:
         keystore, note = await keystores.disconnect_checked(self.ctx, ref, if_version)
         return keystore_json(keystore), note
@@ -103,7 +107,12 @@ class DirectBackend:
 
     def _controller(self) -> Controller:
         cfg = self.reconcile
-        pool = ClientPool(self.ctx.store, self.ctx.master_key, call_timeout_seconds=cfg.call_timeout_seconds)
+        pool = ClientPool(
+            self.ctx.store,
+            self.ctx.master_key,
+            call_timeout_seconds=cfg.call_timeout_seconds,
+            environment_endpoints=self.ctx.environment.endpoints,
+        )
         return Controller(
             self.ctx.store,
             pool,

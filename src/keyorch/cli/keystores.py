@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from keyorch.cli.backend import Backend, Doc
 from keyorch.cli.runtime import CliState, emit, make_table, properties_table, with_backend
 from keyorch.domain.models import KeystoreType
 from keyorch.service import keystores as ops
+from keyorch.service.keystore_update import UpdateRequest
 
 
 def _show(state: CliState, doc: Doc, title: str) -> None:
@@ -15,6 +19,27 @@ def _show(state: CliState, doc: Doc, title: str) -> None:
         (f"settings.{k}", v) for k, v in doc["settings"].items()
     ]
     emit(state, doc, lambda: properties_table(title, rows))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def connection_options(command: F) -> F:
+    """Where a keystore is, how its TLS is trusted, its credentials: options of `connect` and `update`."""
+    options = [
+        click.option("--endpoint", help="Service URL (https://; http:// only to loopback with --allow-insecure-http)."),
+        click.option("--region", help="AWS or IBM region, e.g. us-east-1 or us-south."),
+        click.option("--project", help="Google Cloud project id."),
+        click.option("--location", help="Google Cloud KMS location."),
+        click.option("--key-ring", help="Google Cloud KMS key ring."),
+        click.option("--instance-id", help="IBM Key Protect instance id."),
+        click.option("--credentials-file", type=str, help="JSON/YAML credentials; stored encrypted (master key)."),
+        click.option("--credentials-from-environment", is_flag=True, help="Resolve credentials at run time."),
+        click.option("--ca-file", type=str, help="PEM CA bundle to trust for this keystore's TLS."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @click.group(name="keystore")
@@ -26,16 +51,8 @@ def keystore() -> None:
 @click.option("--vault", required=True, help="Vault id or name.")
 @click.option("--name", required=True, help="Name of the keystore in keyorch.")
 @click.option("--type", "type_", required=True, type=click.Choice([t.value for t in KeystoreType]))
-@click.option("--endpoint", help="Service URL (https://; http:// only to loopback with --allow-insecure-http).")
-@click.option("--region", help="AWS or IBM region, e.g. us-east-1 or us-south.")
-@click.option("--project", help="Google Cloud project id.")
-@click.option("--location", help="Google Cloud KMS location.")
-@click.option("--key-ring", help="Google Cloud KMS key ring.")
-@click.option("--instance-id", help="IBM Key Protect instance id.")
-@click.option("--credentials-file", type=str, help="JSON/YAML credentials; stored encrypted under the master key.")
-@click.option("--credentials-from-environment", is_flag=True, help="Resolve credentials at run time; store none.")
+@connection_options
 @click.option("--allow-insecure-http", is_flag=True, help="Allow a plain http:// loopback endpoint (testing).")
-@click.option("--ca-file", type=str, help="PEM CA bundle to trust for this keystore's TLS.")
 @click.option("--drift-policy", type=click.Choice(["flag", "remediate"]), default="flag", show_default=True)
 @click.option(
     "--rate-per-second",
@@ -54,45 +71,56 @@ def keystore() -> None:
 async def connect(
     state: CliState,
     backend: Backend,
+    /,
     vault: str,
     name: str,
     type_: str,
-    endpoint: str | None,
-    region: str | None,
-    project: str | None,
-    location: str | None,
-    key_ring: str | None,
-    instance_id: str | None,
-    credentials_file: str | None,
-    credentials_from_environment: bool,
     allow_insecure_http: bool,
-    ca_file: str | None,
     drift_policy: str,
     rate_per_second: float | None,
     max_concurrency: int | None,
     provider_quotas: bool,
+    **connection: Any,
 ) -> None:
     """Connect a keystore to a vault."""
     request = ops.ConnectRequest(
         vault=vault,
         name=name,
         type=type_,
-        endpoint=endpoint,
-        region=region,
-        project=project,
-        location=location,
-        key_ring=key_ring,
-        instance_id=instance_id,
-        credentials_file=credentials_file,
-        credentials_from_environment=credentials_from_environment,
+        **connection,
         allow_insecure_http=allow_insecure_http,
-        ca_file=ca_file,
         drift_policy=drift_policy,
         rate_per_second=rate_per_second,
         max_concurrency=max_concurrency,
         provider_quotas=provider_quotas,
     )
     _show(state, await backend.connect_keystore(request), "keystore connected")
+
+
+@keystore.command(name="update")
+@click.argument("ref", metavar="ID")
+@connection_options
+@click.option("--allow-insecure-http/--no-allow-insecure-http", default=None, help="Plain http:// to loopback.")
+@click.option("--drift-policy", type=click.Choice(["flag", "remediate"]), default=None)
+@click.option("--if-version", type=int, default=None, help="Refuse if the keystore's version differs.")
+@with_backend
+async def update(
+    state: CliState,
+    backend: Backend,
+    /,
+    ref: str,
+    allow_insecure_http: bool | None,
+    drift_policy: str | None,
+    if_version: int | None,
+    **connection: Any,
+) -> None:
+    """Change a connected keystore's settings; what is not given stays as it is.
+
+    Its credentials were entered for where its requests go: changing the endpoint (or region) or the TLS
+    trust of a keystore with stored credentials needs them again (--credentials-file).
+    """
+    request = UpdateRequest(**connection, allow_insecure_http=allow_insecure_http, drift_policy=drift_policy)
+    _show(state, await backend.update_keystore(ref, request, if_version), "keystore updated")
 
 
 @keystore.command(name="list")

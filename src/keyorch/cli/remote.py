@@ -24,9 +24,11 @@ from keyorch.api.routes_keystores import NOTE_HEADER
 from keyorch.cli.backend import Doc, KeyCommand, ProgressHook, TemplateRequest
 from keyorch.credentials import read_credentials_file
 from keyorch.domain.errors import ConfigurationError, KeyorchError
+from keyorch.domain.models import KeystoreType
 from keyorch.domain.validation import is_loopback_host, parse_keystore_type
 from keyorch.service.keys import KeyFilter
-from keyorch.service.keystores import ConnectRequest, read_ca_file
+from keyorch.service.keystore_update import UpdateRequest
+from keyorch.service.keystores import CONNECTION_FIELDS, ConnectRequest, read_ca_file
 
 API = "/api/v4"
 PAGE = 1000
@@ -251,7 +253,7 @@ class RemoteBackend:
             "drift_policy": request.drift_policy,
             "provider_quotas": request.provider_quotas,
         }
-        for field in ("endpoint", "region", "project", "location", "key_ring", "instance_id"):
+        for field in CONNECTION_FIELDS:
             value = getattr(request, field)
             if value is not None:
                 body[field] = value
@@ -264,6 +266,20 @@ class RemoteBackend:
         if request.ca_file:
             body["ca_pem"] = read_ca_file(request.ca_file)
         return await self._json("POST", "/keystores", body=body)
+
+    async def update_keystore(self, ref: str, request: UpdateRequest, if_version: int | None) -> Doc:
+        keystore, if_match = await self._current(f"/keystores/{_ref(ref)}", if_version)
+        body: Doc = {"credentials_from_environment": request.credentials_from_environment}
+        for name in (*CONNECTION_FIELDS, "allow_insecure_http", "drift_policy"):
+            value = getattr(request, name)
+            if value is not None:
+                body[name] = value
+        if request.credentials_file:
+            body["credentials"] = read_credentials_file(KeystoreType(keystore["type"]), request.credentials_file)
+        if request.ca_file:
+            body["ca_pem"] = read_ca_file(request.ca_file)
+        doc, _ = await self._call("PATCH", f"/keystores/{_ref(keystore['id'])}", body=body, if_match=if_match)
+        return self._object(doc)
 
     async def list_keystores(self, vault: str | None, include_disconnected: bool) -> list[Doc]:
         query = {"include_disconnected": "true" if include_disconnected else "false"}

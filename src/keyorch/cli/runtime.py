@@ -25,6 +25,7 @@ from keyorch.cli.backend import Backend
 from keyorch.domain.clock import SystemClock
 from keyorch.domain.errors import ConfigurationError
 from keyorch.service.context import ServiceContext
+from keyorch.service.environment import EnvironmentPolicy
 from keyorch.settings import Settings
 from keyorch.store.engine import redacted, schema_revisions, sqlite_path
 from keyorch.store.repository import Store
@@ -163,6 +164,7 @@ async def open_context(state: CliState, *, require_schema: bool = True) -> Servi
         actor=Actor(user=state.user, source="cli-direct"),
         clock=clock,
         master_key=state.settings.load_master_key(),
+        environment=EnvironmentPolicy.for_operator(state.settings.environment_credentials),
     )
 
 

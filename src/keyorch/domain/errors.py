@@ -57,6 +57,14 @@ class StaleVersion(RuleViolation):
     http_status = 412
 
 
+class Forbidden(KeyorchError):
+    """The caller may not do this: its role, or an operator's setting, does not allow it."""
+
+    exit_code = 3
+    http_status = 403
+    code = "forbidden"
+
+
 class ConfigurationError(KeyorchError):
     """keyorch's own configuration (database URL, master key, settings file) is unusable."""
 

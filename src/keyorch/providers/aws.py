@@ -81,6 +81,7 @@ from keyorch.providers.aws_wire import (
     timestamp,
 )
 from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation, register
+from keyorch.providers.endpoints import aws_default_endpoint
 from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError
 from keyorch.providers.http import HttpResult, HttpTransport, check_transport_settings
 from keyorch.providers.limits import number_setting
@@ -112,8 +113,7 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def default_endpoint(region: str) -> str:
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://kms.{region}.{suffix}"
+    return aws_default_endpoint(region)
 
 
 class AwsKmsClient(KeystoreClient):

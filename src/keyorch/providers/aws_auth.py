@@ -39,6 +39,7 @@ from botocore.session import Session
 
 from keyorch.credentials import AwsCredentials, parse_credentials
 from keyorch.domain.models import KeystoreType
+from keyorch.providers.endpoints import origin_of
 from keyorch.providers.errors import AuthError
 
 SERVICE = "kms"
@@ -120,6 +121,7 @@ class KmsSigner:
     ) -> None:
         self.region = region
         self.source = source
+        self.origin = origin_of(url)
         self._clock = clock
         # The endpoint-dependent parts, exactly as botocore's signer derives them.
         sample = AWSRequest(method="POST", url=url, data=b"")

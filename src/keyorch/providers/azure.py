@@ -61,6 +61,7 @@ from keyorch.providers.azure_wire import (
     page_views,
 )
 from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation, register
+from keyorch.providers.endpoints import origin_of
 from keyorch.providers.errors import (
     Conflict,
     InvalidRequest,
@@ -91,17 +92,6 @@ def is_managed_hsm(settings: Mapping[str, Any]) -> bool | None:
     return False if ".vault." in host else None
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """Scheme, host and port of a URL (the default port made explicit), for same-origin checks."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or {"https": 443, "http": 80}.get(scheme)
-    except ValueError:
-        port = -1
-    return scheme, (parts.hostname or "").lower(), port
-
-
 def _page_size(settings: Mapping[str, Any]) -> int:
     size = settings.get("page_size", MAX_PAGE_SIZE)
     if type(size) is not int or not 1 <= size <= MAX_PAGE_SIZE:
@@ -124,7 +114,7 @@ class AzureKeyVaultClient(KeystoreClient):
     ) -> None:
         settings = keystore.settings
         self.endpoint = str(settings["endpoint"]).rstrip("/")
-        self._origin = _origin(self.endpoint)
+        self._origin = origin_of(self.endpoint)
         self.managed_hsm = is_managed_hsm(settings)
         self.page_size = _page_size(settings)
         self._clock = clock
@@ -140,7 +130,7 @@ class AzureKeyVaultClient(KeystoreClient):
             identity = exc
         transport_settings = TransportSettings.from_settings(settings)
         token_elsewhere = not isinstance(identity, KeystoreConfigurationError) and (
-            _origin(identity.authority_host) != self._origin
+            origin_of(identity.authority_host) != self._origin
         )
         if token_elsewhere:  # the keystore's own CA certificate is for the vault, not for Entra ID
             transport_settings = replace(transport_settings, ca_pem=None)
@@ -154,7 +144,9 @@ class AzureKeyVaultClient(KeystoreClient):
             map_error=map_error,
             settings=transport_settings,
         )
-        self.auth = EntraTokenAuth(identity, scope_for(self.endpoint), token_transport, clock=monotonic)
+        self.auth = EntraTokenAuth(
+            identity, scope_for(self.endpoint), token_transport, origin=origin_of(self.endpoint), clock=monotonic
+        )
         self.transport = HttpTransport.for_keystore(keystore, map_error=map_error, auth=self.auth, retry=retry)
 
     def __repr__(self) -> str:
@@ -235,7 +227,7 @@ class AzureKeyVaultClient(KeystoreClient):
         if link.startswith("/") and not link.startswith("//"):
             link = self.endpoint + link
         parts = urlsplit(link)
-        if _origin(link) != self._origin:
+        if origin_of(link) != self._origin:
             raise MalformedResponse(
                 "nextLink points away from the vault's endpoint; refusing to follow it",
                 keystore=self.transport.keystore,

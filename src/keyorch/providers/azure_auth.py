@@ -162,9 +162,12 @@ class EntraTokenAuth:
         scope: str,
         token_transport: HttpTransport,
         *,
+        origin: str,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``origin``: the vault's, the only one its tokens are sent to."""
         #: a configuration problem found when the client was built is raised at the first request
+        self.origin = origin
         self._identity = identity
         self._scope = scope
         self._transport = token_transport

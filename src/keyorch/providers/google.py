@@ -43,6 +43,7 @@ from keyorch.domain.models import Keystore, KeystoreType
 from keyorch.domain.states import KeyState
 from keyorch.domain.validation import check_endpoint
 from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation, register
+from keyorch.providers.endpoints import origin_of
 from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError
 from keyorch.providers.google_auth import GoogleAuth, credential_source
 from keyorch.providers.google_wire import (
@@ -108,7 +109,7 @@ class GoogleKmsClient(KeystoreClient):
             map_error=map_google_error,
             settings=TransportSettings.from_settings(settings),
         )
-        self.auth = GoogleAuth(credential_source(credentials), token_transport)
+        self.auth = GoogleAuth(credential_source(credentials), token_transport, origin=origin_of(endpoint))
         self.http = HttpTransport.for_keystore(keystore, map_error=map_google_error, auth=self.auth, retry=retry)
         self._ring_ready = False
 

@@ -172,7 +172,9 @@ def _read_json(path: str) -> dict[str, Any]:
 class GoogleAuth:
     """The ``AuthHook`` of a Cloud KMS keystore: a cached bearer token, refreshed before it expires."""
 
-    def __init__(self, source: CredentialSource, token_transport: HttpTransport) -> None:
+    def __init__(self, source: CredentialSource, token_transport: HttpTransport, *, origin: str) -> None:
+        """``origin``: the Cloud KMS endpoint's, the only one its tokens are sent to."""
+        self.origin = origin
         self._source = source
         self._transport = token_transport
         self._token: str | None = None

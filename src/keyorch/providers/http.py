@@ -41,6 +41,7 @@ from keyorch import metrics
 from keyorch.domain.models import Keystore
 from keyorch.domain.validation import is_loopback_host
 from keyorch.providers import bodies, deadlines
+from keyorch.providers.endpoints import origin_of
 from keyorch.providers.errors import (
     KeystoreConfigurationError,
     MalformedResponse,
@@ -85,10 +86,16 @@ class ErrorMapper(Protocol):
 class AuthHook(Protocol):
     """How an adapter authenticates requests (SigV4 signing, a cached bearer token, ...).
 
+    ``origin`` is the ``scheme://host:port`` (:func:`~keyorch.providers.endpoints.origin_of`) the
+    credentials were issued for, the keystore's endpoint: the transport never applies the hook to a
+    request for any other origin, so a token or signature cannot reach a host it was not meant for.
+
     ``apply`` gets a fresh copy of the request headers for every send and returns the headers to
     send (it may add to and return the same dict). ``invalidate`` drops a cached token so the next
     ``apply`` fetches a new one; the transport calls it after an ``AuthError`` with ``refresh`` set.
     """
+
+    origin: str
 
     async def apply(self, headers: dict[str, str], method: str, url: str, body: bytes | None) -> dict[str, str]: ...
 
@@ -302,6 +309,13 @@ class HttpTransport:
         if limiter.limited:  # keyorch's own pacing is not the keystore's time: it does not count
             await limiter.acquire(operation, before_wait=deadlines.pause)
         auth = self._auth if authenticate else None
+        if auth is not None and origin_of(url) != auth.origin:
+            raise KeystoreConfigurationError(
+                f"refusing to send this keystore's credentials to {origin_of(url)}: they are for {auth.origin}",
+                keystore=self.keystore,
+                operation=operation,
+                sent=False,
+            )
         async with limiter.slots:
             replayed = False
             while True:

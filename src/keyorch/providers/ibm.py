@@ -49,6 +49,7 @@ from keyorch.domain.models import Keystore, KeystoreType
 from keyorch.domain.states import KeyState
 from keyorch.domain.validation import check_endpoint
 from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation, register
+from keyorch.providers.endpoints import effective_endpoint, origin_of
 from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError
 from keyorch.providers.http import HttpTransport, TransportSettings, check_transport_settings
 from keyorch.providers.ibm_auth import (
@@ -79,12 +80,9 @@ IAM_LIMITS = ProviderLimits(rate_per_second=None, burst=1, max_concurrency=4)
 
 
 def endpoint_of(settings: Mapping[str, Any]) -> str:
-    endpoint = settings.get("endpoint")
-    if isinstance(endpoint, str) and endpoint:
-        return endpoint.rstrip("/")
-    region = settings.get("region")
-    if isinstance(region, str) and region:
-        return f"https://{region}.kms.cloud.ibm.com"
+    endpoint = effective_endpoint(KeystoreType.IBM_KEY_PROTECT, settings)
+    if endpoint is not None:
+        return endpoint
     raise InvalidInput("a Key Protect keystore needs the setting region or endpoint", target="region")
 
 
@@ -311,7 +309,8 @@ def create_client(
         settings=TransportSettings.from_settings(keystore.settings),
     )
     missing = f"no IBM Cloud API key: set {' or '.join(APIKEY_ENV)} (trusted profiles are not supported yet)"
-    auth = IamTokenAuth(apikey, iam_url or DEFAULT_IAM_URL, iam, clock=clock, missing=missing)
+    origin = origin_of(endpoint_of(keystore.settings))
+    auth = IamTokenAuth(apikey, iam_url or DEFAULT_IAM_URL, iam, origin=origin, clock=clock, missing=missing)
     return KeyProtectClient(keystore, auth=auth, instance_id=instance_id, retry=retry)
 
 

@@ -84,9 +84,12 @@ class IamTokenAuth:
         iam_url: str,
         transport: HttpTransport,
         *,
+        origin: str,
         clock: Callable[[], float] = time.monotonic,
         missing: str = "no IBM Cloud API key was given",
     ) -> None:
+        """``origin``: the Key Protect endpoint's, the only one its tokens are sent to."""
+        self.origin = origin
         self._apikey = apikey
         self.iam_url = iam_url
         self._transport = transport

@@ -12,10 +12,11 @@ from dataclasses import replace
 from typing import Any
 
 from keyorch.crypto import MasterKey
-from keyorch.domain.errors import ConfigurationError
+from keyorch.domain.errors import ConfigurationError, Forbidden
 from keyorch.domain.models import CredentialsMode, Keystore
 from keyorch.providers.base import Health, HealthStatus, KeystoreClient, factory_for
 from keyorch.providers.errors import ProviderError
+from keyorch.service.environment import check_endpoint
 from keyorch.store.repository import Store
 
 ClientBuilder = Callable[[Keystore, Mapping[str, Any] | None], KeystoreClient]
@@ -37,17 +38,27 @@ class ClientPool:
         builder: ClientBuilder = default_builder,
         *,
         call_timeout_seconds: float | None = None,
+        environment_endpoints: tuple[str, ...] = (),
     ) -> None:
-        """``call_timeout_seconds``: the total deadline of every call to a keystore that sets none of its own."""
+        """``call_timeout_seconds``: the total deadline of every call to a keystore that sets none of its own;
+        ``environment_endpoints``: the operator's endpoints beyond the official ones that credentials from
+        keyorch's environment may go to (setting ``environment_credentials.endpoints``)."""
         self.store = store
         self.master_key = master_key
         self.builder = builder
         self.call_timeout_seconds = call_timeout_seconds
+        self.environment_endpoints = environment_endpoints
         self._clients: dict[str, KeystoreClient] = {}
+        self._versions: dict[str, int] = {}  # the keystore record each client was built from
+        self._retired: list[KeystoreClient] = []
         self._down: dict[str, str] = {}
 
     async def credentials(self, keystore: Keystore) -> Mapping[str, Any] | None:
         if keystore.credentials_mode is CredentialsMode.ENVIRONMENT:
+            try:  # checked again here, whoever made the record: this process's credentials go nowhere else
+                check_endpoint(keystore.type, keystore.settings, self.environment_endpoints)
+            except Forbidden as exc:
+                raise ConfigurationError(f"keystore {keystore.name}: {exc.message}") from None
             return None
         async with self.store.read() as tx:
             blob = await tx.keystore_credentials(keystore.id)
@@ -64,14 +75,18 @@ class ClientPool:
         return doc
 
     async def client(self, keystore: Keystore) -> KeystoreClient:
+        """The keystore's client; built again when its record changed (endpoint, credentials: `keystore update`)."""
         existing = self._clients.get(keystore.id)
+        if existing is not None and keystore.version <= self._versions.get(keystore.id, 0):
+            return existing  # built from this record, or a newer one than the caller read
         if existing is not None:
-            return existing
+            self._retired.append(existing)  # requests in flight may still use it; closed with the pool
         deadline = self.call_timeout_seconds
         if deadline is not None and "call_timeout_seconds" not in keystore.settings:
             keystore = replace(keystore, settings={**keystore.settings, "call_timeout_seconds": deadline})
         client = self.builder(keystore, await self.credentials(keystore))
         self._clients[keystore.id] = client
+        self._versions[keystore.id] = keystore.version
         return client
 
     async def check(self, keystore: Keystore) -> Health:
@@ -95,6 +110,7 @@ class ClientPool:
         self._down[keystore_id] = reason[:500]
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
+        clients, self._clients = [*self._clients.values(), *self._retired], {}
+        self._retired = []
         for client in clients:
             await client.aclose()

@@ -13,6 +13,7 @@ from keyorch.audit import Actor, AuditRecord, snapshot
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock, SystemClock
 from keyorch.domain.errors import KeyorchError
+from keyorch.service.environment import EnvironmentPolicy
 from keyorch.store.audit_chain import AuditWriteFailed
 from keyorch.store.repository import Store, Transaction
 
@@ -35,6 +36,8 @@ class ServiceContext:
     actor: Actor
     clock: Clock = SystemClock()  # noqa: RUF009 - stateless default
     master_key: MasterKey | None = None
+    #: who may use credentials from keyorch's environment, and where they may go (the operator's setting)
+    environment: EnvironmentPolicy = EnvironmentPolicy()  # noqa: RUF009 - frozen
 
     def new_id(self) -> str:
         return str(uuid.uuid4())

@@ -7,6 +7,7 @@ import ssl
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from keyorch.credentials import read_credentials_file
@@ -22,11 +23,14 @@ from keyorch.store.repository import Transaction
 MAX_CA_BYTES = 256 * 1024
 
 
-@dataclass(frozen=True)
-class ConnectRequest:
-    vault: str
-    name: str
-    type: str
+#: The connection fields of a keystore's settings, by keystore type (see domain.validation.connection_settings).
+CONNECTION_FIELDS = ("endpoint", "region", "project", "location", "key_ring", "instance_id")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionFields:
+    """What connecting a keystore and changing one share: where it is, how its TLS is trusted, its credentials."""
+
     endpoint: str | None = None
     region: str | None = None
     project: str | None = None
@@ -35,8 +39,15 @@ class ConnectRequest:
     instance_id: str | None = None
     credentials_file: str | None = None
     credentials_from_environment: bool = False
-    allow_insecure_http: bool = False
     ca_file: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectRequest(ConnectionFields):
+    vault: str
+    name: str
+    type: str
+    allow_insecure_http: bool = False
     drift_policy: str = "flag"
     rate_per_second: float | None = None  # keystore-wide request rate cap; 0 = none
     max_concurrency: int | None = None  # requests in flight to this keystore
@@ -59,7 +70,7 @@ def read_ca_file(path: str) -> str:
     return text
 
 
-def _check_endpoint_parses(endpoint: str) -> None:
+def check_endpoint_parses(endpoint: str) -> None:
     """urlsplit raises ValueError on a broken IPv6 host or port; say so as bad input."""
     try:
         _ = urlsplit(endpoint).port
@@ -82,6 +93,22 @@ def _limit_settings(kind: KeystoreType, req: ConnectRequest) -> dict[str, object
     return overrides
 
 
+def stored_credentials(ctx: ServiceContext, kind: KeystoreType, path: str) -> dict[str, Any]:
+    """The credentials document in ``path``, checked, to store encrypted (which needs a master key)."""
+    if ctx.master_key is None:
+        raise ConfigurationError(
+            "storing keystore credentials needs a master key: set KEYORCH_MASTER_KEY (base64 of 32 random "
+            "bytes, e.g. from `keyorch master-key generate`) or KEYORCH_MASTER_KEY_FILE; or connect with "
+            "--credentials-from-environment to store nothing"
+        )
+    return read_credentials_file(kind, path)
+
+
+def encrypt_credentials(ctx: ServiceContext, doc: Mapping[str, Any], keystore_id: str) -> bytes:
+    assert ctx.master_key is not None
+    return ctx.master_key.encrypt(json.dumps(doc).encode(), associated_data=keystore_id)
+
+
 async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore:
     check_name("keystore name", req.name)
     kind = parse_keystore_type(req.type)
@@ -101,7 +128,7 @@ async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore
         )
     ca_pem = read_ca_file(req.ca_file) if req.ca_file else None
     if req.endpoint:
-        _check_endpoint_parses(req.endpoint)
+        check_endpoint_parses(req.endpoint)
     settings = connection_settings(
         kind,
         {
@@ -116,18 +143,12 @@ async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore
         ca_pem=ca_pem,
     )
     settings.update(_limit_settings(kind, req))
-    credentials_doc = None
-    if req.credentials_file:
-        if ctx.master_key is None:
-            raise ConfigurationError(
-                "storing keystore credentials needs a master key: set KEYORCH_MASTER_KEY (base64 of 32 random "
-                "bytes, e.g. from `keyorch master-key generate`) or KEYORCH_MASTER_KEY_FILE; or connect with "
-                "--credentials-from-environment to store nothing"
-            )
-        credentials_doc = read_credentials_file(kind, req.credentials_file)
+    credentials_doc = stored_credentials(ctx, kind, req.credentials_file) if req.credentials_file else None
 
     async def body(tx: Transaction) -> tuple[Keystore, Change]:
         vault = await tx.vault(req.vault)
+        if credentials_doc is None:
+            ctx.environment.check(vault.name, kind, settings)
         if await tx.connected_keystore_named(vault.id, req.name) is not None:
             raise Conflict(f"vault {vault.name} already has a connected keystore named {req.name!r}", target="name")
         now = ctx.clock.now()
@@ -143,10 +164,7 @@ async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore
             created_at=now,
             updated_at=now,
         )
-        blob = None
-        if credentials_doc is not None:
-            assert ctx.master_key is not None
-            blob = ctx.master_key.encrypt(json.dumps(credentials_doc).encode(), associated_data=keystore.id)
+        blob = encrypt_credentials(ctx, credentials_doc, keystore.id) if credentials_doc is not None else None
         await tx.insert_keystore(keystore, blob)
         return keystore, Change(keystore.id, after=keystore)
 
@@ -221,7 +239,7 @@ async def live_contents(ctx: ServiceContext, ref: str) -> tuple[dict[str, KeySta
     from keyorch.reconcile.clients import ClientPool
 
     keystore = await get_keystore(ctx, ref)
-    pool = ClientPool(ctx.store, ctx.master_key)
+    pool = ClientPool(ctx.store, ctx.master_key, environment_endpoints=ctx.environment.endpoints)
     try:
         client = await pool.client(keystore)
         held: dict[str, KeyState] = {}

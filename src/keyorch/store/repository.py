@@ -237,11 +237,19 @@ class Transaction:
         return bytes(value) if value is not None else None
 
     async def update_keystore(
-        self, keystore: Keystore, expected_version: int, *, wipe_credentials: bool = False
+        self,
+        keystore: Keystore,
+        expected_version: int,
+        *,
+        wipe_credentials: bool = False,
+        credentials: bytes | None = None,
     ) -> Keystore:
+        """Write the keystore's record; ``credentials`` replaces the stored (encrypted) credentials."""
         values = rows.keystore_to_row(keystore)
         if wipe_credentials:
             values["credentials"] = None
+        elif credentials is not None:
+            values["credentials"] = credentials
         version = await self._update_versioned(keystores, keystore.id, expected_version, values)
         return replace(keystore, version=version)
 
