@@ -24,14 +24,15 @@ from typing import Any
 from aiohttp import web
 
 from keyorch import metrics
+from keyorch.api.errors import ServiceUnavailable
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
-from keyorch.domain.errors import InvalidInput
+from keyorch.domain.errors import InvalidInput, KeyorchError
 from keyorch.logs import get_logger
 from keyorch.reconcile import report
 from keyorch.reconcile.batches import KeyBatches
 from keyorch.reconcile.clients import ClientPool
-from keyorch.reconcile.controller import Controller
+from keyorch.reconcile.controller import Controller, PassSummary
 from keyorch.reconcile.engine import KeyOutcome, Listing
 from keyorch.reconcile.queue import Backoff, WorkQueue, run_workers
 from keyorch.settings import Settings
@@ -39,6 +40,8 @@ from keyorch.store.engine import schema_revisions
 from keyorch.store.repository import Store
 
 EXIT_NOW = 130
+#: How long an API "Sync key" waits for its reconcile before answering 503 (the sync still happens).
+SYNC_WAIT_SECONDS = 120.0
 
 
 _LISTEN_EXAMPLE = "e.g. 0.0.0.0:8080, localhost:8080 or [::1]:8080"
@@ -126,7 +129,8 @@ class Daemon:
         )
         self.queue = WorkQueue(backoff=Backoff(base_seconds=1.0, max_seconds=cfg.max_backoff_seconds))
         self.listing: Listing | None = None
-        self.listing_at = 0.0
+        self.sync_waiters: dict[str, list[asyncio.Future[KeyOutcome]]] = {}  # API syncs awaiting a key's run
+        self.push_requested: set[str] = set()  # keys whose next run pushes (a user's Sync key)
         self.batches: KeyBatches | None = None  # the latest resync's keys, read in batches
         self.workers_task: asyncio.Task[None] | None = None
         self.resync_task: asyncio.Task[None] | None = None
@@ -145,10 +149,25 @@ class Daemon:
         metrics.set_queue_depth(self.queue.depth)
 
     async def sync_key(self, key_id: str) -> dict[str, Any]:
-        """The API's sync: the pass `keyorch sync-key` runs, and its document (so `--server` prints the same)."""
-        summary = await report.sync_pass(self.controller, key_id)
-        for outcome in summary.outcomes.values():
-            self._record(outcome, 0.0)
+        """A user's "Sync key" (API): queued ahead of everything else, reconciled by a worker with push,
+        and awaited. Going through the queue is what keeps a key from being reconciled twice at once in
+        this process (the key's lease does across processes): a sync that arrives while a worker is on
+        the key runs right after it, from a fresh read."""
+        if self.stopping.is_set() or not self.workers_running:
+            raise ServiceUnavailable("the daemon's reconciler is not running (starting or stopping)", target="sync")
+        waiter: asyncio.Future[KeyOutcome] = asyncio.get_running_loop().create_future()
+        self.sync_waiters.setdefault(key_id, []).append(waiter)
+        self.push_requested.add(key_id)
+        self.on_change(key_id)
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(waiter), timeout=SYNC_WAIT_SECONDS)
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"key {key_id} is queued for a sync but was not reconciled within {SYNC_WAIT_SECONDS:.0f} s "
+                "(the reconciler is busy or the key's lease is held); it will still be synced",
+                target="sync",
+            ) from None
+        summary = PassSummary(outcomes={outcome.key_id: outcome})
         return report.sync_document(summary)
 
     async def reconcile_once(self) -> dict[str, Any]:
@@ -165,30 +184,59 @@ class Daemon:
         if self.stopping.is_set():
             self.unfinished.add(key_id)
             return
-        fresh = self.listing is not None and time.monotonic() - self.listing_at < 60
+        push = key_id in self.push_requested
+        self.push_requested.discard(key_id)
+        waiters = self.sync_waiters.pop(key_id, [])
         started = time.perf_counter()
         self.in_flight += 1
         try:
             loaded = await self.batches.take(key_id) if self.batches is not None else None
+            # The latest resync's listing is offered; the planner uses it only for targets whose
+            # records it is newer than (an observation older than an intent decides nothing).
             outcome = await self.controller.reconciler.reconcile_key(
-                key_id, listing=self.listing if fresh else None, loaded=loaded
+                key_id, push=push, listing=self.listing, loaded=loaded
             )
         except asyncio.CancelledError:
             self.unfinished.add(key_id)
+            self._fail_waiters(waiters, ServiceUnavailable("the daemon is stopping", target="sync"))
             raise
+        except KeyorchError as exc:  # e.g. the key was removed meanwhile: the sync's answer
+            self._fail_waiters(waiters, exc)
+            self.log.info("reconcile ended", key_id=key_id, outcome=exc.code)
+            return
         except Exception as exc:  # one key's failure never stops the workers
             self.log.error("reconcile failed", key_id=key_id, error=f"{type(exc).__name__}: {exc}"[:500])
             metrics.record_reconcile("error", time.perf_counter() - started)
+            self._requeue_sync(key_id, push, waiters)
             self.queue.retry(key_id)
             return
         finally:
             self.in_flight -= 1
         self._record(outcome, time.perf_counter() - started)
+        if outcome.stale:  # nothing was decided (the desired state moved, or another actor held the key)
+            self._requeue_sync(key_id, push, waiters)
+        else:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(outcome)
         if outcome.transient_failure and not self.stopping.is_set():
             self.queue.retry(key_id)
         else:
             self.queue.forget(key_id)
         metrics.set_queue_depth(self.queue.depth)
+
+    def _requeue_sync(self, key_id: str, push: bool, waiters: list[asyncio.Future[KeyOutcome]]) -> None:
+        """A sync whose run decided nothing waits for the key's next run."""
+        if waiters:
+            self.sync_waiters.setdefault(key_id, []).extend(waiters)
+        if push:
+            self.push_requested.add(key_id)
+
+    @staticmethod
+    def _fail_waiters(waiters: list[asyncio.Future[KeyOutcome]], exc: BaseException) -> None:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)
 
     def _record(self, outcome: KeyOutcome, seconds: float) -> None:
         result = "in_sync" if outcome.in_sync else ("unreachable" if outcome.unreachable else "out_of_sync")
@@ -198,11 +246,11 @@ class Daemon:
         keystores = await self.controller.keystores()
         down = await self.controller.check_keystores(keystores)
         self.listing = await self.controller.gather_listing(keystores, down)
-        self.listing_at = time.monotonic()
         ids = await self.controller.key_ids()
         self.batches = KeyBatches(self.controller.reconciler.load_many, ids, self.controller.batch_size)
         for key_id in ids:
             self.queue.add(key_id)
+        self.log.info("resync listed", keystores_listed=len(self.listing), keystores_down=len(down), keys=len(ids))
         await self.publish_out_of_sync()
         metrics.set_queue_depth(self.queue.depth)
 
@@ -234,6 +282,10 @@ class Daemon:
         """Stop taking work; wait up to the grace period for reconciles in flight. True if all finished."""
         self.stopping.set()
         self.queue.close()
+        for key_id in list(self.sync_waiters):
+            self._fail_waiters(
+                self.sync_waiters.pop(key_id), ServiceUnavailable("the daemon is stopping", target="sync")
+            )
         tasks = [t for t in (self.workers_task, self.resync_task) if t is not None]
         _, pending = await asyncio.wait(tasks, timeout=grace_seconds) if tasks else (set(), set())
         for task in pending:

@@ -81,9 +81,11 @@ def test_full_lifecycle_with_versions_and_audit(world: World) -> None:
     _check_key_doc(world, destroyed, "k-life", "destroyed")
     cli.fails(3, "key", "reactivate", key["id"])
 
-    # no keystore holds it yet (no reconciler has run), so nothing is pending destruction: removable
-    cli.ok("key", "remove", key["id"], "--if-version", str(destroyed["version"]), user="gina")
-    cli.fails(2, "key", "show", key["id"])
+    # no reconciler has run since the destroy: no keystore has confirmed it, so it stays in the vault
+    # (removing it now could leave key material alive in a keystore with nothing tracking it)
+    refused = cli.fails(3, "key", "remove", key["id"], "--if-version", str(destroyed["version"]), user="gina")
+    assert "ks-aws has not confirmed the destruction" in refused.err and "ks-ibm" in refused.err
+    cli.ok("key", "show", key["id"])
 
     records = cli.audit(key["id"])
     accepted = [(r["action"], r["user"]) for r in records if r["outcome"] == "accepted"]
@@ -94,12 +96,12 @@ def test_full_lifecycle_with_versions_and_audit(world: World) -> None:
         ("key.reactivate", "dave"),
         ("key.deactivate", "erin"),
         ("key.destroy", "frank"),
-        ("key.remove", "gina"),
     ]
-    assert [r["action"] for r in records if r["outcome"] == "refused"] == ["key.deactivate", "key.reactivate"]
+    refusals = [r["action"] for r in records if r["outcome"] == "refused"]
+    assert refusals == ["key.deactivate", "key.reactivate", "key.remove"]
     for record in records:
         assert record["at"] and record["object_id"] == key["id"]
-        if record["outcome"] == "accepted" and record["action"] not in ("key.create", "key.remove"):
+        if record["outcome"] == "accepted" and record["action"] != "key.create":
             assert record["before"]["state"] != record["after"]["state"]
 
 

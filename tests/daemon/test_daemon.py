@@ -18,8 +18,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,6 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from keyorch.crypto import generate_master_key
 from keyorch.fakes.registry import FakeCluster
 from tests.daemon.harness import (
     ApiClient,
@@ -35,10 +32,10 @@ from tests.daemon.harness import (
     clean_env,
     eventually,
     hang_creates,
-    setup_world_via_api,
     slow_every_call,
     write_config,
 )
+from tests.daemon.world import World, in_sync, run_keyorch, serving, serving_world
 from tests.e2e.harness import (
     CREATE_OPERATION,
     EXPECTED,
@@ -46,7 +43,6 @@ from tests.e2e.harness import (
     clear_faults,
     duplicates,
     provider_states,
-    start_world_fakes,
     successful_creates,
 )
 
@@ -55,70 +51,6 @@ ADAPTER_CREATE = {**CREATE_OPERATION, "google_kms": "cryptoKeys.create"}
 
 #: how long a daemon may take to converge a handful of keys (the resync interval is 300 s)
 CONVERGE_SECONDS = 20.0
-
-
-@dataclass
-class World:
-    workdir: Path
-    cluster: FakeCluster
-    credentials: dict[str, Path]
-    session: aiohttp.ClientSession
-    master_key: str = field(default_factory=generate_master_key)
-
-    @property
-    def db_url(self) -> str:
-        return f"sqlite:///{self.workdir / 'keyorch.db'}"
-
-    def config(self, name: str = "keyorch", **options: Any) -> Path:
-        """A settings file over this world's database and master key (see ``write_config`` for options)."""
-        return write_config(self.workdir / f"{name}.yaml", self.db_url, master_key=self.master_key, **options)
-
-    def client(self, daemon: DaemonProcess) -> ApiClient:
-        return ApiClient(self.session, daemon.url)
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    cluster, credentials, _ = await start_world_fakes(tmp_path)
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-    try:
-        yield World(tmp_path, cluster, credentials, session)
-    finally:
-        await session.close()
-        await cluster.stop()
-
-
-@pytest.fixture
-async def daemons() -> AsyncIterator[list[DaemonProcess]]:
-    """Every daemon a test starts is killed at its end, whatever happened."""
-    started: list[DaemonProcess] = []
-    try:
-        yield started
-    finally:
-        for daemon in started:
-            await daemon.kill()
-
-
-async def serving(world: World, daemons: list[DaemonProcess], config: Path) -> tuple[DaemonProcess, ApiClient]:
-    """A daemon on ``config``, ready (/readyz 200), killed at the end of the test whatever happens."""
-    daemon = await DaemonProcess.start(world.workdir, config)
-    daemons.append(daemon)
-    client = world.client(daemon)
-    await eventually(lambda: _ready(client), 20, "/readyz 200")
-    return daemon, client
-
-
-async def serving_world(
-    world: World, daemons: list[DaemonProcess], config: Path
-) -> tuple[DaemonProcess, ApiClient, str]:
-    """A ready daemon with a vault, the four fakes' keystores and a template over them (made through its API)."""
-    daemon, client = await serving(world, daemons, config)
-    template, _ = await setup_world_via_api(client, world.cluster.running, world.credentials)
-    return daemon, client, template
-
-
-def in_sync(targets: list[dict[str, Any]]) -> bool:
-    return len(targets) == len(KINDS) and all(t["sync_flag"] == "in_sync" for t in targets)
 
 
 async def test_key_created_and_activated_through_the_api_is_enabled_in_all_four_fakes(
@@ -145,30 +77,6 @@ async def test_key_created_and_activated_through_the_api_is_enabled_in_all_four_
     print(f"API activate -> four fakes in sync: {took:.2f} s (resync interval 300 s)")
 
 
-async def _ready(client: ApiClient) -> int | None:
-    try:
-        return 200 if await client.status("/readyz") == 200 else None
-    except aiohttp.ClientError:
-        return None
-
-
-async def run_keyorch(world: World, *args: str, timeout: float = 60) -> tuple[int, str, str]:
-    """A one-shot ``keyorch`` command (a child process, so this loop keeps serving the fakes)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "keyorch",
-        *args,
-        cwd=world.workdir,
-        env=clean_env(world.workdir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-
-
 async def test_readyz_is_503_until_the_database_is_migrated_then_200(
     world: World, daemons: list[DaemonProcess]
 ) -> None:
@@ -191,7 +99,7 @@ async def test_readyz_is_503_until_the_database_is_migrated_then_200(
     code, out, err = await run_keyorch(world, "--db", f"sqlite:///{db}", "init")
     assert code == 0, out + err
     started = time.monotonic()
-    await eventually(lambda: _ready(client), 15, "/readyz 200 after keyorch init")
+    await eventually(lambda: ready(client), 15, "/readyz 200 after keyorch init")
     took = time.monotonic() - started
     ready = (await client.call("GET", "/readyz")).ok()
     assert ready["ready"] is True and ready["migrations_current"] is True and ready["workers_running"] is True

@@ -39,8 +39,10 @@ def test_remove_only_when_destroyed_and_not_pending() -> None:
     key = replace(
         key,
         targets=(
-            key.targets[0].with_changes(status=TargetStatus.DESTRUCTION_PENDING, pending_destruction_until=until),
-            key.targets[1].with_changes(status=TargetStatus.DESTROYED),
+            key.targets[0].with_changes(
+                status=TargetStatus.DESTRUCTION_PENDING, pending_destruction_until=until, synced_generation=1
+            ),
+            key.targets[1].with_changes(status=TargetStatus.DESTROYED, synced_generation=1),
         ),
     )
     with pytest.raises(RuleViolation, match=r"keystore aws-east keeps it pending destruction until 2026-01-08"):
@@ -50,9 +52,29 @@ def test_remove_only_when_destroyed_and_not_pending() -> None:
 
 def test_remove_refused_while_a_keystore_still_holds_the_key() -> None:
     key = make_key(X)
-    key = replace(key, targets=(key.targets[0].with_changes(status=TargetStatus.DEACTIVATED),))
+    key = replace(key, targets=(key.targets[0].with_changes(status=TargetStatus.DEACTIVATED, synced_generation=1),))
     with pytest.raises(RuleViolation, match="still holds it"):
         rules.check_remove(key, {}, T0)
+
+
+def test_remove_refused_until_every_target_is_reconciled_since_the_destroy() -> None:
+    """Issue 11 point 2: a target not brought in line since the destroy, of unknown status, or with a
+    call in flight blocks removal, and the refusal names its keystore."""
+    key = make_key(X, keystores=("ks1", "ks2", "ks3"))
+    gone = key.targets[0].with_changes(status=TargetStatus.NOT_PRESENT, synced_generation=key.generation)
+    cases = {
+        "ks1": (gone.with_changes(synced_generation=key.generation - 1), "has not confirmed the destruction"),
+        "ks2": (gone.with_changes(keystore_id="ks2", status=TargetStatus.UNKNOWN), "status there is unknown"),
+    }
+    names = {"ks1": "aws-east", "ks2": "azure-west", "ks3": "gcp"}
+    for keystore_id, (target, words) in cases.items():
+        others = tuple(gone.with_changes(keystore_id=k) for k in names if k != keystore_id)
+        with pytest.raises(RuleViolation, match=rf"keystore {names[keystore_id]}[: ].*{words}"):
+            rules.check_remove(replace(key, targets=(target, *others)), names, T0)
+    every_gone = replace(key, targets=tuple(gone.with_changes(keystore_id=k) for k in names))
+    with pytest.raises(RuleViolation, match="keystore gcp: a call keyorch made there has no recorded outcome"):
+        rules.check_remove(every_gone, names, T0, in_flight={"ks3"})
+    rules.check_remove(every_gone, names, T0)
 
 
 def test_disconnect_blocked_by_active_and_deactivated_only() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -70,13 +70,33 @@ def apply_state_change(key: ManagedKey, action: KeyAction, now: datetime) -> Man
 # --- removal from the vault ---------------------------------------------------------------
 
 
-def removal_blockers(key: ManagedKey, keystore_names: dict[str, str], now: datetime) -> list[str]:
-    """Why a destroyed key cannot be removed yet: keystores still holding it or pending destruction."""
+def removal_blockers(
+    key: ManagedKey, keystore_names: dict[str, str], now: datetime, in_flight: Collection[str] = ()
+) -> list[str]:
+    """Why a destroyed key cannot be removed from its vault yet, one reason per keystore.
+
+    A key leaves the vault only once every keystore it was distributed to is known to be rid of it:
+    each target was reconciled since the destroy (its synced generation is the key's), no call
+    keyorch made there is still in flight (``in_flight``: keystore ids with an open intent), and the
+    keystore reports the key gone or its pending-destruction window has passed. Removing it earlier
+    would leave key material alive in a keystore with nothing tracking it. Targets of a disconnected
+    keystore do not block (they were unlinked from it)."""
     reasons: list[str] = []
     for target in key.targets:
+        if target.status is TargetStatus.REMOVED:
+            continue
         name = keystore_names.get(target.keystore_id, target.keystore_id)
         until = target.pending_destruction_until
-        if target.status is TargetStatus.DESTRUCTION_PENDING:
+        if target.keystore_id in in_flight:
+            reasons.append(f"keystore {name}: a call keyorch made there has no recorded outcome yet")
+        elif (target.synced_generation or 0) != key.generation:
+            reasons.append(
+                f"keystore {name} has not confirmed the destruction yet (last seen {target.status}; the reconciler "
+                "has not brought it in line since the destroy)"
+            )
+        elif target.status is TargetStatus.UNKNOWN:
+            reasons.append(f"keystore {name}: the key's status there is unknown")
+        elif target.status is TargetStatus.DESTRUCTION_PENDING:
             if until is None:
                 reasons.append(f"keystore {name} has not confirmed the destruction yet")
             elif until > now:
@@ -86,9 +106,11 @@ def removal_blockers(key: ManagedKey, keystore_names: dict[str, str], now: datet
     return reasons
 
 
-def check_remove(key: ManagedKey, keystore_names: dict[str, str], now: datetime) -> None:
+def check_remove(
+    key: ManagedKey, keystore_names: dict[str, str], now: datetime, in_flight: Collection[str] = ()
+) -> None:
     check_action(key, KeyAction.REMOVE)
-    blockers = removal_blockers(key, keystore_names, now)
+    blockers = removal_blockers(key, keystore_names, now, in_flight)
     if blockers:
         raise RuleViolation(
             f"cannot remove key {_describe_key(key)} from its vault yet: " + "; ".join(blockers), target="targets"
@@ -213,8 +235,8 @@ def authorize_deletion(vault: Vault, key: ManagedKey, user: str, now: datetime) 
             f"vault {vault.name} does not use dual authorization; key {_describe_key(key)} can be destroyed directly",
             target="vault",
         )
-    if key.state is KeyState.DESTROYED:
-        raise RuleViolation(f"key {_describe_key(key)} is already destroyed", target="state")
+    if key.state is KeyState.DESTROYED and key.destroy_force:
+        raise RuleViolation(f"key {_describe_key(key)} is already destroyed, with force", target="state")
     existing = live_authorization(key, now)
     if existing is not None:
         raise RuleViolation(
@@ -263,3 +285,29 @@ def check_destroy_authorization(vault: Vault, key: ManagedKey, user: str, now: d
 def check_destroy(vault: Vault, key: ManagedKey, user: str, now: datetime) -> None:
     check_action(key, KeyAction.DESTROY)
     check_destroy_authorization(vault, key, user, now)
+
+
+def destroy(vault: Vault, key: ManagedKey, user: str, now: datetime, *, force: bool) -> ManagedKey:
+    """The key after a destroy request. A destroyed key may be destroyed again only to add ``force``
+    (a Key Protect keystore refused the deletion because the key protects registered resources): the
+    desired state stays destroyed, the generation moves, so the reconciler schedules the deletion again,
+    now forced. Adding force is a deletion too: in a dual-authorization vault it needs a live
+    authorization by another user, like the first destroy."""
+    if key.state is KeyState.DESTROYED and force:
+        if key.destroy_force:
+            raise RuleViolation(f"key {_describe_key(key)} is already being destroyed with force", target="force")
+        check_destroy_authorization(vault, key, user, now)
+        targets = tuple(
+            t if t.status is TargetStatus.REMOVED else t.with_changes(sync_flag=SyncFlag.PENDING, updated_at=now)
+            for t in key.targets
+        )
+        return replace(
+            key,
+            targets=targets,
+            updated_at=now,
+            destroy_force=True,
+            deletion_authorization=None,
+            generation=key.generation + 1,
+        )
+    check_destroy(vault, key, user, now)
+    return replace(apply_state_change(key, KeyAction.DESTROY, now), destroy_force=force)

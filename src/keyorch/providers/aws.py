@@ -228,15 +228,9 @@ class AwsKmsClient(KeystoreClient):
         if in_doubt:
             # An earlier CreateKey may have made the key without the alias (its answer was lost, or
             # the process died before CreateAlias): find it by its tag and finish the job instead.
-            search = OrphanSearch(self._call, self._describe_id, self.transport.limiter.limits.max_concurrency)
-            orphan = await search.find(managed_key_id)
-            if orphan is not None:
-                winner = await self._bind_alias(alias, orphan, managed_key_id)
-                # by id: a read through the alias just bound may not see it yet (eventual consistency)
-                adopted = winner or await self._describe(orphan, managed_key_id)
-                if adopted is not None:
-                    self._log.info("key of an in-doubt create adopted", key_id=orphan, managed_key_id=managed_key_id)
-                    return adopted
+            adopted = await self._adopt_orphan(managed_key_id)
+            if adopted is not None:
+                return adopted
         kms_spec, usage = key_spec(spec.algorithm, spec.size)
         tags = [{"TagKey": MANAGED_KEY_TAG, "TagValue": managed_key_id}]
         tags += [{"TagKey": k, "TagValue": v} for k, v in spec.labels.items() if k != MANAGED_KEY_TAG]
@@ -244,6 +238,23 @@ class AwsKmsClient(KeystoreClient):
         result = await self._call("CreateKey", members, idempotent=False)
         created = key_observation(result, response_object(result).get("KeyMetadata"), managed_key_id)
         return await self._bind_alias(alias, created.key_id_in_keystore, managed_key_id) or created
+
+    async def find_in_doubt(self, managed_key_id: str) -> Observation | None:
+        existing = await self._describe(alias_name(managed_key_id), managed_key_id)
+        return existing if existing is not None else await self._adopt_orphan(managed_key_id)
+
+    async def _adopt_orphan(self, managed_key_id: str) -> Observation | None:
+        """Find the key a lost ``CreateKey`` made for ``managed_key_id`` by its tag and bind the alias."""
+        search = OrphanSearch(self._call, self._describe_id, self.transport.limiter.limits.max_concurrency)
+        orphan = await search.find(managed_key_id)
+        if orphan is None:
+            return None
+        winner = await self._bind_alias(alias_name(managed_key_id), orphan, managed_key_id)
+        # by id: a read through the alias just bound may not see it yet (eventual consistency)
+        adopted = winner or await self._describe(orphan, managed_key_id)
+        if adopted is not None:
+            self._log.info("key of an in-doubt create adopted", key_id=orphan, managed_key_id=managed_key_id)
+        return adopted
 
     async def _describe_id(self, key_id: str) -> Observation | None:
         return await self._describe(key_id, None)

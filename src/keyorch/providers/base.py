@@ -114,6 +114,15 @@ class KeystoreClient(ABC):
         (a caller-chosen name or alias) need nothing more; AWS, where the alias is attached after
         CreateKey, then looks for an untagged-alias key by its tag before creating another."""
 
+    async def find_in_doubt(self, managed_key_id: str) -> Observation | None:
+        """The key an earlier in-doubt create for ``managed_key_id`` made, bound to its deterministic
+        identity so that later reads find it; ``None`` when there is none. Called when a read by that
+        identity found nothing although a create may have happened, whatever the desired state (a key
+        made by a lost create must be destroyed with its managed key, not left behind). Adapters whose
+        identity is fixed at creation (a caller-chosen name or alias) have already looked: a read by
+        identity is the answer. AWS, where the alias comes after ``CreateKey``, searches by tag."""
+        return await self.get_key(KeyRef(None, managed_key_id))
+
     @abstractmethod
     async def enable(self, ref: KeyRef) -> Observation: ...
 

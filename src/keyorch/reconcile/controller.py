@@ -25,7 +25,7 @@ from keyorch.providers.errors import DeadlineExceeded, ProviderError
 from keyorch.providers.limits import DEFAULT_LISTING_TIMEOUT_SECONDS
 from keyorch.reconcile.batches import DEFAULT_BATCH, KeyBatches
 from keyorch.reconcile.clients import ClientPool
-from keyorch.reconcile.engine import KeyOutcome, Listing, Reconciler
+from keyorch.reconcile.engine import KeyOutcome, KeystoreListing, Listing, Reconciler
 from keyorch.reconcile.queue import Backoff, WorkQueue, run_workers
 from keyorch.store.repository import Store
 
@@ -172,15 +172,20 @@ class Controller:
             return None
 
     async def gather_listing(self, keystores: Sequence[Keystore], down: dict[str, str]) -> Listing:
-        """Every healthy keystore listed at once, each within its own deadline; a keystore marked
-        down meanwhile is added to ``down``."""
+        """Every healthy keystore listed at once, each within its own deadline and stamped with the time it
+        started (the age of its observations); a keystore marked down meanwhile is added to ``down``."""
         healthy = [ks for ks in keystores if ks.id not in down]
+        taken_at = self.clock.now()
         listed = await asyncio.gather(*(self.list_keystore(ks) for ks in healthy))
         for ks in healthy:
             if (reason := self.pool.down_reason(ks.id)) is not None:
                 down[ks.id] = reason
         self._publish_health()
-        return {ks.id: found for ks, found in zip(healthy, listed, strict=True) if found is not None}
+        return {
+            ks.id: KeystoreListing(taken_at, found)
+            for ks, found in zip(healthy, listed, strict=True)
+            if found is not None
+        }
 
     async def key_ids(self, refs: Sequence[str] | None = None) -> list[str]:
         async with self.store.read() as tx:

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from keyorch.domain.clock import Clock
 from keyorch.domain.models import Keystore, ManagedKey, SyncFlag, Target
@@ -19,13 +20,38 @@ from keyorch.logs import get_logger
 from keyorch.providers.base import KeyRef, KeySpec, KeystoreClient, Observation
 from keyorch.providers.errors import NotFound, ProviderError
 from keyorch.reconcile.clients import ClientPool
-from keyorch.reconcile.planner import Action, Observed, TargetPlan, plan_target
+from keyorch.reconcile.planner import Action, Observed, TargetPlan, listing_decides, plan_target
+from keyorch.reconcile.provider_audit import ProviderCall, audit_provider_calls
+from keyorch.store import leases
+from keyorch.store.leases import Lease
 from keyorch.store.repository import Store
 
-#: Observations gathered by a listing pass: keystore id -> managed key id -> observation.
-Listing = dict[str, dict[str, Observation]]
-#: A key as read from the store, with the keystores its targets name (by id).
-Loaded = tuple[ManagedKey, dict[str, Keystore]]
+#: How long an actor's claim on a key lasts (store/leases.py); it is released as soon as the results
+#: are recorded, so this bounds only how long a key stays blocked after its holder died.
+LEASE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class KeystoreListing:
+    """Every key one keystore listed, by managed key id, and when the listing started: each of its
+    observations is at least that old (:func:`keyorch.reconcile.planner.listing_decides`)."""
+
+    taken_at: datetime
+    found: dict[str, Observation]
+
+
+#: Observations gathered by a listing pass: keystore id -> its listing.
+Listing = dict[str, KeystoreListing]
+
+
+class Loaded(NamedTuple):
+    """A key as read from the store, with the keystores its targets name (by id), and the keystores
+    where its latest create attempt is in doubt (failed or interrupted: it may have made a key)."""
+
+    key: ManagedKey
+    keystores: dict[str, Keystore]
+    creates_in_doubt: frozenset[str] = frozenset()
+
 
 RETRY_BASE = timedelta(seconds=5)
 RETRY_MAX = timedelta(minutes=30)
@@ -52,6 +78,7 @@ class KeyOutcome:
     state: str
     targets: list[TargetOutcome]
     stale: bool = False  # the desired state moved while we worked: reconcile again
+    busy: bool = False  # another actor held the key's lease: nothing done, reconcile again
 
     @property
     def in_sync(self) -> bool:
@@ -80,17 +107,67 @@ def _material(target: Target) -> Target:
     return replace(target, updated_at=None, next_attempt_at=None)
 
 
+class LeaseLost(ProviderError):
+    """This actor's lease on the key ran out before a call: the call is not sent (fencing)."""
+
+    transient = True
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this actor's lease on the key ran out before the call, which was not sent (another actor may hold "
+            "the key now)",
+            sent=False,
+        )
+
+
+class _Holding:
+    """The lease an actor holds while it acts on one key: renewed before a call when half of it is
+    spent, released (with the interrupted intents marked failed) when acting ends in an exception."""
+
+    def __init__(self, store: Store, lease: Lease, seconds: float) -> None:
+        self.store = store
+        self.lease = lease
+        self.seconds = seconds
+        self._lock = asyncio.Lock()
+        self.lost = False
+
+    async def keep(self) -> bool:
+        """Whether a call may be sent now: the lease is live here, renewed first if half spent."""
+        async with self._lock:
+            if self.lost or not self.lease.live_locally():
+                self.lost = True
+                return False
+            if self.lease.remaining() > self.seconds / 2:
+                return True
+            async with self.store.transaction() as tx:
+                renewed = await leases.renew(tx.conn, self.lease, self.seconds)
+            if renewed is None:
+                self.lost = True
+                return False
+            self.lease = renewed
+            return True
+
+    async def abandon(self, intent_ids: list[int], now: datetime) -> None:
+        async with self.store.transaction() as tx:
+            await tx.finish_intents([(i, "failed", "interrupted by an internal error") for i in intent_ids], now)
+            await leases.release(tx.conn, self.lease)
+
+
 class Reconciler:
-    def __init__(self, store: Store, clients: ClientPool, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, clients: ClientPool, clock: Clock, *, lease_seconds: float = LEASE_SECONDS
+    ) -> None:
         self.store = store
         self.clients = clients
         self.clock = clock
+        self.lease_seconds = lease_seconds
 
     async def load(self, key_ref: str) -> Loaded:
         async with self.store.read() as tx:
             key = await tx.key(key_ref)
             keystores = await tx.keystores_by_id(t.keystore_id for t in key.targets)
-        return key, keystores
+            doubtful = await tx.creates_in_doubt_many([key.id])
+        return Loaded(key, keystores, frozenset(doubtful.get(key.id, ())))
 
     async def load_many(self, key_ids: Sequence[str]) -> dict[str, Loaded]:
         """Several keys and their keystores in one read (a pass reads its keys in batches this way);
@@ -98,20 +175,36 @@ class Reconciler:
         async with self.store.read() as tx:
             found = await tx.keys_by_id(key_ids)
             keystores = await tx.keystores_by_id(t.keystore_id for key in found for t in key.targets)
-        return {key.id: (key, {t.keystore_id: keystores[t.keystore_id] for t in key.targets}) for key in found}
+            doubtful = await tx.creates_in_doubt_many([key.id for key in found])
+        return {
+            key.id: Loaded(
+                key, {t.keystore_id: keystores[t.keystore_id] for t in key.targets}, frozenset(doubtful.get(key.id, ()))
+            )
+            for key in found
+        }
 
     async def observe(
-        self, key: ManagedKey, target: Target, keystore: Keystore, listing: Listing | None
+        self, key: ManagedKey, target: Target, keystore: Keystore, listing: Listing | None, in_doubt: bool = False
     ) -> tuple[Observation | None, str | None]:
-        """(observation or None if absent, connection error or None)."""
-        if listing is not None and keystore.id in listing:
-            return listing[keystore.id].get(key.id), None
+        """(observation or None if absent, connection error or None).
+
+        A listing decides only for a target whose record it is newer than (see ``listing_decides``);
+        any other target is read afresh. Where the target's latest create is in doubt and the
+        keystore shows no key, the key that create may have made is looked for (and adopted by its
+        deterministic identity) before "absent" can decide anything."""
+        if listing is not None and keystore.id in listing and not in_doubt:
+            taken = listing[keystore.id]
+            if listing_decides(target, taken.taken_at):
+                return taken.found.get(key.id), None
         down = self.clients.down_reason(keystore.id)
         if down is not None:
             return None, down
         try:
             client = await self.clients.client(keystore)
-            return await client.get_key(KeyRef(target.key_id_in_keystore, key.id)), None
+            observation = await client.get_key(KeyRef(target.key_id_in_keystore, key.id))
+            if observation is None and in_doubt:
+                observation = await client.find_in_doubt(key.id)
+            return observation, None
         except NotFound:
             return None, None
         except ProviderError as exc:
@@ -121,20 +214,30 @@ class Reconciler:
 
     async def plan(self, key_ref: str, *, push: bool = False, listing: Listing | None = None) -> KeyOutcome:
         """Observe and plan without acting (``keyorch plan``)."""
-        key, keystores = await self.load(key_ref)
-        outcomes = await asyncio.gather(
-            *(self._plan_one(key, t, keystores[t.keystore_id], push, listing) for t in key.targets)
+        loaded = await self.load(key_ref)
+        return KeyOutcome(
+            loaded.key.id, loaded.key.label, loaded.key.state.value, await self._plan_all(loaded, push, listing)
         )
-        return KeyOutcome(key.id, key.label, key.state.value, list(outcomes))
+
+    async def _plan_all(self, loaded: Loaded, push: bool, listing: Listing | None) -> list[TargetOutcome]:
+        key, keystores, doubtful = loaded
+        return list(
+            await asyncio.gather(
+                *(
+                    self._plan_one(key, t, keystores[t.keystore_id], push, listing, t.keystore_id in doubtful)
+                    for t in key.targets
+                )
+            )
+        )
 
     async def _plan_one(
-        self, key: ManagedKey, target: Target, keystore: Keystore, push: bool, listing: Listing | None
+        self, key: ManagedKey, target: Target, keystore: Keystore, push: bool, listing: Listing | None, in_doubt: bool
     ) -> TargetOutcome:
         now = self.clock.now()
         if not keystore.connected:
             return TargetOutcome(keystore.id, keystore.name, plan_target(key, target, keystore, None, now))
         try:
-            observation, unreachable = await self.observe(key, target, keystore, listing)
+            observation, unreachable = await self.observe(key, target, keystore, listing, in_doubt)
         except ProviderError as exc:
             plan = plan_target(key, target, keystore, None, now, unreachable=exc.message)
             return TargetOutcome(keystore.id, keystore.name, plan, error=exc.message, unreachable=True)
@@ -145,75 +248,110 @@ class Reconciler:
         self, key_ref: str, *, push: bool = False, listing: Listing | None = None, loaded: Loaded | None = None
     ) -> KeyOutcome:
         """Observe, plan and act for every target of one key, with at most three transactions:
-        read the key (unless ``loaded`` brings it, read in a batch); journal the intents of every
-        mutating call (before any is made); record the results, the targets' new status and the
-        intents' outcome (after all are made).
+        read the key (unless ``loaded`` brings it, read in a batch); claim the key's lease and journal
+        the intents of every mutating call (before any is made); record the results, the targets' new
+        status, the intents' outcome and the calls' audit records, and release the lease (after all
+        are made).
 
         The journal's transaction first checks that the key's desired state is still the one read:
         when it moved meanwhile (someone activated, deactivated or destroyed the key), nothing is
         done and the outcome is ``stale``, to be reconciled again from a fresh read. So no provider
-        call ever acts on a desired state that is no longer current."""
-        key, keystores = loaded if loaded is not None else await self.load(key_ref)
-        outcomes = list(
-            await asyncio.gather(
-                *(self._plan_one(key, t, keystores[t.keystore_id], push, listing) for t in key.targets)
-            )
-        )
+        call ever acts on a desired state that is no longer current. When another actor holds the
+        key's lease (another worker, an API sync, a CLI one-shot, another replica), nothing is done
+        either and the outcome is ``busy``: one actor at a time acts on a key. Results are recorded
+        only while the lease is still live; a holder that lost it (paused, cut off, too slow) records
+        nothing but the outcome of its calls, and starts no call once the lease's local deadline passed.
+        """
+        loaded = loaded if loaded is not None else await self.load(key_ref)
+        key, keystores, _ = loaded
+        outcomes = await self._plan_all(loaded, push, listing)
         before = {t.keystore_id: t for t in key.targets}
         acting = [o for o in outcomes if o.plan.actions]
         intents: dict[str, int] = {}
-        doubtful: set[str] = set()
+        lease: Lease | None = None
         if acting:
             async with self.store.transaction() as tx:
-                if await tx.key_generation(key.id) != key.generation:
+                if await tx.key_generation(key.id, lock=True) != key.generation:
                     # The desired state moved since the key was read: act on nothing, read it again.
                     return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=True)
-                # A create that failed or was interrupted may have made a key whose answer was lost.
-                if any(Action.CREATE in o.plan.actions for o in acting):
-                    doubtful = await tx.creates_in_doubt(key.id)
+                lease = await leases.claim(tx.conn, key.id, self.lease_seconds)
+                if lease is None:
+                    return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=True, busy=True)
                 started = [
                     (o.keystore_id, "+".join(a.value for a in o.plan.actions), before[o.keystore_id].attempts + 1)
                     for o in acting
                 ]
                 intents = await tx.start_intents(key.id, key.generation, started, self.clock.now())
-            await asyncio.gather(
-                *(
-                    self._execute(key, before[o.keystore_id], keystores[o.keystore_id], o, o.keystore_id in doubtful)
-                    for o in acting
+            calls: list[ProviderCall] = []
+            holding = _Holding(self.store, lease, self.lease_seconds)
+            try:
+                await asyncio.gather(
+                    *(
+                        self._execute(key, before[o.keystore_id], keystores[o.keystore_id], o, holding, calls, loaded)
+                        for o in acting
+                    )
                 )
-            )
+            except Exception:
+                await holding.abandon(list(intents.values()), self.clock.now())
+                raise
+            lease = holding.lease
         changed = [o for o in outcomes if _material(o.target) != _material(before[o.keystore_id])]
-        if not changed and not intents:
+        # a create in doubt is settled once the target is in line (the key it may have made was found
+        # and is in line, or the search found none): the journal says so even if the record is unchanged
+        settled = [o.keystore_id for o in outcomes if o.keystore_id in loaded.creates_in_doubt and o.plan.in_sync]
+        if not changed and not intents and not settled:
             return KeyOutcome(key.id, key.label, key.state.value, outcomes)
         now = self.clock.now()
         async with self.store.transaction() as tx:
+            generation = await tx.key_generation(key.id, lock=True)
             await tx.finish_intents(
                 [(intents[o.keystore_id], "failed" if o.error else "succeeded", o.error) for o in acting], now
             )
-            written = await tx.update_targets(key.id, key.generation, [o.target for o in changed])
+            if lease is not None:
+                await audit_provider_calls(tx, calls, key, keystores, lease, now, self.clients.master_key)
+                mine = await leases.is_live(tx.conn, lease)
+                await leases.release(tx.conn, lease)
+            else:
+                mine = not await leases.held_by_other(tx.conn, key.id)
+            written = mine and generation == key.generation
             if written:
-                in_line = [o.keystore_id for o in changed if o.target.sync_flag is SyncFlag.IN_SYNC]
-                await tx.resolve_intents(key.id, in_line, now)
-        return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=not written)
+                await tx.update_targets(key.id, key.generation, [o.target for o in changed])
+                in_line = {o.keystore_id for o in changed if o.target.sync_flag is SyncFlag.IN_SYNC}
+                await tx.resolve_intents(key.id, in_line | set(settled), now)
+        return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=not written, busy=not mine)
 
     async def _execute(
-        self, key: ManagedKey, target: Target, keystore: Keystore, outcome: TargetOutcome, create_in_doubt: bool
+        self,
+        key: ManagedKey,
+        target: Target,
+        keystore: Keystore,
+        outcome: TargetOutcome,
+        holding: _Holding,
+        calls: list[ProviderCall],
+        loaded: Loaded,
     ) -> None:
         """Run a target's planned actions in order, then observe again: the result decides the status."""
         bound = get_logger(key_id=key.id, keystore=keystore.name, keystore_id=keystore.id)
         client = await self.clients.client(keystore)
         ref = KeyRef(target.key_id_in_keystore or outcome.target.key_id_in_keystore, key.id)
+        in_doubt = keystore.id in loaded.creates_in_doubt
         for action in outcome.plan.actions:
+            if not await holding.keep():
+                # Fencing: past the lease's deadline another actor may hold the key; no call is sent.
+                self._failed(outcome, target, action, LeaseLost())
+                return
             try:
-                observation = await self._act(client, action, key, ref, in_doubt=create_in_doubt)
+                observation = await self._act(client, action, key, ref, in_doubt=in_doubt)
             except ProviderError as exc:
                 bound.warning("action failed", action=action.value, error=exc.message, transient=exc.transient)
+                calls.append(ProviderCall(keystore.id, action, ref.key_id_in_keystore, exc.message))
                 self._failed(outcome, target, action, exc)
                 return
             outcome.actions_done.append(action)
-            bound.info("action done", action=action.value)
             if observation is not None:
                 ref = KeyRef(observation.key_id_in_keystore, key.id)
+            calls.append(ProviderCall(keystore.id, action, ref.key_id_in_keystore, None))
+            bound.info("action done", action=action.value)
         try:
             after = await client.get_key(ref)
         except NotFound:

@@ -15,7 +15,7 @@ state is pre-active is flagged only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from keyorch.domain.models import DriftPolicy, Keystore, ManagedKey, SyncFlag, SyncReason, Target, TargetStatus
@@ -123,6 +123,23 @@ _FIX: dict[KeyState, dict[Observed, tuple[SyncReason, tuple[Action, ...]]]] = {
         D: (R.DESTROYED_KEY_IS_PRESENT_IN_KEYSTORE, (Action.SCHEDULE_DESTRUCTION,)),
     },
 }
+
+
+#: The clocks of the processes that stamp target records (API servers, CLI one-shots, replicas) may
+#: differ a little: a listing that started within this margin after a record's last change is not
+#: trusted to be newer than it.
+LISTING_MARGIN = timedelta(seconds=2)
+
+
+def listing_decides(target: Target, taken_at: datetime) -> bool:
+    """Whether an observation from a listing that started at ``taken_at`` may decide for ``target``.
+
+    An observation older than an intent decides nothing: every desired-state change stamps each of
+    the key's targets (``apply_state_change``), and so does every result the reconciler records, so a
+    listing that started before the target's record last changed may neither satisfy the new desired
+    state (recording "in sync" with no call made) nor flag it as drift. Such a target is read afresh.
+    """
+    return target.updated_at is not None and taken_at >= target.updated_at + LISTING_MARGIN
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ State actions change the desired state only; the reconciler brings keystores in 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from keyorch.domain import rules
@@ -116,10 +116,9 @@ async def _state_action(
         if action is KeyAction.DESTROY:
             vault = await tx.vault_by_id(key.vault_id)
             rules.check_authenticated_for_dual_auth(vault, ctx.actor.authenticated)
-            rules.check_destroy(vault, key, ctx.actor.user, now)
-        changed = rules.apply_state_change(key, action, now)
-        if action is KeyAction.DESTROY:
-            changed = replace(changed, destroy_force=force)
+            changed = rules.destroy(vault, key, ctx.actor.user, now, force=force)
+        else:
+            changed = rules.apply_state_change(key, action, now)
         after = await tx.update_key(changed, key.version)
         return after, Change(key.id, before=key, after=after)
 
@@ -153,7 +152,8 @@ async def remove_key(ctx: ServiceContext, ref: str, expected_version: int | None
             for t in key.targets
             if t.status is not TargetStatus.REMOVED
         }
-        rules.check_remove(key, names, ctx.clock.now())
+        in_flight = {str(i["keystore_id"]) for i in await tx.open_intents(key.id)}
+        rules.check_remove(key, names, ctx.clock.now(), in_flight)
         await tx.delete_key(key)
         return key, Change(key.id, before=key)
 

@@ -23,7 +23,16 @@ from keyorch.domain.states import KeyState
 from keyorch.domain.validation import check_text
 from keyorch.store import audit_chain, rows
 from keyorch.store.engine import READONLY_OPTION, create_engine
-from keyorch.store.schema import audit_log, intents, key_targets, keystores, managed_keys, templates, vaults
+from keyorch.store.schema import (
+    audit_log,
+    intents,
+    key_leases,
+    key_targets,
+    keystores,
+    managed_keys,
+    templates,
+    vaults,
+)
 
 # The task holding this process's turn to write (see Store.transaction); copied into tasks it starts.
 _WRITER: ContextVar[asyncio.Task[Any] | None] = ContextVar("keyorch_store_writer", default=None)
@@ -325,9 +334,13 @@ class Transaction:
         )
         return {keystore_id: int(n) for keystore_id, n in (await self.conn.execute(stmt)).all()}
 
-    async def key_generation(self, key_id: str) -> int | None:
-        """The generation of the key's desired state (``None`` once the key is removed)."""
+    async def key_generation(self, key_id: str, *, lock: bool = False) -> int | None:
+        """The generation of the key's desired state (``None`` once the key is removed). ``lock``: read
+        it ``FOR UPDATE`` (PostgreSQL), so that every writer of a key's rows takes the key's row first,
+        as a state change does: one lock order (key, lease, intents, targets, audit head), no deadlock."""
         stmt = select(managed_keys.c.generation).where(managed_keys.c.id == key_id)
+        if lock and self.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
         value = (await self.conn.execute(stmt)).scalar_one_or_none()
         return None if value is None else int(value)
 
@@ -411,6 +424,7 @@ class Transaction:
 
     async def delete_key(self, key: ManagedKey) -> None:
         await self.conn.execute(delete(key_targets).where(key_targets.c.key_id == key.id))
+        await self.conn.execute(delete(key_leases).where(key_leases.c.key_id == key.id))
         result = await self.conn.execute(
             delete(managed_keys).where(managed_keys.c.id == key.id, managed_keys.c.version == key.version)
         )
@@ -493,16 +507,25 @@ class Transaction:
         )
         return int(result.rowcount)
 
-    async def creates_in_doubt(self, key_id: str) -> set[str]:
-        """The keystores where the key's latest create attempt did not succeed (it failed or was
-        interrupted): that attempt may have made a key in the provider whose answer never came."""
-        stmt = (
-            select(intents.c.keystore_id, intents.c.status)
-            .where(intents.c.key_id == key_id, intents.c.action.contains("create"))
-            .order_by(intents.c.id)
-        )
-        latest = {str(r.keystore_id): str(r.status) for r in await self.conn.execute(stmt)}
-        return {keystore_id for keystore_id, status in latest.items() if status in ("started", "failed")}
+    async def creates_in_doubt_many(self, key_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Per key, the keystores where its latest create attempt did not succeed (it failed or was
+        interrupted): that attempt may have made a key in the provider whose answer never came.
+        A create stays in doubt until the target is seen in line with a key present or the doubt is
+        resolved by a search (the intent is then ``resolved``)."""
+        latest: dict[tuple[str, str], str] = {}
+        for start in range(0, len(key_ids), 500):
+            stmt = (
+                select(intents.c.key_id, intents.c.keystore_id, intents.c.status)
+                .where(intents.c.key_id.in_(key_ids[start : start + 500]), intents.c.action.contains("create"))
+                .order_by(intents.c.id)
+            )
+            for r in await self.conn.execute(stmt):
+                latest[(str(r.key_id), str(r.keystore_id))] = str(r.status)
+        doubtful: dict[str, set[str]] = {}
+        for (key_id, keystore_id), status in latest.items():
+            if status in ("started", "failed"):
+                doubtful.setdefault(key_id, set()).add(keystore_id)
+        return doubtful
 
     async def open_intents(self, key_id: str | None = None) -> list[dict[str, Any]]:
         stmt = select(intents).where(intents.c.status == "started").order_by(intents.c.id)

@@ -188,3 +188,13 @@ audit_chain = Table(
     Column("head_hmac", String(64), nullable=False),
     CheckConstraint("id = 1", name="ck_audit_chain_one_row"),
 )
+
+#: Per-key leases (store/leases.py): who may act on a key now, with an epoch that grows per claim.
+key_leases = Table(
+    "key_leases",
+    metadata,
+    Column("key_id", String(36), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
