@@ -20,7 +20,7 @@ from keyorch.api.auth import token_hash
 from keyorch.audit import Actor, Source
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import FixedClock
-from keyorch.domain.models import ManagedKey
+from keyorch.domain.models import ManagedKey, SyncFlag, SyncReason, TargetStatus
 from keyorch.service import keys, keystores, templates, vaults
 from keyorch.service.context import ServiceContext
 from keyorch.settings import ApiSettings, ApiToken, EnvironmentCredentialsSettings
@@ -115,10 +115,29 @@ class Api:
             "active": [keys.activate_key],
             "deactivated": [keys.activate_key, keys.deactivate_key],
             "destroyed": [keys.destroy_key],
+            "removable": [keys.destroy_key],
         }[state]
         for step in steps:
             key = await step(ctx, key.id)
+        if state == "removable":
+            key = await self.confirm_gone(key)
         return key
+
+    async def confirm_gone(self, key: ManagedKey) -> ManagedKey:
+        """Record what a reconciler that found the destroyed key in no keystore would: every target
+        not present, in sync at the key's generation (removal needs every keystore's confirmation)."""
+        gone = [
+            t.with_changes(
+                status=TargetStatus.NOT_PRESENT,
+                sync_flag=SyncFlag.IN_SYNC,
+                reason=SyncReason.DESTROYED_KEY_IS_NOT_PRESENT_IN_KEYSTORE,
+                synced_generation=key.generation,
+            )
+            for t in key.targets
+        ]
+        async with self.store.transaction() as tx:
+            assert await tx.update_targets(key.id, key.generation, gone)
+            return await tx.key(key.id)
 
     async def etag(self, path: str, user: str = "admin") -> str:
         resp = await self.client.get(API + path, headers=auth(user))

@@ -112,6 +112,12 @@ async def test_destroy_force_and_remove(api: Api) -> None:
     assert (await api.request("POST", path + "/destroy?force=maybe", headers={"If-Match": "x"})).status == 400
     listed = await (await api.request("GET", "/managed_keys")).json()
     assert key.id not in [k["id"] for k in listed["managed_keys"]]
+    early = await api.request("DELETE", path, headers={"If-Match": await api.etag(path)})
+    assert early.status == 409  # no keystore has confirmed the destruction yet
+    assert "has not confirmed the destruction" in (await error_of(early))["errors"][0]["message"]
+    async with api.store.read() as tx:
+        destroyed = await tx.key(key.id)
+    await api.confirm_gone(destroyed)
     removed = await api.request("DELETE", path, headers={"If-Match": await api.etag(path)})
     assert removed.status == 204
     assert (await api.request("GET", path)).status == 404

@@ -145,7 +145,7 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
     "create_managed_key:active_template": ("POST", _new_key_from_active_template, (401, 403, 403, 403, W)),
     "get_managed_key": ("GET", key_in("pre_active"), (401, R, R, R, R)),
     "get_status_in_keystores": ("GET", key_in("active", "/status_in_keystores"), (401, R, R, R, R)),
-    "remove_managed_key": ("DELETE", key_in("destroyed"), (401, 403, 403, 403, 204)),
+    "remove_managed_key": ("DELETE", key_in("removable"), (401, 403, 403, 403, 204)),
     "activate_managed_key": ("POST", key_in("pre_active", "/activate"), (401, 403, 403, R, R)),
     "deactivate_managed_key": ("POST", key_in("active", "/deactivate"), (401, 403, 403, R, R)),
     "destroy_managed_key": ("POST", key_in("deactivated", "/destroy"), (401, 403, 403, 403, R)),

@@ -6,7 +6,8 @@ setting ``read_timeout_seconds``, so it becomes a timeout quickly), a dropped co
 truncated answer (the fake acted, the client cannot read the result). The lifecycle runs in-process
 (service layer + :class:`~keyorch.reconcile.controller.Controller`) for speed: create → activate →
 reconcile → deactivate → reconcile → destroy → reconcile, each reconcile repeated (bounded) until a
-pass reports every key in sync.
+pass reports every key in sync. Each phase's changes arrive one by one while a pass is already
+running (as API changes do), so passes meet keys before, during and after their change.
 
 The scenario runs once per module (``chaos``); each test below checks one promise against it:
 * every target in sync in keyorch's store, and each fake shows the desired provider-native state;
@@ -172,8 +173,13 @@ async def run_chaos(workdir: Path) -> ChaosResult:
             ("deactivated", keys.deactivate_key),
             ("destroyed", keys.destroy_key),
         ):
+            # the changes arrive (as through the API) while a pass is already at work on the keys: each
+            # key is met before, during or after its change, with the pass's listing older than it
+            running = asyncio.create_task(controller.run_once())
             for key_id in key_ids:
                 await change(ctx, key_id)
+                await asyncio.sleep(0.005)
+            await running
             await converge(controller, result, phase)
 
         async with store.transaction() as tx:

@@ -7,7 +7,9 @@ by progress, not by wall-clock time (which would depend on the machine's load): 
 killed as soon as the fakes have received ``KILL_AFTER[k]`` mutating requests from it, so the
 kills land at increasing depths of the work, including between a request and its answer.
 
-Afterwards: every target in sync, each fake shows every key enabled, per managed key exactly one
+Half way to each kill, two keys are deactivated by another process (as through the API) while the run
+works on them. Afterwards: every target in sync, each fake shows every key in its final desired state
+(enabled, or disabled for those deactivated), per managed key exactly one
 key in each fake, successful create operations per fake ≤ number of keys, and no intent left
 ``started`` (the journal's ``intents`` table; ``resolve_intents`` closes a target's open intents
 once it is in line).
@@ -60,6 +62,8 @@ LATENCY_RULES: list[dict[str, Any]] = [
 ]
 FAST_SETTINGS: dict[str, Any] = {"provider_quotas": False, "rate_per_second": 0}
 RUN_TIMEOUT_SECONDS = 90.0
+#: keys deactivated (as through the API) half way through each killed run
+CHANGED_PER_RUN = 2
 
 
 @dataclass
@@ -68,8 +72,10 @@ class Crashed:
     cluster: FakeCluster
     recorder: RejectionRecorder
     key_ids: list[str]
+    ctx: ServiceContext
     kills: list[int] = field(default_factory=list)  # mutating requests seen when each kill landed
     finished_early: int = 0
+    desired: dict[str, str] = field(default_factory=dict)  # key id -> its desired state at the end
 
 
 def mutating_requests(cluster: FakeCluster) -> int:
@@ -106,8 +112,11 @@ async def setup(workdir: Path, cli: AsyncCli, cluster: FakeCluster, credentials:
         await store.close()
 
 
-async def run_and_kill(world: Crashed, threshold: int) -> None:
+async def run_and_kill(world: Crashed, threshold: int, change: list[str]) -> None:
+    """One ``reconcile --once`` killed after ``threshold`` mutating requests; half way there, the keys in
+    ``change`` are deactivated (as through the API, by another process) while the run works."""
     start = mutating_requests(world.cluster)
+    changed = False
     proc = await asyncio.create_subprocess_exec(
         *world.cli.argv("reconcile", "--once"),
         cwd=world.cli.workdir,
@@ -119,6 +128,11 @@ async def run_and_kill(world: Crashed, threshold: int) -> None:
     deadline = loop.time() + RUN_TIMEOUT_SECONDS
     while proc.returncode is None and loop.time() < deadline:
         seen = mutating_requests(world.cluster) - start
+        if not changed and seen >= threshold / 2:
+            changed = True
+            for key_id in change:
+                await keys.deactivate_key(world.ctx, key_id)
+                world.desired[key_id] = "deactivated"
         if seen >= threshold:
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
@@ -139,13 +153,18 @@ async def crashed(tmp_path: Path) -> AsyncIterator[Crashed]:
     try:
         cli = AsyncCli(tmp_path)
         key_ids = await setup(tmp_path, cli, cluster, credentials)
-        world = Crashed(cli, cluster, recorder, key_ids)
+        store = Store.from_url(cli.db_url)
+        ctx = ServiceContext(
+            store=store, actor=Actor("api"), clock=SystemClock(), master_key=MasterKey.from_base64(cli.master_key)
+        )
+        world = Crashed(cli, cluster, recorder, key_ids, ctx, desired=dict.fromkeys(key_ids, "active"))
         configure_faults(cluster, 7, LATENCY_RULES)
-        for threshold in KILL_AFTER:
-            await run_and_kill(world, threshold)
+        for run, threshold in enumerate(KILL_AFTER):
+            await run_and_kill(world, threshold, key_ids[run * CHANGED_PER_RUN : (run + 1) * CHANGED_PER_RUN])
         clear_faults(cluster)
         yield world
     finally:
+        await ctx.store.close()
         await cluster.stop(grace_seconds=0.2)
 
 
@@ -162,8 +181,9 @@ async def test_killed_reconcile_resumes_without_duplicates(crashed: Crashed) -> 
     summary = final.json()
     assert summary["keys_checked"] == KEYS and summary["in_sync"] == KEYS, summary
 
+    assert sorted(set(crashed.desired.values())) == ["active", "deactivated"]
     for key_id in crashed.key_ids:
-        assert provider_states(crashed.cluster, key_id) == EXPECTED["active"], key_id
+        assert provider_states(crashed.cluster, key_id) == EXPECTED[crashed.desired[key_id]], key_id
     assert duplicates(crashed.cluster, crashed.key_ids) == {kind: {} for kind in KINDS}
     creates = {kind: successful_creates(kind, crashed.cluster[kind].fake) for kind in KINDS}
     assert all(n <= KEYS for n in creates.values()), creates

@@ -35,7 +35,7 @@ from tests.daemon.harness import (
     slow_every_call,
     write_config,
 )
-from tests.daemon.world import World, in_sync, run_keyorch, serving, serving_world
+from tests.daemon.world import World, in_sync, is_ready, run_keyorch, serving, serving_world
 from tests.e2e.harness import (
     CREATE_OPERATION,
     EXPECTED,
@@ -99,7 +99,7 @@ async def test_readyz_is_503_until_the_database_is_migrated_then_200(
     code, out, err = await run_keyorch(world, "--db", f"sqlite:///{db}", "init")
     assert code == 0, out + err
     started = time.monotonic()
-    await eventually(lambda: ready(client), 15, "/readyz 200 after keyorch init")
+    await eventually(lambda: is_ready(client), 15, "/readyz 200 after keyorch init")
     took = time.monotonic() - started
     ready = (await client.call("GET", "/readyz")).ok()
     assert ready["ready"] is True and ready["migrations_current"] is True and ready["workers_running"] is True

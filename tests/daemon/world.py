@@ -42,7 +42,7 @@ async def serving(world: World, daemons: list[DaemonProcess], config: Path) -> t
     daemon = await DaemonProcess.start(world.workdir, config)
     daemons.append(daemon)
     client = world.client(daemon)
-    await eventually(lambda: ready(client), 20, "/readyz 200")
+    await eventually(lambda: is_ready(client), 20, "/readyz 200")
     return daemon, client
 
 
@@ -59,7 +59,7 @@ def in_sync(targets: list[dict[str, Any]]) -> bool:
     return len(targets) == len(KINDS) and all(t["sync_flag"] == "in_sync" for t in targets)
 
 
-async def ready(client: ApiClient) -> int | None:
+async def is_ready(client: ApiClient) -> int | None:
     try:
         return 200 if await client.status("/readyz") == 200 else None
     except aiohttp.ClientError:

@@ -65,8 +65,9 @@ _HINTS = {
     "PROTECTED_RESOURCE_ERR": "the key protects registered cloud resources; destroy with force to delete it anyway",
     "PREV_KEY_DEL_ERR": "a registered resource has a retention policy; not even a forced delete is allowed",
     "AUTHORIZATIONS_NOT_MET": (
-        "Key Protect dual authorization: a different user must first authorize the deletion "
-        "(setKeyForDeletion, valid 7 days); keyorch's own dual authorization does not satisfy it"
+        "the key's dual authorization policy in Key Protect is on, so a different Key Protect user must first "
+        "authorize its deletion there (setKeyForDeletion, valid 7 days); keyorch's own dual authorization does not "
+        "satisfy it; keyorch retries the deletion until then"
     ),
 }
 

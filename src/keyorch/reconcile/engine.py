@@ -82,7 +82,8 @@ class KeyOutcome:
 
     @property
     def in_sync(self) -> bool:
-        return all(t.target.sync_flag is SyncFlag.IN_SYNC for t in self.targets)
+        """Every target in line, and recorded so (a stale outcome decided nothing)."""
+        return not self.stale and all(t.target.sync_flag is SyncFlag.IN_SYNC for t in self.targets)
 
     @property
     def unreachable(self) -> bool:
@@ -311,8 +312,11 @@ class Reconciler:
                 await audit_provider_calls(tx, calls, key, keystores, lease, now, self.clients.master_key)
                 mine = await leases.is_live(tx.conn, lease)
                 await leases.release(tx.conn, lease)
-            else:
-                mine = not await leases.held_by_other(tx.conn, key.id)
+            else:  # recording observations only: not while another actor is acting on the key
+                brief = await leases.claim(tx.conn, key.id, self.lease_seconds)
+                mine = brief is not None
+                if brief is not None:
+                    await leases.release(tx.conn, brief)
             written = mine and generation == key.generation
             if written:
                 await tx.update_targets(key.id, key.generation, [o.target for o in changed])

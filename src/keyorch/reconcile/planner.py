@@ -119,7 +119,9 @@ _FIX: dict[KeyState, dict[Observed, tuple[SyncReason, tuple[Action, ...]]]] = {
         X: (R.DEACTIVATED_KEY_IS_NOT_DEACTIVATED_IN_KEYSTORE, ()),
     },
     KeyState.DESTROYED: {
-        A: (R.DESTROYED_KEY_IS_PRESENT_IN_KEYSTORE, (Action.SCHEDULE_DESTRUCTION,)),
+        # disabled first: should the keystore refuse the destruction (Key Protect: registrations, its own
+        # dual authorization), the key is at least no longer usable while keyorch retries
+        A: (R.DESTROYED_KEY_IS_PRESENT_IN_KEYSTORE, (Action.DISABLE, Action.SCHEDULE_DESTRUCTION)),
         D: (R.DESTROYED_KEY_IS_PRESENT_IN_KEYSTORE, (Action.SCHEDULE_DESTRUCTION,)),
     },
 }

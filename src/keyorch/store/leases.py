@@ -22,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, literal, select, update
@@ -34,12 +35,46 @@ from keyorch.store.schema import UtcDateTime, key_leases
 #: The part of a lease kept back before its expiry: no provider call starts in it.
 SAFETY_MARGIN_S = 5.0
 
-_PROCESS = f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+def _pid_namespace() -> str:
+    """This process's PID namespace (Linux: the inode of /proc/self/ns/pid), or "" where unknown."""
+    try:
+        link = str(Path("/proc/self/ns/pid").readlink())  # e.g. "pid:[4026531836]"
+    except OSError:
+        return ""
+    return link.removeprefix("pid:[").removesuffix("]")
+
+
+_HOST = socket.gethostname()[:40].replace(":", "-")
+_PID_NS = _pid_namespace()
 
 
 def new_holder() -> str:
-    """A token for one claim: this host and process (for people reading the table) and a random part."""
-    return f"{_PROCESS}:{uuid.uuid4().hex[:12]}"
+    """A token for one claim: host, PID namespace and process (for people reading the table, and to
+    recognise a holder that died on this machine) and a random part."""
+    return f"{_HOST}:{_PID_NS}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def holder_is_dead(holder: str) -> bool:
+    """Whether ``holder`` was a process of this host's PID namespace that no longer exists.
+
+    Its lease can then be taken at once instead of after its expiry: a one-shot command killed
+    mid-run would otherwise block its keys for the lease time. Only a holder known to be gone is
+    dead; any doubt (another host or namespace, a PID in use again, no /proc) waits for the expiry.
+    """
+    parts = holder.split(":")
+    if len(parts) != 4 or not _PID_NS or parts[0] != _HOST or parts[1] != _PID_NS or not parts[2].isdigit():
+        return False
+    pid = int(parts[2])
+    if pid == os.getpid() or pid <= 1:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. EPERM: it exists, owned by someone else
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -90,7 +125,20 @@ async def claim(conn: AsyncConnection, key_id: str, ttl: float) -> Lease | None:
     )
     epoch = taken.scalar_one_or_none()
     if epoch is None:
-        return None
+        current = (
+            await conn.execute(select(key_leases.c.holder).where(key_leases.c.key_id == key_id))
+        ).scalar_one_or_none()
+        if current is None or not holder_is_dead(str(current)):
+            return None
+        taken = await conn.execute(  # the holder died on this machine: take over, if nobody did meanwhile
+            update(key_leases)
+            .where(key_leases.c.key_id == key_id, key_leases.c.holder == current)
+            .values(holder=holder, epoch=key_leases.c.epoch + 1, expires_at=_expiry(conn, ttl))
+            .returning(key_leases.c.epoch)
+        )
+        epoch = taken.scalar_one_or_none()
+        if epoch is None:
+            return None
     return Lease(key_id, holder, int(epoch), started + ttl - SAFETY_MARGIN_S)
 
 
@@ -123,12 +171,6 @@ async def is_live(conn: AsyncConnection, lease: Lease) -> bool:
     )
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-    return (await conn.execute(stmt)).first() is not None
-
-
-async def held_by_other(conn: AsyncConnection, key_id: str) -> bool:
-    """Whether some actor holds a live lease on the key (a result computed without it must wait)."""
-    stmt = select(key_leases.c.holder).where(key_leases.c.key_id == key_id, key_leases.c.expires_at > _db_now(conn))
     return (await conn.execute(stmt)).first() is not None
 
 
