@@ -34,7 +34,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[AsyncCli, FakeCluster]]:
         await cluster.stop()
 
 
-async def _destroyed_key(cli: AsyncCli, cluster: FakeCluster, label: str) -> tuple[str, str]:
+async def _active_key(cli: AsyncCli, cluster: FakeCluster, label: str) -> tuple[str, str]:
     """A key made active everywhere; returns its id and its Key Protect key id."""
     key = await cli.ok("key", "create", "--template", "everywhere", "--label", label, "--state", "active")
     assert (await cli("sync-key", key["id"])).code == 0
@@ -69,7 +69,7 @@ async def test_force_added_after_destroy_deletes_a_key_protecting_resources(
     world: tuple[AsyncCli, FakeCluster],
 ) -> None:
     cli, cluster = world
-    key_id, ibm_id = await _destroyed_key(cli, cluster, "registered")
+    key_id, ibm_id = await _active_key(cli, cluster, "registered")
     crn = "crn:v1:bluemix:public:cloud-object-storage:global:a/1:bucket:data"
     assert await _ibm(cluster, "POST", "/_fake/ibm/registrations", {"keyId": ibm_id, "resourceCrn": crn}) == 201
     await cli.ok("key", "deactivate", key_id)
@@ -96,7 +96,7 @@ async def test_force_added_after_destroy_deletes_a_key_protecting_resources(
 
 async def test_key_protect_dual_authorization_refusal_says_what_to_do(world: tuple[AsyncCli, FakeCluster]) -> None:
     cli, cluster = world
-    key_id, ibm_id = await _destroyed_key(cli, cluster, "two-person")
+    key_id, ibm_id = await _active_key(cli, cluster, "two-person")
     policy = {"type": "application/vnd.ibm.kms.policy+json", "dualAuthDelete": {"enabled": True}}
     body = {"metadata": {"collectionType": policy["type"], "collectionTotal": 1}, "resources": [policy]}
     assert await _ibm(cluster, "PUT", f"/api/v2/keys/{ibm_id}/policies?policy=dualAuthDelete", body) == 200

@@ -48,14 +48,19 @@ def check_action(key: ManagedKey, action: KeyAction) -> KeyState | None:
     return transition_target(action, key.state)
 
 
+def _pending_targets(key: ManagedKey, now: datetime) -> tuple[Target, ...]:
+    """Every live target of the key back to pending, stamped now: a new intent in each keystore."""
+    return tuple(
+        t if t.status is TargetStatus.REMOVED else t.with_changes(sync_flag=SyncFlag.PENDING, updated_at=now)
+        for t in key.targets
+    )
+
+
 def apply_state_change(key: ManagedKey, action: KeyAction, now: datetime) -> ManagedKey:
     """The key after a state action: new desired state, every live target back to pending."""
     new_state = check_action(key, action)
     assert new_state is not None
-    targets = tuple(
-        t if t.status is TargetStatus.REMOVED else t.with_changes(sync_flag=SyncFlag.PENDING, updated_at=now)
-        for t in key.targets
-    )
+    targets = _pending_targets(key, now)
     authorization = None if action is KeyAction.DESTROY else key.deletion_authorization
     return replace(
         key,
@@ -297,10 +302,7 @@ def destroy(vault: Vault, key: ManagedKey, user: str, now: datetime, *, force: b
         if key.destroy_force:
             raise RuleViolation(f"key {_describe_key(key)} is already being destroyed with force", target="force")
         check_destroy_authorization(vault, key, user, now)
-        targets = tuple(
-            t if t.status is TargetStatus.REMOVED else t.with_changes(sync_flag=SyncFlag.PENDING, updated_at=now)
-            for t in key.targets
-        )
+        targets = _pending_targets(key, now)
         return replace(
             key,
             targets=targets,

@@ -78,7 +78,6 @@ class KeyOutcome:
     state: str
     targets: list[TargetOutcome]
     stale: bool = False  # the desired state moved while we worked: reconcile again
-    busy: bool = False  # another actor held the key's lease: nothing done, reconcile again
 
     @property
     def in_sync(self) -> bool:
@@ -259,7 +258,7 @@ class Reconciler:
         done and the outcome is ``stale``, to be reconciled again from a fresh read. So no provider
         call ever acts on a desired state that is no longer current. When another actor holds the
         key's lease (another worker, an API sync, a CLI one-shot, another replica), nothing is done
-        either and the outcome is ``busy``: one actor at a time acts on a key. Results are recorded
+        either and the outcome is ``stale``: one actor at a time acts on a key. Results are recorded
         only while the lease is still live; a holder that lost it (paused, cut off, too slow) records
         nothing but the outcome of its calls, and starts no call once the lease's local deadline passed.
         """
@@ -277,7 +276,7 @@ class Reconciler:
                     return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=True)
                 lease = await leases.claim(tx.conn, key.id, self.lease_seconds)
                 if lease is None:
-                    return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=True, busy=True)
+                    return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=True)
                 started = [
                     (o.keystore_id, "+".join(a.value for a in o.plan.actions), before[o.keystore_id].attempts + 1)
                     for o in acting
@@ -322,7 +321,7 @@ class Reconciler:
                 await tx.update_targets(key.id, key.generation, [o.target for o in changed])
                 in_line = {o.keystore_id for o in changed if o.target.sync_flag is SyncFlag.IN_SYNC}
                 await tx.resolve_intents(key.id, in_line | set(settled), now)
-        return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=not written, busy=not mine)
+        return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=not written)
 
     async def _execute(
         self,
