@@ -108,5 +108,5 @@ async def test_key_protect_dual_authorization_refusal_says_what_to_do(world: tup
     assert refused.code == 1, str(refused)
     target = await _ibm_target(cli, key_id)
     assert target["sync_flag"] == "out_of_sync" and "AUTHORIZATIONS_NOT_MET" in target["last_error"]
-    assert "a different Key Protect user must first authorize its deletion there" in target["last_error"]
+    assert "a different user of Key Protect must first authorize its deletion there" in target["last_error"]
     assert target["reason"] == "destroyed_key_is_present_in_keystore"

@@ -65,7 +65,7 @@ _HINTS = {
     "PROTECTED_RESOURCE_ERR": "the key protects registered cloud resources; destroy with force to delete it anyway",
     "PREV_KEY_DEL_ERR": "a registered resource has a retention policy; not even a forced delete is allowed",
     "AUTHORIZATIONS_NOT_MET": (
-        "the key's dual authorization policy in Key Protect is on, so a different Key Protect user must first "
+        "the key's dual authorization policy in Key Protect is on, so a different user of Key Protect must first "
         "authorize its deletion there (setKeyForDeletion, valid 7 days); keyorch's own dual authorization does not "
         "satisfy it; keyorch retries the deletion until then"
     ),
