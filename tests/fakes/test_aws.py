@@ -1,6 +1,6 @@
 """The AWS KMS fake over its real wire protocol (JSON 1.1 over loopback, SigV4-signed).
 
-The state table below is written from providers.md §1.3 and AWS's key-state table
+The state table below is written from docs/providers.md §1.3 and AWS's key-state table
 (awsdocs/aws-kms-developer-guide, doc_source/key-state.md), not from moto (§6.1).
 """
 

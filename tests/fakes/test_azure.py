@@ -1,5 +1,5 @@
 """Azure Key Vault fake: wire shapes, versions, pagination, soft-delete windows on the fake clock,
-the Entra token flow and the key operations (reference section 2)."""
+the Entra token flow and the key operations (docs/providers.md §2.7)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from keyorch.fakes.azure import AzureKeyVaultFake
 from keyorch.fakes.faults import ProviderFaults
 
 DAY = 86400
-#: stable api-versions named by the reference (2.1)
+#: stable api-versions (docs/providers.md §2.1)
 REFERENCE_API_VERSIONS = ("7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01")
 
 

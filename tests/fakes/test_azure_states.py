@@ -1,7 +1,7 @@
 """Azure Key Vault fake: every operation in every key state, from a table written once as data.
 
-Derived from ../shared/reference/providers.md section 2.3 (operations), 2.4 (state derivation:
-pre-active = nbf in the future, expired = exp passed, disabled, soft-deleted, purged) and 2.5/2.6
+Derived from docs/providers.md §2.2 (operations), §2.3 (state derivation:
+pre-active = nbf in the future, expired = exp passed, disabled, soft-deleted, purged) and §2.5/§2.7
 (errors: 404 KeyNotFound, 409 Conflict/ObjectIsDeletedButRecoverable and ObjectIsBeingDeleted,
 403 Forbidden/KeyDisabled for decrypt/unwrapKey on a disabled key while encrypt/wrapKey still
 work, 403 Forbidden for purge under purge protection). ListKeyVersions answers 200 even for an

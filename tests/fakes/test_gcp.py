@@ -264,7 +264,7 @@ async def test_destroy_completes_when_the_fake_clock_passes_destroy_time(kms: Km
     assert snapshot_states == ["DESTROYED", "DESTROYED"]
 
 
-# Reference section 3.3: PATCH toggles ENABLED<->DISABLED only; :destroy from ENABLED or DISABLED;
+# docs/providers.md §3.3: PATCH toggles ENABLED<->DISABLED only; :destroy from ENABLED or DISABLED;
 # :restore from DESTROY_SCHEDULED to DISABLED; crypto and :updatePrimaryVersion need ENABLED; anything else is 400
 # FAILED_PRECONDITION naming the state. A cell is (HTTP status, canonical status or resulting state).
 FP = (400, "FAILED_PRECONDITION")

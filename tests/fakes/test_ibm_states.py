@@ -1,6 +1,6 @@
 """IBM Key Protect fake: every operation in every key state, delete conditions, dual auth, time rules.
 
-The tables are written from ``providers.md`` section 4 and Key Protect's error catalogue:
+The tables are written from docs/providers.md §4.3 and Key Protect's error catalogue:
 actions that need Active(1) (wrap, disable, set/unset for deletion), those also allowed on an
 expired Deactivated(3) key (unwrap, rewrap, rotate), enable only from Suspended(2) and not within
 30 s of the last action, restore only of a deleted (5) key within 30 days and not within 30 s,

@@ -234,7 +234,7 @@ def assert_provider_error_form(kind: str, status: int, headers: Any, body: dict[
     else:
         assert status == 401
         assert body["metadata"]["collectionType"] == "application/vnd.ibm.kms.error+json"
-        assert body["resources"][0]["errorMsg"].startswith("Unauthorized")  # 401 carries no reasons (ref 4.5)
+        assert body["resources"][0]["errorMsg"].startswith("Unauthorized")  # no reasons (docs/providers.md §4.5)
 
 
 # -- the JSON line and the credentials files ----------------------------------------------------

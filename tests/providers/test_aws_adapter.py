@@ -1,8 +1,8 @@
 """AWS KMS adapter: the contract cases against the project's fake and against moto, over loopback.
 
 Every case runs on two backends: the project's AWS KMS fake (``keyorch.fakes.aws``, which follows
-providers.md section 1) and moto's server mode (a third-party KMS, a dev dependency). A case moto
-does not implement (providers.md 6.1: no signature checks, no fault injection, no paging, lenient
+docs/providers.md §1.7) and moto's server mode (a third-party KMS, a dev dependency). A case moto
+does not implement (docs/providers.md §6.1: no signature checks, no fault injection, no paging, lenient
 state rules, keys never removed) is skipped on moto with that reason; everything else must pass on
 both. Retry waits are recorded by an injected sleep, so no case sleeps.
 """
@@ -108,7 +108,7 @@ class AdapterEnv:
     def kms(self) -> AwsKmsFake:
         """The fake; the case is skipped on moto (it needs the fake's request log, faults or clock)."""
         if self.fake is None:
-            pytest.skip("moto has no request log, fault injection or clock control (providers.md 6.1)")
+            pytest.skip("moto has no request log, fault injection or clock control (docs/providers.md §6.1)")
         return self.fake
 
     def require_fake(self, reason: str) -> AwsKmsFake:
@@ -119,7 +119,7 @@ class AdapterEnv:
 
     def skip_on_moto(self, reason: str) -> None:
         if self.backend == MOTO:
-            pytest.skip(f"moto does not implement this (providers.md 6.1): {reason}")
+            pytest.skip(f"moto does not implement this (docs/providers.md §6.1): {reason}")
 
     def count(self, operation: str) -> int:
         return self.kms.log.counts[operation]

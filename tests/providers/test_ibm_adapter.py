@@ -2,7 +2,7 @@
 
 Create (twice → one key, and a replay after a lost answer → one key), list across pages, enable,
 disable, schedule destruction, repeats, not found, invalid states, the state mapping of
-providers.md 4.4, and the deletion refusals (registrations, retention, Key Protect's dual
+docs/providers.md §4.3, and the deletion refusals (registrations, retention, Key Protect's dual
 authorization) surfaced as ``Conflict`` with the provider's reason.
 
 ``adapter_env`` yields ``(client, fake)``; the client's retry policy sleeps through :class:`Sleeps`,

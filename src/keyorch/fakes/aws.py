@@ -9,7 +9,7 @@ rules): ``CreateKey``, ``DescribeKey``, ``ListKeys``, ``EnableKey``, ``DisableKe
 ``ListAliases``, ``TagResource``, ``UntagResource``, ``ListResourceTags``, ``Encrypt``,
 ``Decrypt``. Anything else is logged as ``unknown`` and answered ``UnknownOperationException``.
 
-Rules follow providers.md §1 (not moto, see §6.1): the key-state table of §1.3, windows of
+Rules follow docs/providers.md §1.7 (not moto, see §6.1): the key-state table of §1.3, windows of
 7-30 days (default 30) with ``ValidationException`` outside, the key ARN in the schedule and
 cancel responses, ``CancelKeyDeletion`` leaving the key ``Disabled``, ``Origin=EXTERNAL`` keys
 created ``PendingImport``, ``Limit``/``Marker`` paging, keys gone (``NotFoundException``) once

@@ -1,4 +1,4 @@
-"""What the AWS KMS fake holds: keys, aliases and the key-state rules of providers.md §1.3.
+"""What the AWS KMS fake holds: keys, aliases and the key-state rules of docs/providers.md §1.3.
 
 Every read goes through :meth:`KmsStore.sweep` first, so a key whose ``DeletionDate`` has passed
 on the fake clock is gone (``NotFoundException``) the moment anyone looks, together with its
@@ -32,7 +32,7 @@ DEFAULT_ACCOUNT = "111122223333"
 _LIFECYCLE = frozenset({ENABLED, DISABLED})
 _NOT_PENDING_DELETION = frozenset({ENABLED, DISABLED, PENDING_IMPORT})
 
-#: operation -> key states in which it succeeds (providers.md §1.3 and AWS's key-state table)
+#: operation -> key states in which it succeeds (docs/providers.md §1.3, AWS's key-state table)
 ALLOWED_STATES: dict[str, frozenset[str]] = {
     "EnableKey": _LIFECYCLE,
     "DisableKey": _LIFECYCLE,

@@ -1,5 +1,5 @@
 """Fake Azure Key Vault (keys) service, speaking the data-plane REST protocol of
-``../shared/reference/providers.md`` section 2, plus the Entra ID token endpoint.
+docs/providers.md §2, plus the Entra ID token endpoint.
 
 Routes (every vault route needs ``?api-version=`` and ``Authorization: Bearer``) and the operation
 names used in the request log and in fault rules:
@@ -21,7 +21,7 @@ names used in the request log and in fault rules:
 
 Errors use ``{"error": {"code", "message", "innererror": {"code"}}}``. A missing bearer token gets
 401 with ``WWW-Authenticate: Bearer authorization="{base}/{tenant}", resource="https://vault.azure.net"``.
-Deviations, all from points the reference marks unverified: a missing or unknown ``api-version``
+Deviations, all on points docs/providers.md §2.7 marks unverified: a missing or unknown ``api-version``
 is 400 ``BadParameter``; 401 bodies use code ``Unauthorized``; nbf/exp refuse encrypt/wrapKey
 (protection) with 403 ``Forbidden`` but allow decrypt/unwrapKey (processing).
 """

@@ -348,7 +348,7 @@ class KeyRing:
         return {"name": self.name, "createTime": rfc3339(self.create_time)}
 
 
-# -- version state transitions (reference section 3.3) ----------------------------------------
+# -- version state transitions (docs/providers.md §3.3) ----------------------------------------
 
 
 def set_version_state(version: Version, target: str) -> None:

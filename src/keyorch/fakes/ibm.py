@@ -21,7 +21,7 @@ only); ``DELETE /_fake/ibm/registrations?keyId=&resourceCrn=`` removes them; ``P
 /_fake/ibm/keys/{id}/state`` ``{"state": 0|1|2|3}`` forces a state (0 and a forced 3 cannot be reached
 through the API).
 
-Choices where the sources are silent (marked unverified in the reference or absent from it):
+Choices where the sources are silent (marked unverified in docs/providers.md §4.7):
 a missing or unknown ``bluemix-instance`` gets the catalogue's 401 ``UNAUTHORIZED_ERR`` form; request
 content types are not enforced (any JSON is read); responses are ``application/json``; ``GET /keys``
 lists states 0,1,2,3 unless ``state`` says otherwise; DELETE and purge default to ``return=minimal``

@@ -35,7 +35,7 @@ RESERVED_ALIASES = frozenset(
      "rotate", "wrap", "unwrap", "rewrap", "version", "versions", "purge", "restore", "actions"}
 )  # fmt: skip
 
-#: action -> key states in which Key Protect accepts it (error catalogue, reference section 4.3/4.5)
+#: action -> key states in which Key Protect accepts it (error catalogue, docs/providers.md §4.3)
 ACTION_STATES: dict[str, frozenset[int]] = {
     "disable": frozenset({ACTIVE}),
     "enable": frozenset({SUSPENDED}),

@@ -1,4 +1,4 @@
-"""The AWS KMS adapter: keyorch's client interface over KMS's JSON 1.1 protocol (reference section 1).
+"""The AWS KMS adapter: keyorch's client interface over KMS's JSON 1.1 protocol (docs/providers.md §1).
 
 Every call is ``POST /`` with ``X-Amz-Target: TrentService.<Operation>``, SigV4-signed by
 :class:`~keyorch.providers.aws_auth.KmsSigner` with botocore's credentials, sent through the shared
@@ -10,7 +10,7 @@ Settings: ``region`` (required), ``endpoint`` (default ``https://kms.<region>.am
 ``ScheduleKeyDeletion`` asks for), ``page_size`` (1-100, default 100: ``Limit`` of each
 ``ListAliases`` page), plus the transport's and the limiter's settings.
 
-Deterministic identity (reference section 1.5; ``CreateKey`` has no idempotency token): the key of
+Deterministic identity (§1.2, §1.6; ``CreateKey`` has no idempotency token): the key of
 managed key ``<id>`` is the one the alias ``alias/keyorch/<id>`` names; it also carries the tag
 ``keyorch:managed-key-id=<id>``. :meth:`AwsKmsClient.ensure_key`:
 
@@ -40,7 +40,7 @@ key, and a key without state would be of no use to the reconciler.
 
 ``enable``/``disable`` answer from the successful call without reading the key again (the reconciler
 reads it back anyway). Repeats: ``EnableKey``/``DisableKey`` succeed on a key already in that state
-(section 1.5), so the transport may resend them after a lost answer; ``DisableKey`` on a key pending
+(§1.6), so the transport may resend them after a lost answer; ``DisableKey`` on a key pending
 deletion is already deactivated, so after KMS's ``KMSInvalidStateException`` the key is read and
 returned. ``EnableKey`` on a key pending deletion or import stays a
 :class:`~keyorch.providers.errors.Conflict`. ``ScheduleKeyDeletion`` is refused when repeated, so it is
@@ -317,7 +317,7 @@ class AwsKmsClient(KeystoreClient):
         return await self._schedule_deletion(key_id, managed, self.window_days)
 
     async def _schedule_deletion(self, key_id: str, managed: str | None, window_days: int) -> Observation:
-        """``ScheduleKeyDeletion``, sent so that KMS never sees a blind repeat (section 1.5: a repeat on a
+        """``ScheduleKeyDeletion``, sent so that KMS never sees a blind repeat (§1.6: a repeat on a
         key pending deletion is refused with ``KMSInvalidStateException``).
 
         The transport sends it as not idempotent: it retries only what surely never left this host. After

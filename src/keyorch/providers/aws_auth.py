@@ -1,6 +1,6 @@
 """SigV4 for the AWS KMS adapter: botocore's credentials, and a signer for KMS's one request shape.
 
-Credentials come from botocore (reference section 1.1): a credentials document (access key id,
+Credentials come from botocore (docs/providers.md §1.1): a credentials document (access key id,
 secret access key, optional session token) gives static ``botocore.credentials.Credentials``;
 ``None`` uses botocore's default chain (environment, shared config and credentials files, web
 identity, container and instance roles), resolved once in a worker thread (the chain may call the

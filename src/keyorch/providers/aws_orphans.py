@@ -1,4 +1,4 @@
-"""The search an in-doubt AWS create runs for a key an earlier ``CreateKey`` made (reference section 1.5).
+"""The search an in-doubt AWS create runs for a key an earlier ``CreateKey`` made (docs/providers.md §1.6).
 
 ``CreateKey`` has no idempotency token, so a create whose answer was lost (or a process that died
 between ``CreateKey`` and ``CreateAlias``) can leave a key that carries the tag

@@ -1,14 +1,14 @@
 """AWS KMS wire format: the one error mapping, the response checks and the state rules (pure, no I/O).
 
 * :func:`error_mapper` builds the adapter's one mapping point from a non-2xx answer (``{"__type",
-  "message"}``, the code also in ``X-Amzn-ErrorType``; reference section 1.4) to the error tree.
+  "message"}``, the code also in ``X-Amzn-ErrorType``; docs/providers.md §1.5) to the error tree.
   KMS answers almost everything with HTTP 400, so the code decides, not the status.
 * :func:`key_observation` checks a ``KeyMetadata`` object by hand (cheaper than pydantic on the hot
-  path) and maps its ``KeyState`` to keyorch's four states as reference sections 1.3 and 5 say:
+  path) and maps its ``KeyState`` to keyorch's four states as docs/providers.md §1.3 says:
   ``Enabled`` → active; ``Disabled`` and ``Unavailable`` → deactivated; ``PendingDeletion`` and
   ``PendingReplicaDeletion`` → deactivated with ``destruction_pending`` until ``DeletionDate``;
   ``PendingImport`` and ``Creating`` → pre-active (keyorch never creates ``EXTERNAL`` keys, so an
-  imported key whose material expired, which the reference calls deactivated, cannot be told
+  imported key whose material expired, strictly a deactivated one (§1.3), cannot be told
   apart from one that never had material without more requests); ``Updating`` (transient) and any
   state word AWS adds later → by the ``Enabled`` flag. A key that is gone is ``None`` (``get_key``),
   never a state: after ``DeletionDate`` KMS answers ``NotFoundException``.

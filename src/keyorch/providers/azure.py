@@ -1,6 +1,6 @@
 """Azure Key Vault (keys) adapter: the keystore client interface over the Key Vault REST API.
 
-Wire protocol: reference section 2, api-version :data:`~keyorch.providers.azure_wire.API_VERSION`
+Wire protocol: docs/providers.md §2, api-version :data:`~keyorch.providers.azure_wire.API_VERSION`
 pinned; auth: :mod:`keyorch.providers.azure_auth` (Entra ID client credentials, no azure-identity);
 one error mapping: :func:`keyorch.providers.azure_wire.map_error`.
 
@@ -15,11 +15,11 @@ one error mapping: :func:`keyorch.providers.azure_wire.map_error`.
   (the fake, a proxy) the service decides and a refusal reads the same way.
 * State is per version (``attributes.enabled``): ``disable``/``enable`` PATCH every version that is
   not yet in the wanted state (listing ``/keys/{name}/versions``), and the key's state is its latest
-  version's (reference 2.4). A soft-deleted key is deactivated with destruction pending; ``disable`` of
+  version's (§2.3). A soft-deleted key is deactivated with destruction pending; ``disable`` of
   one succeeds as it is, ``enable`` of one is a :class:`Conflict` (keyorch does not recover keys).
 * ``schedule_destruction`` is ``DELETE /keys/{name}`` (soft delete, the vault's retention), then polls
   ``/deletedkeys/{name}`` until the asynchronous delete shows there (2 s apart, at most 15 polls), so a
-  later ``get_key`` does not see the key in neither collection (reference 2.4, "transitional") and take
+  later ``get_key`` does not see the key in neither collection (§2.3, §2.4) and take
   it for purged. A repeat finds the key in ``/deletedkeys``; a key in neither collection is reported
   destroyed (``get_key``: ``None``).
 * ``list_keys`` pages through ``/keys`` and then ``/deletedkeys`` (``maxresults`` = setting

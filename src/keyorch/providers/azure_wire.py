@@ -1,6 +1,6 @@
 """Azure Key Vault (keys) wire format: the one error mapping, the response checks, the state rules.
 
-Everything here is pure (no I/O), used by :mod:`keyorch.providers.azure` (reference section 2).
+Everything here is pure (no I/O), used by :mod:`keyorch.providers.azure` (docs/providers.md §2).
 
 * :func:`map_error` is the adapter's one mapping point from a non-2xx answer to the error tree, for
   the vault (``{"error": {"code", "message", "innererror": {"code"}}}``) and for the Entra ID token
@@ -8,7 +8,7 @@ Everything here is pure (no I/O), used by :mod:`keyorch.providers.azure` (refere
 * :func:`bundle_view`, :func:`item_view` and :func:`deleted_view` check a KeyBundle, a KeyItem and
   a DeletedKeyBundle/Item by hand (cheaper than pydantic on the hot path) and raise
   :class:`MalformedResponse` for anything that is not the documented shape.
-* :func:`observe` derives keyorch's state as reference section 2.4 says, from the latest version:
+* :func:`observe` derives keyorch's state as docs/providers.md §2.3 says, from the latest version:
   ``enabled=false`` or ``exp`` passed → deactivated, ``nbf`` in the future → pre-active, else active;
   a soft-deleted key → deactivated with ``destruction_pending`` until ``scheduledPurgeDate``; a
   deleted key without ``recoveryId`` (no soft delete) → destroyed.
@@ -36,7 +36,7 @@ from keyorch.providers.errors import (
 )
 from keyorch.providers.http import HttpResult
 
-#: The pinned data-plane api-version (stable, listed in reference 2.1; the fake serves it).
+#: The pinned data-plane api-version (stable, docs/providers.md §2.1; the fake serves it).
 API_VERSION = "7.5"
 #: Key Vault's largest (and default) page size for ``maxresults``.
 MAX_PAGE_SIZE = 25
@@ -262,7 +262,7 @@ def _when(seconds: int | None) -> datetime | None:
 
 
 def observe(view: KeyView, now: float) -> Observation:
-    """keyorch's view of one key (its latest version; reference 2.4)."""
+    """keyorch's view of one key (its latest version; docs/providers.md §2.3)."""
     managed = managed_key_id_of(view.name, view.tags)
     if view.deleted:
         if not view.recoverable:

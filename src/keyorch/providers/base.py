@@ -3,7 +3,7 @@
 Adapters turn each call into the provider's wire protocol and answer with an :class:`Observation`,
 the provider-neutral view of one key: its id in the keystore, the managed key it belongs to, its
 state as one of keyorch's four (``keyorch.domain.states.KeyState``), and whether destruction is
-pending and until when. Following the reference (providers.md, section 5), a key whose destruction
+pending and until when. As docs/providers.md §0.3 says, a key whose destruction
 is scheduled but can still be undone is ``DEACTIVATED`` with ``destruction_pending`` set and
 ``pending_until`` its deadline; ``DESTROYED`` is reported only once the provider can no longer undo it.
 

@@ -324,7 +324,7 @@ class GoogleKmsClient(KeystoreClient):
 
     async def _destroy(self, version: VersionInfo, operation: str) -> VersionInfo:
         """``:destroy`` one version, never repeated blindly: Cloud KMS refuses a repeat with
-        FAILED_PRECONDITION once the version is DESTROY_SCHEDULED (providers.md 3.5).
+        FAILED_PRECONDITION once the version is DESTROY_SCHEDULED (docs/providers.md §3.6).
 
         The transport sends it as not idempotent, so it retries only what surely never left this host.
         An attempt after one whose outcome is in doubt (no answer in time, a dropped connection, a body

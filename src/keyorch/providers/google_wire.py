@@ -6,7 +6,7 @@ for a shape the protocol does not allow; the client turns that into a ``Malforme
 carries the operation and a body snippet. Enums are read as integers (keyorch sends
 ``$alt=json;enum-encoding=int`` as Google's REST client does) and also as their names.
 
-State mapping (providers.md 3.3 and 5): Cloud KMS keeps lifecycle on key *versions*.
+State mapping (docs/providers.md §3.3): Cloud KMS keeps lifecycle on key *versions*.
 
 * versions in ``IMPORT_FAILED``/``GENERATION_FAILED`` never held material and are left out;
 * no version left → ``PRE_ACTIVE``; every version ``DESTROYED`` (or ``PENDING_EXTERNAL_DESTRUCTION``,

@@ -1,6 +1,6 @@
 """The IBM Key Protect (API v2) keystore adapter.
 
-Wire protocol: ``providers.md`` section 4. Every call carries ``Authorization: Bearer <IAM token>``
+Wire protocol: docs/providers.md §4. Every call carries ``Authorization: Bearer <IAM token>``
 (:mod:`keyorch.providers.ibm_auth`) and ``bluemix-instance: <instance id>``; the endpoint is the
 keystore's ``endpoint`` setting or ``https://<region>.kms.cloud.ibm.com``. Answers are parsed and
 errors mapped in :mod:`keyorch.providers.ibm_wire`.

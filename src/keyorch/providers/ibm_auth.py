@@ -1,7 +1,7 @@
 """IBM Cloud IAM API-key exchange for the Key Protect adapter: an :class:`~keyorch.providers.http.AuthHook`.
 
 ``POST <iam_url>`` with the form ``grant_type=urn:ibm:params:oauth:grant-type:apikey&apikey=...``
-answers ``{access_token, token_type: "Bearer", expires_in, expiration}`` (providers.md 4.1). The token
+answers ``{access_token, token_type: "Bearer", expires_in, expiration}`` (docs/providers.md §4.1). The token
 is cached and fetched again once 80% of its life has passed (as IBM's own SDKs do), measured on this
 host's monotonic clock from ``expires_in`` so a skewed clock on either side does not matter; only
 when ``expires_in`` is missing is ``expiration`` (epoch seconds) used.

@@ -1,9 +1,9 @@
 """IBM Key Protect v2 wire details for the adapter: the error mapping, key parsing and state mapping.
 
 Kept apart from :mod:`keyorch.providers.ibm` (the client) so each stays small; nothing here sends
-a request. References are to ``providers.md`` section 4 (Key Protect) and section 5 (the mapping).
+a request. References are to docs/providers.md §4 (Key Protect) and §5.1 (all providers).
 
-States (section 4.4) onto keyorch's four:
+States (§4.3) onto keyorch's four:
 
 =====================================  ===============================================================
 Key Protect ``state``                  keyorch
@@ -47,18 +47,18 @@ ERROR_TYPE = "application/vnd.ibm.kms.error+json"
 
 #: keyorch's deterministic identity in an instance: the alias ``keyorch-<managed key id>``.
 ALIAS_PREFIX = "keyorch-"
-#: Key Protect's alias rule (section 4.2): 2-90 letters, digits, ``-`` or ``_``; not a UUID and not a
+#: Key Protect's alias rule (§4.2): 2-90 letters, digits, ``-`` or ``_``; not a UUID and not a
 #: reserved word, which the ``keyorch-`` prefix already rules out.
 ALIAS_RE = re.compile(r"^[A-Za-z0-9_-]{2,90}$")
 NAME_MAX = 90
 RESTORE_WINDOW = timedelta(days=30)
-#: Key Protect's wait between actions on a key (``REQ_TOO_EARLY_ERR``, section 4.3 "Timing rules").
+#: Key Protect's wait between actions on a key (``REQ_TOO_EARLY_ERR``, §4.3 and §4.5).
 ACTION_WAIT_SECONDS = 30.0
 
 _RAW_STATES = {0: "0 pre-active", 1: "1 active", 2: "2 suspended", 3: "3 deactivated (expired)"}
 _STATES = {0: KeyState.PRE_ACTIVE, 1: KeyState.ACTIVE, 2: KeyState.DEACTIVATED, 3: KeyState.DEACTIVATED}
 
-#: Reason codes that mean "the key's state or its protections forbid this" (section 4.5), beyond HTTP 409.
+#: Reason codes that mean "the key's state or its protections forbid this" (§4.5), beyond HTTP 409.
 _CONFLICT_CODES = frozenset({"KEY_DELETED_ERR", "KEY_EXPIRED_ERR", "KEY_RESTORE_EXPIRED", "KEY_INVALID_STATE_ERR"})
 #: What an operator can do about the refusals that block a deletion.
 _HINTS = {

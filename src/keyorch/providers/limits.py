@@ -15,14 +15,14 @@ bucket that never lets more than the quota through in any quota window, with a t
 as the burst, so that keyorch stays below the quota even when the provider counts in fixed windows:
 
 * AWS KMS (developer guide, "Request quotas", requests per second per account and Region, adjustable;
-  the figures are not in providers.md): ``CreateKey``, ``EnableKey``, ``DisableKey``,
+  docs/providers.md §1.5): ``CreateKey``, ``EnableKey``, ``DisableKey``,
   ``ScheduleKeyDeletion``, ``CancelKeyDeletion`` and ``CreateAlias`` 5/s each; ``DescribeKey`` 2,000/s.
   AWS has no keystore-wide quota, so the keystore-wide bucket is off.
-* Azure Key Vault (providers.md 2.5, per vault per region per 10 s, software keys): CREATE 20,
+* Azure Key Vault (docs/providers.md §2.5, per vault per region per 10 s, software keys): CREATE 20,
   all other operations 4,000. (HSM keys: 10 and 2,000; lower them with the settings below.)
 * Google Cloud KMS (Cloud KMS "Quotas", calling project): read requests 300 per minute, write
-  requests 300 per minute (providers.md 3.4 names the per-minute read/write/crypto quotas).
-* IBM Key Protect publishes no request quota (providers.md 4.5: a 429 "not in the error catalogue"),
+  requests 300 per minute (docs/providers.md §3.5).
+* IBM Key Protect publishes no request quota (docs/providers.md §4.5: a 429 "not in the error catalogue"),
   so keyorch keeps to 20 requests/s with a burst of 20 per instance, its own conservative choice.
 
 Keystore settings override the defaults: ``rate_per_second`` (0 turns the keystore-wide bucket

@@ -102,7 +102,7 @@ class RetryPolicy:
         return wait
 
 
-#: Per-provider defaults, after each provider's own client (reference sections 1.4, 2.5, 3.4, 4.5):
+#: Per-provider defaults, after each provider's own client (docs/providers.md §5.4):
 #: botocore's standard mode (3 attempts, backoff capped at 20 s); azure-core (backoff factor 0.8 s);
 #: the Cloud KMS service config (0.1 s initial wait, 60 s cap, 60 s overall); the Key Protect Go
 #: client (4 retries, 30 s maximum wait). The reconciler retries failed keys on its own, so these
