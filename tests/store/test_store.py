@@ -98,9 +98,8 @@ async def test_refusal_changes_nothing_and_is_audited(store: Store) -> None:
         await keys.destroy_key(ctx, "k1")
     assert await keys.get_key(ctx, "k1") == before
     async with store.transaction() as tx:
-        last = (await tx.list_audit(object_id="k1"))[-1]
+        last = (await tx.list_audit(object_id=key_id))[-1]  # named by its label, filed under its id
     assert last.outcome == "refused" and last.action == "key.destroy" and "deactivate it first" in (last.detail or "")
-    assert key_id
 
 
 async def test_failed_transaction_leaves_no_trace(store: Store) -> None:

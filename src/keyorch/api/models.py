@@ -168,5 +168,10 @@ class PlanRequest(Body):
 
 
 class AuditQuery(Query):
-    object: str | None = Field(default=None, min_length=1, max_length=256, description="only records about this id")
+    object: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="only records about this object: an id, a vault, keystore or template name, or a key label",
+    )
     limit: int = Field(default=1000, ge=1, le=100_000, description="the newest records, at most this many")

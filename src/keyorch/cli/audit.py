@@ -14,7 +14,11 @@ def audit() -> None:
 
 
 @audit.command(name="list")
-@click.option("--object", "object_id", help="Only records about this object id.")
+@click.option(
+    "--object",
+    "object_id",
+    help="Only records about this object: an id, a vault, keystore or template name, or a key label.",
+)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @with_backend
 async def list_(state: CliState, backend: Backend, object_id: str | None, limit: int) -> None:

@@ -48,8 +48,13 @@ class ServiceContext:
         object_type: str,
         ref: str | None,
         body: Callable[[Transaction], Awaitable[tuple[T, Change]]],
+        *,
+        creates: bool = False,
     ) -> T:
         """Run ``body`` in one transaction with its audit record; audit a refusal separately.
+
+        ``ref`` is how the caller named the object: an existing one's id or name (a refusal is filed under
+        its id, like the accepted changes), or with ``creates`` the name of the one to be made.
 
         The change and its record commit together or not at all: a change whose audit record
         cannot be written is refused (AuditWriteFailed) and leaves nothing behind.
@@ -78,7 +83,7 @@ class ServiceContext:
             raise
         except KeyorchError as exc:
             try:
-                await self._record_refusal(action, object_type, ref, exc)
+                await self._record_refusal(action, object_type, ref, exc, creates=creates)
             except AuditWriteFailed as audit_exc:
                 raise AuditWriteFailed(
                     f"{exc.message} (and the refusal itself could not be audited: {audit_exc.message})"
@@ -95,8 +100,12 @@ class ServiceContext:
                 "so it was refused and nothing was changed"
             ) from exc
 
-    async def _record_refusal(self, action: str, object_type: str, ref: str | None, exc: KeyorchError) -> None:
+    async def _record_refusal(
+        self, action: str, object_type: str, ref: str | None, exc: KeyorchError, *, creates: bool
+    ) -> None:
         async with self.store.transaction() as tx:
+            if ref is not None and not creates:
+                ref = await self._filed_under(tx, object_type, ref)
             await self._audit(
                 tx,
                 AuditRecord(
@@ -111,3 +120,11 @@ class ServiceContext:
                     detail=f"{exc.code}: {exc.message}"[:2000],
                 ),
             )
+
+    @staticmethod
+    async def _filed_under(tx: Transaction, object_type: str, ref: str) -> str:
+        """The id of the object ``ref`` names, else ``ref`` as given (unknown, ambiguous or not text)."""
+        try:
+            return await tx.object_id(object_type, ref) or ref
+        except KeyorchError:
+            return ref

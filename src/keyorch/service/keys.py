@@ -55,7 +55,7 @@ async def create_key(ctx: ServiceContext, *, template: str, label: str, state: s
         await tx.insert_key(key)
         return key, Change(key.id, after=key)
 
-    return await ctx.change("key.create", "key", label, body)
+    return await ctx.change("key.create", "key", label, body, creates=True)
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,7 @@ async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore
         await tx.insert_keystore(keystore, blob)
         return keystore, Change(keystore.id, after=keystore)
 
-    return await ctx.change("keystore.connect", "keystore", req.name, body)
+    return await ctx.change("keystore.connect", "keystore", req.name, body, creates=True)
 
 
 async def disconnect_keystore(

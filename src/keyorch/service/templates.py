@@ -70,7 +70,7 @@ async def create_template(
         await tx.insert_template(template)
         return template, Change(template.id, after=template)
 
-    return await ctx.change("template.create", "template", name, body)
+    return await ctx.change("template.create", "template", name, body, creates=True)
 
 
 async def list_templates(ctx: ServiceContext, vault: str | None = None) -> list[KeyTemplate]:

@@ -24,7 +24,7 @@ async def create_vault(ctx: ServiceContext, name: str, dual_auth: bool = False) 
         await tx.insert_vault(vault)
         return vault, Change(vault.id, after=vault)
 
-    return await ctx.change("vault.create", "vault", name, body)
+    return await ctx.change("vault.create", "vault", name, body, creates=True)
 
 
 async def delete_vault(ctx: ServiceContext, ref: str, expected_version: int | None = None) -> Vault:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import replace
@@ -138,6 +138,20 @@ class Transaction:
             raise NotFound(f"no {kind} has the id or {name_col} {ref!r}", target=kind)
         ids = ", ".join(r["id"] for r in found[:10])
         raise InvalidInput(f"{name_col} {ref!r} matches {len(found)} {kind}s ({ids}); give the id", target=kind)
+
+    async def object_id(self, kind: str, ref: str) -> str | None:
+        """The id of the ``kind`` (vault, keystore, template or key) that ``ref`` names by id or unique name
+        (a key: its label); None if none does. A name several of them share is refused (InvalidInput)."""
+        lookups: dict[str, Callable[[str], Awaitable[Vault | Keystore | KeyTemplate | ManagedKey]]] = {
+            "vault": self.vault,
+            "keystore": self.keystore,
+            "template": self.template,
+            "key": self.key,
+        }
+        try:
+            return (await lookups[kind](ref)).id
+        except NotFound:
+            return None
 
     async def _update_versioned(self, table: Table, record_id: str, expected: int, values: dict[str, Any]) -> int:
         values = {k: v for k, v in values.items() if k not in ("id", "version")}
@@ -539,9 +553,13 @@ class Transaction:
         """Append a record to the audit chain (sealed with the master key when given); return its seq."""
         return await audit_chain.append(self.conn, rows.audit_to_row(record), master_key)
 
-    async def list_audit(self, object_id: str | None = None, limit: int = 1000) -> list[AuditRecord]:
+    async def list_audit(
+        self, object_id: str | None = None, limit: int = 1000, *, object_ids: Collection[str] = ()
+    ) -> list[AuditRecord]:
+        """The newest ``limit`` records, oldest first: about ``object_id`` or any of ``object_ids`` if given."""
         stmt = select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
-        if object_id is not None:
-            stmt = stmt.where(audit_log.c.object_id == object_id)
+        wanted = sorted({*object_ids, *([object_id] if object_id is not None else [])})
+        if wanted:
+            stmt = stmt.where(audit_log.c.object_id.in_(wanted))
         result = (await self.conn.execute(stmt)).mappings().all()
         return [rows.audit_from_row(r) for r in reversed(result)]
