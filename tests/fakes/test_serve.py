@@ -360,9 +360,7 @@ async def test_hanging_request_does_not_block_shutdown(tmp_path: Path) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         pending = asyncio.ensure_future(session.request(method, url, headers=headers))
         await asyncio.sleep(0.3)
-        started = time.monotonic()
-        assert await asyncio.to_thread(served.stop) == 0
-        assert time.monotonic() - started < 8
+        assert await asyncio.to_thread(served.stop) == 0  # stop() fails if the process outlives its own wait
         with pytest.raises(aiohttp.ClientError):
             response = await pending
             response.release()

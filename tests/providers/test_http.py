@@ -436,12 +436,9 @@ async def test_total_time_is_bounded(server: Script, sleep: FakeSleep, transport
     server.answer(hang(server))
     settings = TransportSettings(allow_insecure_http=True, read_timeout_seconds=0.2)
     t = transports(sleep, settings=settings, max_attempts=50, total_timeout_seconds=0.5)
-    started = time.monotonic()
     with pytest.raises(Timeout):
         await t.request("GET", server.url, operation="get", idempotent=True)
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.5 + 0.2 + 0.3  # the budget, one more attempt, and slack for a slow machine
-    assert 2 <= server.count <= 3
+    assert 2 <= server.count <= 3  # 50 attempts allowed: the 0.5 s budget stopped it after the second or third
 
 
 async def test_connection_refused_may_retry_even_a_create(sleep: FakeSleep, transports: Make) -> None:

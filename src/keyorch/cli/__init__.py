@@ -70,6 +70,12 @@ class _RootGroup(click.Group):
     metavar="FILE",
     help="With --server: a PEM CA bundle to verify the daemon's TLS certificate with.",
 )
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Log at debug level too: e.g. one line per provider call a reconcile makes (always in the audit trail).",
+)
 @click.version_option(package_name="keyorch")
 @click.pass_context
 def cli(
@@ -81,6 +87,7 @@ def cli(
     server: str | None,
     token_file: str | None,
     server_ca_file: str | None,
+    verbose: bool,
 ) -> None:
     """keyorch: keep every keystore's keys in their desired lifecycle state.
 
@@ -95,7 +102,7 @@ def cli(
         settings = load_settings(config_path, database_url=database_url, user=None if server else user)
     except UnicodeDecodeError:
         raise ConfigurationError(f"--config {config_path!r} is not UTF-8 text") from None
-    configure_logging(settings.log.format, settings.log.level)
+    configure_logging(settings.log.format, "debug" if verbose else settings.log.level)
     remote = ServerRequest(server, token_file, server_ca_file) if server else None
     ctx.obj = CliState(settings=settings, output=output, server=remote)
 

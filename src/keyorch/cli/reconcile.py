@@ -88,8 +88,12 @@ async def reconcile(state: CliState, backend: Backend, once: bool) -> int:
 
 
 async def _with_progress(backend: Backend) -> Doc:
+    from rich.console import Console
+
     columns = (TextColumn("reconciling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=True) as bar:
+    # On stderr, like the log lines it then shows above itself (they are written to sys.stderr, which the
+    # live display redirects while it is shown): stdout keeps only the summary.
+    with Progress(*columns, console=Console(stderr=True), transient=True, redirect_stderr=True) as bar:
         task = bar.add_task("keys", total=None)
 
         def progress(done: int, total: int) -> None:

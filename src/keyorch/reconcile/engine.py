@@ -354,7 +354,7 @@ class Reconciler:
             if observation is not None:
                 ref = KeyRef(observation.key_id_in_keystore, key.id)
             calls.append(ProviderCall(keystore.id, action, ref.key_id_in_keystore, None))
-            bound.info("action done", action=action.value)
+            bound.debug("action done", action=action.value)  # each call is in the audit trail too
         try:
             after = await client.get_key(ref)
         except NotFound:
