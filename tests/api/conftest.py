@@ -45,6 +45,19 @@ USERS: dict[str, dict[str, str]] = {
 }
 
 
+def pass_counts(keys_checked: int = 0, in_sync: int = 0) -> dict[str, Any]:
+    """The counts of a reconcile pass that found everything in sync (as ``PassSummary.as_json`` writes them)."""
+    return {
+        "keys_checked": keys_checked,
+        "in_sync": in_sync,
+        "flagged": 0,
+        "actions_taken": 0,
+        "errors": 0,
+        "keystores_down": {},
+        "exit_code": 0,
+    }
+
+
 def token_of(user: str) -> str:
     return f"token-of-{user}-0123456789"
 
@@ -191,13 +204,13 @@ async def api_factory(api_db_url: str) -> AsyncIterator[ApiFactory]:
 
         async def sync_key(key_id: str) -> dict[str, Any]:
             synced.append(key_id)
-            return {"status_in_keystores": [], "in_sync": True}
+            return {"targets": [], **pass_counts(keys_checked=1, in_sync=1)}
 
         async def reconcile_once() -> dict[str, Any]:
-            return {"keys_checked": 0, "flagged_keys": [], "exit_code": 0}
+            return {"flagged_keys": [], **pass_counts()}
 
         async def plan(refs: Any) -> dict[str, Any]:
-            return {"steps": [], "keystores_down": {}, "asked": list(refs)}
+            return {"steps": [], "keystores_down": {}}
 
         options: dict[str, Any] = {
             "store": store,

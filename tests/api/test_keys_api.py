@@ -222,7 +222,7 @@ async def test_status_in_keystores_and_sync(api: Api) -> None:
     assert status["status_in_keystores"][0]["sync_flag"] == "pending"
     resp = await api.request("POST", f"/managed_keys/{key.id}/sync_status_in_keystores", user="deployer")
     assert resp.status == 200
-    assert (await resp.json())["in_sync"] is True and api.synced == [key.id]
+    assert (await resp.json())["in_sync"] == 1 and api.synced == [key.id]
     stale = await api.request(
         "POST", f"/managed_keys/{key.id}/sync_status_in_keystores", headers={"If-Match": f'"{key.id}:0"'}
     )

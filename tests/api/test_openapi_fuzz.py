@@ -31,7 +31,7 @@ from keyorch.service.context import ServiceContext
 from keyorch.settings import ApiSettings, ApiToken
 from keyorch.store.engine import migrate
 from keyorch.store.repository import Store
-from tests.api.conftest import API, MASTER_KEY, START, Api, auth, token_hash, token_of
+from tests.api.conftest import API, MASTER_KEY, START, Api, auth, pass_counts, token_hash, token_of
 
 EXAMPLES_PER_OPERATION = 20
 
@@ -113,13 +113,13 @@ def served() -> Iterator[Served]:
             ]
 
             async def sync_key(key_id: str) -> dict[str, Any]:
-                return {"status_in_keystores": [], "key": key_id}
+                return {"targets": [], **pass_counts(keys_checked=1, in_sync=1)}
 
             async def reconcile_once() -> dict[str, Any]:
-                return {"keys_checked": 0, "flagged_keys": []}
+                return {"flagged_keys": [], **pass_counts()}
 
             async def plan(refs: Any) -> dict[str, Any]:
-                return {"steps": [], "keys": list(refs)}
+                return {"steps": [], "keystores_down": {}}
 
             app = create_api_app(
                 store=store,

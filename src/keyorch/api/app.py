@@ -21,6 +21,7 @@ from keyorch.api import (
     routes_vaults,
 )
 from keyorch.api.auth import Authenticator
+from keyorch.api.docs import add_docs_routes
 from keyorch.api.errors import MAX_BODY_BYTES, error_middleware
 from keyorch.api.openapi import OPENAPI_PATH, build_openapi
 from keyorch.api.routing import DEPS, ApiDeps, Route, make_handler
@@ -88,6 +89,7 @@ def create_api_app(
     )
     app[OPENAPI_KEY] = build_openapi(ROUTES)
     app.router.add_route("GET", OPENAPI_PATH, _openapi)
+    add_docs_routes(app)
     for route in ROUTES:
         app.router.add_route(route.method, route.full_path, make_handler(route))
     return app

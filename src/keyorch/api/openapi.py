@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 document, generated from the route table and the pydantic body and query models."""
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic models of bodies, queries and
+answers (``api.models`` and ``api.responses``: the ones the handlers parse and check their answers with)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from keyorch.api.docs import ASSETS, ASSETS_PATH, DOCS_PATH
 from keyorch.api.routing import PREFIX, Route
 
 OPENAPI_PATH = PREFIX + "/openapi.json"
@@ -41,28 +43,35 @@ _STATUS_TEXT = {
     401: "No valid bearer token",
     403: "The caller's role in the object's vault does not allow this",
     404: "No such object",
+    408: "The request body did not arrive within api.body_timeout_seconds (the connection is closed)",
     409: "Refused by a rule (lifecycle, dual authorization, disconnect) or a clash with an existing object",
     412: "If-Match does not name the object's current ETag",
     413: "Request body too large",
     415: "The request body is not sent as application/json",
     428: "If-Match is required for a change to an existing object",
-    503: "A needed component (reconciler, keystore) is not available",
+    503: "Too many requests at once (api.max_concurrent_requests; see Retry-After), or a needed component "
+    "(reconciler, keystore) is not available",
 }
 
 
 def _error(status: int) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "description": _STATUS_TEXT.get(status, "Error"),
         "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
     }
+    if status == 503:
+        doc["headers"] = {
+            "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
+        }
+    return doc
 
 
 def _statuses(route: Route) -> list[int]:
-    found = {400, 401, 404} if route.permission is not None else set()
+    found = {400, 401, 404, 503} if route.permission is not None else {503}
     if route.permission is not None:
         found.add(403)
     if route.body is not None:
-        found |= {413, 415}
+        found |= {408, 413, 415}
     if route.if_match:
         found |= {412, 428}
     return sorted(found | set(route.refusals))
@@ -77,6 +86,8 @@ def _query_parameters(model: type[BaseModel], schemas: dict[str, Any]) -> list[d
         if options:
             prop.update(options[0])
         prop.pop("title", None)
+        if prop.get("default", "") is None:  # "no filter" is the parameter left out, not a null
+            del prop["default"]
         description = prop.pop("description", None)
         param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": prop}
         if description:
@@ -102,8 +113,8 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     if route.query is not None:
         params.extend(_query_parameters(route.query, schemas))
     success: dict[str, Any] = {"description": _STATUS_TEXT[route.success]}
-    if route.success != 204:
-        success["content"] = {"application/json": {"schema": {"type": "object"}}}
+    if route.response is not None:
+        success["content"] = {"application/json": {"schema": {"$ref": _REF.format(model=route.response.__name__)}}}
     responses: dict[str, Any] = {str(route.success): success}
     responses.update({str(s): _error(s) for s in _statuses(route)})
     op: dict[str, Any] = {
@@ -125,8 +136,23 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
+def _html_route(operation_id: str, summary: str) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["meta"],
+        "security": [],
+        "responses": {"200": {"description": summary, "content": {"*/*": {"schema": {"type": "string"}}}}},
+    }
+    if operation_id.endswith("asset"):
+        schema = {"type": "string", "enum": sorted(ASSETS)}
+        op["parameters"] = [{"name": "name", "in": "path", "required": True, "schema": schema}]
+        op["responses"]["404"] = _error(404)
+    return {"get": op}
+
+
 def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
-    models = {m for r in routes for m in (r.body, r.query) if m is not None}
+    models = {m for r in routes for m in (r.body, r.query, r.response) if m is not None}
     _, defs = models_json_schema(
         [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=_REF
     )
@@ -141,9 +167,13 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
             "summary": "This document",
             "tags": ["meta"],
             "security": [],
-            "responses": {"200": {"description": "The OpenAPI document", "content": {"application/json": {}}}},
+            "responses": {
+                "200": {"description": "The OpenAPI document", "content": {"application/json": {"schema": {}}}}
+            },
         }
     }
+    paths[DOCS_PATH] = _html_route("get_api_docs", "Interactive API documentation (Swagger UI, served by keyorch)")
+    paths[ASSETS_PATH + "/{name}"] = _html_route("get_api_docs_asset", "A file of the API documentation page")
     return {
         "openapi": "3.1.0",
         "info": {

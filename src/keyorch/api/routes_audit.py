@@ -10,7 +10,8 @@ from aiohttp import web
 
 from keyorch.api.auth import ALL_VAULTS, Permission
 from keyorch.api.models import AuditQuery
-from keyorch.api.routing import Call, Route, respond
+from keyorch.api.responses import AuditChain, AuditRecords
+from keyorch.api.routing import Call, Route
 from keyorch.service import audit
 from keyorch.views import audit_json
 
@@ -21,12 +22,12 @@ async def list_records(call: Call) -> web.StreamResponse:
     q = call.parsed(AuditQuery, call.query)
     call.principal.require(Permission.READ, ALL_VAULTS, _WHAT)
     records = await audit.list_records(call.context(), q.object, q.limit)
-    return respond({"audit_records": [audit_json(r) for r in records], "limit": q.limit})
+    return call.answer({"audit_records": [audit_json(r) for r in records], "limit": q.limit})
 
 
 async def verify_chain(call: Call) -> web.StreamResponse:
     call.principal.require(Permission.READ, ALL_VAULTS, _WHAT)
-    return respond((await audit.verify_chain(call.context())).as_json())
+    return call.answer((await audit.verify_chain(call.context())).as_json())
 
 
 ROUTES = [
@@ -39,6 +40,7 @@ ROUTES = [
         "audit",
         Permission.READ,
         query=AuditQuery,
+        response=AuditRecords,
     ),
     Route(
         "GET",
@@ -49,5 +51,6 @@ ROUTES = [
         "audit",
         Permission.READ,
         refusals=(500,),
+        response=AuditChain,
     ),
 ]

@@ -12,8 +12,10 @@ from aiohttp import web
 
 from keyorch.api.auth import Permission
 from keyorch.api.models import ActivateQuery, DestroyQuery, Query
+from keyorch.api.responses import ManagedKey as KeyDocument
+from keyorch.api.responses import SyncResult
 from keyorch.api.routes_keys import key_response
-from keyorch.api.routing import Call, Route, respond
+from keyorch.api.routing import Call, Route
 from keyorch.domain.models import ManagedKey
 from keyorch.domain.states import KeyState
 from keyorch.service import keys as ops
@@ -81,7 +83,7 @@ async def sync(call: Call) -> web.StreamResponse:
         await call.expected_version(ctx, "key.sync", "key", key.id, key.version)
     result = await call.run_hook(call.deps.sync_key, f"syncing key {key.id}", key.id)
     after = await ops.get_key(call.context(), key.id)
-    return respond({"id": key.id, **result}, tag=(after.id, after.version))
+    return call.answer({"id": key.id, **result}, tag=(after.id, after.version))
 
 
 _QUERIES: dict[str, type[Query]] = {"destroy": DestroyQuery, "activate": ActivateQuery}
@@ -103,6 +105,7 @@ def _on_key(
         query=_QUERIES.get(action),
         if_match=True,
         refusals=(404, 409),
+        response=KeyDocument,
     )
 
 
@@ -131,5 +134,6 @@ ROUTES = [
         "managed_keys",
         Permission.DEPLOY,
         refusals=(404, 412, 503),
+        response=SyncResult,
     ),
 ]

@@ -6,7 +6,9 @@ from aiohttp import web
 
 from keyorch.api.auth import Permission
 from keyorch.api.models import KeyCreate, KeyFilterQuery
-from keyorch.api.routing import PREFIX, Call, Route, respond
+from keyorch.api.responses import ManagedKey as KeyDocument
+from keyorch.api.responses import ManagedKeyList, StatusInKeystores
+from keyorch.api.routing import PREFIX, Call, Route
 from keyorch.domain.models import ManagedKey
 from keyorch.domain.states import KeyState
 from keyorch.service import keys as ops
@@ -14,10 +16,10 @@ from keyorch.service.keystores import keystore_names
 from keyorch.views import key_json, target_json
 
 
-async def key_response(call: Call, key: ManagedKey, *, status: int = 200) -> web.Response:
-    location = f"{PREFIX}/managed_keys/{key.id}" if status == 201 else None
+async def key_response(call: Call, key: ManagedKey) -> web.Response:
+    location = f"{PREFIX}/managed_keys/{key.id}" if call.route.success == 201 else None
     doc = key_json(key, await keystore_names(call.context()))
-    return respond(doc, status=status, tag=(key.id, key.version), location=location)
+    return call.answer(doc, tag=(key.id, key.version), location=location)
 
 
 async def list_keys(call: Call) -> web.StreamResponse:
@@ -35,7 +37,7 @@ async def list_keys(call: Call) -> web.StreamResponse:
     total, found = await ops.page_keys(ctx, flt)
     names = await keystore_names(ctx)
     doc = {"managed_keys": [key_json(k, names) for k in found], "total_count": total}
-    return respond({**doc, "limit": q.limit, "offset": q.offset})
+    return call.answer({**doc, "limit": q.limit, "offset": q.offset})
 
 
 async def create_key(call: Call) -> web.StreamResponse:
@@ -56,7 +58,7 @@ async def create_key(call: Call) -> web.StreamResponse:
         ctx = await call.authorize(Permission.CREATE, vault.name, "key.create", "key", body.label)
     key = await ops.create_key(ctx, template=template.id, label=body.label, state=body.state)
     call.changed(key.id)
-    return await key_response(call, key, status=201)
+    return await key_response(call, key)
 
 
 async def get_key(call: Call) -> web.StreamResponse:
@@ -67,7 +69,7 @@ async def status_in_keystores(call: Call) -> web.StreamResponse:
     key = await call.key(call.path_id)
     names = await keystore_names(call.context())
     doc = {"id": key.id, "state": key.state.value, "out_of_sync": key.out_of_sync}
-    return respond({**doc, "status_in_keystores": [target_json(t, names) for t in key.targets]})
+    return call.answer({**doc, "status_in_keystores": [target_json(t, names) for t in key.targets]})
 
 
 async def remove_key(call: Call) -> web.StreamResponse:
@@ -90,6 +92,7 @@ ROUTES = [
         "managed_keys",
         Permission.READ,
         query=KeyFilterQuery,
+        response=ManagedKeyList,
         refusals=(403, 404),
     ),
     Route(
@@ -102,6 +105,7 @@ ROUTES = [
         Permission.CREATE,
         body=KeyCreate,
         success=201,
+        response=KeyDocument,
         refusals=(404, 409),
     ),
     Route(
@@ -112,6 +116,7 @@ ROUTES = [
         "Get a managed key by id or label",
         "managed_keys",
         Permission.READ,
+        response=KeyDocument,
         refusals=(404,),
     ),
     Route(
@@ -134,6 +139,7 @@ ROUTES = [
         "The key's status and sync flag in each keystore, as last observed",
         "managed_keys",
         Permission.READ,
+        response=StatusInKeystores,
         refusals=(404,),
     ),
 ]

@@ -24,7 +24,9 @@ from aiohttp import web
 from keyorch.api.auth import Permission
 from keyorch.api.errors import MasterKeyMissing, ServiceUnavailable
 from keyorch.api.models import KeystoreConnect, KeystoreFields, KeystoreFilter, KeystoreUpdate
-from keyorch.api.routing import PREFIX, Call, Route, page, respond
+from keyorch.api.responses import Keystore as KeystoreDocument
+from keyorch.api.responses import KeystoreHealth, KeystoreList
+from keyorch.api.routing import PREFIX, Call, Route, page
 from keyorch.credentials import MAX_CREDENTIALS_BYTES, parse_credentials
 from keyorch.domain.errors import InvalidInput, KeyorchError
 from keyorch.domain.models import Keystore, KeystoreType
@@ -132,9 +134,8 @@ async def connect_keystore(call: Call) -> web.StreamResponse:
     ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.connect", "keystore", body.name)
     with ExitStack() as stack, _ca_pem_named():
         keystore = await ops.connect_keystore(ctx, _connect_request(call, body, stack))
-    return respond(
+    return call.answer(
         keystore_json(keystore),
-        status=201,
         tag=(keystore.id, keystore.version),
         location=f"{PREFIX}/keystores/{keystore.id}",
     )
@@ -145,12 +146,12 @@ async def list_keystores(call: Call) -> web.StreamResponse:
     listed = await call.listed_vaults(q)
     found = await ops.list_keystores(call.context(), include_disconnected=q.include_disconnected)
     shown = [keystore_json(k) for k in found if listed is None or k.vault_id in listed]
-    return respond(page(shown, q.limit, q.offset, "keystores"))
+    return call.answer(page(shown, q.limit, q.offset, "keystores"))
 
 
 async def get_keystore(call: Call) -> web.StreamResponse:
     keystore = await call.keystore(call.path_id)
-    return respond(keystore_json(keystore), tag=(keystore.id, keystore.version))
+    return call.answer(keystore_json(keystore), tag=(keystore.id, keystore.version))
 
 
 async def _last_known(call: Call, keystore: Keystore) -> dict[str, Any]:
@@ -178,7 +179,7 @@ async def keystore_status(call: Call) -> web.StreamResponse:
     hook = call.deps.keystore_status
     if hook is None or not keystore.connected:
         doc["health"] = await _last_known(call, keystore)
-        return respond(doc)
+        return call.answer(doc)
     try:
         doc["health"] = {"source": "live", **await hook(keystore.id)}
     except KeyorchError:
@@ -187,7 +188,7 @@ async def keystore_status(call: Call) -> web.StreamResponse:
         raise ServiceUnavailable(
             f"the health check of keystore {keystore.name} failed ({type(exc).__name__})", target="keystore"
         ) from None
-    return respond(doc)
+    return call.answer(doc)
 
 
 async def update_keystore(call: Call) -> web.StreamResponse:
@@ -208,7 +209,7 @@ async def update_keystore(call: Call) -> web.StreamResponse:
             credentials_from_environment=body.credentials_from_environment,
         )
         after = await update_ops.update_keystore(ctx, keystore.id, request, version)
-    return respond(keystore_json(after), tag=(after.id, after.version))
+    return call.answer(keystore_json(after), tag=(after.id, after.version))
 
 
 async def disconnect_keystore(call: Call) -> web.StreamResponse:
@@ -217,7 +218,7 @@ async def disconnect_keystore(call: Call) -> web.StreamResponse:
     ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.disconnect", "keystore", keystore.id)
     version = await call.expected_version(ctx, "keystore.disconnect", "keystore", keystore.id, keystore.version)
     after, note = await ops.disconnect_checked(ctx, keystore.id, version)
-    response = respond(keystore_json(after), tag=(after.id, after.version))
+    response = call.answer(keystore_json(after), tag=(after.id, after.version))
     if note is not None:
         response.headers[NOTE_HEADER] = " ".join(note.encode("ascii", "replace").decode().split())
     return response
@@ -233,6 +234,7 @@ ROUTES = [
         "keystores",
         Permission.READ,
         query=KeystoreFilter,
+        response=KeystoreList,
         refusals=(403, 404),
     ),
     Route(
@@ -245,6 +247,7 @@ ROUTES = [
         Permission.ADMINISTER,
         body=KeystoreConnect,
         success=201,
+        response=KeystoreDocument,
         refusals=(404, 409),
     ),
     Route(
@@ -255,6 +258,7 @@ ROUTES = [
         "Get a keystore by id or name",
         "keystores",
         Permission.READ,
+        response=KeystoreDocument,
         refusals=(404,),
     ),
     Route(
@@ -266,6 +270,7 @@ ROUTES = [
         "keystores",
         Permission.READ,
         refusals=(404, 503),
+        response=KeystoreHealth,
     ),
     Route(
         "PATCH",
@@ -279,6 +284,7 @@ ROUTES = [
         body=KeystoreUpdate,
         if_match=True,
         refusals=(404, 409),
+        response=KeystoreDocument,
     ),
     Route(
         "DELETE",
@@ -290,5 +296,6 @@ ROUTES = [
         Permission.ADMINISTER,
         if_match=True,
         refusals=(404, 409),
+        response=KeystoreDocument,
     ),
 ]

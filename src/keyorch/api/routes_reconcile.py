@@ -10,7 +10,8 @@ from aiohttp import web
 
 from keyorch.api.auth import ALL_VAULTS, Permission
 from keyorch.api.models import PlanRequest
-from keyorch.api.routing import Call, Route, respond
+from keyorch.api.responses import Plan, ReconcileResult
+from keyorch.api.routing import Call, Route
 
 EVERY_VAULT = f'every vault (a role for "{ALL_VAULTS}")'
 
@@ -19,7 +20,7 @@ async def reconcile_once(call: Call) -> web.StreamResponse:
     await call.authorize(
         Permission.DEPLOY, ALL_VAULTS, "reconcile", "keystore", None, what=f"a reconcile pass over {EVERY_VAULT}"
     )
-    return respond(await call.run_hook(call.deps.reconcile_once, "a reconcile pass"))
+    return call.answer(await call.run_hook(call.deps.reconcile_once, "a reconcile pass"))
 
 
 async def plan(call: Call) -> web.StreamResponse:
@@ -29,7 +30,7 @@ async def plan(call: Call) -> web.StreamResponse:
             await call.key(ref)  # 404 unless the caller may read the key's vault
     else:
         call.principal.require(Permission.READ, ALL_VAULTS, f"planning {EVERY_VAULT}")
-    return respond(await call.run_hook(call.deps.plan, "planning", body.keys))
+    return call.answer(await call.run_hook(call.deps.plan, "planning", body.keys))
 
 
 ROUTES = [
@@ -42,6 +43,7 @@ ROUTES = [
         "reconcile",
         Permission.DEPLOY,
         refusals=(503,),
+        response=ReconcileResult,
     ),
     Route(
         "POST",
@@ -53,5 +55,6 @@ ROUTES = [
         Permission.READ,
         body=PlanRequest,
         refusals=(503,),
+        response=Plan,
     ),
 ]

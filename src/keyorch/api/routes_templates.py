@@ -6,7 +6,8 @@ from aiohttp import web
 
 from keyorch.api.auth import Permission
 from keyorch.api.models import TemplateCreate, VaultFilter
-from keyorch.api.routing import PREFIX, Call, Route, page, respond
+from keyorch.api.responses import Template, TemplateList
+from keyorch.api.routing import PREFIX, Call, Route, page
 from keyorch.service import templates as ops
 from keyorch.service.keystores import keystore_names
 from keyorch.views import template_json
@@ -18,7 +19,7 @@ async def list_templates(call: Call) -> web.StreamResponse:
     ctx = call.context()
     names = await keystore_names(ctx)
     found = [template_json(t, names) for t in await ops.list_templates(ctx) if listed is None or t.vault_id in listed]
-    return respond(page(found, q.limit, q.offset, "templates"))
+    return call.answer(page(found, q.limit, q.offset, "templates"))
 
 
 async def create_template(call: Call) -> web.StreamResponse:
@@ -35,9 +36,8 @@ async def create_template(call: Call) -> web.StreamResponse:
         naming_scheme=body.naming_scheme,
         state=body.state,
     )
-    return respond(
+    return call.answer(
         template_json(template, await keystore_names(ctx)),
-        status=201,
         tag=(template.id, template.version),
         location=f"{PREFIX}/templates/{template.id}",
     )
@@ -46,7 +46,7 @@ async def create_template(call: Call) -> web.StreamResponse:
 async def get_template(call: Call) -> web.StreamResponse:
     ctx = call.context()
     template = await call.template(call.path_id)
-    return respond(template_json(template, await keystore_names(ctx)), tag=(template.id, template.version))
+    return call.answer(template_json(template, await keystore_names(ctx)), tag=(template.id, template.version))
 
 
 ROUTES = [
@@ -59,6 +59,7 @@ ROUTES = [
         "templates",
         Permission.READ,
         query=VaultFilter,
+        response=TemplateList,
         refusals=(403, 404),
     ),
     Route(
@@ -71,6 +72,7 @@ ROUTES = [
         Permission.CREATE,
         body=TemplateCreate,
         success=201,
+        response=Template,
         refusals=(404, 409),
     ),
     Route(
@@ -81,6 +83,7 @@ ROUTES = [
         "Get a template by id or name",
         "templates",
         Permission.READ,
+        response=Template,
         refusals=(404,),
     ),
 ]

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from keyorch.api.auth import Permission
 from keyorch.api.models import Page, VaultCreate
-from keyorch.api.routing import PREFIX, Call, Route, page, respond
+from keyorch.api.responses import Vault, VaultList
+from keyorch.api.routing import PREFIX, Call, Route, page
 from keyorch.service import vaults as ops
 from keyorch.views import vault_json
 
@@ -14,19 +15,19 @@ from keyorch.views import vault_json
 async def list_vaults(call: Call) -> web.StreamResponse:
     q = call.parsed(Page, call.query)
     found = [vault_json(v) for v in (await call.readable_vaults()).values()]
-    return respond(page(found, q.limit, q.offset, "vaults"))
+    return call.answer(page(found, q.limit, q.offset, "vaults"))
 
 
 async def create_vault(call: Call) -> web.StreamResponse:
     body = call.parsed(VaultCreate, call.body)
     ctx = await call.authorize(Permission.ADMINISTER, body.name, "vault.create", "vault", body.name)
     vault = await ops.create_vault(ctx, body.name, body.dual_auth)
-    return respond(vault_json(vault), status=201, tag=(vault.id, vault.version), location=f"{PREFIX}/vaults/{vault.id}")
+    return call.answer(vault_json(vault), tag=(vault.id, vault.version), location=f"{PREFIX}/vaults/{vault.id}")
 
 
 async def get_vault(call: Call) -> web.StreamResponse:
     vault = await call.vault(call.path_id)
-    return respond(vault_json(vault), tag=(vault.id, vault.version))
+    return call.answer(vault_json(vault), tag=(vault.id, vault.version))
 
 
 async def delete_vault(call: Call) -> web.StreamResponse:
@@ -47,6 +48,7 @@ ROUTES = [
         "vaults",
         Permission.READ,
         query=Page,
+        response=VaultList,
     ),
     Route(
         "POST",
@@ -58,6 +60,7 @@ ROUTES = [
         Permission.ADMINISTER,
         body=VaultCreate,
         success=201,
+        response=Vault,
         refusals=(409,),
     ),
     Route(
@@ -68,6 +71,7 @@ ROUTES = [
         "Get a vault by id or name",
         "vaults",
         Permission.READ,
+        response=Vault,
         refusals=(404,),
     ),
     Route(

@@ -79,8 +79,9 @@ def _parse_if_match(header: str) -> list[tuple[str, str]]:
 class Call:
     """One API request, authenticated, with its parsed body and query."""
 
-    def __init__(self, request: web.Request, deps: ApiDeps, principal: Principal | None) -> None:
+    def __init__(self, request: web.Request, deps: ApiDeps, principal: Principal | None, route: Route) -> None:
         self.request = request
+        self.route = route
         self.deps = deps
         self._principal = principal
         self.body: BaseModel | None = None
@@ -95,6 +96,13 @@ class Call:
     @property
     def path_id(self) -> str:
         return self.request.match_info["id"]
+
+    def answer(self, doc: Any, *, tag: tuple[str, int] | None = None, location: str | None = None) -> web.Response:
+        """The operation's success: its status, and ``doc`` checked against the model the OpenAPI document shows
+        for it (``Route.response``), so the document describes exactly what is served."""
+        assert self.route.response is not None, f"{self.route.operation_id} answers no content"
+        self.route.response.model_validate(doc)
+        return respond(doc, status=self.route.success, tag=tag, location=location)
 
     def parsed(self, kind: type[M], value: BaseModel | None) -> M:
         assert isinstance(value, kind)
@@ -274,6 +282,7 @@ class Route:
     success: int = 200
     if_match: bool = False  # the write needs If-Match with the current ETag
     refusals: tuple[int, ...] = field(default=())  # error statuses the operation documents beyond the common ones
+    response: type[BaseModel] | None = None  # the document of a success (None: no content)
 
     @property
     def full_path(self) -> str:
@@ -342,7 +351,7 @@ def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRe
     async def handle(request: web.Request) -> web.StreamResponse:
         deps = request.app[DEPS]
         principal = deps.authenticator.authenticate(request) if route.permission is not None else None
-        call = Call(request, deps, principal)
+        call = Call(request, deps, principal, route)
         if "id" in request.match_info:
             check_text("id", request.match_info["id"])
         try:

@@ -1,0 +1,235 @@
+"""The documents the API answers with (2xx), as pydantic models: the handlers check every answer against its
+model (:func:`keyorch.api.routing.respond`), and the OpenAPI document shows the same models' schemas.
+
+The documents themselves are built by :mod:`keyorch.views` (shared with the CLI's ``--output json``) and
+:mod:`keyorch.reconcile.report`; a field added there and not here makes the answer fail loudly in the tests,
+so the document can never drift from what is served. Times are ISO 8601 strings, as the views write them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from keyorch.domain.models import (
+    CredentialsMode,
+    DriftPolicy,
+    KeystoreStatus,
+    KeystoreType,
+    SyncFlag,
+    SyncReason,
+    TargetStatus,
+)
+from keyorch.domain.states import KeyState
+from keyorch.reconcile.planner import Action, Observed
+
+_TIME = Field(json_schema_extra={"format": "date-time"})
+
+
+class Document(BaseModel):
+    """An answer's document: exactly these fields (a field the model does not name is an error of keyorch)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Versioned(Document):
+    """An object of the vault model: when it was made and changed, and its version (its ETag's)."""
+
+    created_at: str | None = _TIME
+    updated_at: str | None = _TIME
+    version: int
+
+
+class Vault(Versioned):
+    id: str
+    name: str
+    dual_auth: bool
+
+
+class Keystore(Versioned):
+    id: str
+    vault: str = Field(description="the vault's id")
+    name: str
+    type: KeystoreType
+    status: KeystoreStatus
+    settings: dict[str, Any] = Field(description="where the keystore is and how it is reached (never credentials)")
+    credentials: CredentialsMode = Field(description="where its credentials come from; they are never returned")
+    drift_policy: DriftPolicy
+
+
+class KeystoreRef(Document):
+    id: str
+    name: str | None
+
+
+class Template(Versioned):
+    id: str
+    vault: str = Field(description="the vault's id")
+    name: str
+    naming_scheme: str
+    algorithm: str
+    size: int
+    keystores: list[KeystoreRef]
+    initial_state: KeyState
+
+
+class Target(Document):
+    """A managed key in one keystore, as keyorch last observed it."""
+
+    keystore: str
+    keystore_name: str | None
+    status: TargetStatus
+    sync_flag: SyncFlag
+    reason: SyncReason | None
+    key_id_in_keystore: str | None
+    pending_destruction_until: str | None = _TIME
+    last_error: str | None
+    updated_at: str | None = _TIME
+
+
+class DeletionAuthorization(Document):
+    authorized_by: str
+    authorized_at: str | None = _TIME
+    expires_at: str | None = _TIME
+
+
+class ManagedKey(Document):
+    id: str
+    label: str
+    name: str
+    vault: str = Field(description="the vault's id")
+    template: str | None = Field(description="the template's id")
+    algorithm: str
+    size: int
+    state: KeyState
+    state_code: int = Field(description="NIST SP 800-57 state as UKO numbers it: 0, 1, 3, 5")
+    version: int
+    out_of_sync: bool
+    deletion_authorization: DeletionAuthorization | None
+    destroy_force: bool
+    created_at: str | None = _TIME
+    updated_at: str | None = _TIME
+    targets: list[Target]
+
+
+class _Page(Document):
+    total_count: int
+    limit: int
+    offset: int
+
+
+class VaultList(_Page):
+    vaults: list[Vault]
+
+
+class KeystoreList(_Page):
+    keystores: list[Keystore]
+
+
+class TemplateList(_Page):
+    templates: list[Template]
+
+
+class ManagedKeyList(_Page):
+    managed_keys: list[ManagedKey]
+
+
+class StatusInKeystores(Document):
+    id: str
+    state: KeyState
+    out_of_sync: bool
+    status_in_keystores: list[Target]
+
+
+class KeystoreHealth(Document):
+    id: str
+    name: str
+    type: KeystoreType
+    status: KeystoreStatus
+    health: dict[str, Any] = Field(
+        description='source "live" (the provider answered now) or "last_known" (counts of what was last observed)'
+    )
+
+
+class TargetOutcome(Document):
+    """What a reconcile did for a key in one keystore."""
+
+    key: str
+    label: str
+    keystore: str
+    keystore_name: str | None
+    observed: Observed
+    status: TargetStatus
+    sync_flag: SyncFlag
+    reason: SyncReason | None
+    actions_taken: list[Action]
+    pending_destruction_until: str | None = _TIME
+    error: str | None
+    drift: bool
+
+
+class PassCounts(Document):
+    keys_checked: int
+    in_sync: int = Field(description="keys in sync after the pass")
+    flagged: int
+    actions_taken: int
+    errors: int
+    keystores_down: dict[str, str] = Field(description="keystore id → why it could not be reached")
+    exit_code: int = Field(description="what the CLI exits with: 0 in sync, 1 not, 4 a keystore unreachable")
+
+
+class SyncResult(PassCounts):
+    id: str
+    targets: list[TargetOutcome]
+
+
+class ReconcileResult(PassCounts):
+    flagged_keys: list[TargetOutcome]
+
+
+class PlanStep(Document):
+    key: str
+    label: str
+    desired: KeyState
+    keystore: str
+    keystore_name: str | None
+    observed: Observed
+    actions: list[Action]
+    undo: list[str] = Field(description="for each action, whether and how it can be undone")
+    destroy_undo_until: str | None = _TIME
+    reason: SyncReason | None
+    drift: bool
+    blocked: str | None = Field(description="why nothing is done although the target is out of line")
+
+
+class Plan(Document):
+    steps: list[PlanStep]
+    keystores_down: dict[str, str]
+
+
+class AuditRecord(Document):
+    seq: int | None
+    at: str = _TIME
+    user: str
+    role: str | None
+    source: str
+    action: str
+    object_type: str
+    object_id: str | None
+    outcome: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    detail: str | None
+
+
+class AuditRecords(Document):
+    audit_records: list[AuditRecord]
+    limit: int
+
+
+class AuditChain(Document):
+    records_verified: int
+    sealed_with_master_key: int
+    sealed_with_stored_key: int
+    last_seq: int | None
