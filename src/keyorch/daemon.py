@@ -25,6 +25,7 @@ from aiohttp import web
 
 from keyorch import metrics
 from keyorch.api.errors import ServiceUnavailable
+from keyorch.api.limits import GuardedAppRunner
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
 from keyorch.domain.errors import InvalidInput, KeyorchError
@@ -389,7 +390,8 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
 
-    runner = web.AppRunner(build_app(daemon, api_factory), access_log=None, handle_signals=False)
+    # header, body and idle bounds and the cap on requests at once: the api settings (keyorch.api.limits)
+    runner = GuardedAppRunner(build_app(daemon, api_factory), settings.api, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -64,6 +64,14 @@ class ApiSettings(BaseModel):
     listen: str = "127.0.0.1:8080"
     tokens: list[ApiToken] = Field(default_factory=list)
     grace_period_seconds: float = Field(default=30.0, ge=0)
+    #: a request's line and headers must arrive within this, from the connection's start or the request's first byte
+    header_timeout_seconds: float = Field(default=10.0, ge=0.1, le=300)
+    #: a request's body must arrive within this, once its headers have
+    body_timeout_seconds: float = Field(default=60.0, ge=0.1, le=3600)
+    #: a kept-alive connection with no request is closed after this
+    idle_timeout_seconds: float = Field(default=75.0, ge=1, le=3600)
+    #: requests handled at once; past it the API answers 503 with Retry-After (health and metrics never are)
+    max_concurrent_requests: int = Field(default=64, ge=1, le=10_000)
 
 
 class EnvironmentCredentialsSettings(BaseModel):

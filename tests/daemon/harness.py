@@ -81,9 +81,11 @@ def write_config(
     reconcile: Mapping[str, Any] | None = None,
     users: Mapping[str, tuple[str, Mapping[str, str]]] | None = None,
     extra: Mapping[str, Any] | None = None,
+    api: Mapping[str, Any] | None = None,
 ) -> Path:
-    """The daemon's settings file; ``reconcile`` adds settings of that group (e.g. call_timeout_seconds),
-    ``users`` more API users (name → (token, roles per vault)), ``extra`` more top-level settings."""
+    """The daemon's settings file; ``reconcile`` and ``api`` add settings of those groups (e.g.
+    call_timeout_seconds, max_concurrent_requests), ``users`` more API users (name → (token, roles per vault)),
+    ``extra`` more top-level settings."""
     tokens = [{"user": ADMIN, "sha256": token_hash(ADMIN_TOKEN), "roles": {"*": "vault_administrator"}}]
     for user, (token, roles) in (users or {}).items():
         tokens.append({"user": user, "sha256": token_hash(token), "roles": dict(roles)})
@@ -95,6 +97,7 @@ def write_config(
             "listen": "127.0.0.1:1",  # every test passes --listen
             "grace_period_seconds": grace_seconds,
             "tokens": tokens,
+            **(api or {}),
         },
         "reconcile": {"workers": workers, "resync_interval_seconds": resync_seconds, **(reconcile or {})},
         **(extra or {}),

@@ -23,6 +23,7 @@ from keyorch.api import (
 from keyorch.api.auth import Authenticator
 from keyorch.api.docs import add_docs_routes
 from keyorch.api.errors import MAX_BODY_BYTES, error_middleware
+from keyorch.api.limits import LIMITS, RequestLimits, concurrency_middleware
 from keyorch.api.openapi import OPENAPI_PATH, build_openapi
 from keyorch.api.routing import DEPS, ApiDeps, Route, make_handler
 from keyorch.crypto import MasterKey
@@ -74,7 +75,8 @@ def create_api_app(
     api = settings.api if isinstance(settings, Settings) else settings
     if environment_credentials is None and isinstance(settings, Settings):
         environment_credentials = settings.environment_credentials
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[concurrency_middleware, error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[LIMITS] = RequestLimits.of(api)
     app[DEPS] = ApiDeps(
         store=store,
         clock=clock,

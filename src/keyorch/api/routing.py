@@ -25,6 +25,7 @@ from keyorch.api.errors import (
     parse_json,
     validation_errors,
 )
+from keyorch.api.limits import read_body
 from keyorch.api.models import Query, VaultFilter
 from keyorch.audit import Actor
 from keyorch.crypto import MasterKey
@@ -308,9 +309,12 @@ def _check_json_media_type(request: web.Request, has_body: bool) -> None:
     )
 
 
-async def _read_body(request: web.Request, model: type[M]) -> M:
+async def _read_body(request: web.Request, model: type[M]) -> M | web.StreamResponse:
+    """The body as ``model``, or the answer already given (the body was too slow, or its client went away)."""
     _check_json_media_type(request, request.body_exists)
-    raw = await request.read()  # aiohttp answers 413 beyond client_max_size
+    raw = await read_body(request)
+    if isinstance(raw, web.StreamResponse):
+        return raw
     if not raw.strip():
         raise InvalidJson("this operation needs a JSON object as its request body", target="body")
     doc = parse_json(raw)
@@ -357,7 +361,10 @@ def make_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRe
         try:
             call.query = _read_query(request, route.query)
             if route.body is not None:
-                call.body = await _read_body(request, route.body)
+                body = await _read_body(request, route.body)
+                if isinstance(body, web.StreamResponse):
+                    return body
+                call.body = body
         except _Invalid as bad:
             return error_response(400, validation_errors(bad.exc, bad.where))
         return await route.handler(call)
