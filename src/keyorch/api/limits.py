@@ -34,6 +34,8 @@ log = structlog.get_logger(__name__)
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Retry-After of a 503 for too many requests at once, in seconds.
 RETRY_AFTER_SECONDS = 1
+#: After a 408, how long what the client still sends is read and dropped before the connection is closed.
+LINGER_SECONDS = 2.0
 
 
 class RequestTimeout(KeyorchError):
@@ -83,15 +85,26 @@ async def concurrency_middleware(request: web.Request, handler: Handler) -> web.
         limits.in_flight -= 1
 
 
+def close_soon(protocol: RequestHandler) -> None:
+    """End a connection whose answer was written: half-close it at once (the client reads the answer, then
+    the end), drop what it still sends, and close it ``LINGER_SECONDS`` later. Closing at once while the
+    client still sends would reset the connection, and a reset can destroy the answer before it is read."""
+    transport = protocol.transport
+    if transport is not None and transport.can_write_eof():
+        transport.write_eof()
+    asyncio.get_running_loop().call_later(LINGER_SECONDS, protocol.force_close)
+
+
 async def _answer_and_close(request: web.Request, status: int, code: str, message: str) -> web.StreamResponse:
-    """Send an error answer, then close the connection (the rest of the body is not waited for)."""
+    """Send an error answer, then end the connection (the rest of the body is not waited for)."""
     response = error_response(status, [(code, message, None)], headers={"Connection": "close"})
     try:
         await response.prepare(request)
         await response.write_eof()
     except ConnectionError:
-        pass
-    request.protocol.force_close()
+        request.protocol.force_close()
+        return response
+    close_soon(request.protocol)
     return response
 
 
@@ -158,7 +171,8 @@ class GuardedRequestHandler(RequestHandler):
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode()
         self.transport.write(head + body)
-        self.force_close()
+        self.close()  # takes no further request (and drops further bytes)
+        close_soon(self)
 
 
 class GuardedServer(web.Server):
