@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from keyorch.daemon import listen_error, parse_listen
+from keyorch.daemon import listen_error
+from keyorch.listen import parse_listen
 
 
 @pytest.mark.parametrize(

@@ -29,8 +29,8 @@ DATABASE_RETRY_SECONDS = 2.0
 @click.pass_obj
 def serve(state: CliState, listen: str | None, auto_migrate: bool) -> int:
     """Local (no --server): run the reconciler, periodic resync and REST API until SIGTERM/SIGINT."""
-    from keyorch.daemon import parse_listen
     from keyorch.daemon import serve as run
+    from keyorch.listen import parse_listen
 
     source = "--listen" if listen is not None else "setting api.listen"
     try:
