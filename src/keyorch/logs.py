@@ -2,7 +2,8 @@
 
 Log lines go to stderr so that ``--output json`` keeps stdout to exactly one document.
 Secrets never reach a log line: callers bind ids, never credentials; as a second line of
-defence any key that looks secret is masked.
+defence any key that looks secret is masked, and so is the user-info of any URL in any field
+(an exception's text included).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any, Literal
 
 import structlog
 
+from keyorch.urls import redact_urls
+
 _SECRET_WORDS = ("secret", "password", "token", "apikey", "api_key", "private_key", "credential", "master_key")
 
 
@@ -21,6 +24,13 @@ def _mask_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     for key in list(event):
         if any(word in key.lower() for word in _SECRET_WORDS):
             event[key] = "<hidden>"
+    return event
+
+
+def _mask_url_userinfo(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact_urls(value)
     return event
 
 
@@ -51,6 +61,7 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _mask_secrets,
             structlog.processors.format_exc_info,
+            _mask_url_userinfo,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),

@@ -9,7 +9,8 @@ import click
 from keyorch.cli.runtime import CliState, check_database_url, emit
 from keyorch.crypto import generate_master_key
 from keyorch.logs import configure_logging
-from keyorch.store.engine import create_engine, migrate, redacted
+from keyorch.store.engine import create_engine, migrate
+from keyorch.urls import redact_url
 
 
 @click.command(name="init")
@@ -29,13 +30,13 @@ def init(state: CliState) -> None:
             await engine.dispose()
 
     before, after = asyncio.run(run())
-    doc = {"database": redacted(url), "schema_before": before, "schema": after, "changed": before != after}
+    doc = {"database": redact_url(url), "schema_before": before, "schema": after, "changed": before != after}
     if before is None:
-        message = f"initialized {redacted(url)} at schema revision {after}"
+        message = f"initialized {redact_url(url)} at schema revision {after}"
     elif before != after:
-        message = f"migrated {redacted(url)} from schema revision {before} to {after}"
+        message = f"migrated {redact_url(url)} from schema revision {before} to {after}"
     else:
-        message = f"{redacted(url)} is already at the newest schema revision {after}"
+        message = f"{redact_url(url)} is already at the newest schema revision {after}"
     emit(state, doc, lambda: message)
 
 

@@ -27,8 +27,9 @@ from keyorch.domain.errors import ConfigurationError
 from keyorch.service.context import ServiceContext
 from keyorch.service.environment import EnvironmentPolicy
 from keyorch.settings import Settings
-from keyorch.store.engine import redacted, schema_revisions, sqlite_path
+from keyorch.store.engine import schema_revisions, sqlite_path
 from keyorch.store.repository import Store
+from keyorch.urls import redact_url
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -152,7 +153,7 @@ async def open_context(state: CliState, *, require_schema: bool = True) -> Servi
             raise
         if current != head:
             await store.close()
-            where = redacted(state.settings.database_url)
+            where = redact_url(state.settings.database_url)
             if current is None:
                 raise ConfigurationError(f"the database at {where} is not initialized; run `keyorch init` first")
             raise ConfigurationError(

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from keyorch.domain.errors import InvalidInput
 from keyorch.domain.models import KeystoreType
 from keyorch.domain.states import INITIAL_STATES, KeyState
+from keyorch.urls import redact_url, redact_urls
 
 # Every pattern is matched whole (``fullmatch``): with ``match``, ``$`` also matches before a final newline.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -36,26 +37,28 @@ ALGORITHMS: dict[str, frozenset[int]] = {"aes": frozenset({128, 192, 256}), "rsa
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
-def shown(value: str, limit: int = 80) -> str:
-    """``value`` as it may appear in an error message: quoted, escaped, and cut to ``limit`` characters."""
-    text = repr(value)
+def shown(value: object, limit: int = 80) -> str:
+    """``value`` as it may appear in an error message: quoted, escaped, any URL's user-info masked, and cut to
+    ``limit`` characters."""
+    text = redact_urls(repr(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def check_text(field: str, value: str) -> str:
+def check_text(field: str, value: str, *, display: str | None = None) -> str:
     """Refuse text that no store can hold: a NUL character (PostgreSQL text cannot) or an unpaired surrogate
     (not UTF-8, e.g. from bytes that are not UTF-8 on a command line). Every id, name and filter passes here
-    before it reaches the store, whatever the surface."""
+    before it reaches the store, whatever the surface. ``display`` is the value as an error may show it."""
+    given = shown(value if display is None else display)
     if "\x00" in value:
         raise InvalidInput(
-            f"{field} {shown(value)} is not valid: it holds a NUL character (U+0000), which is never allowed",
+            f"{field} {given} is not valid: it holds a NUL character (U+0000), which is never allowed",
             target=field,
         )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput(
-            f"{field} {shown(value)} is not valid text: it holds an unpaired surrogate (U+D800-U+DFFF), "
+            f"{field} {given} is not valid text: it holds an unpaired surrogate (U+D800-U+DFFF), "
             "e.g. bytes that are not UTF-8",
             target=field,
         ) from None
@@ -165,12 +168,11 @@ def is_loopback_host(host: str) -> bool:
 
 
 def check_endpoint(endpoint: str, allow_insecure_http: bool) -> str:
-    check_text("endpoint", endpoint)
+    given = shown(redact_url(endpoint))
+    check_text("endpoint", endpoint, display=redact_url(endpoint))
     parts = urlsplit(endpoint)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidInput(
-            f"endpoint {endpoint!r} is not a valid URL; give https://HOST[:PORT][/PATH]", target="endpoint"
-        )
+        raise InvalidInput(f"endpoint {given} is not a valid URL; give https://HOST[:PORT][/PATH]", target="endpoint")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise InvalidInput(
             f"endpoint for host {parts.hostname!r} must not carry credentials, a query or a fragment",
@@ -179,7 +181,7 @@ def check_endpoint(endpoint: str, allow_insecure_http: bool) -> str:
     if parts.scheme == "http":
         if not allow_insecure_http:
             raise InvalidInput(
-                f"endpoint {endpoint!r} uses plain http://; use https:// or pass --allow-insecure-http "
+                f"endpoint {given} uses plain http://; use https:// or pass --allow-insecure-http "
                 "(allowed only for a loopback address)",
                 target="endpoint",
             )

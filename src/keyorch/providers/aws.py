@@ -86,6 +86,7 @@ from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, Provide
 from keyorch.providers.http import HttpResult, HttpTransport, check_transport_settings
 from keyorch.providers.limits import number_setting
 from keyorch.providers.retry import RetryHook, RetryPolicy
+from keyorch.urls import redact_url
 
 DEFAULT_WINDOW_DAYS = 30
 ORPHAN_WINDOW_DAYS = 7
@@ -147,7 +148,7 @@ class AwsKmsClient(KeystoreClient):
         self._log = get_logger(keystore=keystore.name, provider="aws_kms")
 
     def __repr__(self) -> str:
-        return f"AwsKmsClient(keystore={self.keystore!r}, endpoint={self.endpoint!r})"
+        return f"AwsKmsClient(keystore={self.keystore!r}, endpoint={redact_url(self.endpoint)!r})"
 
     async def _call(self, operation: str, members: Mapping[str, Any], *, idempotent: bool = True) -> HttpResult:
         return await self.transport.request(

@@ -73,6 +73,7 @@ from keyorch.providers.errors import (
 from keyorch.providers.http import HttpResult, HttpTransport, TransportSettings, check_transport_settings
 from keyorch.providers.limits import ProviderLimits
 from keyorch.providers.retry import RetryPolicy, retry_policy_for
+from keyorch.urls import redact_url
 
 _QUERY = f"?api-version={API_VERSION}"
 #: Polls of ``/deletedkeys/{name}`` after a delete, and the wait between them (azure-keyvault's poller: 2 s).
@@ -150,7 +151,7 @@ class AzureKeyVaultClient(KeystoreClient):
         self.transport = HttpTransport.for_keystore(keystore, map_error=map_error, auth=self.auth, retry=retry)
 
     def __repr__(self) -> str:
-        return f"AzureKeyVaultClient(endpoint={self.endpoint!r})"
+        return f"AzureKeyVaultClient(endpoint={redact_url(self.endpoint)!r})"
 
     async def aclose(self) -> None:
         await self.transport.aclose()

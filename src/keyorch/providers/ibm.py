@@ -71,6 +71,7 @@ from keyorch.providers.ibm_wire import (
 )
 from keyorch.providers.limits import ProviderLimits, number_setting
 from keyorch.providers.retry import RetryPolicy, retry_policy_for
+from keyorch.urls import redact_url
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 5000
@@ -116,7 +117,7 @@ class KeyProtectClient(KeystoreClient):
         }
 
     def __repr__(self) -> str:
-        return f"KeyProtectClient(keystore={self.keystore.name!r}, endpoint={self._base[:-12]!r})"
+        return f"KeyProtectClient(keystore={self.keystore.name!r}, endpoint={redact_url(self._base[:-12])!r})"
 
     @property
     def auth(self) -> IamTokenAuth:

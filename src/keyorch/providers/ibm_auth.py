@@ -36,6 +36,7 @@ from pydantic import SecretStr
 
 from keyorch.providers.errors import AuthError, MalformedResponse, ProviderError, error_for_status, parse_json_lenient
 from keyorch.providers.http import HttpResult, HttpTransport
+from keyorch.urls import redact_url
 
 APIKEY_GRANT = "urn:ibm:params:oauth:grant-type:apikey"
 DEFAULT_IAM_URL = "https://iam.cloud.ibm.com/identity/token"
@@ -101,7 +102,7 @@ class IamTokenAuth:
         self.fetches = 0
 
     def __repr__(self) -> str:
-        return f"IamTokenAuth(iam_url={self.iam_url!r})"
+        return f"IamTokenAuth(iam_url={redact_url(self.iam_url)!r})"
 
     async def apply(self, headers: dict[str, str], method: str, url: str, body: bytes | None) -> dict[str, str]:
         token = self._token

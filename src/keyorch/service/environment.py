@@ -21,6 +21,7 @@ from keyorch.domain.errors import Forbidden
 from keyorch.domain.models import KeystoreType
 from keyorch.providers.endpoints import effective_endpoint, is_allowed
 from keyorch.settings import EnvironmentCredentialsSettings
+from keyorch.urls import redact_url
 
 VAULTS_SETTING = "environment_credentials.vaults (env KEYORCH_ENVIRONMENT_CREDENTIALS__VAULTS)"
 ENDPOINTS_SETTING = "environment_credentials.endpoints (env KEYORCH_ENVIRONMENT_CREDENTIALS__ENDPOINTS)"
@@ -61,6 +62,6 @@ def check_endpoint(kind: KeystoreType, settings: Mapping[str, Any], allowed: tup
         return
     raise Forbidden(
         f"credentials from keyorch's environment go only to the provider's official endpoints or to those in "
-        f"the setting {ENDPOINTS_SETTING}; endpoint {endpoint} is neither",
+        f"the setting {ENDPOINTS_SETTING}; endpoint {redact_url(endpoint) if endpoint else None} is neither",
         target="endpoint",
     )

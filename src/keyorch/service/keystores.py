@@ -15,10 +15,11 @@ from keyorch.domain import rules
 from keyorch.domain.errors import ConfigurationError, Conflict, InvalidInput
 from keyorch.domain.models import CredentialsMode, DriftPolicy, Keystore, KeystoreStatus, KeystoreType
 from keyorch.domain.states import KeyState
-from keyorch.domain.validation import check_name, connection_settings, parse_keystore_type
+from keyorch.domain.validation import check_name, connection_settings, parse_keystore_type, shown
 from keyorch.service.context import Change, ServiceContext
 from keyorch.service.versions import check_version
 from keyorch.store.repository import Transaction
+from keyorch.urls import redact_url
 
 MAX_CA_BYTES = 256 * 1024
 
@@ -75,7 +76,9 @@ def check_endpoint_parses(endpoint: str) -> None:
     try:
         _ = urlsplit(endpoint).port
     except ValueError as exc:
-        raise InvalidInput(f"endpoint {endpoint!r} is not a valid URL: {exc}", target="endpoint") from None
+        raise InvalidInput(
+            f"endpoint {shown(redact_url(endpoint))} is not a valid URL: {exc}", target="endpoint"
+        ) from None
 
 
 def _limit_settings(kind: KeystoreType, req: ConnectRequest) -> dict[str, object]:

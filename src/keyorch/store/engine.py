@@ -15,6 +15,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from keyorch.domain.errors import ConfigurationError
+from keyorch.domain.validation import shown
+from keyorch.urls import redact_url
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 READONLY_OPTION = "keyorch_readonly"
@@ -26,7 +28,7 @@ def async_url(url: str) -> str:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigurationError(
-            f"database URL {url!r} is not valid; use sqlite:///PATH or postgresql://USER@HOST/DB"
+            f"database URL {shown(redact_url(url))} is not valid; use sqlite:///PATH or postgresql://USER@HOST/DB"
         ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -36,13 +38,6 @@ def async_url(url: str) -> str:
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     raise ConfigurationError(f"database URL scheme {parsed.drivername!r} is not supported; use sqlite or postgresql")
-
-
-def redacted(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid database URL>"
 
 
 def sqlite_path(url: str) -> Path | None:
