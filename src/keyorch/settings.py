@@ -1,30 +1,80 @@
 """Settings: defaults < YAML file (``--config``) < environment (``KEYORCH_*``) < command-line flags.
 
+Every default is here and only here (the container image and the manifests set none of their own).
 Nested groups use ``__`` in environment names (``KEYORCH_RECONCILE__WORKERS=8``,
-``KEYORCH_API__LISTEN=0.0.0.0:8080``); durations carry their unit in the name.
+``KEYORCH_API__LISTEN=0.0.0.0:8080``); a list or a mapping is given there as JSON. Durations carry their
+unit in the name and each has a range (:func:`seconds`). A bad value is refused when the settings load, in
+one sentence naming the setting, where it was given, the value (a secret's never, a URL's without its
+user-info) and what is allowed (:mod:`keyorch.settings_errors`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+import os
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from keyorch.crypto import MasterKey
 from keyorch.domain.errors import ConfigurationError
 from keyorch.domain.validation import is_loopback_host
+from keyorch.listen import parse_listen
 from keyorch.providers.limits import (
     CALL_TIMEOUT_RANGE,
     DEFAULT_CALL_TIMEOUT_SECONDS,
     DEFAULT_LISTING_TIMEOUT_SECONDS,
     LISTING_TIMEOUT_RANGE,
 )
+from keyorch.settings_errors import URL_VALUE, SettingsSource, describe_invalid
+from keyorch.settings_sources import ENV_NESTED_DELIMITER, ENV_PREFIX, EnvSource, YamlSource, env_name, read_yaml
 
 DEFAULT_DATABASE_URL = "sqlite:///keyorch.db"
+DATABASE_URL_ALLOWED = "give sqlite:///PATH or postgresql://USER@HOST[:PORT]/DB (its password from a secret)"
+#: the longest any duration setting may be: a day
+MAX_DURATION_SECONDS = 86_400.0
+
+
+def seconds(default: float, low: float, high: float = MAX_DURATION_SECONDS, description: str | None = None) -> Any:
+    """A duration setting (its name ends in ``_seconds``): ``low`` to ``high`` seconds, both included."""
+    return Field(default=default, ge=low, le=high, description=description)
+
+
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("give printable text (no control characters such as a newline or a tab)")
+    return value
+
+
+def _listen(value: str) -> str:
+    try:
+        parse_listen(value)
+    except ValueError:
+        raise ValueError("give HOST:PORT with a port from 1 to 65535, e.g. 0.0.0.0:8080 or [::1]:8080") from None
+    return value
+
+
+def _endpoint(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        scheme, hostname, _ = parts.scheme, parts.hostname, parts.port
+        userinfo = parts.username is not None or parts.password is not None
+    except ValueError:  # a broken IPv6 host or port
+        scheme, hostname, userinfo = "", None, False
+    if scheme not in ("https", "http") or not hostname or userinfo:
+        raise ValueError("give an endpoint URL, https://HOST[:PORT], without user-info")
+    if scheme == "http" and not is_loopback_host(hostname):
+        raise ValueError("plain http:// is allowed only to a loopback address: give https://HOST[:PORT]")
+    return value
+
+
+#: Text settings: one line of printable characters.
+Text = Annotated[str, AfterValidator(_printable)]
+#: A setting holding a URL: shown in errors and printouts without its user-info.
+UrlText = Annotated[str, AfterValidator(_printable), URL_VALUE]
+#: An endpoint environment credentials may be sent to (``environment_credentials.endpoints``).
+Endpoint = Annotated[str, AfterValidator(_printable), AfterValidator(_endpoint), URL_VALUE]
 
 
 class LogSettings(BaseModel):
@@ -38,38 +88,44 @@ class ReconcileSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workers: int = Field(default=8, ge=1, le=256)
-    resync_interval_seconds: float = Field(default=300.0, gt=0)
-    max_backoff_seconds: float = Field(default=300.0, gt=0)
+    #: how often every keystore is listed to catch drift made outside keyorch
+    resync_interval_seconds: float = seconds(300.0, 1.0)
+    #: the longest wait before a failed key is tried again
+    max_backoff_seconds: float = seconds(300.0, 1.0)
     #: every keystore call, all its attempts and waits included (a keystore's own setting wins)
-    call_timeout_seconds: float = Field(
-        default=DEFAULT_CALL_TIMEOUT_SECONDS, ge=CALL_TIMEOUT_RANGE[0], le=CALL_TIMEOUT_RANGE[1]
-    )
+    call_timeout_seconds: float = seconds(DEFAULT_CALL_TIMEOUT_SECONDS, *CALL_TIMEOUT_RANGE)
     #: how long a pass waits for one keystore's health check, and for its listing, before skipping it
-    listing_timeout_seconds: float = Field(
-        default=DEFAULT_LISTING_TIMEOUT_SECONDS, ge=LISTING_TIMEOUT_RANGE[0], le=LISTING_TIMEOUT_RANGE[1]
-    )
+    listing_timeout_seconds: float = seconds(DEFAULT_LISTING_TIMEOUT_SECONDS, *LISTING_TIMEOUT_RANGE)
 
 
 class ApiToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    user: Text
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="give 64 lowercase hexadecimal digits, the SHA-256 of the bearer token "
+        "(printf %s TOKEN | sha256sum)",
+    )
     roles: dict[str, Literal["reader", "key_custodian_creator", "key_custodian_deployer", "vault_administrator"]]
 
 
 class ApiSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    listen: str = "127.0.0.1:8080"
-    tokens: list[ApiToken] = Field(default_factory=list)
-    grace_period_seconds: float = Field(default=30.0, ge=0)
+    listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8080"
+    tokens: list[ApiToken] = Field(
+        default_factory=list,
+        description='give a list of tokens, each {"user": NAME, "sha256": HEX, "roles": {VAULT or "*": ROLE}}',
+    )
+    #: on SIGTERM: how long in-flight provider calls may take to finish
+    grace_period_seconds: float = seconds(30.0, 0.0, 3_600.0)
     #: a request's line and headers must arrive within this, from the connection's start or the request's first byte
-    header_timeout_seconds: float = Field(default=10.0, ge=0.1, le=300)
+    header_timeout_seconds: float = seconds(10.0, 0.1, 300.0)
     #: a request's body must arrive within this, once its headers have
-    body_timeout_seconds: float = Field(default=60.0, ge=0.1, le=3600)
+    body_timeout_seconds: float = seconds(60.0, 0.1, 3_600.0)
     #: a kept-alive connection with no request is closed after this
-    idle_timeout_seconds: float = Field(default=75.0, ge=1, le=3600)
+    idle_timeout_seconds: float = seconds(75.0, 1.0, 3_600.0)
     #: requests handled at once; past it the API answers 503 with Retry-After (health and metrics never are)
     max_concurrent_requests: int = Field(default=64, ge=1, le=10_000)
 
@@ -80,38 +136,27 @@ class EnvironmentCredentialsSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    vaults: list[str] = Field(
+    vaults: list[Text] = Field(
         default_factory=list,
-        description='names of the vaults whose keystores may use them when connected through the API ("*": every '
-        "vault); the CLI on the database directly is the operator and needs no entry",
+        description='give a list of the vaults whose keystores may use them when connected through the API ("*": '
+        "every vault); the CLI on the database directly is the operator and needs no entry",
     )
-    endpoints: list[str] = Field(
+    endpoints: list[Endpoint] = Field(
         default_factory=list,
-        description="endpoints beyond each provider's official ones they may be sent to (https://HOST[:PORT], "
-        "http:// only to loopback): a private proxy, or the fakes in tests",
+        description="give a list of the endpoints beyond each provider's official ones they may be sent to "
+        "(https://HOST[:PORT], http:// only to loopback): a private proxy, or the fakes in tests",
     )
-
-    @field_validator("endpoints")
-    @classmethod
-    def _check_endpoints(cls, value: list[str]) -> list[str]:
-        for endpoint in value:
-            parts = urlsplit(endpoint)
-            if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
-                raise ValueError(f"{endpoint[:80]!r} is not an endpoint URL; give https://HOST[:PORT]")
-            if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-                raise ValueError(f"{endpoint[:80]!r} uses plain http:// to a host that is not a loopback address")
-        return value
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="KEYORCH_", env_nested_delimiter="__", extra="forbid", hide_input_in_errors=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED_DELIMITER, extra="forbid", hide_input_in_errors=True
     )
 
-    database_url: str = DEFAULT_DATABASE_URL
-    user: str | None = None
+    database_url: UrlText = Field(default=DEFAULT_DATABASE_URL, description=DATABASE_URL_ALLOWED)
+    user: Text | None = None
     master_key: SecretStr | None = None
-    master_key_file: str | None = None
+    master_key_file: Text | None = None
     clock_offset_seconds: float = Field(default=0.0, description="testing only: shift keyorch's clock")
     log: LogSettings = Field(default_factory=LogSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
@@ -121,9 +166,32 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         if not value.startswith(("sqlite:", "sqlite+aiosqlite:", "postgresql:", "postgresql+asyncpg:", "postgres:")):
-            raise ValueError("must start with sqlite:/// or postgresql://")
+            raise ValueError(DATABASE_URL_ALLOWED)
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):  # e.g. a port that is not a number, a broken IPv6 host
+            raise ValueError(DATABASE_URL_ALLOWED) from None
         return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, *cls.sources_after_init(settings_cls))
+
+    @classmethod
+    def sources_after_init(cls, settings_cls: type[BaseSettings]) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The sources below the values given to the constructor, highest first."""
+        return (EnvSource(settings_cls, os.environ),)
 
     def load_master_key(self) -> MasterKey | None:
         if self.master_key is not None and self.master_key.get_secret_value().strip():
@@ -133,58 +201,31 @@ class Settings(BaseSettings):
         return None
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
-
-
-def _read_yaml(path: str) -> dict[str, Any]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"--config {path!r} cannot be read: {exc.strerror}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigurationError(f"--config {path!r} is not valid YAML{where}") from None
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ConfigurationError(f"--config {path!r} must hold a mapping of settings at its top")
-    return doc
-
-
 def load_settings(config_path: str | None = None, **overrides: Any) -> Settings:
-    """Build the settings; raise ConfigurationError with the field, value and what is allowed."""
-    file_data = _read_yaml(config_path) if config_path else {}
+    """Build the settings; raise ConfigurationError naming the setting, where it was given, the value and what
+    is allowed."""
+    file_data = read_yaml(config_path) if config_path else {}
+    env = EnvSource(Settings, os.environ)
 
     class _Loaded(Settings):
         @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, _YamlSource(settings_cls, file_data))
+        def sources_after_init(cls, settings_cls: type[BaseSettings]) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (env, YamlSource(settings_cls, file_data))
 
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:
         loaded = _Loaded(**clean)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        env = "KEYORCH_" + "__".join(str(p).upper() for p in err["loc"])
-        raise ConfigurationError(f"setting {where} (env {env}) is not valid: {err['msg']}") from None
+
+        def source(setting: tuple[str, ...]) -> SettingsSource:
+            from_env = env.given.get(setting) or env.given.get(setting[:1])
+            if setting and setting[0] in clean and (from_env is None or from_env[1] != str(clean[setting[0]])):
+                return SettingsSource.command_line()
+            if from_env is not None:
+                return SettingsSource.env(from_env[0])
+            if config_path is not None:
+                return SettingsSource.file(config_path)
+            return SettingsSource.env(env_name(setting))
+
+        raise ConfigurationError(describe_invalid(Settings, exc.errors()[0], source)) from None
     return Settings.model_construct(**{name: getattr(loaded, name) for name in Settings.model_fields})
