@@ -13,70 +13,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from tests.deploy.dockerfile import DOCKERFILE, Stage, parse
 from tests.deploy.settings_names import setting_path
 
-from keyorch.settings import load_settings
+from keyorch.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 NOT_RUN_HERE = ("useradd", "chown")
-
-
-@dataclass
-class Stage:
-    base: str
-    name: str | None
-    steps: list[tuple[str, str]] = field(default_factory=list)
-
-    def all(self, instruction: str) -> list[str]:
-        return [arg for ins, arg in self.steps if ins == instruction]
-
-    def env(self) -> dict[str, str]:
-        env: dict[str, str] = {}
-        for arg in self.all("ENV"):
-            for item in shlex.split(arg):
-                key, _, value = item.partition("=")
-                env[key] = value
-        return env
-
-
-def parse(text: str) -> list[Stage]:
-    logical: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if pending and line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1].strip() + " "
-            continue
-        logical.append(pending + line)
-        pending = ""
-    assert not pending, "the Dockerfile ends inside a continued line"
-    stages: list[Stage] = []
-    for line in logical:
-        instruction, _, arg = line.partition(" ")
-        instruction = instruction.upper()
-        if instruction == "FROM":
-            words = arg.split()
-            stages.append(Stage(base=words[0], name=words[2] if len(words) == 3 and words[1].upper() == "AS" else None))
-        else:
-            assert stages, f"{instruction} before FROM"
-            stages[-1].steps.append((instruction, arg.strip()))
-    return stages
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +53,12 @@ def test_the_image_is_shaped_as_documented(stages: list[Stage]) -> None:
     assert runtime.all("EXPOSE") == ["8080"]
     assert exec_form(runtime.all("ENTRYPOINT")[0]) == ["keyorch"]
     assert exec_form(runtime.all("CMD")[0]) == ["serve", "--listen", "0.0.0.0:8080"]
-    env = runtime.env()
-    assert env["KEYORCH_DATABASE_URL"] == "sqlite:////var/lib/keyorch/keyorch.db"
-    for name in env:
-        if name.startswith("KEYORCH_"):
-            assert setting_path(name) is not None, f"ENV {name} is not a keyorch setting"
-    settings = load_settings(database_url=env["KEYORCH_DATABASE_URL"])
-    assert settings.database_url.endswith("/var/lib/keyorch/keyorch.db")
+    # no setting of its own: an image's ENV would beat the ConfigMap's file (tests/deploy/test_kubernetes_settings.py)
+    settings_env = [name for name in runtime.env() if setting_path(name) is not None]
+    assert not settings_env, f"the image sets {settings_env}; keyorch's defaults live in keyorch.settings only"
+    # ... and keyorch's default database, relative to the WORKDIR, is on the volume
+    assert Settings().database_url == "sqlite:///keyorch.db"
+    assert runtime.all("WORKDIR") == runtime.all("VOLUME") == ["/var/lib/keyorch"]
     (health,) = runtime.all("HEALTHCHECK")
     assert "CMD [" in health and "/healthz" in health and "curl" not in health
 

@@ -15,6 +15,7 @@ import click
 
 from keyorch.cli.admin import demo, init, master_key
 from keyorch.cli.audit import audit
+from keyorch.cli.config import config
 from keyorch.cli.keys import key
 from keyorch.cli.keystores import keystore
 from keyorch.cli.reconcile import plan, reconcile, sync_key
@@ -92,7 +93,7 @@ def cli(
     """keyorch: keep every keystore's keys in their desired lifecycle state.
 
     Commands act on the database directly (--db), or with --server through a daemon's REST API as the
-    bearer token's user (needed for dual authorization). init, master-key, serve, fakes and demo are
+    bearer token's user (needed for dual authorization). init, master-key, config, serve, fakes and demo are
     local commands and never use --server.
     """
     from_command_line = ctx.get_parameter_source("user") is click.core.ParameterSource.COMMANDLINE
@@ -107,7 +108,8 @@ def cli(
     ctx.obj = CliState(settings=settings, output=output, server=remote)
 
 
-for command in (init, demo, master_key, vault, keystore, template, key, audit, sync_key, reconcile, plan, serve):
+COMMANDS = (init, demo, master_key, config, vault, keystore, template, key, audit, sync_key, reconcile, plan, serve)
+for command in COMMANDS:
     cli.add_command(command)
 
 
