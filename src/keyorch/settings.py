@@ -49,9 +49,9 @@ def _printable(value: str) -> str:
 
 def _listen(value: str) -> str:
     try:
-        parse_listen(value)
-    except ValueError:
-        raise ValueError("give HOST:PORT with a port from 1 to 65535, e.g. 0.0.0.0:8080 or [::1]:8080") from None
+        parse_listen(value, subject="it")
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
     return value
 
 

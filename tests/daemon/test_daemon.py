@@ -166,7 +166,7 @@ UNUSABLE: list[tuple[str, bytes | str | None, list[str], str]] = [
     ("bad token hash", "api:\n  tokens: [{user: a, sha256: nothex, roles: {'*': reader}}]\n", [], "api.tokens"),
     ("listen without port", "", ["--listen", "localhost"], "HOST:PORT"),
     ("listen port in use", "", ["--listen", "127.0.0.1:{busy}"], "127.0.0.1:{busy}: the address is already in use"),
-    ("listen in config bad", "api:\n  listen: nowhere\n", [], "setting api.listen: listen address 'nowhere'"),
+    ("listen in config bad", "api:\n  listen: nowhere\n", [], "is 'nowhere': it is not HOST:PORT"),
     ("listen port out of range", "", ["--listen", "127.0.0.1:70000"], "a port from 1 to 65535"),
     ("listen port not a number", "", ["--listen", "127.0.0.1:http"], "has the port 'http'"),
     ("listen host unresolvable", "", ["--listen", "no-such-host.invalid:8080"], "cannot be resolved"),
