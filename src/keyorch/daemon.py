@@ -27,7 +27,7 @@ from keyorch.api.errors import ServiceUnavailable
 from keyorch.api.limits import GuardedAppRunner
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
-from keyorch.domain.errors import InvalidInput, KeyorchError
+from keyorch.domain.errors import ConfigurationError, InvalidInput, KeyorchError
 from keyorch.logs import get_logger
 from keyorch.reconcile import report
 from keyorch.reconcile.batches import KeyBatches
@@ -36,6 +36,7 @@ from keyorch.reconcile.controller import Controller, PassSummary
 from keyorch.reconcile.engine import KeyOutcome, Listing
 from keyorch.reconcile.queue import Backoff, WorkQueue, run_workers
 from keyorch.settings import Settings
+from keyorch.store.audit_keys import check_master_key
 from keyorch.store.engine import schema_revisions
 from keyorch.store.repository import Store
 
@@ -93,6 +94,7 @@ class Daemon:
         self.unfinished: set[str] = set()  # keys left pending by a shutdown (skipped, or cut off at the grace)
         self.log = get_logger(component="daemon")
         self.stopping = asyncio.Event()
+        self.master_key_problem: str | None = None  # why this daemon's master key cannot be used, if it cannot
 
     # --- reconcile loop ---------------------------------------------------------------------
 
@@ -136,8 +138,9 @@ class Daemon:
         return await report.plan_document(self.controller, refs, self.clock.now())
 
     async def _handle(self, key_id: str) -> None:
-        if self.stopping.is_set():
+        if self.stopping.is_set() or self.master_key_problem is not None:
             self.unfinished.add(key_id)
+            self.queue.forget(key_id)
             return
         push = key_id in self.push_requested
         self.push_requested.discard(key_id)
@@ -197,7 +200,26 @@ class Daemon:
         result = "in_sync" if outcome.in_sync else ("unreachable" if outcome.unreachable else "out_of_sync")
         metrics.record_reconcile(result, seconds)
 
+    async def master_key_usable(self) -> bool:
+        """Whether this daemon's master key is still the database's (``master-key rotate`` may have changed it):
+        a daemon that cannot record changes reconciles nothing, so its own configuration error is never taken
+        for drift in the keystores."""
+        try:
+            async with self.store.read() as tx:
+                await check_master_key(tx.conn, self.master_key, required=True)
+        except ConfigurationError as exc:
+            if self.master_key_problem != exc.message:
+                self.log.error(
+                    "master key unusable; reconciling stopped until restarted with the right key", reason=exc.message
+                )
+            self.master_key_problem = exc.message
+            return False
+        self.master_key_problem = None
+        return True
+
     async def resync_once(self) -> None:
+        if not await self.master_key_usable():
+            return
         keystores = await self.controller.keystores()
         down = await self.controller.check_keystores(keystores)
         self.listing = await self.controller.gather_listing(keystores, down)
@@ -257,6 +279,7 @@ class Daemon:
         answering are listed (name -> reason) but do not make the daemon unready: it still serves
         the API and keeps every other keystore in line, and a restart would not make them answer."""
         checks: dict[str, Any] = {"workers_running": self.workers_running and not self.stopping.is_set()}
+        checks["master_key"] = self.master_key_problem or "usable"
         checks["keystores_not_answering"] = self.controller.keystores_not_answering()
         try:
             current, head = await asyncio.wait_for(schema_revisions(self.store.engine), timeout=5)
@@ -266,7 +289,12 @@ class Daemon:
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
             checks["migrations_current"] = False
-        ready = checks["workers_running"] and checks["database"] == "reachable" and checks["migrations_current"]
+        ready = (
+            checks["workers_running"]
+            and checks["database"] == "reachable"
+            and checks["migrations_current"]
+            and self.master_key_problem is None
+        )
         return bool(ready), checks
 
 
@@ -367,6 +395,9 @@ async def serve(
             await signals.wait()
         elif not wait_db.done():
             wait_db.cancel()
+        elif isinstance(error := wait_db.exception(), KeyorchError):  # e.g. the database's master key is not here
+            await site.stop()
+            raise error
         grace = settings.api.grace_period_seconds
         daemon.log.info("stopping", grace_seconds=grace, in_flight=daemon.in_flight)
         await site.stop()

@@ -157,7 +157,6 @@ class Settings(BaseSettings):
     user: Text | None = None
     master_key: SecretStr | None = None
     master_key_file: Text | None = None
-    clock_offset_seconds: float = Field(default=0.0, description="testing only: shift keyorch's clock")
     log: LogSettings = Field(default_factory=LogSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

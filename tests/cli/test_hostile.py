@@ -75,7 +75,8 @@ def _cases(world: World, files: dict[str, str]) -> list[tuple[list[str], dict[st
         (["--config", files["not_yaml"], "vault", "list"], {}),
         (["--config", files["unknown_setting"], "vault", "list"], {}),
         (["--config", files["binary"], "vault", "list"], {}),
-        (["vault", "list"], {"env": {"KEYORCH_CLOCK_OFFSET_SECONDS": "nan"}}),
+        (["vault", "list"], {"env": {"KEYORCH_MASTER_KEY_FILE": files["dir"]}, "master_key": False}),
+        (["vault", "list"], {"env": {"KEYORCH_MASTER_KEY_FILE": files["binary"]}, "master_key": False}),
         ([*conn, "--credentials-file", files["good"]], {"env": {"KEYORCH_MASTER_KEY": "not base64!"}}),
     ]
     return cases

@@ -31,7 +31,7 @@ from keyorch.settings_errors import URL_VALUE
 SECRET_PASSWORD = "s3cr3t-pw"
 URL_WITH_USERINFO = f"ftp://alice:{SECRET_PASSWORD}@db.example.internal/keyorch"
 #: an offset, not a duration (and on its way out): its range is checked where the clock is made
-NOT_A_DURATION = {("clock_offset_seconds",)}
+NOT_A_DURATION: set[tuple[str, ...]] = set()
 
 
 @dataclass(frozen=True)

@@ -49,10 +49,16 @@ async def list_(state: CliState, backend: Backend, object_id: str | None, limit:
 
 
 @audit.command(name="verify")
+@click.option(
+    "--anchor",
+    metavar="SEQ:HMAC",
+    help="A head printed earlier by `keyorch audit anchor` (or logged as 'audit chain head'): the trail must still "
+    "hold that record, unchanged.",
+)
 @with_backend
-async def verify(state: CliState, backend: Backend) -> None:
+async def verify(state: CliState, backend: Backend, anchor: str | None) -> None:
     """Check the audit chain: exit 0 if every record is intact, 3 naming the first edited or missing one."""
-    result = await backend.verify_audit()
+    result = await backend.verify_audit(anchor)
     if state.output == "json":
         emit(state, result)
         return
@@ -61,4 +67,15 @@ async def verify(state: CliState, backend: Backend) -> None:
         sealed.append(f"{result['sealed_with_master_key']} sealed with the master key")
     if result["sealed_with_stored_key"]:
         sealed.append(f"{result['sealed_with_stored_key']} with the stored chain key")
-    click.echo(f"{result['records_verified']} records verified" + (f" ({', '.join(sealed)})" if sealed else ""))
+    line = f"{result['records_verified']} records verified" + (f" ({', '.join(sealed)})" if sealed else "")
+    click.echo(line + (f"; the trail still holds the anchor {anchor.strip()}" if anchor else ""))
+
+
+@audit.command(name="anchor")
+@with_backend
+async def anchor(state: CliState, backend: Backend) -> None:
+    """Verify the chain and print its head as SEQ:HMAC, to keep where the database's writers cannot change it
+    (then `audit verify --anchor SEQ:HMAC` proves the trail still holds it)."""
+    result = await backend.verify_audit()
+    doc = {"anchor": result.get("anchor"), "last_seq": result["last_seq"]}
+    emit(state, doc, lambda: doc["anchor"] or "the audit trail is empty: there is no head to anchor yet")

@@ -16,6 +16,7 @@ from keyorch.service.keys import KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import ConnectRequest, keystore_names
 from keyorch.settings import ReconcileSettings
+from keyorch.store.audit_chain import Anchor
 from keyorch.views import audit_json, key_json, keystore_json, template_json, vault_json
 
 _KEY_ACTIONS: dict[str, Callable[[ServiceContext, str, int | None], Awaitable[ManagedKey]]] = {
@@ -147,5 +148,6 @@ class DirectBackend:
     async def audit_records(self, object_id: str | None, limit: int) -> list[Doc]:
         return [audit_json(r) for r in await audit.list_records(self.ctx, object_id, limit)]
 
-    async def verify_audit(self) -> Doc:
-        return (await audit.verify_chain(self.ctx)).as_json()
+    async def verify_audit(self, anchor: str | None = None) -> Doc:
+        parsed = Anchor.parse(anchor) if anchor is not None else None
+        return (await audit.verify_chain(self.ctx, parsed)).as_json()

@@ -23,7 +23,7 @@ import aiohttp
 from keyorch.api.routes_keystores import NOTE_HEADER
 from keyorch.cli.backend import Doc, KeyCommand, ProgressHook, TemplateRequest
 from keyorch.credentials import read_credentials_file
-from keyorch.domain.errors import ConfigurationError, KeyorchError
+from keyorch.domain.errors import ConfigurationError, InvalidInput, KeyorchError
 from keyorch.domain.models import KeystoreType
 from keyorch.domain.validation import is_loopback_host, parse_keystore_type
 from keyorch.service.keys import KeyFilter
@@ -360,5 +360,10 @@ class RemoteBackend:
         records: list[Doc] = (await self._get("/audit_records", query))["audit_records"]
         return records
 
-    async def verify_audit(self) -> Doc:
+    async def verify_audit(self, anchor: str | None = None) -> Doc:
+        if anchor is not None:
+            raise InvalidInput(
+                "--anchor is checked on the database directly: run `keyorch audit verify --anchor` without --server",
+                target="anchor",
+            )
         return await self._get("/audit_chain")

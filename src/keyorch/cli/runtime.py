@@ -6,7 +6,6 @@ import asyncio
 import functools
 import getpass
 import json
-import math
 import os
 import stat
 import sys
@@ -27,6 +26,7 @@ from keyorch.domain.errors import ConfigurationError
 from keyorch.service.context import ServiceContext
 from keyorch.service.environment import EnvironmentPolicy
 from keyorch.settings import Settings
+from keyorch.store.audit_keys import check_master_key
 from keyorch.store.engine import schema_revisions, sqlite_path
 from keyorch.store.repository import Store
 from keyorch.urls import redact_url
@@ -110,10 +110,6 @@ class CliState:
         return Console(width=None if sys.stdout.isatty() else 200, soft_wrap=False, highlight=False)
 
 
-#: KEYORCH_CLOCK_OFFSET_SECONDS (testing only) may shift the clock by at most about a century.
-MAX_CLOCK_OFFSET_SECONDS = 100 * 366 * 86_400
-
-
 def check_database_url(url: str) -> Path | None:
     """Refuse a database URL that cannot be opened; return the SQLite file's path, if SQLite."""
     try:
@@ -127,27 +123,20 @@ def check_database_url(url: str) -> Path | None:
     return path
 
 
-def _clock(settings: Settings) -> SystemClock:
-    offset = settings.clock_offset_seconds
-    if not math.isfinite(offset) or abs(offset) > MAX_CLOCK_OFFSET_SECONDS:
-        raise ConfigurationError(
-            f"setting clock_offset_seconds (env KEYORCH_CLOCK_OFFSET_SECONDS) is not valid: {offset!r}; "
-            f"give a number of seconds between -{MAX_CLOCK_OFFSET_SECONDS} and {MAX_CLOCK_OFFSET_SECONDS}"
-        )
-    return SystemClock(offset)
-
-
 async def open_context(state: CliState, *, require_schema: bool = True) -> ServiceContext:
     path = check_database_url(state.settings.database_url)
     if require_schema and path is not None and not path.is_file():
         raise ConfigurationError(
             f"there is no keyorch database at {path} (or it is not a file); run `keyorch init` first"
         )
-    clock = _clock(state.settings)
+    master_key = state.settings.load_master_key()
     store = Store.from_url(state.settings.database_url)
     if require_schema:
         try:
             current, head = await schema_revisions(store.engine)
+            if current == head:  # another key than the database's is refused before anything is done
+                async with store.read() as tx:
+                    await check_master_key(tx.conn, master_key, required=False)
         except BaseException:
             await store.close()
             raise
@@ -163,8 +152,8 @@ async def open_context(state: CliState, *, require_schema: bool = True) -> Servi
     return ServiceContext(
         store=store,
         actor=Actor(user=state.user, source="cli-direct"),
-        clock=clock,
-        master_key=state.settings.load_master_key(),
+        clock=SystemClock(),  # never shifted from the environment: tests inject their own clock in-process
+        master_key=master_key,
         environment=EnvironmentPolicy.for_operator(state.settings.environment_credentials),
     )
 

@@ -9,8 +9,9 @@ import click
 
 from keyorch.cli.runtime import CliState
 from keyorch.domain.clock import SystemClock
-from keyorch.domain.errors import InvalidInput
+from keyorch.domain.errors import ConfigurationError, InvalidInput
 from keyorch.logs import get_logger
+from keyorch.store.audit_keys import check_master_key
 from keyorch.store.engine import migrate, schema_revisions
 from keyorch.store.repository import Store
 
@@ -40,18 +41,26 @@ def serve(state: CliState, listen: str | None, auto_migrate: bool) -> int:
     settings = state.settings
     log = get_logger(component="serve")
 
+    master_key = settings.load_master_key()
+
     async def main() -> int:
         store = Store.from_url(settings.database_url)
 
         async def wait_for_database() -> None:
+            """Until the schema is current; then a database whose master key is not configured here (or is
+            another one) stops the daemon: it could record no change (ConfigurationError, exit 2)."""
             while True:
                 try:
                     if auto_migrate:
                         await migrate(store.engine)
                     current, head = await schema_revisions(store.engine)
                     if current == head:
+                        async with store.read() as tx:
+                            await check_master_key(tx.conn, master_key, required=True)
                         return
                     log.warning("database schema not current; waiting", current=current, required=head)
+                except ConfigurationError:
+                    raise
                 except Exception as exc:  # unreachable database: keep /readyz at 503 and retry
                     log.warning("database not ready", error=f"{type(exc).__name__}: {exc}"[:300])
                 await asyncio.sleep(DATABASE_RETRY_SECONDS)
@@ -67,8 +76,8 @@ def serve(state: CliState, listen: str | None, auto_migrate: bool) -> int:
             return await run(
                 settings,
                 store,
-                SystemClock(settings.clock_offset_seconds),
-                settings.load_master_key(),
+                SystemClock(),
+                master_key,
                 host,
                 port,
                 create_api_app,

@@ -11,13 +11,11 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """UTC wall-clock time, optionally shifted (for testing time windows end to end)."""
-
-    def __init__(self, offset_seconds: float = 0.0) -> None:
-        self._offset = timedelta(seconds=offset_seconds)
+    """UTC wall-clock time. Never shifted by a setting or the environment (audit records carry its times);
+    tests that need another time inject a :class:`FixedClock` in-process, or move the fakes' own clock."""
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
+        return datetime.now(UTC)
 
 
 class FixedClock:

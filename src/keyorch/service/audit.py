@@ -40,7 +40,8 @@ async def _object_ids(tx: Transaction, ref: str) -> set[str]:
     return {ref, *(object_id for _, object_id in found)}
 
 
-async def verify_chain(ctx: ServiceContext) -> audit_chain.Verified:
-    """Walk the whole chain; ``AuditChainBroken`` names the first edited or missing record."""
+async def verify_chain(ctx: ServiceContext, anchor: audit_chain.Anchor | None = None) -> audit_chain.Verified:
+    """Walk the whole chain; ``AuditChainBroken`` names the first edited or missing record (or, with ``anchor``,
+    a trail that no longer holds that head)."""
     async with ctx.store.read() as tx:
-        return await audit_chain.verify(tx.conn, ctx.master_key)
+        return await audit_chain.verify(tx.conn, ctx.master_key, anchor)

@@ -15,6 +15,7 @@ from keyorch.domain.clock import Clock, SystemClock
 from keyorch.domain.errors import KeyorchError
 from keyorch.service.environment import EnvironmentPolicy
 from keyorch.store.audit_chain import AuditWriteFailed
+from keyorch.store.audit_keys import MasterKeyMismatch, MasterKeyRequired
 from keyorch.store.repository import Store, Transaction
 
 T = TypeVar("T")
@@ -57,7 +58,8 @@ class ServiceContext:
         its id, like the accepted changes), or with ``creates`` the name of the one to be made.
 
         The change and its record commit together or not at all: a change whose audit record
-        cannot be written is refused (AuditWriteFailed) and leaves nothing behind.
+        cannot be written is refused (AuditWriteFailed, or the master key missing or wrong) and leaves
+        nothing behind. A refusal whose own record cannot be written is still answered as that refusal.
         """
         try:
             async with self.store.transaction() as tx:
@@ -79,15 +81,16 @@ class ServiceContext:
                     ),
                 )
                 return result
-        except AuditWriteFailed:
+        except (AuditWriteFailed, MasterKeyRequired, MasterKeyMismatch):
             raise
         except KeyorchError as exc:
             try:
                 await self._record_refusal(action, object_type, ref, exc, creates=creates)
-            except AuditWriteFailed as audit_exc:
-                raise AuditWriteFailed(
-                    f"{exc.message} (and the refusal itself could not be audited: {audit_exc.message})"
-                ) from exc
+            except (AuditWriteFailed, MasterKeyRequired, MasterKeyMismatch) as audit_exc:
+                # The refusal stands as what it is (an unknown id is still bad input); the note says it
+                # could not be audited.
+                exc.message = f"{exc.message} (the refusal itself could not be audited: {audit_exc.message})"
+                exc.args = (exc.message,)
             raise
 
     async def _audit(self, tx: Transaction, record: AuditRecord) -> None:

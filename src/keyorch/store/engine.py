@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,26 @@ def create_engine(url: str) -> AsyncEngine:
     target = async_url(url)
     if target.startswith("sqlite"):
         engine = create_async_engine(target, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _private_file(engine, sqlite_path(url))
         _sqlite_pragmas(engine)
         return engine
     return create_async_engine(target, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _private_file(engine: AsyncEngine, path: Path | None) -> None:
+    """A SQLite file this engine creates is created mode 0600 (its ``-wal`` and ``-shm`` files take the
+    database file's mode): it holds key metadata, the audit trail and the chain's stored key."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _before_connect(*_: Any) -> None:
+        if path is None:
+            return
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:  # it exists (its mode is the operator's), or SQLite will say why it cannot be opened
+            return
+        os.fchmod(fd, 0o600)
+        os.close(fd)
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

@@ -66,7 +66,9 @@ class Store:
         token = _WRITER.set(task)
         try:
             async with self._writer_turn(), self.engine.begin() as conn:
-                yield Transaction(conn)
+                tx = Transaction(conn)
+                yield tx
+            audit_chain.log_heads(tx.sealed_heads)  # committed: the new head goes to the log as an anchor
         finally:
             _WRITER.reset(token)
 
@@ -111,6 +113,7 @@ class Store:
 class Transaction:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+        self.sealed_heads: list[audit_chain.Anchor] = []  # heads after this transaction's accepted records
 
     # --- generic helpers ----------------------------------------------------------------
 
@@ -551,7 +554,10 @@ class Transaction:
 
     async def add_audit(self, record: AuditRecord, *, master_key: MasterKey | None) -> int:
         """Append a record to the audit chain (sealed with the master key when given); return its seq."""
-        return await audit_chain.append(self.conn, rows.audit_to_row(record), master_key)
+        head = await audit_chain.append(self.conn, rows.audit_to_row(record), master_key)
+        if record.outcome != "refused":
+            self.sealed_heads.append(head)
+        return head.seq
 
     async def list_audit(
         self, object_id: str | None = None, limit: int = 1000, *, object_ids: Collection[str] = ()

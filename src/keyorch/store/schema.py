@@ -186,7 +186,18 @@ audit_chain = Table(
     Column("last_hmac", String(64), nullable=False),
     Column("chain_key", String(16), nullable=False),
     Column("head_hmac", String(64), nullable=False),
+    #: the master key's check value (crypto.MasterKey.check_value), once a master key is in use
+    Column("key_check", String(64), nullable=True),
     CheckConstraint("id = 1", name="ck_audit_chain_one_row"),
+)
+
+#: One row per master-key rotation: the chain key in force before record ``seq`` (the rotation's own
+#: record, the first sealed with the new key), AES-GCM-encrypted under a subkey of the new chain key.
+audit_chain_keys = Table(
+    "audit_chain_keys",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
 )
 
 #: Per-key leases (store/leases.py): who may act on a key now, with an epoch that grows per claim.
