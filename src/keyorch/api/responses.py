@@ -233,3 +233,4 @@ class AuditChain(Document):
     sealed_with_master_key: int
     sealed_with_stored_key: int
     last_seq: int | None
+    anchor: str | None = Field(description="the verified head as SEQ:HMAC, to keep outside the database (--anchor)")
