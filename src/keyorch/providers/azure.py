@@ -6,8 +6,12 @@ one error mapping: :func:`keyorch.providers.azure_wire.map_error`.
 
 * Identity: a managed key's key name is ``keyorch-<managed key id>`` and every version is tagged
   ``keyorch-managed-key-id``. ``ensure_key`` GETs the name (live, then soft-deleted) before it creates,
-  since a second create of a live name makes a new version; a create whose answer is lost is checked
-  with another GET before the error is raised.
+  since a second create of a live name makes a new version: a live key (enabled or not) or a
+  soft-deleted one is the answer, never a reason to create. A create whose outcome is in doubt (no
+  answer, a timeout, a 5xx, an unreadable 2xx) is read again; while the key is not there, this client
+  does not send another create for that name for twice the keystore's ``read_timeout_seconds``
+  (:data:`CREATE_DOUBT_READ_TIMEOUTS`; the first may still land) and answers with a transient error
+  instead, so the reconciler reads again later.
 * Key types: ``rsa`` → ``RSA-HSM`` on a Managed HSM, ``RSA`` on a vault. ``aes`` → ``oct-HSM``, which
   only a Managed HSM holds: a standard vault (an endpoint host with ``.vault.``) is refused here with
   :class:`InvalidRequest`, although the template rules accept ``aes`` for Azure. An endpoint host with
@@ -69,6 +73,8 @@ from keyorch.providers.errors import (
     MalformedResponse,
     NotFound,
     ProviderError,
+    Throttled,
+    Unavailable,
 )
 from keyorch.providers.http import HttpResult, HttpTransport, TransportSettings, check_transport_settings
 from keyorch.providers.limits import ProviderLimits
@@ -79,6 +85,11 @@ _QUERY = f"?api-version={API_VERSION}"
 #: Polls of ``/deletedkeys/{name}`` after a delete, and the wait between them (azure-keyvault's poller: 2 s).
 DELETE_POLLS = 15
 DELETE_POLL_SECONDS = 2.0
+#: How long after a create whose outcome is in doubt no second create is sent for the same name, in
+#: multiples of the keystore's ``read_timeout_seconds``: a request that got no answer may still be
+#: carried out by the vault, and a second create of a live name adds a version. A vault that has not
+#: made the key within twice the time keyorch waits for an answer is taken not to make it.
+CREATE_DOUBT_READ_TIMEOUTS = 2.0
 _TOKEN_LIMITS = ProviderLimits(rate_per_second=None, burst=1, max_concurrency=4)
 
 
@@ -91,6 +102,15 @@ def is_managed_hsm(settings: Mapping[str, Any]) -> bool | None:
     if ".managedhsm." in host:
         return True
     return False if ".vault." in host else None
+
+
+def create_in_doubt(exc: ProviderError) -> bool:
+    """Whether a failed create may still have made a version: it reached the vault and no answer says it
+    was refused (a lost or cut answer, a timeout, a 5xx, a 2xx keyorch cannot read). A 429 or a 4xx
+    such as 409 ``ObjectIsBeingDeleted`` is a refusal."""
+    if not exc.sent or isinstance(exc, Throttled | Conflict):
+        return False
+    return exc.transient or isinstance(exc, MalformedResponse)
 
 
 def _page_size(settings: Mapping[str, Any]) -> int:
@@ -119,6 +139,9 @@ class AzureKeyVaultClient(KeystoreClient):
         self.managed_hsm = is_managed_hsm(settings)
         self.page_size = _page_size(settings)
         self._clock = clock
+        self._monotonic = monotonic
+        #: key name -> when (monotonic) a create of it was sent whose outcome is in doubt
+        self._creates_in_doubt: dict[str, float] = {}
         retry = retry or retry_policy_for(KeystoreType.AZURE_KEY_VAULT)
         self._sleep = retry.sleep
         identity: ClientIdentity | KeystoreConfigurationError
@@ -130,6 +153,7 @@ class AzureKeyVaultClient(KeystoreClient):
         except KeystoreConfigurationError as exc:
             identity = exc
         transport_settings = TransportSettings.from_settings(settings)
+        self.create_doubt_seconds = CREATE_DOUBT_READ_TIMEOUTS * transport_settings.read_timeout_seconds
         token_elsewhere = not isinstance(identity, KeystoreConfigurationError) and (
             origin_of(identity.authority_host) != self._origin
         )
@@ -255,13 +279,18 @@ class AzureKeyVaultClient(KeystoreClient):
         body = create_body(managed_key_id, spec, managed_hsm=self.managed_hsm)  # checked before any request
         found = await self._find(name)
         if found is not None:
+            self._creates_in_doubt.pop(name, None)
             return self._observe(found, ref)
+        self._refuse_while_in_doubt(name)
+        sent_at = self._monotonic()
         try:
             result = await self._call("POST", f"/keys/{name}/create", "CreateKey", json=body, idempotent=False)
         except ProviderError as exc:
-            if exc.transient and exc.sent:  # the answer was lost: did the create happen?
+            if create_in_doubt(exc):  # did the create happen? read, never create again blindly
+                self._creates_in_doubt[name] = sent_at
                 found = await self._find(name)
                 if found is not None:
+                    self._creates_in_doubt.pop(name, None)
                     return self._observe(found, ref)
             if isinstance(exc, InvalidRequest) and spec.algorithm.lower() == "aes":
                 raise InvalidRequest(
@@ -273,7 +302,26 @@ class AzureKeyVaultClient(KeystoreClient):
                     operation=exc.operation,
                 ) from None
             raise
+        self._creates_in_doubt.pop(name, None)
         return self._observe(bundle_view(result), ref)
+
+    def _refuse_while_in_doubt(self, name: str) -> None:
+        """Raise a transient error (nothing sent) while an earlier create of ``name`` may still land."""
+        sent_at = self._creates_in_doubt.get(name)
+        if sent_at is None:
+            return
+        age = self._monotonic() - sent_at
+        if age >= self.create_doubt_seconds:
+            del self._creates_in_doubt[name]  # it would have landed by now: the key is truly absent
+            return
+        raise Unavailable(
+            f"a create of key {name} sent {age:.0f} s ago got no certain answer and the key is not in the vault; "
+            f"keyorch reads the name again rather than create a second version (for up to "
+            f"{self.create_doubt_seconds:g} s after that create)",
+            keystore=self.transport.keystore,
+            operation="CreateKey",
+            sent=False,
+        )
 
     async def enable(self, ref: KeyRef) -> Observation:
         return await self._set_enabled(ref, True)
