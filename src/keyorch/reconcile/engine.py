@@ -24,7 +24,7 @@ from keyorch.reconcile.planner import Action, Observed, TargetPlan, listing_deci
 from keyorch.reconcile.provider_audit import ProviderCall, audit_provider_calls
 from keyorch.store import leases
 from keyorch.store.leases import Lease
-from keyorch.store.repository import Store
+from keyorch.store.repository import Store, Transaction
 
 #: How long an actor's claim on a key lasts (store/leases.py); it is released as soon as the results
 #: are recorded, so this bounds only how long a key stays blocked after its holder died.
@@ -270,18 +270,23 @@ class Reconciler:
         intents: dict[str, int] = {}
         lease: Lease | None = None
         if acting:
-            async with self.store.transaction() as tx:
+
+            async def journal(tx: Transaction) -> tuple[Lease, dict[str, int]] | None:
                 if await tx.key_generation(key.id, lock=True) != key.generation:
-                    # The desired state moved since the key was read: act on nothing, read it again.
-                    return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=True)
-                lease = await leases.claim(tx.conn, key.id, self.lease_seconds)
-                if lease is None:
-                    return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=True)
+                    return None  # the desired state moved since the key was read: act on nothing, read it again
+                claimed = await leases.claim(tx.conn, key.id, self.lease_seconds)
+                if claimed is None:
+                    return None
                 started = [
                     (o.keystore_id, "+".join(a.value for a in o.plan.actions), before[o.keystore_id].attempts + 1)
                     for o in acting
                 ]
-                intents = await tx.start_intents(key.id, key.generation, started, self.clock.now())
+                return claimed, await tx.start_intents(key.id, key.generation, started, self.clock.now())
+
+            journalled = await self.store.run(journal, what=f"the journal of key {key.id}")
+            if journalled is None:
+                return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=True)
+            lease, intents = journalled
             calls: list[ProviderCall] = []
             holding = _Holding(self.store, lease, self.lease_seconds)
             try:
@@ -302,7 +307,8 @@ class Reconciler:
         if not changed and not intents and not settled:
             return KeyOutcome(key.id, key.label, key.state.value, outcomes)
         now = self.clock.now()
-        async with self.store.transaction() as tx:
+
+        async def record(tx: Transaction) -> bool:
             generation = await tx.key_generation(key.id, lock=True)
             await tx.finish_intents(
                 [(intents[o.keystore_id], "failed" if o.error else "succeeded", o.error) for o in acting], now
@@ -321,6 +327,9 @@ class Reconciler:
                 await tx.update_targets(key.id, key.generation, [o.target for o in changed])
                 in_line = {o.keystore_id for o in changed if o.target.sync_flag is SyncFlag.IN_SYNC}
                 await tx.resolve_intents(key.id, in_line | set(settled), now)
+            return written
+
+        written = await self.store.run(record, what=f"the results of reconciling key {key.id}")
         return KeyOutcome(key.id, key.label, key.state.value, outcomes, stale=not written)
 
     async def _execute(

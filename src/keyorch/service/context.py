@@ -17,6 +17,7 @@ from keyorch.service.environment import EnvironmentPolicy
 from keyorch.store.audit_chain import AuditWriteFailed
 from keyorch.store.audit_keys import MasterKeyMismatch, MasterKeyRequired
 from keyorch.store.repository import Store, Transaction
+from keyorch.store.retry import retryable
 
 T = TypeVar("T")
 
@@ -60,27 +61,32 @@ class ServiceContext:
         The change and its record commit together or not at all: a change whose audit record
         cannot be written is refused (AuditWriteFailed, or the master key missing or wrong) and leaves
         nothing behind. A refusal whose own record cannot be written is still answered as that refusal.
+        A transaction the database aborts to break a deadlock or a serialization conflict is run again,
+        ``body`` too (:meth:`Store.run`); after the bound the change is refused as ``StoreBusy`` (503).
         """
+
+        async def attempt(tx: Transaction) -> T:
+            result, change = await body(tx)
+            await self._audit(
+                tx,
+                AuditRecord(
+                    at=self.clock.now(),
+                    user=self.actor.user,
+                    role=self.actor.role,
+                    source=self.actor.source,
+                    action=action,
+                    object_type=object_type,
+                    object_id=change.object_id,
+                    outcome="accepted",
+                    before=snapshot(change.before),
+                    after=snapshot(change.after),
+                    detail=change.detail,
+                ),
+            )
+            return result
+
         try:
-            async with self.store.transaction() as tx:
-                result, change = await body(tx)
-                await self._audit(
-                    tx,
-                    AuditRecord(
-                        at=self.clock.now(),
-                        user=self.actor.user,
-                        role=self.actor.role,
-                        source=self.actor.source,
-                        action=action,
-                        object_type=object_type,
-                        object_id=change.object_id,
-                        outcome="accepted",
-                        before=snapshot(change.before),
-                        after=snapshot(change.after),
-                        detail=change.detail,
-                    ),
-                )
-                return result
+            return await self.store.run(attempt, what=f"this {action}")
         except (AuditWriteFailed, MasterKeyRequired, MasterKeyMismatch):
             raise
         except KeyorchError as exc:
@@ -97,6 +103,8 @@ class ServiceContext:
         try:
             await tx.add_audit(record, master_key=self.master_key)
         except SQLAlchemyError as exc:
+            if retryable(exc):  # a deadlock or serialization abort: the whole change runs again
+                raise
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
             raise AuditWriteFailed(
                 f"the audit record of this {record.action} could not be written ({reason}), "
@@ -106,9 +114,8 @@ class ServiceContext:
     async def _record_refusal(
         self, action: str, object_type: str, ref: str | None, exc: KeyorchError, *, creates: bool
     ) -> None:
-        async with self.store.transaction() as tx:
-            if ref is not None and not creates:
-                ref = await self._filed_under(tx, object_type, ref)
+        async def attempt(tx: Transaction) -> None:
+            filed = await self._filed_under(tx, object_type, ref) if ref is not None and not creates else ref
             await self._audit(
                 tx,
                 AuditRecord(
@@ -118,11 +125,13 @@ class ServiceContext:
                     source=self.actor.source,
                     action=action,
                     object_type=object_type,
-                    object_id=ref,
+                    object_id=filed,
                     outcome="refused",
                     detail=f"{exc.code}: {exc.message}"[:2000],
                 ),
             )
+
+        await self.store.run(attempt, what=f"the audit record of a refused {action}")
 
     @staticmethod
     async def _filed_under(tx: Transaction, object_type: str, ref: str) -> str:

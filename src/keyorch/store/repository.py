@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
@@ -23,6 +23,7 @@ from keyorch.domain.states import KeyState
 from keyorch.domain.validation import check_text
 from keyorch.store import audit_chain, rows
 from keyorch.store.engine import READONLY_OPTION, create_engine
+from keyorch.store.retry import run_retrying
 from keyorch.store.schema import (
     audit_log,
     intents,
@@ -37,6 +38,7 @@ from keyorch.store.schema import (
 # The task holding this process's turn to write (see Store.transaction); copied into tasks it starts.
 _WRITER: ContextVar[asyncio.Task[Any] | None] = ContextVar("keyorch_store_writer", default=None)
 WRITER_TURN_TIMEOUT_S = 60.0
+T = TypeVar("T")
 
 
 class Store:
@@ -71,6 +73,18 @@ class Store:
             audit_chain.log_heads(tx.sealed_heads)  # committed: the new head goes to the log as an anchor
         finally:
             _WRITER.reset(token)
+
+    async def run(self, body: Callable[[Transaction], Awaitable[T]], *, what: str = "the change") -> T:
+        """``body`` in one writing transaction, run again from the start (a bounded number of times) when
+        PostgreSQL aborts it to break a deadlock or a serialization conflict: :mod:`keyorch.store.retry`,
+        which also states the lock order every writer keeps. ``body`` must be safe to run again: it may
+        only act through ``tx`` (everything it did is rolled back with the aborted attempt)."""
+
+        async def attempt() -> T:
+            async with self.transaction() as tx:
+                return await body(tx)
+
+        return await run_retrying(attempt, what=what)
 
     @asynccontextmanager
     async def _writer_turn(self) -> AsyncIterator[None]:
@@ -354,7 +368,8 @@ class Transaction:
     async def key_generation(self, key_id: str, *, lock: bool = False) -> int | None:
         """The generation of the key's desired state (``None`` once the key is removed). ``lock``: read
         it ``FOR UPDATE`` (PostgreSQL), so that every writer of a key's rows takes the key's row first,
-        as a state change does: one lock order (key, lease, intents, targets, audit head), no deadlock."""
+        as a state change does: one lock order (key, lease, intents, targets, audit head; see
+        :mod:`keyorch.store.retry`), no deadlock."""
         stmt = select(managed_keys.c.generation).where(managed_keys.c.id == key_id)
         if lock and self.conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
@@ -440,6 +455,7 @@ class Transaction:
         return replace(key, version=version)
 
     async def delete_key(self, key: ManagedKey) -> None:
+        await self.key_generation(key.id, lock=True)  # the key's row first, then its targets (lock order)
         await self.conn.execute(delete(key_targets).where(key_targets.c.key_id == key.id))
         await self.conn.execute(delete(key_leases).where(key_leases.c.key_id == key.id))
         result = await self.conn.execute(
