@@ -12,8 +12,9 @@ from keyorch.domain.clock import SystemClock
 from keyorch.domain.errors import ConfigurationError, InvalidInput
 from keyorch.logs import get_logger
 from keyorch.store.audit_keys import check_master_key
-from keyorch.store.engine import migrate, schema_revisions
+from keyorch.store.engine import migrate, schema_revisions, sqlite_path
 from keyorch.store.repository import Store
+from keyorch.store.serve_lock import hold_serve_lock
 
 DATABASE_RETRY_SECONDS = 2.0
 
@@ -39,6 +40,9 @@ def serve(state: CliState, listen: str | None, auto_migrate: bool) -> int:
     except ValueError as exc:
         raise InvalidInput(f"{source}: {exc}", target="listen") from None
     settings = state.settings
+    database = sqlite_path(settings.database_url)
+    if database is not None:  # SQLite is single-daemon: refuse a second serve on the same file (exit 2)
+        hold_serve_lock(database)
     log = get_logger(component="serve")
 
     master_key = settings.load_master_key()
