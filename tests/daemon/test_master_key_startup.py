@@ -72,7 +72,7 @@ async def test_a_daemon_without_the_databases_master_key_refuses_to_start(
 async def test_a_key_rotated_under_a_running_daemon_stops_it_without_recording_drift(
     world: World, daemons: list[DaemonProcess]
 ) -> None:
-    daemon, key_id = await converged_key(world, daemons, world.config(resync_seconds=0.5))
+    daemon, key_id = await converged_key(world, daemons, world.config(resync_seconds=1.0))
     client = world.client(daemon)
     new_key = world.workdir / "new.key"
     new_key.write_text(generate_master_key() + "\n", encoding="ascii")
