@@ -28,15 +28,18 @@ from keyorch.api.limits import GuardedAppRunner
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
 from keyorch.domain.errors import ConfigurationError, InvalidInput, KeyorchError
+from keyorch.domain.models import Keystore
 from keyorch.logs import get_logger
 from keyorch.reconcile import report
 from keyorch.reconcile.batches import KeyBatches
 from keyorch.reconcile.clients import ClientPool
+from keyorch.reconcile.cluster import Cluster
 from keyorch.reconcile.controller import Controller, PassSummary
 from keyorch.reconcile.engine import KeyOutcome, Listing
 from keyorch.reconcile.queue import Backoff, WorkQueue, run_workers
 from keyorch.settings import Settings
 from keyorch.store.audit_keys import check_master_key
+from keyorch.store.cluster import JobClaim
 from keyorch.store.engine import schema_revisions
 from keyorch.store.repository import Store
 
@@ -81,8 +84,23 @@ class Daemon:
             environment_endpoints=tuple(settings.environment_credentials.endpoints),
         )
         self.controller = Controller(
-            store, self.pool, clock, workers=cfg.workers, listing_timeout_seconds=cfg.listing_timeout_seconds
+            store,
+            self.pool,
+            clock,
+            workers=cfg.workers,
+            listing_timeout_seconds=cfg.listing_timeout_seconds,
+            lease_seconds=cfg.lease_seconds,
         )
+        self.listing_published = asyncio.Event()  # another replica stored a new listing
+        self.cluster = Cluster(
+            store,
+            heartbeat_seconds=cfg.heartbeat_seconds,
+            on_key_changed=self._queue_now,
+            on_members_changed=self._share_moved,
+            on_listing=self.listing_published.set,
+        )
+        self.cluster_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[int]] = set()
         self.queue = WorkQueue(backoff=Backoff(base_seconds=1.0, max_seconds=cfg.max_backoff_seconds))
         self.listing: Listing | None = None
         self.sync_waiters: dict[str, list[asyncio.Future[KeyOutcome]]] = {}  # API syncs awaiting a key's run
@@ -99,11 +117,24 @@ class Daemon:
     # --- reconcile loop ---------------------------------------------------------------------
 
     def on_change(self, key_id: str) -> None:
-        """A change made through the API: reconcile it at once, ahead of the periodic resync."""
+        """A change made through the API: reconciled at once, ahead of the periodic resync, by the key's
+        owner (announced to it), and here too when this daemon cannot count on the announcement."""
+        self.cluster.announce_change(key_id)
+        if self.cluster.owns(key_id) or not self.cluster.listening:
+            self._queue_now(key_id)
+
+    def _queue_now(self, key_id: str) -> None:
         if self.batches is not None:
             self.batches.discard(key_id)  # a copy read before this change would only come back stale
         self.queue.add(key_id, front=True)
         metrics.set_queue_depth(self.queue.depth)
+
+    def _share_moved(self) -> None:
+        """Members came or went (or announcements were missed): queue this daemon's share again."""
+        if self.listing is not None and self.workers_running and not self.stopping.is_set():
+            task = asyncio.create_task(self._queue_share())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def sync_key(self, key_id: str) -> dict[str, Any]:
         """A user's "Sync key" (API): queued ahead of everything else, reconciled by a worker with push,
@@ -115,7 +146,7 @@ class Daemon:
         waiter: asyncio.Future[KeyOutcome] = asyncio.get_running_loop().create_future()
         self.sync_waiters.setdefault(key_id, []).append(waiter)
         self.push_requested.add(key_id)
-        self.on_change(key_id)
+        self._queue_now(key_id)  # here, whoever owns the key: this daemon answers the sync
         try:
             outcome = await asyncio.wait_for(asyncio.shield(waiter), timeout=SYNC_WAIT_SECONDS)
         except TimeoutError:
@@ -199,6 +230,8 @@ class Daemon:
     def _record(self, outcome: KeyOutcome, seconds: float) -> None:
         result = "in_sync" if outcome.in_sync else ("unreachable" if outcome.unreachable else "out_of_sync")
         metrics.record_reconcile(result, seconds)
+        if not outcome.stale:
+            metrics.record_key_reconciled()
 
     async def master_key_usable(self) -> bool:
         """Whether this daemon's master key is still the database's (``master-key rotate`` may have changed it):
@@ -217,19 +250,63 @@ class Daemon:
         self.master_key_problem = None
         return True
 
-    async def resync_once(self) -> None:
+    async def resync_once(self) -> bool:
+        """List every keystore (on PostgreSQL: if this replica's turn came, else take the listing another
+        replica stored), then queue this daemon's share of the keys. False if there was nothing new."""
         if not await self.master_key_usable():
-            return
+            return False
         keystores = await self.controller.keystores()
-        down = await self.controller.check_keystores(keystores)
-        self.listing = await self.controller.gather_listing(keystores, down)
-        ids = await self.controller.key_ids()
+        down: dict[str, str] = {}
+        if not self.cluster.shared:
+            down = await self.controller.check_keystores(keystores)
+            self.listing = await self.controller.gather_listing(keystores, down)
+        elif (job := await self.cluster.claim_listing(self.settings.reconcile.lease_seconds)) is not None:
+            down = await self.controller.check_keystores(keystores)
+            self.listing = await self._list_holding(job, keystores, down)
+        elif (stored := await self.cluster.newer_listing([k.id for k in keystores])) is not None:
+            self.listing = stored
+        else:
+            return False
+        keys = await self._queue_share()
+        self.log.info(
+            "resync listed",
+            keystores_listed=len(self.listing or {}),
+            keystores_down=len(down),
+            keys=keys,
+            members=len(self.cluster.members),
+        )
+        await self.publish_out_of_sync()
+        return True
+
+    async def _list_holding(self, job: JobClaim, keystores: list[Keystore], down: dict[str, str]) -> Listing:
+        """The cluster's listing, made here: the claim renewed while listing, stored for the others."""
+        ttl = self.settings.reconcile.lease_seconds
+
+        async def keep() -> None:
+            while await asyncio.sleep(ttl / 3, result=True) and await self.cluster.keep_listing(job, ttl):
+                pass
+
+        keeper = asyncio.create_task(keep())
+        try:
+            listing = await self.controller.gather_listing(keystores, down)
+        except BaseException:
+            await self.cluster.release_listing(job, 0.0)
+            raise
+        finally:
+            keeper.cancel()
+        if not await self.cluster.publish_listing(job, listing, self.settings.reconcile.resync_interval_seconds):
+            self.log.warning("listing claim lost while listing: another replica's listing is used")
+        return listing
+
+    async def _queue_share(self) -> int:
+        """Queue every key of this daemon's share (all keys when it is alone); how many."""
+        ids = [key_id for key_id in await self.controller.key_ids() if self.cluster.owns(key_id)]
         self.batches = KeyBatches(self.controller.reconciler.load_many, ids, self.controller.batch_size)
         for key_id in ids:
             self.queue.add(key_id)
-        self.log.info("resync listed", keystores_listed=len(self.listing), keystores_down=len(down), keys=len(ids))
-        await self.publish_out_of_sync()
         metrics.set_queue_depth(self.queue.depth)
+        metrics.set_cluster_members(len(self.cluster.members))
+        return len(ids)
 
     async def publish_out_of_sync(self) -> None:
         async with self.store.read() as tx:
@@ -238,18 +315,29 @@ class Daemon:
         metrics.set_out_of_sync({name: flagged.get(keystore_id, 0) for keystore_id, name in names.items()})
 
     async def _resync_loop(self) -> None:
-        interval = self.settings.reconcile.resync_interval_seconds
+        """Alone: list and queue every interval. In a cluster: look every heartbeat (or when another
+        replica announces a listing) whether the listing is this replica's turn or a new one is stored."""
+        cfg = self.settings.reconcile
+        interval = min(cfg.resync_interval_seconds, cfg.heartbeat_seconds) if self.cluster.shared else None
+        with contextlib.suppress(Exception):
+            await self.cluster.beat()  # know the members before the first share is queued
         while not self.stopping.is_set():
+            self.listing_published.clear()
             try:
                 await self.resync_once()
             except Exception as exc:
                 self.log.error("resync failed", error=f"{type(exc).__name__}: {exc}"[:500])
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=interval)
+            wake = [asyncio.create_task(self.stopping.wait()), asyncio.create_task(self.listing_published.wait())]
+            try:
+                await asyncio.wait(wake, timeout=interval or cfg.resync_interval_seconds, return_when="FIRST_COMPLETED")
+            finally:
+                for task in wake:
+                    task.cancel()
 
     def start_workers(self) -> None:
         self.workers_task = asyncio.create_task(run_workers(self.queue, self.settings.reconcile.workers, self._handle))
         self.resync_task = asyncio.create_task(self._resync_loop())
+        self.cluster_task = asyncio.create_task(self.cluster.run(self.stopping))
 
     @property
     def workers_running(self) -> bool:
@@ -263,7 +351,7 @@ class Daemon:
             self._fail_waiters(
                 self.sync_waiters.pop(key_id), ServiceUnavailable("the daemon is stopping", target="sync")
             )
-        tasks = [t for t in (self.workers_task, self.resync_task) if t is not None]
+        tasks = [t for t in (self.workers_task, self.resync_task, self.cluster_task) if t is not None]
         _, pending = await asyncio.wait(tasks, timeout=grace_seconds) if tasks else (set(), set())
         for task in pending:
             task.cancel()

@@ -39,6 +39,16 @@ THROTTLES = Counter(
     ["keystore"],
     registry=REGISTRY,
 )
+KEYS_RECONCILED = Counter(
+    "keyorch_keys_reconciled",
+    "Managed keys this replica reconciled (a run that decided something), for the share of each replica.",
+    registry=REGISTRY,
+)
+CLUSTER_MEMBERS = Gauge(
+    "keyorch_cluster_members",
+    "Replicas sharing the database, as this replica last saw them (1 on SQLite).",
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "keyorch_queue_depth",
     "Managed keys waiting in the reconcile work queue.",
@@ -81,6 +91,14 @@ def record_retry(keystore: str, operation: str) -> None:
 
 def record_throttle(keystore: str) -> None:
     THROTTLES.labels(keystore=keystore).inc()
+
+
+def record_key_reconciled() -> None:
+    KEYS_RECONCILED.inc()
+
+
+def set_cluster_members(count: int) -> None:
+    CLUSTER_MEMBERS.set(count)
 
 
 def set_queue_depth(depth: int) -> None:

@@ -96,6 +96,10 @@ class ReconcileSettings(BaseModel):
     call_timeout_seconds: float = seconds(DEFAULT_CALL_TIMEOUT_SECONDS, *CALL_TIMEOUT_RANGE)
     #: how long a pass waits for one keystore's health check, and for its listing, before skipping it
     listing_timeout_seconds: float = seconds(DEFAULT_LISTING_TIMEOUT_SECONDS, *LISTING_TIMEOUT_RANGE)
+    #: how long a claim on a key lasts unrenewed: after a replica dies, its keys wait at most this long
+    lease_seconds: float = seconds(30.0, 10.0, 600.0)
+    #: how often a replica says it is alive (PostgreSQL); one that misses three is gone from the cluster
+    heartbeat_seconds: float = seconds(5.0, 0.5, 60.0)
 
 
 class ApiToken(BaseModel):

@@ -25,7 +25,7 @@ from keyorch.providers.errors import DeadlineExceeded, ProviderError
 from keyorch.providers.limits import DEFAULT_LISTING_TIMEOUT_SECONDS
 from keyorch.reconcile.batches import DEFAULT_BATCH, KeyBatches
 from keyorch.reconcile.clients import ClientPool
-from keyorch.reconcile.engine import KeyOutcome, KeystoreListing, Listing, Reconciler
+from keyorch.reconcile.engine import LEASE_SECONDS, KeyOutcome, KeystoreListing, Listing, Reconciler
 from keyorch.reconcile.queue import Backoff, WorkQueue, run_workers
 from keyorch.store.repository import Store
 
@@ -86,10 +86,11 @@ class Controller:
         clock: Clock,
         *,
         workers: int = 8,
-        attempts: int = 4,
+        attempts: int = 6,  # enough retries to outwait a dead holder's grace (store/leases.py)
         backoff: Backoff | None = None,
         batch_size: int = DEFAULT_BATCH,
         listing_timeout_seconds: float = DEFAULT_LISTING_TIMEOUT_SECONDS,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -99,7 +100,7 @@ class Controller:
         self.backoff = backoff or Backoff(base_seconds=0.2, max_seconds=5.0)
         self.batch_size = batch_size
         self.listing_timeout_seconds = listing_timeout_seconds
-        self.reconciler = Reconciler(store, pool, clock)
+        self.reconciler = Reconciler(store, pool, clock, lease_seconds=lease_seconds)
         self.log = get_logger(component="controller")
         self._checked: dict[str, str] = {}  # id -> name of the keystores the last health check saw
 

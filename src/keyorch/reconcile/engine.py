@@ -51,6 +51,8 @@ class Loaded(NamedTuple):
     key: ManagedKey
     keystores: dict[str, Keystore]
     creates_in_doubt: frozenset[str] = frozenset()
+    #: keystores whose latest call was interrupted: only a fresh read (no listing) decides for them
+    interrupted: frozenset[str] = frozenset()
 
 
 RETRY_BASE = timedelta(seconds=5)
@@ -112,12 +114,19 @@ class LeaseLost(ProviderError):
 
     transient = True
 
-    def __init__(self) -> None:
-        super().__init__(
-            "this actor's lease on the key ran out before the call, which was not sent (another actor may hold "
-            "the key now)",
-            sent=False,
-        )
+    def __init__(self, *, cut_off: bool = False) -> None:
+        if cut_off:
+            super().__init__(
+                "this actor's lease on the key ran out during the call, which was cut off there (it may have been "
+                "carried out; the key is observed again before anything else is done)",
+                sent=True,
+            )
+        else:
+            super().__init__(
+                "this actor's lease on the key ran out before the call, which was not sent (another actor may "
+                "hold the key now)",
+                sent=False,
+            )
 
 
 class _Holding:
@@ -167,7 +176,8 @@ class Reconciler:
             key = await tx.key(key_ref)
             keystores = await tx.keystores_by_id(t.keystore_id for t in key.targets)
             doubtful = await tx.creates_in_doubt_many([key.id])
-        return Loaded(key, keystores, frozenset(doubtful.get(key.id, ())))
+            interrupted = await tx.interrupted_many([key.id])
+        return Loaded(key, keystores, frozenset(doubtful.get(key.id, ())), frozenset(interrupted.get(key.id, ())))
 
     async def load_many(self, key_ids: Sequence[str]) -> dict[str, Loaded]:
         """Several keys and their keystores in one read (a pass reads its keys in batches this way);
@@ -176,9 +186,13 @@ class Reconciler:
             found = await tx.keys_by_id(key_ids)
             keystores = await tx.keystores_by_id(t.keystore_id for key in found for t in key.targets)
             doubtful = await tx.creates_in_doubt_many([key.id for key in found])
+            interrupted = await tx.interrupted_many([key.id for key in found])
         return {
             key.id: Loaded(
-                key, {t.keystore_id: keystores[t.keystore_id] for t in key.targets}, frozenset(doubtful.get(key.id, ()))
+                key,
+                {t.keystore_id: keystores[t.keystore_id] for t in key.targets},
+                frozenset(doubtful.get(key.id, ())),
+                frozenset(interrupted.get(key.id, ())),
             )
             for key in found
         }
@@ -220,11 +234,18 @@ class Reconciler:
         )
 
     async def _plan_all(self, loaded: Loaded, push: bool, listing: Listing | None) -> list[TargetOutcome]:
-        key, keystores, doubtful = loaded
+        key, keystores, doubtful, interrupted = loaded
         return list(
             await asyncio.gather(
                 *(
-                    self._plan_one(key, t, keystores[t.keystore_id], push, listing, t.keystore_id in doubtful)
+                    self._plan_one(
+                        key,
+                        t,
+                        keystores[t.keystore_id],
+                        push,
+                        listing if t.keystore_id not in interrupted else None,
+                        t.keystore_id in doubtful,
+                    )
                     for t in key.targets
                 )
             )
@@ -263,7 +284,7 @@ class Reconciler:
         nothing but the outcome of its calls, and starts no call once the lease's local deadline passed.
         """
         loaded = loaded if loaded is not None else await self.load(key_ref)
-        key, keystores, _ = loaded
+        key, keystores, _, _ = loaded
         outcomes = await self._plan_all(loaded, push, listing)
         before = {t.keystore_id: t for t in key.targets}
         acting = [o for o in outcomes if o.plan.actions]
@@ -302,8 +323,10 @@ class Reconciler:
             lease = holding.lease
         changed = [o for o in outcomes if _material(o.target) != _material(before[o.keystore_id])]
         # a create in doubt is settled once the target is in line (the key it may have made was found
-        # and is in line, or the search found none): the journal says so even if the record is unchanged
-        settled = [o.keystore_id for o in outcomes if o.keystore_id in loaded.creates_in_doubt and o.plan.in_sync]
+        # and is in line, or the search found none), and so is an interrupted call (read afresh): the
+        # journal says so even if the record is unchanged
+        doubts = loaded.creates_in_doubt | loaded.interrupted
+        settled = [o.keystore_id for o in outcomes if o.keystore_id in doubts and o.plan.in_sync]
         if not changed and not intents and not settled:
             return KeyOutcome(key.id, key.label, key.state.value, outcomes)
         now = self.clock.now()
@@ -353,7 +376,19 @@ class Reconciler:
                 self._failed(outcome, target, action, LeaseLost())
                 return
             try:
-                observation = await self._act(client, action, key, ref, in_doubt=in_doubt)
+                # The call (every attempt of it) ends by the lease's local deadline: after it, no attempt
+                # starts, whatever happened meanwhile (a pause: timers fire on waking, before any retry).
+                async with asyncio.timeout(holding.lease.remaining()) as deadline:
+                    observation = await self._act(client, action, key, ref, in_doubt=in_doubt)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                bound.warning("action cut off at the lease's deadline", action=action.value)
+                cut = LeaseLost(cut_off=True)
+                calls.append(ProviderCall(keystore.id, action, ref.key_id_in_keystore, cut.message))
+                self._failed(outcome, target, action, cut)
+                holding.lost = True
+                return
             except ProviderError as exc:
                 bound.warning("action failed", action=action.value, error=exc.message, transient=exc.transient)
                 calls.append(ProviderCall(keystore.id, action, ref.key_id_in_keystore, exc.message))

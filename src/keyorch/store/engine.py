@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -46,6 +46,14 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
 
 
+#: Every PostgreSQL session's limits (docs/ha.md): a replica paused or cut off in the middle of a
+#: transaction would otherwise keep its row locks for as long as its connection lives, and every other
+#: replica's transaction on those rows would wait for it. Its session is ended after 15 s idle in a
+#: transaction (its locks released, its transaction rolled back), and no statement waits more than 15 s
+#: for a lock (the transaction fails and is tried again later).
+PG_SESSION_SETTINGS = {"idle_in_transaction_session_timeout": "15000", "lock_timeout": "15000"}
+
+
 def create_engine(url: str) -> AsyncEngine:
     target = async_url(url)
     if target.startswith("sqlite"):
@@ -53,7 +61,13 @@ def create_engine(url: str) -> AsyncEngine:
         _private_file(engine, sqlite_path(url))
         _sqlite_pragmas(engine)
         return engine
-    return create_async_engine(target, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_async_engine(
+        target,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        connect_args={"server_settings": dict(PG_SESSION_SETTINGS)},
+    )
 
 
 def _private_file(engine: AsyncEngine, path: Path | None) -> None:
@@ -92,6 +106,10 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
+#: The PostgreSQL advisory lock taken while migrating (any constant unlikely to clash: "keyorch" in ASCII).
+MIGRATION_LOCK_ID = 0x6B65796F726368
+
+
 def _alembic_config(connection: Connection) -> Config:
     config = Config()
     config.set_main_option("script_location", "keyorch.store:migrations")
@@ -110,8 +128,12 @@ def _revisions(connection: Connection) -> tuple[str | None, str | None]:
 
 
 async def migrate(engine: AsyncEngine) -> tuple[str | None, str | None]:
-    """Create or upgrade the schema to the newest revision; return (before, after)."""
+    """Create or upgrade the schema to the newest revision; return (before, after). On PostgreSQL the
+    migration holds an advisory lock for its transaction: replicas starting together migrate one
+    after the other (the later ones find the schema current)."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         before, _ = await conn.run_sync(_revisions)
         await conn.run_sync(_upgrade)
         after, _ = await conn.run_sync(_revisions)

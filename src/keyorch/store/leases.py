@@ -34,6 +34,10 @@ from keyorch.store.schema import UtcDateTime, key_leases
 
 #: The part of a lease kept back before its expiry: no provider call starts in it.
 SAFETY_MARGIN_S = 5.0
+#: How long the lease of a holder known to be dead still stands once its death is seen: long enough
+#: for a request it sent just before dying to have been carried out, short enough that a killed
+#: one-shot command does not block its keys for the whole lease.
+DEAD_HOLDER_GRACE_S = 5.0
 
 
 def _pid_namespace() -> str:
@@ -58,9 +62,10 @@ def new_holder() -> str:
 def holder_is_dead(holder: str) -> bool:
     """Whether ``holder`` was a process of this host's PID namespace that no longer exists.
 
-    Its lease can then be taken at once instead of after its expiry: a one-shot command killed
-    mid-run would otherwise block its keys for the lease time. Only a holder known to be gone is
-    dead; any doubt (another host or namespace, a PID in use again, no /proc) waits for the expiry.
+    Its lease then ends ``DEAD_HOLDER_GRACE_S`` after that is seen instead of at its expiry: a one-shot
+    command killed mid-run would otherwise block its keys for the lease time. Only a holder known to
+    be gone is dead; any doubt (another host or namespace, a PID in use again, no /proc) waits for the
+    expiry.
     """
     parts = holder.split(":")
     if len(parts) != 4 or not _PID_NS or parts[0] != _HOST or parts[1] != _PID_NS or not parts[2].isdigit():
@@ -92,14 +97,14 @@ class Lease:
         return self.deadline - time.monotonic()
 
 
-def _db_now(conn: AsyncConnection) -> Any:
+def db_now(conn: AsyncConnection) -> Any:
     """The current time as the database sees it (PostgreSQL ``now()``), or this machine's (SQLite)."""
     if conn.dialect.name == "postgresql":
         return func.now()
     return literal(datetime.now(UTC), UtcDateTime)
 
 
-def _expiry(conn: AsyncConnection, ttl: float) -> Any:
+def db_time_in(conn: AsyncConnection, ttl: float) -> Any:
     if conn.dialect.name == "postgresql":
         return func.now() + timedelta(seconds=ttl)
     return literal(datetime.now(UTC) + timedelta(seconds=ttl), UtcDateTime)
@@ -112,15 +117,15 @@ async def claim(conn: AsyncConnection, key_id: str, ttl: float) -> Lease | None:
     dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     inserted = await conn.execute(
         dialect_insert(key_leases)
-        .values(key_id=key_id, holder=holder, epoch=1, expires_at=_expiry(conn, ttl))
+        .values(key_id=key_id, holder=holder, epoch=1, expires_at=db_time_in(conn, ttl))
         .on_conflict_do_nothing(index_elements=["key_id"])
     )
     if inserted.rowcount == 1:
         return Lease(key_id, holder, 1, started + ttl - SAFETY_MARGIN_S)
     taken = await conn.execute(
         update(key_leases)
-        .where(key_leases.c.key_id == key_id, key_leases.c.expires_at <= _db_now(conn))
-        .values(holder=holder, epoch=key_leases.c.epoch + 1, expires_at=_expiry(conn, ttl))
+        .where(key_leases.c.key_id == key_id, key_leases.c.expires_at <= db_now(conn))
+        .values(holder=holder, epoch=key_leases.c.epoch + 1, expires_at=db_time_in(conn, ttl))
         .returning(key_leases.c.epoch)
     )
     epoch = taken.scalar_one_or_none()
@@ -128,17 +133,19 @@ async def claim(conn: AsyncConnection, key_id: str, ttl: float) -> Lease | None:
         current = (
             await conn.execute(select(key_leases.c.holder).where(key_leases.c.key_id == key_id))
         ).scalar_one_or_none()
-        if current is None or not holder_is_dead(str(current)):
-            return None
-        taken = await conn.execute(  # the holder died on this machine: take over, if nobody did meanwhile
-            update(key_leases)
-            .where(key_leases.c.key_id == key_id, key_leases.c.holder == current)
-            .values(holder=holder, epoch=key_leases.c.epoch + 1, expires_at=_expiry(conn, ttl))
-            .returning(key_leases.c.epoch)
-        )
-        epoch = taken.scalar_one_or_none()
-        if epoch is None:
-            return None
+        if current is not None and holder_is_dead(str(current)):
+            # The holder died on this machine: its lease ends DEAD_HOLDER_GRACE_S from now (not at once:
+            # a request it sent just before dying may still be carried out by the provider).
+            await conn.execute(
+                update(key_leases)
+                .where(
+                    key_leases.c.key_id == key_id,
+                    key_leases.c.holder == current,
+                    key_leases.c.expires_at > db_time_in(conn, DEAD_HOLDER_GRACE_S),
+                )
+                .values(expires_at=db_time_in(conn, DEAD_HOLDER_GRACE_S))
+            )
+        return None
     return Lease(key_id, holder, int(epoch), started + ttl - SAFETY_MARGIN_S)
 
 
@@ -151,9 +158,9 @@ async def renew(conn: AsyncConnection, lease: Lease, ttl: float) -> Lease | None
             key_leases.c.key_id == lease.key_id,
             key_leases.c.holder == lease.holder,
             key_leases.c.epoch == lease.epoch,
-            key_leases.c.expires_at > _db_now(conn),
+            key_leases.c.expires_at > db_now(conn),
         )
-        .values(expires_at=_expiry(conn, ttl))
+        .values(expires_at=db_time_in(conn, ttl))
     )
     if result.rowcount != 1:
         return None
@@ -167,7 +174,7 @@ async def is_live(conn: AsyncConnection, lease: Lease) -> bool:
         key_leases.c.key_id == lease.key_id,
         key_leases.c.holder == lease.holder,
         key_leases.c.epoch == lease.epoch,
-        key_leases.c.expires_at > _db_now(conn),
+        key_leases.c.expires_at > db_now(conn),
     )
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
@@ -181,5 +188,5 @@ async def release(conn: AsyncConnection, lease: Lease) -> None:
         .where(
             key_leases.c.key_id == lease.key_id, key_leases.c.holder == lease.holder, key_leases.c.epoch == lease.epoch
         )
-        .values(expires_at=_db_now(conn))
+        .values(expires_at=db_now(conn))
     )

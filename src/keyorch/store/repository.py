@@ -493,9 +493,16 @@ class Transaction:
         self, key_id: str, generation: int, started: Sequence[tuple[str, str, int]], now: datetime
     ) -> dict[str, int]:
         """Journal the mutating calls about to be made, one per keystore as ``(keystore_id, action,
-        attempts)``, in one statement; return each keystore's intent id."""
+        attempts)``, in one statement; return each keystore's intent id. Each target's record is stamped
+        with the intent's time, so that no observation older than the intent decides for it (a listing
+        another replica took before this actor acted, should this actor die before recording results)."""
         if not started:
             return {}
+        await self.conn.execute(
+            update(key_targets)
+            .where(key_targets.c.key_id == key_id, key_targets.c.keystore_id.in_(sorted(k for k, _, _ in started)))
+            .values(updated_at=now)
+        )
         stmt = insert(intents).returning(intents.c.id, intents.c.keystore_id)  # matched by keystore, any order
         params = [
             {
@@ -559,6 +566,24 @@ class Transaction:
             if status in ("started", "failed"):
                 doubtful.setdefault(key_id, set()).add(keystore_id)
         return doubtful
+
+    async def interrupted_many(self, key_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Per key, the keystores whose latest journalled call was interrupted (still ``started``: its
+        actor died or lost its lease before recording the result), so its effect is unknown."""
+        latest: dict[tuple[str, str], str] = {}
+        for start in range(0, len(key_ids), 500):
+            stmt = (
+                select(intents.c.key_id, intents.c.keystore_id, intents.c.status)
+                .where(intents.c.key_id.in_(key_ids[start : start + 500]))
+                .order_by(intents.c.id)
+            )
+            for r in await self.conn.execute(stmt):
+                latest[(str(r.key_id), str(r.keystore_id))] = str(r.status)
+        interrupted: dict[str, set[str]] = {}
+        for (key_id, keystore_id), status in latest.items():
+            if status == "started":
+                interrupted.setdefault(key_id, set()).add(keystore_id)
+        return interrupted
 
     async def open_intents(self, key_id: str | None = None) -> list[dict[str, Any]]:
         stmt = select(intents).where(intents.c.status == "started").order_by(intents.c.id)

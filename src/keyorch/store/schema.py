@@ -209,3 +209,33 @@ key_leases = Table(
     Column("epoch", Integer, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
 )
+
+#: The daemons sharing this database (store/cluster.py): each one's row lives while it heartbeats.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+#: Work done once per interval for the whole cluster (the periodic listing): who does it, until when.
+cluster_jobs = Table(
+    "cluster_jobs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=True),
+    Column("epoch", Integer, nullable=False),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+#: The latest listing of each keystore, shared by the replicas (one lists, every one plans from it).
+keystore_listings = Table(
+    "keystore_listings",
+    metadata,
+    Column("keystore_id", String(36), primary_key=True),
+    Column("taken_at", UtcDateTime, nullable=False),
+    Column("listed_by", String(128), nullable=False),
+    Column("entries", Text, nullable=False),
+)
