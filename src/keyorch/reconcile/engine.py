@@ -295,6 +295,11 @@ class Reconciler:
             async def journal(tx: Transaction) -> tuple[Lease, dict[str, int]] | None:
                 if await tx.key_generation(key.id, lock=True) != key.generation:
                     return None  # the desired state moved since the key was read: act on nothing, read it again
+                stamps = await tx.target_stamps(key.id)
+                if any(stamps.get(o.keystore_id) != before[o.keystore_id].updated_at for o in acting):
+                    # Another actor recorded a target since it was read (and observed): the observations
+                    # this plan rests on may be older than what it recorded. Act on nothing, read again.
+                    return None
                 claimed = await leases.claim(tx.conn, key.id, self.lease_seconds)
                 if claimed is None:
                     return None

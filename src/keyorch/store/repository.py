@@ -376,6 +376,13 @@ class Transaction:
         value = (await self.conn.execute(stmt)).scalar_one_or_none()
         return None if value is None else int(value)
 
+    async def target_stamps(self, key_id: str) -> dict[str, datetime | None]:
+        """When each of the key's targets' records last changed (keystore id -> ``updated_at``)."""
+        rows = await self.conn.execute(
+            select(key_targets.c.keystore_id, key_targets.c.updated_at).where(key_targets.c.key_id == key_id)
+        )
+        return {str(keystore_id): stamp for keystore_id, stamp in rows.tuples()}
+
     async def label_taken(self, vault_id: str, label: str) -> bool:
         return await self._one(managed_keys, vault_id=vault_id, label=label) is not None
 
