@@ -144,7 +144,7 @@ async def drop_listings(conn: AsyncConnection, keep: list[str]) -> None:
 async def listing_times(conn: AsyncConnection) -> dict[str, datetime]:
     """When each stored listing was taken (cheap: the entries are not read)."""
     rows = await conn.execute(select(keystore_listings.c.keystore_id, keystore_listings.c.taken_at))
-    return {str(ks): taken for ks, taken in rows.tuples()}
+    return {str(ks): taken for ks, taken in rows}
 
 
 async def load_listings(conn: AsyncConnection, keystore_ids: list[str]) -> dict[str, tuple[datetime, str]]:
@@ -154,4 +154,4 @@ async def load_listings(conn: AsyncConnection, keystore_ids: list[str]) -> dict[
             keystore_listings.c.keystore_id.in_(sorted(keystore_ids))
         )
     )
-    return {str(keystore_id): (taken_at, str(entries)) for keystore_id, taken_at, entries in rows.tuples()}
+    return {str(keystore_id): (taken_at, str(entries)) for keystore_id, taken_at, entries in rows}

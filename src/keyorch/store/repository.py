@@ -381,7 +381,7 @@ class Transaction:
         rows = await self.conn.execute(
             select(key_targets.c.keystore_id, key_targets.c.updated_at).where(key_targets.c.key_id == key_id)
         )
-        return {str(keystore_id): stamp for keystore_id, stamp in rows.tuples()}
+        return {str(keystore_id): stamp for keystore_id, stamp in rows}
 
     async def label_taken(self, vault_id: str, label: str) -> bool:
         return await self._one(managed_keys, vault_id=vault_id, label=label) is not None
