@@ -73,6 +73,8 @@ def test_families_and_types() -> None:
         "keyorch_out_of_sync_keys": "gauge",
         "keyorch_keystore_up": "gauge",
         "keyorch_reconcile_duration_seconds": "histogram",
+        "keyorch_keys_reconciled": "counter",
+        "keyorch_cluster_members": "gauge",
     }
     assert metrics.CONTENT_TYPE.startswith("text/plain")
 

@@ -49,7 +49,7 @@ from tests.e2e.harness import (
     successful_creates,
 )
 
-KEYS = int(os.environ.get("KEYORCH_HA_TEST_KEYS", "200"))  # the run: 500
+KEYS = int(os.environ.get("KEYORCH_HA_TEST_KEYS", "120"))  # the run: 500
 KILLS = 10
 REPLICAS = 3
 RESYNC_SECONDS = 5.0
