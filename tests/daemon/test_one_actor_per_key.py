@@ -15,12 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import _create_database, _drop_database, postgres_admin_url
 from tests.daemon.harness import DaemonProcess, eventually, slow_every_call, write_config
 from tests.daemon.world import World, in_sync, run_keyorch, serving, setup_world_via_api
 from tests.e2e.harness import EXPECTED, KINDS, clear_faults, provider_states
@@ -33,17 +31,6 @@ DISABLE = {
     "google_kms": "UpdateCryptoKeyVersion",
     "ibm_key_protect": "DisableKey",
 }
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    admin = postgres_admin_url()
-    assert admin is not None
-    url = await _create_database(admin)
-    try:
-        yield url
-    finally:
-        await _drop_database(admin, url)
 
 
 @pytest.mark.postgres

@@ -26,7 +26,6 @@ import aiohttp
 import pytest
 
 from keyorch.crypto import generate_master_key
-from tests.conftest import _create_database, _drop_database, postgres_admin_url
 from tests.daemon.harness import (
     ApiClient,
     DaemonProcess,
@@ -84,17 +83,6 @@ class Replicas:
 
     def client(self, rng: random.Random) -> ApiClient:
         return self.world.client(rng.choice(self.live())[1])
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    admin = postgres_admin_url()
-    assert admin is not None
-    url = await _create_database(admin)
-    try:
-        yield url
-    finally:
-        await _drop_database(admin, url)
 
 
 @pytest.fixture

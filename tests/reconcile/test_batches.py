@@ -68,7 +68,7 @@ async def test_a_desired_state_that_moved_after_the_read_is_not_acted_on(
     assert stale.stale and stale.actions == 0
     assert set(mem.calls) == {"get"} and mem.keys == {}  # observed, but nothing done for the outdated "active"
     async with ctx.store.read() as tx:
-        assert await tx.creates_in_doubt_many([key.id]) == {}  # and no intent was journalled
+        assert await tx.calls_in_doubt_many([key.id]) == ({}, {})  # and no intent was journalled
 
     fresh = await reconciler.reconcile_key(key.id)  # what the pass does next: read it again
     assert not fresh.stale and fresh.in_sync

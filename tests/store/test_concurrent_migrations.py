@@ -5,17 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.conftest import _create_database, _drop_database, postgres_admin_url
 
 from keyorch.store.engine import create_engine, migrate, schema_revisions
 
 
 @pytest.mark.postgres
-async def test_five_concurrent_migrations_of_a_fresh_database_all_succeed() -> None:
-    admin = postgres_admin_url()
-    assert admin is not None
-    url = await _create_database(admin)
-    engines = [create_engine(url) for _ in range(5)]
+async def test_five_concurrent_migrations_of_a_fresh_database_all_succeed(pg_url: str) -> None:
+    engines = [create_engine(pg_url) for _ in range(5)]
     try:
         results = await asyncio.gather(*(migrate(e) for e in engines))
         current, head = await schema_revisions(engines[0])
@@ -26,4 +22,3 @@ async def test_five_concurrent_migrations_of_a_fresh_database_all_succeed() -> N
     finally:
         for engine in engines:
             await engine.dispose()
-        await _drop_database(admin, url)

@@ -175,8 +175,7 @@ class Reconciler:
         async with self.store.read() as tx:
             key = await tx.key(key_ref)
             keystores = await tx.keystores_by_id(t.keystore_id for t in key.targets)
-            doubtful = await tx.creates_in_doubt_many([key.id])
-            interrupted = await tx.interrupted_many([key.id])
+            doubtful, interrupted = await tx.calls_in_doubt_many([key.id])
         return Loaded(key, keystores, frozenset(doubtful.get(key.id, ())), frozenset(interrupted.get(key.id, ())))
 
     async def load_many(self, key_ids: Sequence[str]) -> dict[str, Loaded]:
@@ -185,8 +184,7 @@ class Reconciler:
         async with self.store.read() as tx:
             found = await tx.keys_by_id(key_ids)
             keystores = await tx.keystores_by_id(t.keystore_id for key in found for t in key.targets)
-            doubtful = await tx.creates_in_doubt_many([key.id for key in found])
-            interrupted = await tx.interrupted_many([key.id for key in found])
+            doubtful, interrupted = await tx.calls_in_doubt_many([key.id for key in found])
         return {
             key.id: Loaded(
                 key,

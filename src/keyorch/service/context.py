@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -67,22 +67,16 @@ class ServiceContext:
 
         async def attempt(tx: Transaction) -> T:
             result, change = await body(tx)
-            await self._audit(
-                tx,
-                AuditRecord(
-                    at=self.clock.now(),
-                    user=self.actor.user,
-                    role=self.actor.role,
-                    source=self.actor.source,
-                    action=action,
-                    object_type=object_type,
-                    object_id=change.object_id,
-                    outcome="accepted",
-                    before=snapshot(change.before),
-                    after=snapshot(change.after),
-                    detail=change.detail,
-                ),
+            record = self._record(
+                action,
+                object_type,
+                change.object_id,
+                "accepted",
+                before=snapshot(change.before),
+                after=snapshot(change.after),
+                detail=change.detail,
             )
+            await self._audit(tx, record)
             return result
 
         try:
@@ -98,6 +92,22 @@ class ServiceContext:
                 exc.message = f"{exc.message} (the refusal itself could not be audited: {audit_exc.message})"
                 exc.args = (exc.message,)
             raise
+
+    def _record(
+        self, action: str, object_type: str, object_id: str | None, outcome: str, **content: Any
+    ) -> AuditRecord:
+        """An audit record by this context's actor, now."""
+        return AuditRecord(
+            at=self.clock.now(),
+            user=self.actor.user,
+            role=self.actor.role,
+            source=self.actor.source,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            outcome=outcome,
+            **content,
+        )
 
     async def _audit(self, tx: Transaction, record: AuditRecord) -> None:
         try:
@@ -116,20 +126,8 @@ class ServiceContext:
     ) -> None:
         async def attempt(tx: Transaction) -> None:
             filed = await self._filed_under(tx, object_type, ref) if ref is not None and not creates else ref
-            await self._audit(
-                tx,
-                AuditRecord(
-                    at=self.clock.now(),
-                    user=self.actor.user,
-                    role=self.actor.role,
-                    source=self.actor.source,
-                    action=action,
-                    object_type=object_type,
-                    object_id=filed,
-                    outcome="refused",
-                    detail=f"{exc.code}: {exc.message}"[:2000],
-                ),
-            )
+            record = self._record(action, object_type, filed, "refused", detail=f"{exc.code}: {exc.message}"[:2000])
+            await self._audit(tx, record)
 
         await self.store.run(attempt, what=f"the audit record of a refused {action}")
 

@@ -554,43 +554,28 @@ class Transaction:
         )
         return int(result.rowcount)
 
-    async def creates_in_doubt_many(self, key_ids: Sequence[str]) -> dict[str, set[str]]:
-        """Per key, the keystores where its latest create attempt did not succeed (it failed or was
-        interrupted): that attempt may have made a key in the provider whose answer never came.
-        A create stays in doubt until the target is seen in line with a key present or the doubt is
-        resolved by a search (the intent is then ``resolved``)."""
-        latest: dict[tuple[str, str], str] = {}
-        for start in range(0, len(key_ids), 500):
-            stmt = (
-                select(intents.c.key_id, intents.c.keystore_id, intents.c.status)
-                .where(intents.c.key_id.in_(key_ids[start : start + 500]), intents.c.action.contains("create"))
-                .order_by(intents.c.id)
-            )
-            for r in await self.conn.execute(stmt):
-                latest[(str(r.key_id), str(r.keystore_id))] = str(r.status)
-        doubtful: dict[str, set[str]] = {}
-        for (key_id, keystore_id), status in latest.items():
-            if status in ("started", "failed"):
-                doubtful.setdefault(key_id, set()).add(keystore_id)
-        return doubtful
+    async def calls_in_doubt_many(self, key_ids: Sequence[str]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        """Per key, from one read of the journal: (the keystores where its latest create attempt did not
+        succeed, the keystores whose latest call of any kind was interrupted).
 
-    async def interrupted_many(self, key_ids: Sequence[str]) -> dict[str, set[str]]:
-        """Per key, the keystores whose latest journalled call was interrupted (still ``started``: its
-        actor died or lost its lease before recording the result), so its effect is unknown."""
-        latest: dict[tuple[str, str], str] = {}
+        A create that failed or was interrupted may have made a key in the provider whose answer never
+        came; it stays in doubt until the target is seen in line with a key present or the doubt is
+        resolved by a search (the intent is then ``resolved``). An interrupted call (still ``started``:
+        its actor died or lost its lease before recording the result) has an unknown effect."""
+        latest_create: dict[tuple[str, str], str] = {}
+        latest_call: dict[tuple[str, str], str] = {}
         for start in range(0, len(key_ids), 500):
             stmt = (
-                select(intents.c.key_id, intents.c.keystore_id, intents.c.status)
+                select(intents.c.key_id, intents.c.keystore_id, intents.c.action, intents.c.status)
                 .where(intents.c.key_id.in_(key_ids[start : start + 500]))
                 .order_by(intents.c.id)
             )
             for r in await self.conn.execute(stmt):
-                latest[(str(r.key_id), str(r.keystore_id))] = str(r.status)
-        interrupted: dict[str, set[str]] = {}
-        for (key_id, keystore_id), status in latest.items():
-            if status == "started":
-                interrupted.setdefault(key_id, set()).add(keystore_id)
-        return interrupted
+                target = (str(r.key_id), str(r.keystore_id))
+                latest_call[target] = str(r.status)
+                if "create" in str(r.action):
+                    latest_create[target] = str(r.status)
+        return _by_key(latest_create, ("started", "failed")), _by_key(latest_call, ("started",))
 
     async def open_intents(self, key_id: str | None = None) -> list[dict[str, Any]]:
         stmt = select(intents).where(intents.c.status == "started").order_by(intents.c.id)
@@ -617,3 +602,12 @@ class Transaction:
             stmt = stmt.where(audit_log.c.object_id.in_(wanted))
         result = (await self.conn.execute(stmt)).mappings().all()
         return [rows.audit_from_row(r) for r in reversed(result)]
+
+
+def _by_key(latest: dict[tuple[str, str], str], statuses: tuple[str, ...]) -> dict[str, set[str]]:
+    """Per key id, the keystores whose latest status is one of ``statuses``."""
+    found: dict[str, set[str]] = {}
+    for (key_id, keystore_id), status in latest.items():
+        if status in statuses:
+            found.setdefault(key_id, set()).add(keystore_id)
+    return found
