@@ -162,11 +162,37 @@ class Api:
         return self.client.request(method, API + path, headers=headers, **kwargs)
 
 
+def check_uko_error(doc: Any, status: int, trace_header: str | None) -> None:
+    """``doc`` is UKO's ApiError exactly (IBM's UKO v4 SDK): status_code, trace (the answer's
+    X-Correlation-Id), errors of code, message, more_info, message_params and an optional target
+    ``{"type": field|parameter|header, "name"}``."""
+    assert isinstance(doc, dict) and set(doc) == {"status_code", "trace", "errors"}, doc
+    assert doc["status_code"] == status, doc
+    assert isinstance(doc["trace"], str) and len(doc["trace"]) == 36 and doc["trace"] == trace_header, doc
+    assert isinstance(doc["errors"], list) and doc["errors"], doc
+    for e in doc["errors"]:
+        assert set(e) in (
+            {"code", "message", "more_info", "message_params"},
+            {"code", "message", "more_info", "message_params", "target"},
+        ), e
+        assert all(isinstance(e[k], str) and e[k] for k in ("code", "message", "more_info")), e
+        assert isinstance(e["message_params"], list) and all(isinstance(p, str) for p in e["message_params"]), e
+        if "target" in e:
+            target = e["target"]
+            assert isinstance(target, dict) and set(target) == {"type", "name"}, e
+            assert target["type"] in ("field", "parameter", "header") and isinstance(target["name"], str), e
+
+
 async def error_of(resp: ClientResponse) -> dict[str, Any]:
     doc = await resp.json()
-    assert doc["status_code"] == resp.status
-    assert doc["errors"] and all(set(e) == {"code", "message", "target"} for e in doc["errors"])
+    check_uko_error(doc, resp.status, resp.headers.get("X-Correlation-Id"))
     return doc
+
+
+def target_of(err: dict[str, Any]) -> tuple[str, str] | None:
+    """An error entry's target as (type, name), or None when it has none."""
+    target = err.get("target")
+    return None if target is None else (target["type"], target["name"])
 
 
 @pytest.fixture

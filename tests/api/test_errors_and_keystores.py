@@ -10,7 +10,7 @@ import pytest
 
 from keyorch.api.errors import MAX_BODY_BYTES
 from keyorch.domain.errors import KeystoreUnreachable
-from tests.api.conftest import API, Api, ApiFactory, auth, error_of
+from tests.api.conftest import API, Api, ApiFactory, auth, error_of, target_of
 
 
 @pytest.mark.parametrize(
@@ -56,13 +56,15 @@ async def test_validation_error_names_field_value_and_allowed(api: Api) -> None:
         json={"vault": "v", "name": "k", "type": "oracle_kms", "credentials_from_environment": True},
     )
     err = (await error_of(resp))["errors"][0]
-    assert err["target"] == "type"
+    assert target_of(err) == ("field", "type")
     assert "'oracle_kms'" in err["message"] and "aws_kms" in err["message"]
     missing = await error_of(await api.request("POST", "/managed_keys", json={"label": "x"}))
     assert missing["errors"][0] == {
         "code": "invalid_input",
         "message": "body field template is required",
-        "target": "template",
+        "more_info": "/api/v4/docs",
+        "message_params": ["template"],
+        "target": {"type": "field", "name": "template"},
     }
 
 
@@ -89,7 +91,7 @@ async def test_connect_with_inline_credentials_stores_them_encrypted_and_never_r
 
     bad = dict(body, name="aws-2", credentials={"access_key_id": "AKIA", "secret_access_key": 5, "x": "hidden-1"})
     err = await error_of(await api.request("POST", "/keystores", json=bad))
-    assert err["status_code"] == 400 and err["errors"][0]["target"] == "credentials"
+    assert err["status_code"] == 400 and target_of(err["errors"][0]) == ("field", "credentials")
     assert "hidden-1" not in json.dumps(err)
     both = dict(body, name="aws-3", credentials_from_environment=True)
     assert (await api.request("POST", "/keystores", json=both)).status == 400
@@ -98,7 +100,8 @@ async def test_connect_with_inline_credentials_stores_them_encrypted_and_never_r
     dup = await api.request("POST", "/keystores", json=body)
     assert dup.status == 409
     ca = dict(body, name="aws-5", ca_pem="not a certificate")
-    assert (await error_of(await api.request("POST", "/keystores", json=ca)))["errors"][0]["target"] == "ca_pem"
+    ca_err = (await error_of(await api.request("POST", "/keystores", json=ca)))["errors"][0]
+    assert target_of(ca_err) == ("field", "ca_pem")
 
 
 async def test_connect_with_credentials_but_no_master_key_is_409(api_factory: ApiFactory) -> None:

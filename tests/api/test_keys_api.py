@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import Api, error_of
+from tests.api.conftest import Api, error_of, target_of
 
 
 async def test_etag_missing_stale_and_current(api: Api) -> None:
@@ -16,7 +16,7 @@ async def test_etag_missing_stale_and_current(api: Api) -> None:
 
     missing = await api.request("POST", path + "/deactivate")
     assert missing.status == 428
-    assert (await error_of(missing))["errors"][0]["target"] == "If-Match"
+    assert target_of((await error_of(missing))["errors"][0]) == ("header", "If-Match")
 
     stale = await api.request("POST", path + "/deactivate", headers={"If-Match": f'"{key.id}:{key.version - 1}"'})
     assert stale.status == 412
@@ -136,7 +136,7 @@ async def test_dual_authorization_through_the_api(api: Api) -> None:
     assert await post("authorize_deletion", "deployer") == 409  # already authorized
     resp = await api.request("POST", f"{path}/destroy", headers={"If-Match": await api.etag(path)})
     assert resp.status == 409
-    assert (await error_of(resp))["errors"][0]["target"] == "user"  # the authorizer cannot destroy
+    assert target_of((await error_of(resp))["errors"][0]) == ("field", "user")  # the authorizer cannot destroy
     assert await post("withdraw_authorization", "deployer") == 200
     assert await post("withdraw_authorization", "deployer") == 409  # nothing in force
 
@@ -211,7 +211,7 @@ async def test_pagination_and_filters(api: Api) -> None:
         resp = await api.request("GET", "/managed_keys" + bad)
         assert resp.status == 400, bad
         err = (await error_of(resp))["errors"][0]
-        assert err["target"] in bad and "got" in err["message"]
+        assert err["target"]["type"] == "parameter" and err["target"]["name"] in bad and "got" in err["message"]
     assert (await api.request("GET", "/managed_keys?vault=nope")).status == 404
 
 

@@ -14,7 +14,7 @@ from keyorch.api.openapi import OPENAPI_PATH
 from keyorch.domain.models import KeystoreType, ManagedKey, SyncFlag
 from keyorch.providers.limits import limits_for
 from keyorch.service import keystores, templates
-from tests.api.conftest import Api, error_of
+from tests.api.conftest import Api, error_of, target_of
 
 # --- keystore connect: rate_per_second, max_concurrency, provider_quotas -------------------------
 
@@ -100,7 +100,7 @@ async def test_connect_refuses_bad_limits_naming_field_value_and_allowed(
     resp = await api.request("POST", "/keystores", data=data, headers={"Content-Type": "application/json"})
     assert resp.status == 400, await resp.text()
     err = (await error_of(resp))["errors"][0]
-    assert err["code"] == "invalid_input" and err["target"] == field
+    assert err["code"] == "invalid_input" and target_of(err) == ("field", field)
     assert f"body field {field} is not valid (got " in err["message"] and shown in err["message"]
     assert await keystores.list_keystores(api.ctx(), vault) == []
 
@@ -110,7 +110,7 @@ async def test_connect_refuses_a_rate_so_low_the_keystore_would_stall(api: Api) 
     resp = await api.request("POST", "/keystores", json={**_connect_body(vault, "slow"), "rate_per_second": 0.001})
     assert resp.status == 400, await resp.text()
     err = (await error_of(resp))["errors"][0]
-    assert err["target"] == "rate_per_second"
+    assert target_of(err) == ("field", "rate_per_second")
     assert "0.001" in err["message"] and "at least 0.1" in err["message"]
     assert await keystores.list_keystores(api.ctx(), vault) == []
 

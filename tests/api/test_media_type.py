@@ -39,7 +39,9 @@ async def test_a_body_not_sent_as_json_is_415_and_nothing_is_created(
         == {
             "code": "unsupported_media_type",
             "message": err["message"],
-            "target": "Content-Type",
+            "more_info": err["more_info"],
+            "message_params": ["Content-Type"],
+            "target": {"type": "header", "name": "Content-Type"},
         }
         and "application/json" in err["message"]
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from keyorch.api.app import ROUTES
-from tests.api.conftest import API, Api, auth, error_of
+from tests.api.conftest import API, Api, auth, error_of, target_of
 
 LISTS = {r.path: r for r in ROUTES if r.method == "GET" and "{id}" not in r.path}
 
@@ -32,7 +32,7 @@ async def test_vault_id_filters_every_list_by_vault(api: Api) -> None:
         assert await _ids(api, f"/{kind}?vault.id={a['vault']}&vault=vb", kind) == set()  # both filters apply
         resp = await api.request("GET", f"/{kind}?vault.id=va")  # vault.id takes ids, not names
         assert resp.status == 404
-        assert (await error_of(resp))["errors"][0]["target"] == "vault.id"
+        assert target_of((await error_of(resp))["errors"][0]) == ("field", "vault.id")
 
 
 @pytest.mark.parametrize("path", sorted(LISTS))
@@ -44,7 +44,7 @@ async def test_an_unknown_query_parameter_on_a_list_is_refused_naming_it_and_the
         resp = await api.client.get(API + path, params={unknown: "x"}, headers=auth("admin"))
         assert resp.status == 400, (path, unknown, await resp.text())
         err = (await error_of(resp))["errors"][0]
-        assert err["code"] == "invalid_input" and err["target"] == unknown
+        assert err["code"] == "invalid_input" and target_of(err) == ("parameter", unknown)
         assert repr(unknown) in err["message"] and all(name in err["message"] for name in allowed), err
 
 

@@ -22,7 +22,7 @@ from keyorch.api import (
 )
 from keyorch.api.auth import Authenticator
 from keyorch.api.docs import add_docs_routes
-from keyorch.api.errors import MAX_BODY_BYTES, error_middleware
+from keyorch.api.errors import MAX_BODY_BYTES, add_trace_header, error_middleware, trace_middleware
 from keyorch.api.limits import LIMITS, RequestLimits, concurrency_middleware
 from keyorch.api.openapi import OPENAPI_PATH, build_openapi
 from keyorch.api.routing import DEPS, ApiDeps, Route, make_handler
@@ -75,7 +75,10 @@ def create_api_app(
     api = settings.api if isinstance(settings, Settings) else settings
     if environment_credentials is None and isinstance(settings, Settings):
         environment_credentials = settings.environment_credentials
-    app = web.Application(middlewares=[concurrency_middleware, error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[trace_middleware, concurrency_middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+    )
+    app.on_response_prepare.append(add_trace_header)
     app[LIMITS] = RequestLimits.of(api)
     app[DEPS] = ApiDeps(
         store=store,

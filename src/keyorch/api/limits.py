@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from keyorch.api.errors import Handler, error_body, error_response
+from keyorch.api.errors import Handler, Problem, error_body, error_response
 from keyorch.domain.errors import KeyorchError
 from keyorch.settings import ApiSettings
 
@@ -76,7 +76,7 @@ async def concurrency_middleware(request: web.Request, handler: Handler) -> web.
             f"api.max_concurrent_requests); retry after {RETRY_AFTER_SECONDS} s"
         )
         return error_response(
-            503, [("too_many_requests", message, None)], headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+            503, [Problem("too_many_requests", message)], headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
         )
     limits.in_flight += 1
     try:
@@ -97,7 +97,7 @@ def close_soon(protocol: RequestHandler) -> None:
 
 async def _answer_and_close(request: web.Request, status: int, code: str, message: str) -> web.StreamResponse:
     """Send an error answer, then end the connection (the rest of the body is not waited for)."""
-    response = error_response(status, [(code, message, None)], headers={"Connection": "close"})
+    response = error_response(status, [Problem(code, message)], headers={"Connection": "close"})
     try:
         await response.prepare(request)
         await response.write_eof()
@@ -165,7 +165,7 @@ class GuardedRequestHandler(RequestHandler):
         seconds = self._header_timeout_seconds
         log.info("api.header_timeout", peer=str(self.peername), seconds=seconds)
         message = f"the request's headers did not arrive within {seconds:g} s (the setting api.header_timeout_seconds)"
-        body = json.dumps(error_body(408, [(RequestTimeout.code, message, None)])).encode()
+        body = json.dumps(error_body(408, [Problem(RequestTimeout.code, message)])).encode()
         head = (
             "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json; charset=utf-8\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"

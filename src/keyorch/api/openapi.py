@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from keyorch.api.docs import ASSETS, ASSETS_PATH, DOCS_PATH
+from keyorch.api.errors import TRACE_HEADER
 from keyorch.api.routing import PREFIX, Route
 
 OPENAPI_PATH = PREFIX + "/openapi.json"
@@ -17,18 +18,38 @@ _REF = "#/components/schemas/{model}"
 
 _ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["status_code", "errors"],
+    "description": "UKO's ApiError",
+    "required": ["status_code", "trace", "errors"],
+    "additionalProperties": False,
     "properties": {
-        "status_code": {"type": "integer"},
+        "status_code": {"type": "integer", "description": "the HTTP status of the answer"},
+        "trace": {"type": "string", "description": f"the request's id, also its {TRACE_HEADER} header"},
         "errors": {
             "type": "array",
+            "minItems": 1,
             "items": {
                 "type": "object",
-                "required": ["code", "message", "target"],
+                "required": ["code", "message", "more_info", "message_params"],
+                "additionalProperties": False,
                 "properties": {
                     "code": {"type": "string"},
                     "message": {"type": "string"},
-                    "target": {"type": ["string", "null"]},
+                    "more_info": {"type": "string", "description": "where to read about the error"},
+                    "message_params": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "the values the message names (never a secret)",
+                    },
+                    "target": {
+                        "type": "object",
+                        "description": "what the error is about (absent when it is about no one value)",
+                        "required": ["type", "name"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "type": {"type": "string", "enum": ["field", "parameter", "header"]},
+                            "name": {"type": "string", "description": "the field (dotted), parameter or header"},
+                        },
+                    },
                 },
             },
         },
@@ -181,7 +202,8 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
             "version": "4",
             "description": "Managed keys, vaults, keystores and templates on UKO's v4 resource model. Every change "
             "to an existing object needs If-Match with its current ETag; errors are "
-            '{"status_code", "errors": [{"code", "message", "target"}]}.',
+            '{"status_code", "trace", "errors": [{"code", "message", "more_info", "message_params", '
+            f'"target": {{"type", "name"}}}}]}}; trace is also the {TRACE_HEADER} header of the answer.',
         },
         "servers": [{"url": "/"}],
         "components": {

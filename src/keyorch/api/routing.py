@@ -332,9 +332,15 @@ def _read_query(request: web.Request, model: type[Query] | None) -> Query | None
     for name in request.query:
         if name not in allowed:
             names = f"allowed: {', '.join(allowed)}" if allowed else "this operation takes no query parameter"
-            raise InvalidInput(f"query parameter {shown(name)} is not known here; {names}", target=name)
+            raise InvalidInput(
+                f"query parameter {shown(name)} is not known here; {names}", target=name, target_type="parameter"
+            )
         if len(request.query.getall(name)) > 1:
-            raise InvalidInput(f"query parameter {shown(name)} is given more than once; give it once", target=name)
+            raise InvalidInput(
+                f"query parameter {shown(name)} is given more than once; give it once",
+                target=name,
+                target_type="parameter",
+            )
     if model is None:
         return None
     values: Mapping[str, str] = {k: request.query.getone(k) for k in request.query}

@@ -6,18 +6,28 @@ both surfaces answer the same refusal the same way.
 
 from __future__ import annotations
 
+from typing import Literal
+
+#: Where the value an error names came from: a body field, a query parameter or a request header.
+TargetType = Literal["field", "parameter", "header"]
+
 
 class KeyorchError(Exception):
-    """Base class: a clear, one-sentence message safe to show a user (never a secret)."""
+    """Base class: a clear, one-sentence message safe to show a user (never a secret).
+
+    ``target`` names what the error is about; ``target_type`` says where it came from (None: a header if
+    ``target`` is one of the API's request headers, else a field).
+    """
 
     exit_code = 1
     http_status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, target: str | None = None) -> None:
+    def __init__(self, message: str, *, target: str | None = None, target_type: TargetType | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.target = target
+        self.target_type = target_type
 
 
 class InvalidInput(KeyorchError):
