@@ -7,20 +7,33 @@ from datetime import datetime
 from typing import Any
 
 from keyorch.audit import AuditRecord
-from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Target, Vault
+from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Target, Vault, VaultCounts
+
+#: where the API's resources are: an object's ``href`` is its path below this (relative, as the links of UKO's
+#: lists are: the client resolves them against the server it called)
+API_PREFIX = "/api/v4"
 
 
 def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def vault_json(v: Vault) -> dict[str, Any]:
+def vault_json(v: Vault, counts: VaultCounts) -> dict[str, Any]:
+    """A vault as UKO v4 shows one (with keyorch's ``dual_auth`` and ``version``)."""
     return {
         "id": v.id,
         "name": v.name,
+        "description": v.description,
+        "recovery_key_label": v.recovery_key_label,
         "dual_auth": v.dual_auth,
+        "keys_count": counts.keys,
+        "key_templates_count": counts.key_templates,
+        "keystores_count": counts.keystores,
         "created_at": _time(v.created_at),
         "updated_at": _time(v.updated_at),
+        "created_by": v.created_by,
+        "updated_by": v.updated_by,
+        "href": f"{API_PREFIX}/vaults/{v.id}",
         "version": v.version,
     }
 

@@ -14,17 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from keyorch.domain.models import DriftPolicy, KeystoreType
 from keyorch.domain.states import KeyState
-from keyorch.domain.validation import LABEL_RE, NAME_RE
+from keyorch.domain.validation import LABEL_RE, MAX_DESCRIPTION, NAME_RE
 from keyorch.providers.limits import MAX_CONCURRENCY_LIMIT
 
 _Ref = Field(min_length=1, max_length=256)
 _Setting = Field(default=None, min_length=1, max_length=2048)
 
 
-def _checked(regex: re.Pattern[str], description: str) -> Any:
+def _checked(regex: re.Pattern[str], description: str, **field: Any) -> Any:
     """A field the service checks (``domain.validation``, the same check the CLI runs); the document shows
     the rule as a JSON Schema pattern (anchored: JSON Schema patterns match anywhere)."""
-    return Field(description=description, json_schema_extra={"pattern": f"^{regex.pattern}$"})
+    return Field(description=description, json_schema_extra={"pattern": f"^{regex.pattern}$"}, **field)
 
 
 _NAME = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -47,9 +47,25 @@ class Query(BaseModel):
         return [f.alias or name for name, f in cls.model_fields.items()]
 
 
+_DESCRIPTION = f"free text, at most {MAX_DESCRIPTION} characters, no control characters but tab and newline"
+_LABEL = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
 class VaultCreate(Body):
+    """UKO's CreateVault body (name, description, recovery_key_label) and keyorch's ``dual_auth``."""
+
     name: str = _checked(NAME_RE, _NAME)
+    description: str = Field(default="", description=_DESCRIPTION)
+    recovery_key_label: str | None = _checked(LABEL_RE, _LABEL, default=None)
     dual_auth: StrictBool = Field(default=False, description="deleting a key needs two different users (seed 002)")
+
+
+class VaultUpdate(Body):
+    """UKO's UpdateVault body: the fields to change (an absent one stays as it is)."""
+
+    name: str | None = _checked(NAME_RE, _NAME, default=None)
+    description: str | None = Field(default=None, description=_DESCRIPTION)
+    recovery_key_label: str | None = _checked(LABEL_RE, _LABEL, default=None)
 
 
 class KeystoreFields(Body):

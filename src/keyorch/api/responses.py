@@ -42,9 +42,19 @@ class Versioned(Document):
 
 
 class Vault(Versioned):
+    """UKO v4's vault, with keyorch's ``dual_auth`` and ``version``."""
+
     id: str
     name: str
+    description: str
+    recovery_key_label: str | None
     dual_auth: bool
+    keys_count: int = Field(description="managed keys in the vault")
+    key_templates_count: int = Field(description="key templates in the vault")
+    keystores_count: int = Field(description="connected keystores in the vault")
+    created_by: str | None = Field(description="the user who made it (null: made before keyorch recorded it)")
+    updated_by: str | None = Field(description="the user who last changed it (null: as created_by)")
+    href: str = Field(description="the vault's URL path")
 
 
 class Keystore(Versioned):
@@ -119,7 +129,20 @@ class _Page(Document):
     offset: int
 
 
-class VaultList(_Page):
+class HrefObject(Document):
+    href: str = Field(description="the page's URL path and query")
+
+
+class LinkedPage(_Page):
+    """A page with UKO's links to the first, last, previous and next pages (the last two null where there is none)."""
+
+    first: HrefObject
+    last: HrefObject
+    previous: HrefObject | None
+    next: HrefObject | None
+
+
+class VaultList(LinkedPage):
     vaults: list[Vault]
 
 

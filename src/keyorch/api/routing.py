@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -37,8 +38,9 @@ from keyorch.service import keys, keystores, templates, vaults
 from keyorch.service.context import Change, ServiceContext
 from keyorch.service.environment import EnvironmentPolicy
 from keyorch.store.repository import Store, Transaction
+from keyorch.views import API_PREFIX
 
-PREFIX = "/api/v4"
+PREFIX = API_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +269,25 @@ def respond(
 
 def page(items: list[Any], limit: int, offset: int, name: str) -> dict[str, Any]:
     return {name: items[offset : offset + limit], "total_count": len(items), "limit": limit, "offset": offset}
+
+
+def linked_page(
+    shown: list[Any], total: int, limit: int, offset: int, name: str, request: web.Request
+) -> dict[str, Any]:
+    """One page (``shown``, the items from ``offset`` on) as UKO's lists answer it: with ``first``, ``last``,
+    ``previous`` and ``next`` as ``{"href": …}``, the request's path and query with another ``offset``
+    (``previous`` and ``next`` null where there is none)."""
+
+    def link(to: int) -> dict[str, str]:
+        query = {**request.rel_url.query, "limit": str(limit), "offset": str(to)}
+        return {"href": f"{request.rel_url.path}?{urlencode(query)}"}
+
+    doc: dict[str, Any] = {name: shown, "total_count": total, "limit": limit, "offset": offset}
+    doc["first"] = link(0)
+    doc["last"] = link(max(0, (total - 1) // limit * limit))
+    doc["previous"] = link(max(0, min(offset, total) - limit)) if offset > 0 else None
+    doc["next"] = link(offset + limit) if offset + limit < total else None
+    return doc
 
 
 @dataclass(frozen=True)

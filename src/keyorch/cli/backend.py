@@ -44,8 +44,21 @@ class TemplateRequest:
     state: str = "pre_active"
 
 
+@dataclass(frozen=True)
+class VaultChanges:
+    """What `keyorch vault update` changes (None: leave as it is)."""
+
+    name: str | None = None
+    description: str | None = None
+    recovery_key_label: str | None = None
+
+
 class Backend(Protocol):
-    async def create_vault(self, name: str, dual_auth: bool) -> Doc: ...
+    async def create_vault(
+        self, name: str, dual_auth: bool, description: str = "", recovery_key_label: str | None = None
+    ) -> Doc: ...
+
+    async def update_vault(self, ref: str, if_version: int | None, changes: VaultChanges) -> Doc: ...
 
     async def list_vaults(self) -> list[Doc]: ...
 

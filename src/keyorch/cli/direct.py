@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from keyorch.cli.backend import Doc, KeyCommand, ProgressHook, TemplateRequest
-from keyorch.domain.models import ManagedKey
+from keyorch.cli.backend import Doc, KeyCommand, ProgressHook, TemplateRequest, VaultChanges
+from keyorch.domain.models import ManagedKey, Vault, VaultCounts
 from keyorch.reconcile import report
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
@@ -39,17 +39,38 @@ class DirectBackend:
 
     # --- vaults ---------------------------------------------------------------------------
 
-    async def create_vault(self, name: str, dual_auth: bool) -> Doc:
-        return vault_json(await vaults.create_vault(self.ctx, name, dual_auth))
+    async def _vault_json(self, vault: Vault) -> Doc:
+        counts = await vaults.vault_counts(self.ctx, [vault.id])
+        return vault_json(vault, counts[vault.id])
+
+    async def create_vault(
+        self, name: str, dual_auth: bool, description: str = "", recovery_key_label: str | None = None
+    ) -> Doc:
+        made = await vaults.create_vault(self.ctx, name, dual_auth, description, recovery_key_label)
+        return vault_json(made, VaultCounts())
+
+    async def update_vault(self, ref: str, if_version: int | None, changes: VaultChanges) -> Doc:
+        after = await vaults.update_vault(
+            self.ctx,
+            ref,
+            if_version,
+            name=changes.name,
+            description=changes.description,
+            recovery_key_label=changes.recovery_key_label,
+        )
+        return await self._vault_json(after)
 
     async def list_vaults(self) -> list[Doc]:
-        return [vault_json(v) for v in await vaults.list_vaults(self.ctx)]
+        found = await vaults.list_vaults(self.ctx)
+        counts = await vaults.vault_counts(self.ctx, [v.id for v in found])
+        return [vault_json(v, counts[v.id]) for v in found]
 
     async def get_vault(self, ref: str) -> Doc:
-        return vault_json(await vaults.get_vault(self.ctx, ref))
+        return await self._vault_json(await vaults.get_vault(self.ctx, ref))
 
     async def delete_vault(self, ref: str, if_version: int | None) -> Doc:
-        return vault_json(await vaults.delete_vault(self.ctx, ref, if_version))
+        # an empty vault (the service refuses any other): nothing left to count
+        return vault_json(await vaults.delete_vault(self.ctx, ref, if_version), VaultCounts())
 
     # --- keystores ------------------------------------------------------------------------
 

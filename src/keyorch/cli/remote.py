@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from keyorch.api.routes_keystores import NOTE_HEADER
-from keyorch.cli.backend import Doc, KeyCommand, ProgressHook, TemplateRequest
+from keyorch.cli.backend import Doc, KeyCommand, ProgressHook, TemplateRequest, VaultChanges
 from keyorch.credentials import read_credentials_file
 from keyorch.domain.errors import ConfigurationError, InvalidInput, KeyorchError
 from keyorch.domain.models import KeystoreType
@@ -227,8 +227,19 @@ class RemoteBackend:
 
     # --- vaults ---------------------------------------------------------------------------
 
-    async def create_vault(self, name: str, dual_auth: bool) -> Doc:
-        return await self._json("POST", "/vaults", body={"name": name, "dual_auth": dual_auth})
+    async def create_vault(
+        self, name: str, dual_auth: bool, description: str = "", recovery_key_label: str | None = None
+    ) -> Doc:
+        body: dict[str, Any] = {"name": name, "dual_auth": dual_auth, "description": description}
+        if recovery_key_label is not None:
+            body["recovery_key_label"] = recovery_key_label
+        return await self._json("POST", "/vaults", body=body)
+
+    async def update_vault(self, ref: str, if_version: int | None, changes: VaultChanges) -> Doc:
+        vault, if_match = await self._current(f"/vaults/{_ref(ref)}", if_version)
+        body = {k: v for k, v in vars(changes).items() if v is not None}
+        doc, _ = await self._call("PATCH", f"/vaults/{_ref(vault['id'])}", body=body, if_match=if_match)
+        return self._object(doc)
 
     async def list_vaults(self) -> list[Doc]:
         return await self._all("/vaults", "vaults")

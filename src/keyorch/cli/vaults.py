@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from keyorch.cli.backend import Backend, Doc
+from keyorch.cli.backend import Backend, Doc, VaultChanges
 from keyorch.cli.runtime import CliState, emit, make_table, properties_table, with_backend
 
 
@@ -20,10 +20,35 @@ def vault() -> None:
 @vault.command(name="create")
 @click.argument("name")
 @click.option("--dual-auth", is_flag=True, help="Deleting keys needs two different users.")
+@click.option("--description", default="", help="What the vault is for (free text).")
+@click.option("--recovery-key-label", default=None, help="The label of the vault's recovery key.")
 @with_backend
-async def create(state: CliState, backend: Backend, name: str, dual_auth: bool) -> None:
+async def create(
+    state: CliState, backend: Backend, name: str, dual_auth: bool, description: str, recovery_key_label: str | None
+) -> None:
     """Create a vault."""
-    _show(state, await backend.create_vault(name, dual_auth), "vault created")
+    _show(state, await backend.create_vault(name, dual_auth, description, recovery_key_label), "vault created")
+
+
+@vault.command(name="update")
+@click.argument("ref", metavar="ID")
+@click.option("--name", default=None, help="A new name.")
+@click.option("--description", default=None, help="A new description.")
+@click.option("--recovery-key-label", default=None, help="A new recovery key label.")
+@click.option("--if-version", type=int, default=None, help="Refuse if the vault's version differs.")
+@with_backend
+async def update(
+    state: CliState,
+    backend: Backend,
+    ref: str,
+    name: str | None,
+    description: str | None,
+    recovery_key_label: str | None,
+    if_version: int | None,
+) -> None:
+    """Change a vault's name, description or recovery key label."""
+    changes = VaultChanges(name=name, description=description, recovery_key_label=recovery_key_label)
+    _show(state, await backend.update_vault(ref, if_version, changes), "vault updated")
 
 
 @vault.command(name="list")

@@ -74,6 +74,20 @@ class Vault:
     created_at: datetime
     updated_at: datetime
     version: int = 1
+    description: str = ""
+    recovery_key_label: str | None = None
+    #: the users who made it and last changed it (None: made before keyorch recorded them)
+    created_by: str | None = None
+    updated_by: str | None = None
+
+
+@dataclass(frozen=True)
+class VaultCounts:
+    """What a vault holds: its managed keys, key templates and connected keystores."""
+
+    keys: int = 0
+    key_templates: int = 0
+    keystores: int = 0
 
 
 @dataclass(frozen=True)

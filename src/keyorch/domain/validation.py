@@ -76,13 +76,32 @@ def check_name(field: str, value: str) -> str:
     return value
 
 
-def check_label(value: str) -> str:
-    check_text("label", value)
+def check_label(value: str, field: str = "label") -> str:
+    check_text(field, value)
     if not LABEL_RE.fullmatch(value):
         raise InvalidInput(
-            f"label {shown(value)} is not valid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter "
+            f"{field} {shown(value)} is not valid: use 1-128 letters, digits, '.', '_' or '-', starting with a letter "
             "or digit",
-            target="label",
+            target=field,
+        )
+    return value
+
+
+MAX_DESCRIPTION = 1024
+
+
+def check_description(field: str, value: str) -> str:
+    """Free text shown to people: at most MAX_DESCRIPTION characters, no control characters but tab and newline."""
+    check_text(field, value)
+    if len(value) > MAX_DESCRIPTION:
+        raise InvalidInput(
+            f"{field} is {len(value)} characters long; at most {MAX_DESCRIPTION} are allowed", target=field
+        )
+    bad = next((c for c in value if (ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0), None)
+    if bad is not None:
+        raise InvalidInput(
+            f"{field} {shown(value)} holds the control character U+{ord(bad):04X}; only tab and newline are allowed",
+            target=field,
         )
     return value
 

@@ -18,7 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from keyorch.audit import AuditRecord
 from keyorch.crypto import MasterKey
 from keyorch.domain.errors import InvalidInput, NotFound, StaleVersion
-from keyorch.domain.models import Keystore, KeystoreStatus, KeyTemplate, ManagedKey, SyncFlag, Target, Vault
+from keyorch.domain.models import (
+    Keystore,
+    KeystoreStatus,
+    KeyTemplate,
+    ManagedKey,
+    SyncFlag,
+    Target,
+    Vault,
+    VaultCounts,
+)
 from keyorch.domain.states import KeyState
 from keyorch.domain.validation import check_text
 from keyorch.store import audit_chain, rows
@@ -217,6 +226,24 @@ class Transaction:
     async def delete_vault(self, vault: Vault) -> None:
         await self.conn.execute(delete(keystores).where(keystores.c.vault_id == vault.id))
         await self.conn.execute(delete(vaults).where(vaults.c.id == vault.id, vaults.c.version == vault.version))
+
+    async def vault_counts(self, vault_ids: Collection[str]) -> dict[str, VaultCounts]:
+        """What each of these vaults holds (one grouped query per kind; connected keystores only)."""
+        found: dict[str, dict[str, int]] = {v: {} for v in vault_ids}
+        if not found:
+            return {}
+        wanted = sorted(found)
+        for kind, table, extra in (
+            ("keys", managed_keys, None),
+            ("key_templates", templates, None),
+            ("keystores", keystores, keystores.c.status == KeystoreStatus.CONNECTED.value),
+        ):
+            stmt = select(table.c.vault_id, func.count()).where(table.c.vault_id.in_(wanted)).group_by(table.c.vault_id)
+            if extra is not None:
+                stmt = stmt.where(extra)
+            for vault_id, count in await self.conn.execute(stmt):
+                found[vault_id][kind] = int(count)
+        return {v: VaultCounts(**c) for v, c in found.items()}
 
     async def vault_contents(self, vault_id: str) -> tuple[int, int, int]:
         """(connected keystores, templates, keys) in a vault."""

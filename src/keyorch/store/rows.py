@@ -35,6 +35,10 @@ def vault_from_row(row: Row) -> Vault:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],
+        description=row["description"],
+        recovery_key_label=row["recovery_key_label"],
+        created_by=row["created_by"],
+        updated_by=row["updated_by"],
     )
 
 
@@ -46,6 +50,10 @@ def vault_to_row(v: Vault) -> dict[str, Any]:
         "created_at": v.created_at,
         "updated_at": v.updated_at,
         "version": v.version,
+        "description": v.description,
+        "recovery_key_label": v.recovery_key_label,
+        "created_by": v.created_by,
+        "updated_by": v.updated_by,
     }
 
 

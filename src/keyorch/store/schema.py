@@ -56,6 +56,10 @@ vaults = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("version", Integer, nullable=False),
+    Column("description", String(1024), nullable=False, server_default=""),
+    Column("recovery_key_label", String(128), nullable=True),
+    Column("created_by", String(128), nullable=True),
+    Column("updated_by", String(128), nullable=True),
 )
 
 keystores = Table(
