@@ -42,6 +42,11 @@ async def _vault(api: Api) -> Prepared:
     return Prepared(f"/vaults/{vault}", etag_path=f"/vaults/{vault}")
 
 
+async def _vault_update(api: Api) -> Prepared:
+    vault = await api.vault()
+    return Prepared(f"/vaults/{vault}", etag_path=f"/vaults/{vault}", body={"description": "changed"})
+
+
 async def _new_vault(api: Api) -> Prepared:
     return Prepared("/vaults", body={"name": api.unique("nv")})
 
@@ -129,6 +134,7 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
     "list_vaults": ("GET", static("/vaults"), (401, R, R, R, R)),
     "create_vault": ("POST", _new_vault, (401, 403, 403, 403, W)),
     "get_vault": ("GET", _vault, (401, R, R, R, R)),
+    "update_vault": ("PATCH", _vault_update, (401, 403, 403, 403, 200)),
     "delete_vault": ("DELETE", _vault, (401, 403, 403, 403, 204)),
     "list_keystores": ("GET", static("/keystores"), (401, R, R, R, R)),
     "connect_keystore": ("POST", _connect, (401, 403, 403, 403, W)),

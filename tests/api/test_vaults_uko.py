@@ -147,3 +147,17 @@ async def test_list_pages_walk_next_href_and_show_every_vault_once(api: Api) -> 
         pages += 1
     assert pages == -(-total // 3)
     assert sorted(seen) == sorted(v["id"] for v in everything["vaults"]) and len(set(seen)) == len(seen)
+
+
+async def test_renaming_needs_the_administrator_role_under_the_new_name_too(api: Api) -> None:
+    vault = await api.vault("payments")
+    path = f"/vaults/{vault}"
+    away = await api.request(
+        "PATCH", path, user="payments_admin", json={"name": "elsewhere"}, headers={"If-Match": await api.etag(path)}
+    )
+    assert away.status == 403, await away.text()
+    kept = await api.request(
+        "PATCH", path, user="payments_admin", json={"description": "ok"}, headers={"If-Match": await api.etag(path)}
+    )
+    assert kept.status == 200, await kept.text()
+    assert ((await kept.json())["name"], (await kept.json())["description"]) == ("payments", "ok")

@@ -60,7 +60,8 @@ def _without(doc: Any, ignored: frozenset[str]) -> Any:
     return doc
 
 
-IDENTITY = frozenset({"id", "name", "label", "created_at", "updated_at"})
+#: what differs between two objects made alike: who and when, the object's own id and name (and so its href)
+IDENTITY = frozenset({"id", "name", "label", "created_at", "updated_at", "created_by", "updated_by", "href"})
 
 
 async def test_commands_through_the_server_print_and_exit_as_direct_mode(tmp_path: Path) -> None:
@@ -104,6 +105,15 @@ async def test_commands_through_the_server_print_and_exit_as_direct_mode(tmp_pat
             ]
         )
         assert _without(made[0], IDENTITY) == _without(made[1], IDENTITY)
+        assert (made[0]["created_by"], made[1]["created_by"]) == ("operator", "alice")
+        changed = await _gather(
+            [
+                direct.ok("vault", "update", "v-direct", "--description", "same", "--recovery-key-label", "rk"),
+                alice.ok("vault", "update", "v-remote", "--description", "same", "--recovery-key-label", "rk"),
+            ]
+        )
+        assert _without(changed[0], IDENTITY) == _without(changed[1], IDENTITY)
+        assert (changed[1]["description"], changed[1]["updated_by"], changed[1]["version"]) == ("same", "alice", 2)
         assert _without(made[2], IDENTITY | {"targets"}) == _without(made[3], IDENTITY | {"targets"})
         d, r = await _gather([direct.ok("key", "activate", "k-direct"), alice.ok("key", "activate", "k-remote")])
         keep = ("state", "state_code", "deletion_authorization", "destroy_force", "vault", "template")
