@@ -18,6 +18,20 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def href(collection: str, object_id: str) -> str:
+    """An object's ``href`` as UKO gives it: its URL path (``/api/v4/<collection>/<id>``)."""
+    return f"{API_PREFIX}/{collection}/{object_id}"
+
+
+def reference(collection: str, object_id: str, name: str | None, **extra: str) -> dict[str, Any]:
+    """A reference to another object as UKO sends one (``vault``, ``template``, a keystore): ``{id, name, href}``
+    and any of UKO's extra fields (a template's or keystore's ``type``); ``name`` is left out where it is not
+    known (UKO's schemas take no null)."""
+    doc: dict[str, Any] = {"id": object_id, **({"name": name} if name is not None else {}), **extra}
+    doc["href"] = href(collection, object_id)
+    return doc
+
+
 def vault_json(v: Vault, counts: VaultCounts) -> dict[str, Any]:
     """A vault as UKO v4 shows one (with keyorch's ``dual_auth`` and ``version``)."""
     return {
@@ -33,7 +47,7 @@ def vault_json(v: Vault, counts: VaultCounts) -> dict[str, Any]:
         "updated_at": _time(v.updated_at),
         "created_by": v.created_by,
         "updated_by": v.updated_by,
-        "href": f"{API_PREFIX}/vaults/{v.id}",
+        "href": href("vaults", v.id),
         "version": v.version,
     }
 
