@@ -64,8 +64,13 @@ def keystore_json(k: Keystore) -> dict[str, Any]:
         "settings": settings,
         "credentials": k.credentials_mode.value,
         "drift_policy": k.drift_policy.value,
+        "description": k.description,
+        "location": k.location,
+        "groups": list(k.groups),
         "created_at": _time(k.created_at),
         "updated_at": _time(k.updated_at),
+        "created_by": k.created_by,
+        "updated_by": k.updated_by,
         "version": k.version,
     }
 

@@ -162,6 +162,18 @@ class Api:
         return self.client.request(method, API + path, headers=headers, **kwargs)
 
 
+def aws_connect_body(vault: str, name: str, **extra: Any) -> dict[str, Any]:
+    """keyorch's POST /keystores body for an AWS keystore on credentials from the environment."""
+    return {
+        "vault": vault,
+        "name": name,
+        "type": "aws_kms",
+        "region": "us-east-1",
+        "credentials_from_environment": True,
+        **extra,
+    }
+
+
 def check_uko_error(doc: Any, status: int, trace_header: str | None) -> None:
     """``doc`` is UKO's ApiError exactly (IBM's UKO v4 SDK): status_code, trace (the answer's
     X-Correlation-Id), errors of code, message, more_info, message_params and an optional target

@@ -14,25 +14,14 @@ from keyorch.api.openapi import OPENAPI_PATH
 from keyorch.domain.models import KeystoreType, ManagedKey, SyncFlag
 from keyorch.providers.limits import limits_for
 from keyorch.service import keystores, templates
-from tests.api.conftest import Api, error_of, target_of
+from tests.api.conftest import Api, aws_connect_body, error_of, target_of
 
 # --- keystore connect: rate_per_second, max_concurrency, provider_quotas -------------------------
 
 
-def _connect_body(vault: str, name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "vault": vault,
-        "name": name,
-        "type": "aws_kms",
-        "region": "us-east-1",
-        "credentials_from_environment": True,
-        **extra,
-    }
-
-
 async def test_connect_takes_the_request_limits_as_the_cli_does(api: Api) -> None:
     vault = await api.vault()
-    body = _connect_body(vault, "limited", rate_per_second=2.5, max_concurrency=8, provider_quotas=False)
+    body = aws_connect_body(vault, "limited", rate_per_second=2.5, max_concurrency=8, provider_quotas=False)
     resp = await api.request("POST", "/keystores", json=body)
     assert resp.status == 201, await resp.text()
     doc = await resp.json()
@@ -60,11 +49,11 @@ async def test_connect_takes_the_request_limits_as_the_cli_does(api: Api) -> Non
 
 async def test_connect_limits_default_to_the_providers_and_zero_rate_means_no_cap(api: Api) -> None:
     vault = await api.vault()
-    plain = await (await api.request("POST", "/keystores", json=_connect_body(vault, "plain"))).json()
+    plain = await (await api.request("POST", "/keystores", json=aws_connect_body(vault, "plain"))).json()
     assert not {"rate_per_second", "max_concurrency", "provider_quotas"} & set(plain["settings"])
     assert limits_for(KeystoreType.AWS_KMS, plain["settings"]) == limits_for(KeystoreType.AWS_KMS)
 
-    body = _connect_body(vault, "uncapped", type="ibm_key_protect", region="us-south", instance_id="inst-1")
+    body = aws_connect_body(vault, "uncapped", type="ibm_key_protect", region="us-south", instance_id="inst-1")
     resp = await api.request("POST", "/keystores", json={**body, "rate_per_second": 0, "max_concurrency": 1024})
     assert resp.status == 201, await resp.text()
     settings = (await resp.json())["settings"]
@@ -107,7 +96,7 @@ async def test_connect_refuses_bad_limits_naming_field_value_and_allowed(
 
 async def test_connect_refuses_a_rate_so_low_the_keystore_would_stall(api: Api) -> None:
     vault = await api.vault()
-    resp = await api.request("POST", "/keystores", json={**_connect_body(vault, "slow"), "rate_per_second": 0.001})
+    resp = await api.request("POST", "/keystores", json={**aws_connect_body(vault, "slow"), "rate_per_second": 0.001})
     assert resp.status == 400, await resp.text()
     err = (await error_of(resp))["errors"][0]
     assert target_of(err) == ("field", "rate_per_second")

@@ -154,3 +154,39 @@ def _assert_no_secret(outputs: list[str], cli: Cli) -> None:
         for needle in (SECRET, TOKEN, "SAUSAGE", "MANGO"):
             assert needle.encode() not in raw, f"{needle} in {file.name} as plaintext"
             assert needle.encode("utf-16-le") not in raw
+
+
+def test_add_takes_uko_groups_description_and_location(world: World) -> None:
+    cli = world.cli
+    args = world.connect_args("ks-grouped", "aws_kms")
+    args[1] = "add"  # UKO's word for connecting one
+    made = cli.ok(
+        *args, "--credentials-from-environment", "--group", "payments", "--group", "eu", "--description",
+        "cards in Frankfurt", "--location", "eu-central-1 (Frankfurt)",
+    )  # fmt: skip
+    assert (made["groups"], made["description"], made["location"]) == (
+        ["payments", "eu"],
+        "cards in Frankfurt",
+        "eu-central-1 (Frankfurt)",
+    )
+    assert made["created_by"] == made["updated_by"] == "alice"
+    assert cli.ok("keystore", "show", made["id"])["groups"] == ["payments", "eu"]
+
+    # a Google keystore's --location is its Cloud KMS location, as before (and so also where it is)
+    google = cli.ok(*world.connect_args("ks-g-old", "google_kms"), "--credentials-from-environment")
+    assert google["location"] == "global" and google["settings"]["location"] == "global"
+    google_args = [a for a in world.connect_args("ks-g-new", "google_kms") if a not in ("--location", "global")]
+    newer = cli.ok(
+        *google_args, "--google-location", "europe-west3", "--location", "Frankfurt", "--credentials-from-environment"
+    )
+    assert newer["location"] == "Frankfurt" and newer["settings"]["location"] == "europe-west3"
+
+    for bad, says in (
+        (["--group", "no spaces"], "group 'no spaces' is not valid"),
+        (["--group", "a", "--group", "a"], "group 'a' is listed twice"),
+        (["--location", "two\nlines"], "line break"),
+        (["--google-location", "europe-west3"], "google_location does not apply"),
+    ):
+        refused = cli.fails(2, *world.connect_args("ks-bad", "aws_kms"), "--credentials-from-environment", *bad)
+        assert says in refused.err, refused.err
+    assert "ks-bad" not in {k["name"] for k in cli.ok("keystore", "list")}

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from keyorch.domain.models import DriftPolicy, KeystoreType
 from keyorch.domain.states import KeyState
-from keyorch.domain.validation import LABEL_RE, MAX_DESCRIPTION, NAME_RE
+from keyorch.domain.validation import LABEL_RE, MAX_DESCRIPTION, MAX_GROUPS, MAX_LOCATION, NAME_RE
 from keyorch.providers.limits import MAX_CONCURRENCY_LIMIT
 
 _Ref = Field(min_length=1, max_length=256)
@@ -84,12 +84,27 @@ class KeystoreFields(Body):
     ca_pem: str | None = Field(default=None, min_length=1, max_length=256 * 1024, description="PEM CA bundle")
 
 
+_GROUPS: Any = Field(
+    default_factory=list,
+    max_length=MAX_GROUPS,
+    description=f"the keystore's groups (UKO), each {_NAME}; templates distribute keys to a group's keystores",
+)
+_LOCATION_TEXT = (
+    f"UKO's location: where the keystore is, free text of at most {MAX_LOCATION} characters; for a google_kms "
+    "keystore given no google_location, also its Cloud KMS location (as before UKO's fields)"
+)
+
+
 class KeystoreConnect(KeystoreFields):
     """The fields of `keyorch keystore connect`; credentials inline (stored encrypted) or from the environment."""
 
     vault: str = _Ref
     name: str = _checked(NAME_RE, _NAME)
     type: KeystoreType
+    location: str | None = Field(default=None, max_length=2048, description=_LOCATION_TEXT)
+    google_location: str | None = Field(default=None, min_length=1, max_length=2048, description="Cloud KMS location")
+    description: str = Field(default="", description=_DESCRIPTION)
+    groups: list[str] = _GROUPS
     allow_insecure_http: StrictBool = False
     drift_policy: DriftPolicy = DriftPolicy.FLAG
     rate_per_second: StrictFloat | None = Field(

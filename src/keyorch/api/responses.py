@@ -66,6 +66,11 @@ class Keystore(Versioned):
     settings: dict[str, Any] = Field(description="where the keystore is and how it is reached (never credentials)")
     credentials: CredentialsMode = Field(description="where its credentials come from; they are never returned")
     drift_policy: DriftPolicy
+    description: str
+    location: str = Field(description="where the keystore is (free text; '' when not given)")
+    groups: list[str] = Field(description="the keystore's groups")
+    created_by: str | None = Field(description="the user who connected it (null: before keyorch recorded it)")
+    updated_by: str | None = Field(description="the user who last changed it (null: as created_by)")
 
 
 class KeystoreRef(Document):

@@ -30,7 +30,11 @@ def connection_options(command: F) -> F:
         click.option("--endpoint", help="Service URL (https://; http:// only to loopback with --allow-insecure-http)."),
         click.option("--region", help="AWS or IBM region, e.g. us-east-1 or us-south."),
         click.option("--project", help="Google Cloud project id."),
-        click.option("--location", help="Google Cloud KMS location."),
+        click.option(
+            "--location",
+            help="Where the keystore is (UKO's location, free text); for google_kms without --google-location, "
+            "its Cloud KMS location.",
+        ),
         click.option("--key-ring", help="Google Cloud KMS key ring."),
         click.option("--instance-id", help="IBM Key Protect instance id."),
         click.option("--credentials-file", type=str, help="JSON/YAML credentials; stored encrypted (master key)."),
@@ -52,6 +56,9 @@ def keystore() -> None:
 @click.option("--name", required=True, help="Name of the keystore in keyorch.")
 @click.option("--type", "type_", required=True, type=click.Choice([t.value for t in KeystoreType]))
 @connection_options
+@click.option("--google-location", help="Google Cloud KMS location (UKO's google_location).")
+@click.option("--description", default="", help="What the keystore is for (free text).")
+@click.option("--group", "groups", multiple=True, help="A group the keystore is in (repeatable).")
 @click.option("--allow-insecure-http", is_flag=True, help="Allow a plain http:// loopback endpoint (testing).")
 @click.option("--drift-policy", type=click.Choice(["flag", "remediate"]), default="flag", show_default=True)
 @click.option(
@@ -75,6 +82,9 @@ async def connect(
     vault: str,
     name: str,
     type_: str,
+    google_location: str | None,
+    description: str,
+    groups: tuple[str, ...],
     allow_insecure_http: bool,
     drift_policy: str,
     rate_per_second: float | None,
@@ -88,6 +98,9 @@ async def connect(
         name=name,
         type=type_,
         **connection,
+        google_location=google_location,
+        description=description,
+        groups=groups,
         allow_insecure_http=allow_insecure_http,
         drift_policy=drift_policy,
         rate_per_second=rate_per_second,
@@ -95,6 +108,9 @@ async def connect(
         provider_quotas=provider_quotas,
     )
     _show(state, await backend.connect_keystore(request), "keystore connected")
+
+
+keystore.add_command(connect, name="add")  # UKO calls connecting a keystore creating one
 
 
 @keystore.command(name="update")

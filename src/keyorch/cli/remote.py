@@ -268,6 +268,12 @@ class RemoteBackend:
             value = getattr(request, field)
             if value is not None:
                 body[field] = value
+        if request.google_location is not None:
+            body["google_location"] = request.google_location
+        if request.description:
+            body["description"] = request.description
+        if request.groups:
+            body["groups"] = list(request.groups)
         if request.rate_per_second is not None:
             body["rate_per_second"] = request.rate_per_second
         if request.max_concurrency is not None:

@@ -103,6 +103,14 @@ class Keystore:
     created_at: datetime
     updated_at: datetime
     version: int = 1
+    description: str = ""
+    #: UKO's ``location``: where the keystore is, as people describe it (free text; '' when not given)
+    location: str = ""
+    #: UKO's keystore groups: templates distribute keys to the connected keystores of a group
+    groups: tuple[str, ...] = ()
+    #: the users who connected it and last changed it (None: before keyorch recorded them)
+    created_by: str | None = None
+    updated_by: str | None = None
 
     @property
     def connected(self) -> bool:

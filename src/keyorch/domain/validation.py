@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -65,13 +65,14 @@ def check_text(field: str, value: str, *, display: str | None = None) -> str:
     return value
 
 
-def check_name(field: str, value: str) -> str:
-    check_text(field, value)
+def check_name(field: str, value: str, target: str | None = None) -> str:
+    """A name (``field`` says what it names; ``target``, the field an error names when that is another)."""
+    check_text(target or field, value)
     if not NAME_RE.fullmatch(value):
         raise InvalidInput(
             f"{field} {shown(value)} is not valid: use 1-64 letters, digits, '.', '_' or '-', starting with a letter "
             "or digit",
-            target=field,
+            target=target or field,
         )
     return value
 
@@ -88,15 +89,15 @@ def check_label(value: str, field: str = "label") -> str:
 
 
 MAX_DESCRIPTION = 1024
+#: a keystore's ``location`` (UKO: where it is, free text)
+MAX_LOCATION = 128
 
 
-def check_description(field: str, value: str) -> str:
-    """Free text shown to people: at most MAX_DESCRIPTION characters, no control characters but tab and newline."""
+def check_description(field: str, value: str, limit: int = MAX_DESCRIPTION) -> str:
+    """Free text shown to people: at most ``limit`` characters, no control characters but tab and newline."""
     check_text(field, value)
-    if len(value) > MAX_DESCRIPTION:
-        raise InvalidInput(
-            f"{field} is {len(value)} characters long; at most {MAX_DESCRIPTION} are allowed", target=field
-        )
+    if len(value) > limit:
+        raise InvalidInput(f"{field} is {len(value)} characters long; at most {limit} are allowed", target=field)
     bad = next((c for c in value if (ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0), None)
     if bad is not None:
         raise InvalidInput(
@@ -104,6 +105,33 @@ def check_description(field: str, value: str) -> str:
             target=field,
         )
     return value
+
+
+def check_location(value: str, field: str = "location") -> str:
+    """A keystore's ``location``: free text of at most MAX_LOCATION characters on one line."""
+    check_description(field, value, MAX_LOCATION)
+    if "\n" in value:
+        raise InvalidInput(f"{field} {shown(value)} holds a line break; give one line", target=field)
+    return value
+
+
+#: keystore group names are names (UKO's groups are plain strings); a keystore is in at most MAX_GROUPS
+MAX_GROUPS = 64
+
+
+def check_groups(values: Iterable[str], field: str = "groups") -> tuple[str, ...]:
+    """A keystore's groups, in the order given: each a name (1-64 letters, digits, '.', '_' or '-', starting with a
+    letter or digit), none twice, at most MAX_GROUPS."""
+    groups = tuple(values)
+    if len(groups) > MAX_GROUPS:
+        raise InvalidInput(f"{field} lists {len(groups)} groups; at most {MAX_GROUPS} are allowed", target=field)
+    seen: set[str] = set()
+    for group in groups:
+        check_name("group", group, target=field)
+        if group in seen:
+            raise InvalidInput(f"group {shown(group)} is listed twice in {field}", target=field)
+        seen.add(group)
+    return groups
 
 
 def parse_state(field: str, value: str, allowed: frozenset[KeyState] | None = None) -> KeyState:

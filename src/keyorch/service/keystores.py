@@ -15,7 +15,15 @@ from keyorch.domain import rules
 from keyorch.domain.errors import ConfigurationError, Conflict, InvalidInput
 from keyorch.domain.models import CredentialsMode, DriftPolicy, Keystore, KeystoreStatus, KeystoreType
 from keyorch.domain.states import KeyState
-from keyorch.domain.validation import check_name, connection_settings, parse_keystore_type, shown
+from keyorch.domain.validation import (
+    check_description,
+    check_groups,
+    check_location,
+    check_name,
+    connection_settings,
+    parse_keystore_type,
+    shown,
+)
 from keyorch.service.context import Change, ServiceContext
 from keyorch.service.versions import check_version
 from keyorch.store.repository import Transaction
@@ -45,9 +53,16 @@ class ConnectionFields:
 
 @dataclass(frozen=True, kw_only=True)
 class ConnectRequest(ConnectionFields):
+    """``location`` is UKO's (where the keystore is, free text), except for a Google keystore given no
+    ``google_location``: there it is also the Cloud KMS location, as before keystores had UKO's fields
+    (see :func:`split_location`)."""
+
     vault: str
     name: str
     type: str
+    google_location: str | None = None
+    description: str = ""
+    groups: tuple[str, ...] = ()
     allow_insecure_http: bool = False
     drift_policy: str = "flag"
     rate_per_second: float | None = None  # keystore-wide request rate cap; 0 = none
@@ -112,9 +127,24 @@ def encrypt_credentials(ctx: ServiceContext, doc: Mapping[str, Any], keystore_id
     return ctx.master_key.encrypt(json.dumps(doc).encode(), associated_data=keystore_id)
 
 
+def split_location(kind: KeystoreType, location: str | None, google_location: str | None) -> tuple[str | None, str]:
+    """(the Cloud KMS location setting, UKO's ``location``) from what was given. ``location`` names the Cloud KMS
+    location of a Google keystore given no ``google_location`` (keyorch's option before UKO's fields; a KMS
+    location is where the keystore is, so it is UKO's ``location`` too); otherwise it is UKO's free text."""
+    if kind is KeystoreType.GOOGLE_KMS:
+        return (location, location or "") if google_location is None else (google_location, location or "")
+    if google_location is not None:
+        raise InvalidInput(f"google_location does not apply to a keystore of type {kind}", target="google_location")
+    return None, location or ""
+
+
 async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore:
     check_name("keystore name", req.name)
     kind = parse_keystore_type(req.type)
+    kms_location, location = split_location(kind, req.location, req.google_location)
+    check_location(location)
+    check_description("description", req.description)
+    groups = check_groups(req.groups)
     try:
         drift = DriftPolicy(req.drift_policy)
     except ValueError:
@@ -138,7 +168,7 @@ async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore
             "endpoint": req.endpoint,
             "region": req.region,
             "project": req.project,
-            "location": req.location,
+            "location": kms_location,
             "key_ring": req.key_ring,
             "instance_id": req.instance_id,
         },
@@ -166,6 +196,11 @@ async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore
             status=KeystoreStatus.CONNECTED,
             created_at=now,
             updated_at=now,
+            description=req.description,
+            location=location,
+            groups=groups,
+            created_by=ctx.actor.user,
+            updated_by=ctx.actor.user,
         )
         blob = encrypt_credentials(ctx, credentials_doc, keystore.id) if credentials_doc is not None else None
         await tx.insert_keystore(keystore, blob)

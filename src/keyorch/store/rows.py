@@ -70,6 +70,11 @@ def keystore_from_row(row: Row) -> Keystore:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],
+        description=row["description"],
+        location=row["location"],
+        groups=tuple(json.loads(row["groups"])),
+        created_by=row["created_by"],
+        updated_by=row["updated_by"],
     )
 
 
@@ -86,6 +91,11 @@ def keystore_to_row(k: Keystore) -> dict[str, Any]:
         "created_at": k.created_at,
         "updated_at": k.updated_at,
         "version": k.version,
+        "description": k.description,
+        "location": k.location,
+        "groups": json.dumps(list(k.groups)),
+        "created_by": k.created_by,
+        "updated_by": k.updated_by,
     }
 
 

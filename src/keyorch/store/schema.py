@@ -77,6 +77,11 @@ keystores = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("version", Integer, nullable=False),
+    Column("description", String(1024), nullable=False, server_default=""),
+    Column("location", String(128), nullable=False, server_default=""),
+    Column("groups", Text, nullable=False, server_default="[]"),  # JSON list of group names
+    Column("created_by", String(128), nullable=True),
+    Column("updated_by", String(128), nullable=True),
     Index("ix_keystores_vault", "vault_id"),
 )
 
