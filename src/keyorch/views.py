@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from keyorch.audit import AuditRecord
-from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Target, Vault, VaultCounts
+from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Target, TargetStatus, Vault, VaultCounts
+from keyorch.domain.uko import uko_state, uko_status, uko_sync_detail, uko_sync_flag, uko_type
+from keyorch.providers.identity import label_in_keystore
+from keyorch.service.directory import Directory
 
 #: where the API's resources are: an object's ``href`` is its path below this (relative, as the links of UKO's
 #: lists are: the client resolves them against the server it called)
 API_PREFIX = "/api/v4"
+
+
+#: algorithms whose keys UKO calls ``secret_key`` instances (the others are ``key_pair``)
+SYMMETRIC = frozenset({"aes", "hmac"})
+
+
+def keystore_group(keystore: Keystore) -> str:
+    """The keystore group UKO shows for an instance: the keystore's first group (UKO requires one; a keystore in
+    no group shows ``""``)."""
+    return keystore.groups[0] if keystore.groups else ""
 
 
 def _time(value: datetime | None) -> str | None:
@@ -92,6 +106,7 @@ def template_json(t: KeyTemplate, keystore_names: Mapping[str, str]) -> dict[str
 
 
 def target_json(t: Target, keystore_names: Mapping[str, str]) -> dict[str, Any]:
+    """keyorch's own record of a key in one keystore (the ``targets`` of a key): its statuses and retries."""
     return {
         "keystore": t.keystore_id,
         "keystore_name": keystore_names.get(t.keystore_id),
@@ -105,18 +120,69 @@ def target_json(t: Target, keystore_names: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def key_json(k: ManagedKey, keystore_names: Mapping[str, str]) -> dict[str, Any]:
-    auth = k.deletion_authorization
+def keystore_reference(keystore_id: str, directory: Directory) -> dict[str, Any]:
+    """UKO's ``TargetKeystoreReference``: ``{id, name, type, href}`` (a keystore keyorch no longer knows has no
+    name and the type UKO cannot leave out is then unknown: such a target is not shown)."""
+    keystore = directory.keystores[keystore_id]
+    return reference("keystores", keystore_id, keystore.name, type=uko_type(keystore.type))
+
+
+def status_json(key: ManagedKey, t: Target, directory: Directory) -> dict[str, Any]:
+    """UKO's ``StatusInKeystore`` of the key in one keystore, with keyorch's pending-destruction end."""
+    doc: dict[str, Any] = {
+        "keystore": keystore_reference(t.keystore_id, directory),
+        "status": uko_status(t),
+        "keystore_sync_flag": uko_sync_flag(t),
+        "keystore_sync_flag_detail": uko_sync_detail(key.state, t),
+    }
+    if t.key_id_in_keystore is not None:
+        doc["key_id_in_keystore"] = t.key_id_in_keystore
+    if t.last_error:
+        code = t.reason.value.upper() if t.reason is not None else "KEYSTORE_ERROR"
+        doc["error"] = {"errors": [{"code": code, "message": t.last_error}]}
+    if t.pending_destruction_until is not None:
+        doc["pending_destruction_until"] = _time(t.pending_destruction_until)
+    return doc
+
+
+def shown_targets(key: ManagedKey, directory: Directory) -> list[Target]:
+    """The key's targets UKO lists: in a keystore keyorch knows, not unlinked from it."""
+    return [t for t in key.targets if t.keystore_id in directory.keystores and t.status is not TargetStatus.REMOVED]
+
+
+def statuses_json(key: ManagedKey, directory: Directory) -> list[dict[str, Any]]:
+    return [status_json(key, t, directory) for t in shown_targets(key, directory)]
+
+
+def instance_json(key: ManagedKey, t: Target, directory: Directory) -> dict[str, Any]:
+    """UKO's ``KeyInstance``: the key's copy in one keystore, named as the provider names it."""
+    keystore = directory.keystores[t.keystore_id]
     return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"keyorch:{key.id}:{t.keystore_id}")),
+        "label_in_keystore": label_in_keystore(keystore.type, key.id, key.name),
+        "type": "secret_key" if key.algorithm.lower() in SYMMETRIC else "key_pair",
+        "keystore": {"group": keystore_group(keystore), "type": uko_type(keystore.type)},
+    }
+
+
+def key_json(k: ManagedKey, directory: Directory) -> dict[str, Any]:
+    """A managed key as UKO v4 shows one, with keyorch's additions: ``state_code``, ``version``, ``out_of_sync``,
+    dual authorization, ``destroy_force`` and ``targets`` (keyorch's record of each keystore)."""
+    auth = k.deletion_authorization
+    shown = shown_targets(k, directory)
+    doc: dict[str, Any] = {
         "id": k.id,
         "label": k.label,
         "name": k.name,
-        "vault": k.vault_id,
-        "template": k.template_id,
-        "algorithm": k.algorithm,
-        "size": k.size,
-        "state": k.state.value,
+        "vault": reference("vaults", k.vault_id, directory.vaults.get(k.vault_id)),
+        "algorithm": k.algorithm.lower(),
+        "size": str(k.size),
+        "state": uko_state(k.state),
         "state_code": k.state.code,
+        "referenced_keystores": [keystore_reference(t.keystore_id, directory) for t in shown],
+        "instances": [instance_json(k, t, directory) for t in shown],
+        "status_in_keystores": [status_json(k, t, directory) for t in shown],
+        "href": href("managed_keys", k.id),
         "version": k.version,
         "out_of_sync": k.out_of_sync,
         "deletion_authorization": (
@@ -131,8 +197,11 @@ def key_json(k: ManagedKey, keystore_names: Mapping[str, str]) -> dict[str, Any]
         "destroy_force": k.destroy_force,
         "created_at": _time(k.created_at),
         "updated_at": _time(k.updated_at),
-        "targets": [target_json(t, keystore_names) for t in k.targets],
+        "targets": [target_json(t, directory.keystore_names) for t in k.targets],
     }
+    if k.template_id is not None:
+        doc["template"] = reference("templates", k.template_id, directory.templates.get(k.template_id))
+    return doc
 
 
 def audit_json(r: AuditRecord) -> dict[str, Any]:

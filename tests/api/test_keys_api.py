@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.conftest import Api, error_of, target_of
+from tests.uko.contract import validate_uko
 
 
 async def test_etag_missing_stale_and_current(api: Api) -> None:
@@ -88,7 +89,9 @@ async def test_create_answers_201_location_etag(api: Api) -> None:
     assert made.status == 201
     key = await made.json()
     assert made.headers["Location"].endswith(f"/managed_keys/{key['id']}")
-    assert key["state"] == "pre_active" and api.changed == [key["id"]]
+    assert key["state"] == "pre_activation" and api.changed == [key["id"]]
+    validate_uko("ManagedKey", key)
+    assert key["vault"]["href"] == f"/api/v4/vaults/{key['vault']['id']}" and key["template"]["id"] == template
     dup = await api.request("POST", "/managed_keys", user="creator", json={"template": template, "label": "k-new"})
     assert dup.status == 409
 
@@ -190,7 +193,9 @@ async def test_pagination_and_filters(api: Api) -> None:
     assert page1["total_count"] == page2["total_count"] == 6 and page4["managed_keys"] == []
     ids = [k["id"] for k in page1["managed_keys"] + page2["managed_keys"]]
     assert ids == [k["id"] for k in everything["managed_keys"][:4]]
+    validate_uko("ManagedKeyList", page1)
     assert (await listing("?state=active"))["total_count"] == 4
+    assert [k["id"] for k in (await listing("?state=pre_activation"))["managed_keys"]] == [made[0].id]
     assert (await listing(f"?state=active&vault={other_vault}"))["managed_keys"][0]["id"] == lone.id
     assert [k["id"] for k in (await listing("?state=destroyed"))["managed_keys"]] == [made[4].id]
     assert (await listing("?include_destroyed=true"))["total_count"] == 7
@@ -219,10 +224,17 @@ async def test_status_in_keystores_and_sync(api: Api) -> None:
     key = await api.key(state="active")
     status = await (await api.request("GET", f"/managed_keys/{key.id}/status_in_keystores", user="reader")).json()
     assert status["state"] == "active" and len(status["status_in_keystores"]) == 1
-    assert status["status_in_keystores"][0]["sync_flag"] == "pending"
+    validate_uko("StatusInKeystores", status)
+    # not observed yet: UKO shows the key as not present and out of sync, with the reason the state gives
+    (entry,) = status["status_in_keystores"]
+    assert (entry["status"], entry["keystore_sync_flag"]) == ("not_present", "out_of_sync")
+    assert entry["keystore_sync_flag_detail"] == "active_key_is_not_active_in_keystore"
+    assert entry["keystore"]["id"] == key.targets[0].keystore_id and entry["keystore"]["type"] == "aws_kms"
     resp = await api.request("POST", f"/managed_keys/{key.id}/sync_status_in_keystores", user="deployer")
     assert resp.status == 200
-    assert (await resp.json())["in_sync"] == 1 and api.synced == [key.id]
+    synced = await resp.json()
+    assert synced["in_sync"] == 1 and api.synced == [key.id]
+    validate_uko("StatusInKeystores", synced)
     stale = await api.request(
         "POST", f"/managed_keys/{key.id}/sync_status_in_keystores", headers={"If-Match": f'"{key.id}:0"'}
     )

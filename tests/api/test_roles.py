@@ -269,4 +269,4 @@ async def test_a_creator_cannot_create_a_key_that_starts_active(api: Api) -> Non
         records = await tx.list_audit(object_id=body["label"])
     assert [(r.user, r.action, r.outcome) for r in records] == [("creator", "key.create", "refused")]
     pre_active = await api.request("POST", "/managed_keys", user="creator", json={**body, "state": "pre_active"})
-    assert pre_active.status == 201 and (await pre_active.json())["state"] == "pre_active"
+    assert pre_active.status == 201 and (await pre_active.json())["state"] == "pre_activation"

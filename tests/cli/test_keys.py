@@ -17,14 +17,14 @@ TARGET_FIELDS = {
     "key_id_in_keystore",
     "pending_destruction_until",
 }
-STATE_CODES = {"pre_active": 0, "active": 1, "deactivated": 3, "destroyed": 5}
+STATE_CODES = {"pre_activation": 0, "active": 1, "deactivated": 3, "destroyed": 5}
 
 
 def _check_key_doc(world: World, key: dict[str, Any], label: str, state: str) -> None:
     assert key.keys() >= KEY_FIELDS, key
     assert key["label"] == label
-    assert key["vault"] == world.vault["id"]
-    assert key["template"] == world.template["id"]
+    assert key["vault"]["id"] == world.vault["id"]
+    assert key["template"]["id"] == world.template["id"]
     assert (key["state"], key["state_code"]) == (state, STATE_CODES[state])
     assert isinstance(key["version"], int)
     assert isinstance(key["out_of_sync"], bool)
@@ -61,7 +61,7 @@ def test_destroy_of_an_active_key_is_refused_and_changes_nothing(world: World) -
 def test_full_lifecycle_with_versions_and_audit(world: World) -> None:
     cli = world.cli
     key = world.new_key("k-life", state="pre_active")
-    _check_key_doc(world, key, "k-life", "pre_active")
+    _check_key_doc(world, key, "k-life", "pre_activation")
     assert key["out_of_sync"] is False or all(t["sync_flag"] for t in key["targets"])
 
     activated = cli.ok("key", "activate", key["id"], "--if-version", str(key["version"]), user="bob")
@@ -127,10 +127,10 @@ def test_list_filters(world: World) -> None:
     for listed_key in listed.values():
         assert listed_key.keys() >= KEY_FIELDS
     assert {"f-pre", "f-act", "f-gone"} <= {k["label"] for k in everything}
-    assert pre["id"] in {k["id"] for k in only_pre} and {k["state"] for k in only_pre} == {"pre_active"}
+    assert pre["id"] in {k["id"] for k in only_pre} and {k["state"] for k in only_pre} == {"pre_activation"}
     assert act["id"] not in {k["id"] for k in only_pre}
     assert {"f-pre", "f-act"} <= {k["label"] for k in by_vault}
-    assert all(k["vault"] == world.vault["id"] for k in by_vault)
+    assert all(k["vault"]["id"] == world.vault["id"] for k in by_vault)
     assert all(k["out_of_sync"] for k in out_of_sync)
     assert {k["id"] for k in out_of_sync} == {k["id"] for k in listed.values() if k["out_of_sync"]}
 

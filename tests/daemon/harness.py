@@ -244,8 +244,9 @@ class ApiClient:
         return await self.api("POST", f"/managed_keys/{key_id}/activate", if_match=etag)
 
     async def key_targets(self, key_id: str) -> list[dict[str, Any]]:
-        doc = (await self.api("GET", f"/managed_keys/{key_id}/status_in_keystores")).ok()
-        targets: list[dict[str, Any]] = doc["status_in_keystores"]
+        """keyorch's record of the key in each keystore (``targets``: keyorch's statuses, sync flags, retries)."""
+        doc = (await self.api("GET", f"/managed_keys/{key_id}")).ok()
+        targets: list[dict[str, Any]] = doc["targets"]
         return targets
 
 

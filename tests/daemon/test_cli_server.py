@@ -69,7 +69,7 @@ async def test_commands_through_the_server_print_and_exit_as_direct_mode(tmp_pat
         alice, direct = served.remote("alice"), served.direct
         world = await _world(served)
         key = await alice.ok("key", "create", "--template", "tmpl", "--label", "orders")
-        assert key["state"] == "pre_active" and len(key["targets"]) == len(KINDS)
+        assert key["state"] == "pre_activation" and len(key["targets"]) == len(KINDS)
         assert (await alice.ok("key", "activate", "orders"))["state"] == "active"
         synced = await alice("sync-key", "orders")
         assert synced.code == 0, synced

@@ -59,7 +59,7 @@ async def test_key_created_and_activated_through_the_api_is_enabled_in_all_four_
     _, client, template = await serving_world(world, daemons, world.config())
 
     key = await client.create_key(template, "payments")
-    assert key["state"] == "pre_active"
+    assert key["state"] == "pre_activation"
     started = time.monotonic()
     activated = await client.activate(key["id"], key["etag"])
     assert activated.ok()["state"] == "active"
@@ -271,7 +271,8 @@ async def converged_world(client: ApiClient, cluster: FakeCluster, key_ids: list
         for key_id in key_ids:
             doc = (await client.api("GET", f"/managed_keys/{key_id}/status_in_keystores")).ok()
             found = provider_states(cluster, key_id)
-            if found != EXPECTED[doc["state"]] or any(t["sync_flag"] != "in_sync" for t in doc["status_in_keystores"]):
+            synced = all(t["keystore_sync_flag"] == "ok" for t in doc["status_in_keystores"])
+            if found != EXPECTED[doc["state"]] or not synced:
                 behind[:] = [doc, found]
                 return None
             states[key_id] = doc["state"]
@@ -285,7 +286,7 @@ async def converged_world(client: ApiClient, cluster: FakeCluster, key_ids: list
 
 def assert_nothing_done_twice(cluster: FakeCluster, states: dict[str, str]) -> None:
     """Each fake holds exactly one key per installed managed key and carried out exactly one create for it."""
-    installed = [key_id for key_id, state in states.items() if state != "pre_active"]
+    installed = [key_id for key_id, state in states.items() if state not in ("pre_active", "pre_activation")]
     assert duplicates(cluster, installed) == {kind: {} for kind in KINDS}
     creates = {kind: successful_creates(kind, cluster[kind].fake) for kind in KINDS}
     assert creates == dict.fromkeys(KINDS, len(installed)), creates
@@ -344,7 +345,7 @@ async def test_sigterm_during_a_burst_exits_0_and_a_restart_converges_with_nothi
     converged_in = time.monotonic() - restarted
     # nothing lost: every activation the API accepted stands; the others did not happen, or did in full
     assert all(states[key_id] == "active" for key_id in accepted), states
-    assert set(states.values()) <= {"pre_active", "active"}
+    assert set(states.values()) <= {"pre_activation", "active"}
     assert_nothing_done_twice(world.cluster, states)
     in_doubt = sum(1 for key_id in failed if states[key_id] == "active")
 

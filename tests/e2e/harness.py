@@ -175,6 +175,8 @@ KEY_FINDERS: dict[str, Callable[[Mapping[str, Any], str], list[dict[str, Any]]]]
 #: What each fake shows for a managed key in each desired state (None: not present).
 EXPECTED: dict[str, dict[str, object]] = {
     "pre_active": {"aws_kms": None, "azure_key_vault": None, "google_kms": None, "ibm_key_protect": None},
+    # UKO's name of the state, as the API answers it
+    "pre_activation": {"aws_kms": None, "azure_key_vault": None, "google_kms": None, "ibm_key_protect": None},
     "active": {"aws_kms": "Enabled", "azure_key_vault": "enabled", "google_kms": "ENABLED", "ibm_key_protect": 1},
     "deactivated": {
         "aws_kms": "Disabled",

@@ -97,7 +97,7 @@ async def test_key_lifecycle_on_four_fakes_through_the_cli(world: World) -> None
     cli = world.cli
     key = await cli.ok("key", "create", "--template", "everywhere", "--label", "payments")
     key_id = key["id"]
-    assert key["state"] == "pre_active"
+    assert key["state"] == "pre_activation"
 
     # pre_active: not installed anywhere
     await sync_key(world, key_id, "pre_active")

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from keyorch.domain.models import DriftPolicy, KeystoreType
 from keyorch.domain.states import KeyState
+from keyorch.domain.uko import state_alias
 from keyorch.domain.validation import LABEL_RE, MAX_DESCRIPTION, MAX_GROUPS, MAX_LOCATION, NAME_RE
 from keyorch.providers.limits import MAX_CONCURRENCY_LIMIT
 
@@ -175,7 +176,9 @@ class KeystoreFilter(VaultFilter):
 
 
 class KeyFilterQuery(VaultFilter):
-    state: KeyState | None = None
+    state: Annotated[KeyState | None, BeforeValidator(state_alias)] = Field(
+        default=None, description="UKO's name (pre_activation, active, deactivated, destroyed) or keyorch's"
+    )
     out_of_sync: bool = False
     include_destroyed: bool = False
 

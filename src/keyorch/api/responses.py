@@ -8,7 +8,7 @@ so the document can never drift from what is served. Times are ISO 8601 strings,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,8 @@ from keyorch.domain.states import KeyState
 from keyorch.reconcile.planner import Action, Observed
 
 _TIME = Field(json_schema_extra={"format": "date-time"})
+#: a time that is left out where there is none
+_OPTIONAL_TIME = Field(default=None, json_schema_extra={"format": "date-time"})
 
 
 class Document(BaseModel):
@@ -109,23 +111,81 @@ class DeletionAuthorization(Document):
     expires_at: str | None = _TIME
 
 
+class Reference(Document):
+    """UKO's reference to another object: ``{id, name, href}`` (``name`` left out where it is not known)."""
+
+    id: str
+    name: str | None = None
+    href: str
+
+
+class KeystoreReference(Reference):
+    """UKO's ``TargetKeystoreReference``."""
+
+    type: str = Field(
+        description="the keystore's type as UKO names it (aws_kms, azure_key_vault, google_kms, ibm_cloud_kms)"
+    )
+
+
+class InstanceKeystore(Document):
+    group: str = Field(description="the keystore's group")
+    type: str
+
+
+class KeyInstance(Document):
+    """UKO's ``KeyInstance``: the key's copy in one keystore."""
+
+    id: str
+    label_in_keystore: str = Field(description="what the keystore calls the key (AWS: its alias)")
+    type: Literal["secret_key", "key_pair"]
+    keystore: InstanceKeystore
+
+
+class StatusError(Document):
+    code: str
+    message: str
+
+
+class StatusErrors(Document):
+    errors: list[StatusError]
+
+
+class StatusInKeystore(Document):
+    """UKO's ``StatusInKeystore``, with keyorch's end of the provider's pending-destruction window."""
+
+    keystore: KeystoreReference
+    status: Literal["active", "not_active", "not_present", "wrong_key", "error"]
+    keystore_sync_flag: Literal["ok", "out_of_sync", "error"]
+    keystore_sync_flag_detail: SyncReason
+    key_id_in_keystore: str | None = None
+    error: StatusErrors | None = None
+    pending_destruction_until: str | None = _OPTIONAL_TIME
+
+
 class ManagedKey(Document):
+    """UKO v4's managed key, with keyorch's ``name``, ``state_code``, ``version``, ``out_of_sync``, dual
+    authorization, ``destroy_force`` and ``targets``."""
+
     id: str
     label: str
-    name: str
-    vault: str = Field(description="the vault's id")
-    template: str | None = Field(description="the template's id")
+    name: str = Field(description="the template's naming scheme applied to the label")
+    vault: Reference
+    template: Reference | None = None
     algorithm: str
-    size: int
-    state: KeyState
+    size: str = Field(description="the key size in bits, as a string (UKO's type)")
+    state: Literal["pre_activation", "active", "deactivated", "destroyed"]
     state_code: int = Field(description="NIST SP 800-57 state as UKO numbers it: 0, 1, 3, 5")
+    referenced_keystores: list[KeystoreReference]
+    instances: list[KeyInstance]
+    status_in_keystores: list[StatusInKeystore]
+    href: str
     version: int
     out_of_sync: bool
     deletion_authorization: DeletionAuthorization | None
     destroy_force: bool
     created_at: str | None = _TIME
     updated_at: str | None = _TIME
-    targets: list[Target]
+    targets: list[Target] = Field(description="keyorch's record of the key in each keystore, retries included")
 
 
 class _Page(Document):
@@ -139,12 +199,12 @@ class HrefObject(Document):
 
 
 class LinkedPage(_Page):
-    """A page with UKO's links to the first, last, previous and next pages (the last two null where there is none)."""
+    """A page with UKO's links to the first, last, previous and next pages (the last two left out where none)."""
 
     first: HrefObject
     last: HrefObject
-    previous: HrefObject | None
-    next: HrefObject | None
+    previous: HrefObject | None = Field(default=None, description="left out on the first page")
+    next: HrefObject | None = Field(default=None, description="left out on the last page")
 
 
 class VaultList(LinkedPage):
@@ -159,15 +219,17 @@ class TemplateList(_Page):
     templates: list[Template]
 
 
-class ManagedKeyList(_Page):
+class ManagedKeyList(LinkedPage):
     managed_keys: list[ManagedKey]
 
 
 class StatusInKeystores(Document):
+    """UKO's ``StatusInKeystores``, with the key's id, state and keyorch's out-of-sync flag."""
+
     id: str
-    state: KeyState
+    state: Literal["pre_activation", "active", "deactivated", "destroyed"]
     out_of_sync: bool
-    status_in_keystores: list[Target]
+    status_in_keystores: list[StatusInKeystore]
 
 
 class KeystoreHealth(Document):
@@ -210,6 +272,9 @@ class PassCounts(Document):
 class SyncResult(PassCounts):
     id: str
     targets: list[TargetOutcome]
+    status_in_keystores: list[StatusInKeystore] = Field(
+        description="UKO's answer: the key's status in each keystore after the pass"
+    )
 
 
 class ReconcileResult(PassCounts):

@@ -20,6 +20,8 @@ from keyorch.domain.models import ManagedKey
 from keyorch.domain.states import KeyState
 from keyorch.service import keys as ops
 from keyorch.service.context import ServiceContext
+from keyorch.service.directory import load_directory
+from keyorch.views import statuses_json
 
 Action = Callable[[ServiceContext, str, int], Awaitable[ManagedKey]]
 
@@ -83,7 +85,8 @@ async def sync(call: Call) -> web.StreamResponse:
         await call.expected_version(ctx, "key.sync", "key", key.id, key.version)
     result = await call.run_hook(call.deps.sync_key, f"syncing key {key.id}", key.id)
     after = await ops.get_key(call.context(), key.id)
-    return call.answer({"id": key.id, **result}, tag=(after.id, after.version))
+    statuses = statuses_json(after, await load_directory(call.context()))
+    return call.answer({"id": key.id, **result, "status_in_keystores": statuses}, tag=(after.id, after.version))
 
 
 _QUERIES: dict[str, type[Query]] = {"destroy": DestroyQuery, "activate": ActivateQuery}

@@ -8,17 +8,18 @@ from keyorch.api.auth import Permission
 from keyorch.api.models import KeyCreate, KeyFilterQuery
 from keyorch.api.responses import ManagedKey as KeyDocument
 from keyorch.api.responses import ManagedKeyList, StatusInKeystores
-from keyorch.api.routing import PREFIX, Call, Route
+from keyorch.api.routing import PREFIX, Call, Route, linked_page
 from keyorch.domain.models import ManagedKey
 from keyorch.domain.states import KeyState
+from keyorch.domain.uko import uko_state
 from keyorch.service import keys as ops
-from keyorch.service.keystores import keystore_names
-from keyorch.views import key_json, target_json
+from keyorch.service.directory import load_directory
+from keyorch.views import key_json, statuses_json
 
 
 async def key_response(call: Call, key: ManagedKey) -> web.Response:
     location = f"{PREFIX}/managed_keys/{key.id}" if call.route.success == 201 else None
-    doc = key_json(key, await keystore_names(call.context()))
+    doc = key_json(key, await load_directory(call.context()))
     return call.answer(doc, tag=(key.id, key.version), location=location)
 
 
@@ -35,9 +36,9 @@ async def list_keys(call: Call) -> web.StreamResponse:
     )
     ctx = call.context()
     total, found = await ops.page_keys(ctx, flt)
-    names = await keystore_names(ctx)
-    doc = {"managed_keys": [key_json(k, names) for k in found], "total_count": total}
-    return call.answer({**doc, "limit": q.limit, "offset": q.offset})
+    directory = await load_directory(ctx)
+    shown = [key_json(k, directory) for k in found]
+    return call.answer(linked_page(shown, total, q.limit, q.offset, "managed_keys", call.request))
 
 
 async def create_key(call: Call) -> web.StreamResponse:
@@ -67,9 +68,9 @@ async def get_key(call: Call) -> web.StreamResponse:
 
 async def status_in_keystores(call: Call) -> web.StreamResponse:
     key = await call.key(call.path_id)
-    names = await keystore_names(call.context())
-    doc = {"id": key.id, "state": key.state.value, "out_of_sync": key.out_of_sync}
-    return call.answer({**doc, "status_in_keystores": [target_json(t, names) for t in key.targets]})
+    statuses = statuses_json(key, await load_directory(call.context()))
+    doc = {"id": key.id, "state": uko_state(key.state), "out_of_sync": key.out_of_sync}
+    return call.answer({**doc, "status_in_keystores": statuses})
 
 
 async def remove_key(call: Call) -> web.StreamResponse:

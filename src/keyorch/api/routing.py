@@ -285,8 +285,10 @@ def linked_page(
     doc: dict[str, Any] = {name: shown, "total_count": total, "limit": limit, "offset": offset}
     doc["first"] = link(0)
     doc["last"] = link(max(0, (total - 1) // limit * limit))
-    doc["previous"] = link(max(0, min(offset, total) - limit)) if offset > 0 else None
-    doc["next"] = link(offset + limit) if offset + limit < total else None
+    if offset > 0:
+        doc["previous"] = link(max(0, min(offset, total) - limit))
+    if offset + limit < total:
+        doc["next"] = link(offset + limit)
     return doc
 
 

@@ -12,6 +12,7 @@ from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
 from keyorch.service import audit, keys, keystore_update, keystores, templates, vaults
 from keyorch.service.context import ServiceContext
+from keyorch.service.directory import load_directory
 from keyorch.service.keys import KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import ConnectRequest, keystore_names
@@ -107,15 +108,15 @@ class DirectBackend:
     # --- keys -----------------------------------------------------------------------------
 
     async def _key(self, key: ManagedKey) -> Doc:
-        return key_json(key, await keystore_names(self.ctx))
+        return key_json(key, await load_directory(self.ctx))
 
     async def create_key(self, template: str, label: str, state: str | None) -> Doc:
         return await self._key(await keys.create_key(self.ctx, template=template, label=label, state=state))
 
     async def list_keys(self, flt: KeyFilter) -> list[Doc]:
         found = await keys.list_keys(self.ctx, flt)
-        names = await keystore_names(self.ctx)
-        return [key_json(k, names) for k in found]
+        directory = await load_directory(self.ctx)
+        return [key_json(k, directory) for k in found]
 
     async def get_key(self, ref: str) -> Doc:
         return await self._key(await keys.get_key(self.ctx, ref))

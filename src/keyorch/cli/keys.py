@@ -6,7 +6,7 @@ import click
 
 from keyorch.cli.backend import Backend, Doc, KeyCommand
 from keyorch.cli.runtime import CliState, emit, make_table, properties_table, with_backend
-from keyorch.domain.states import KeyState
+from keyorch.domain.uko import STATE_NAMES, key_state
 from keyorch.service.keys import KeyFilter
 
 TARGET_COLUMNS = ["keystore", "status", "sync", "reason", "id in keystore", "pending destruction until"]
@@ -65,7 +65,7 @@ def _not_in_sync(doc: Doc) -> str:
 
 @key.command(name="list")
 @click.option("--vault", help="Only this vault's keys.")
-@click.option("--state", "only_state", type=click.Choice([s.value for s in KeyState]), default=None)
+@click.option("--state", "only_state", type=click.Choice(STATE_NAMES), default=None)
 @click.option("--out-of-sync", is_flag=True, help="Only keys out of sync in some keystore.")
 @click.option("--include-destroyed", is_flag=True, help="Also list destroyed keys.")
 @with_backend
@@ -78,6 +78,7 @@ async def list_(
     include_destroyed: bool,
 ) -> None:
     """List managed keys (destroyed ones only when asked)."""
+    only_state = key_state(only_state, "--state").value if only_state else None
     flt = KeyFilter(vault=vault, state=only_state, out_of_sync=out_of_sync, include_destroyed=include_destroyed)
     found = await backend.list_keys(flt)
     emit(

@@ -36,8 +36,19 @@ def key_state(value: str, field: str = "state") -> KeyState:
     try:
         return KeyState(value)
     except ValueError:
-        allowed = ", ".join([*_STATE_FROM_UKO, KeyState.PRE_ACTIVE.value])
+        allowed = ", ".join(STATE_NAMES)
         raise InvalidInput(f"{field} {shown(value)} is not a key state: use one of {allowed}", target=field) from None
+
+
+def state_alias(value: object) -> object:
+    """For a parser that knows keyorch's names: UKO's name of a state turned into keyorch's (others unchanged)."""
+    if isinstance(value, str) and value in _STATE_FROM_UKO:
+        return _STATE_FROM_UKO[value].value
+    return value
+
+
+#: every name a key state may be given by, UKO's first
+STATE_NAMES: tuple[str, ...] = (*_STATE_FROM_UKO, KeyState.PRE_ACTIVE.value)
 
 
 # -- keystore types --------------------------------------------------------------------------------------------
