@@ -84,7 +84,7 @@ class Demo:
 
     async def keys_table(self) -> None:
         async with self.store.read() as tx:
-            all_keys = await tx.list_keys(states=None)
+            all_keys = await tx.list_keys()
         table = Table(title="keyorch: managed keys and their status in each keystore", title_justify="left")
         for column in ("key", "desired state", "keystore", "status", "sync", "reason"):
             table.add_column(column, overflow="fold")
@@ -105,7 +105,7 @@ class Demo:
     async def fakes_table(self) -> None:
         """Each keystore's own words for each key, listed over its wire protocol."""
         async with self.store.read() as tx:
-            labels = {k.id: k.label for k in await tx.list_keys(states=None)}
+            labels = {k.id: k.label for k in await tx.list_keys()}
             connected = await tx.list_keystores()
         table = Table(title="what each provider reports (its own state words)", title_justify="left")
         table.add_column("provider")

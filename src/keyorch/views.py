@@ -201,6 +201,15 @@ def key_json(k: ManagedKey, directory: Directory) -> dict[str, Any]:
     }
     if k.template_id is not None:
         doc["template"] = reference("templates", k.template_id, directory.templates.get(k.template_id))
+    doc["description"] = k.description
+    doc["tags"] = [{"name": t.name, "value": t.value} for t in k.tags]
+    optional = {
+        "activation_date": k.activation_date.isoformat() if k.activation_date else None,
+        "expiration_date": k.expiration_date.isoformat() if k.expiration_date else None,
+        "created_by": k.created_by,
+        "updated_by": k.updated_by,
+    }
+    doc.update({name: value for name, value in optional.items() if value is not None})
     return doc
 
 

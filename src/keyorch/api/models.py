@@ -8,14 +8,24 @@ same input alike, with the same message.
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
 
 from keyorch.domain.models import DriftPolicy, KeystoreType
 from keyorch.domain.states import KeyState
-from keyorch.domain.uko import state_alias
-from keyorch.domain.validation import LABEL_RE, MAX_DESCRIPTION, MAX_GROUPS, MAX_LOCATION, NAME_RE
+from keyorch.domain.uko import keystore_type_alias, state_alias
+from keyorch.domain.validation import (
+    LABEL_RE,
+    MAX_DESCRIPTION,
+    MAX_GROUPS,
+    MAX_LOCATION,
+    MAX_TAG_NAME,
+    MAX_TAG_VALUE,
+    MAX_TAGS,
+    NAME_RE,
+)
 from keyorch.providers.limits import MAX_CONCURRENCY_LIMIT
 
 _Ref = Field(min_length=1, max_length=256)
@@ -144,10 +154,76 @@ class TemplateCreate(Body):
     state: Literal["pre_active", "active"] = "pre_active"
 
 
+class IdReference(Body):
+    """A reference by id, as UKO's bodies give one (``vault: {id}``)."""
+
+    id: str = _Ref
+
+
+class TagBody(Body):
+    """A UKO tag of a managed key."""
+
+    name: str = Field(min_length=1, max_length=MAX_TAG_NAME)
+    value: str = Field(max_length=MAX_TAG_VALUE)
+
+
+_TAGS = Field(default=None, max_length=MAX_TAGS, description="UKO's tags: names unique; replaces the key's tags")
+
+
 class KeyCreate(Body):
-    template: str = _Ref
-    label: str = _checked(LABEL_RE, "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    """keyorch's body (``template`` by id or name) or UKO's CreateManagedKey body (``template_name`` and
+    ``vault: {id}``), with UKO's ``description`` and ``tags``."""
+
+    template: str | None = Field(default=None, min_length=1, max_length=256, description="template id or name")
+    template_name: str | None = Field(default=None, min_length=1, max_length=256, description="UKO: template name")
+    vault: IdReference | None = Field(default=None, description="UKO: the vault the template is in")
+    label: str = _checked(LABEL_RE, _LABEL)
+    description: str = Field(default="", description=_DESCRIPTION)
+    tags: list[TagBody] | None = _TAGS
     state: Literal["pre_active", "active"] | None = Field(default=None, description="defaults to the template's")
+
+    @model_validator(mode="after")
+    def _one_template(self) -> KeyCreate:
+        if (self.template is None) == (self.template_name is None):
+            raise ValueError("give the template either as template (an id or name) or as template_name, not both")
+        return self
+
+    @property
+    def template_ref(self) -> str:
+        return self.template if self.template is not None else str(self.template_name)
+
+
+class KeyUpdate(Body):
+    """UKO's UpdateManagedKey body: the fields to change (an absent one stays as it is; a null date clears it)."""
+
+    label: str | None = _checked(LABEL_RE, _LABEL, default=None)
+    description: str | None = Field(default=None, description=_DESCRIPTION)
+    tags: list[TagBody] | None = _TAGS
+    activation_date: date | None = Field(default=None, description="planned activation date (YYYY-MM-DD)")
+    expiration_date: date | None = Field(default=None, description="planned expiration date (YYYY-MM-DD)")
+
+
+def _comma_list(value: object) -> object:
+    """UKO's SDK sends a list filter as one comma-separated parameter."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",")]
+    return value
+
+
+def _each(convert: Any) -> Any:
+    """Convert each item of a list (before a list-splitting validator in Annotated: pydantic runs them last first)."""
+    return BeforeValidator(lambda value: [convert(v) for v in value] if isinstance(value, list) else value)
+
+
+def _never(name: str, why: str) -> Any:
+    def refuse(value: object) -> object:
+        raise ValueError(f"{name} cannot filter keys here: {why}")
+
+    return BeforeValidator(refuse)
+
+
+_List = Field(default=None, min_length=1, max_length=100)
+_NO_DEACTIVATION = "keyorch records no deactivation date; filter by state=deactivated or updated_at instead"
 
 
 class Page(Query):
@@ -175,12 +251,74 @@ class KeystoreFilter(VaultFilter):
     include_disconnected: bool = False
 
 
+def _day_or_instant(value: object) -> object:
+    """``YYYY-MM-DD`` is a day (a filter takes it whole); anything else is parsed as an instant."""
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a day (YYYY-MM-DD)") from None
+    return value
+
+
+Stamp = Annotated[datetime | date, BeforeValidator(_day_or_instant)]
+
+
 class KeyFilterQuery(VaultFilter):
-    state: Annotated[KeyState | None, BeforeValidator(state_alias)] = Field(
-        default=None, description="UKO's name (pre_activation, active, deactivated, destroyed) or keyorch's"
+    """UKO's ListManagedKeys parameters (and keyorch's ``out_of_sync``, ``include_destroyed``, ``vault``). Each
+    filters; those keyorch cannot answer (``deactivation_date``) are refused, never ignored."""
+
+    state: Annotated[list[KeyState] | None, _each(state_alias), BeforeValidator(_comma_list)] = Field(
+        default=None,
+        min_length=1,
+        max_length=8,
+        description="states, comma-separated: UKO's names (pre_activation, active, deactivated, destroyed) "
+        "or keyorch's",
     )
     out_of_sync: bool = False
     include_destroyed: bool = False
+    label: str | None = Field(default=None, min_length=1, max_length=128, description="the key's label, exactly")
+    algorithm: Annotated[list[Literal["aes", "rsa", "ec", "hmac"]] | None, BeforeValidator(_comma_list)] = _List
+    size: int | None = Field(default=None, ge=1, le=65536)
+    size_min: int | None = Field(default=None, ge=1, le=65536)
+    size_max: int | None = Field(default=None, ge=1, le=65536)
+    activation_date: date | None = None
+    activation_date_min: date | None = None
+    activation_date_max: date | None = None
+    expiration_date: date | None = None
+    expiration_date_min: date | None = None
+    expiration_date_max: date | None = None
+    created_at: Stamp | None = Field(default=None, description="a day (YYYY-MM-DD) or an instant")
+    created_at_min: Stamp | None = None
+    created_at_max: Stamp | None = None
+    updated_at: Stamp | None = Field(default=None, description="a day (YYYY-MM-DD) or an instant")
+    updated_at_min: Stamp | None = None
+    updated_at_max: Stamp | None = None
+    deactivation_date: Annotated[str | None, _never("deactivation_date", _NO_DEACTIVATION)] = None
+    deactivation_date_min: Annotated[str | None, _never("deactivation_date_min", _NO_DEACTIVATION)] = None
+    deactivation_date_max: Annotated[str | None, _never("deactivation_date_max", _NO_DEACTIVATION)] = None
+    template_name: Annotated[list[str] | None, BeforeValidator(_comma_list)] = Field(
+        default=None, alias="template.name", min_length=1, max_length=100
+    )
+    template_id: Annotated[list[str] | None, BeforeValidator(_comma_list)] = Field(
+        default=None, alias="template.id", min_length=1, max_length=100
+    )
+    keystore_type: Annotated[list[KeystoreType] | None, _each(keystore_type_alias), BeforeValidator(_comma_list)] = (
+        Field(default=None, alias="referenced_keystores[].type", min_length=1, max_length=8)
+    )
+    keystore_name: Annotated[list[str] | None, BeforeValidator(_comma_list)] = Field(
+        default=None, alias="referenced_keystores[].name", min_length=1, max_length=100
+    )
+    instance_keystore_type: Annotated[
+        list[KeystoreType] | None, _each(keystore_type_alias), BeforeValidator(_comma_list)
+    ] = Field(default=None, alias="instances[].keystore.type", min_length=1, max_length=8)
+    sort: Annotated[list[str] | None, BeforeValidator(_comma_list)] = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description="fields to sort by, comma-separated, '-' first for descending: label, name, algorithm, state, "
+        "size, activation_date, expiration_date, created_at, updated_at, vault.id",
+    )
 
 
 class DestroyQuery(Query):

@@ -162,6 +162,11 @@ class StatusInKeystore(Document):
     pending_destruction_until: str | None = _OPTIONAL_TIME
 
 
+class TagDocument(Document):
+    name: str
+    value: str
+
+
 class ManagedKey(Document):
     """UKO v4's managed key, with keyorch's ``name``, ``state_code``, ``version``, ``out_of_sync``, dual
     authorization, ``destroy_force`` and ``targets``."""
@@ -186,6 +191,12 @@ class ManagedKey(Document):
     created_at: str | None = _TIME
     updated_at: str | None = _TIME
     targets: list[Target] = Field(description="keyorch's record of the key in each keystore, retries included")
+    description: str
+    tags: list[TagDocument]
+    activation_date: str | None = Field(default=None, json_schema_extra={"format": "date"})
+    expiration_date: str | None = Field(default=None, json_schema_extra={"format": "date"})
+    created_by: str | None = Field(default=None, description="left out for a key made before keyorch recorded it")
+    updated_by: str | None = None
 
 
 class _Page(Document):

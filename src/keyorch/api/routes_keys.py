@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from keyorch.api.auth import Permission
-from keyorch.api.models import KeyCreate, KeyFilterQuery
+from keyorch.api.key_query import key_filter
+from keyorch.api.models import KeyCreate, KeyFilterQuery, KeyUpdate
 from keyorch.api.responses import ManagedKey as KeyDocument
 from keyorch.api.responses import ManagedKeyList, StatusInKeystores
 from keyorch.api.routing import PREFIX, Call, Route, linked_page
@@ -26,14 +27,7 @@ async def key_response(call: Call, key: ManagedKey) -> web.Response:
 async def list_keys(call: Call) -> web.StreamResponse:
     """One page of keys and the total the filters select, both counted and sliced in SQL."""
     q = call.parsed(KeyFilterQuery, call.query)
-    flt = ops.KeyFilter(
-        state=q.state.value if q.state is not None else None,
-        out_of_sync=q.out_of_sync,
-        include_destroyed=q.include_destroyed,
-        limit=q.limit,
-        offset=q.offset,
-        vault_ids=await call.listed_vaults(q),
-    )
+    flt = key_filter(q, await call.listed_vaults(q))
     ctx = call.context()
     total, found = await ops.page_keys(ctx, flt)
     directory = await load_directory(ctx)
@@ -43,7 +37,7 @@ async def list_keys(call: Call) -> web.StreamResponse:
 
 async def create_key(call: Call) -> web.StreamResponse:
     body = call.parsed(KeyCreate, call.body)
-    template = await call.template(body.template)
+    template = await call.template(body.template_ref, body.vault.id if body.vault is not None else None)
     vault = await call.vault(template.vault_id)
     if ops.initial_state(template, body.state) is KeyState.ACTIVE:
         # a key that starts active is deployed at once: separation of duties wants the deployer's permission too
@@ -57,7 +51,10 @@ async def create_key(call: Call) -> web.StreamResponse:
         )
     else:
         ctx = await call.authorize(Permission.CREATE, vault.name, "key.create", "key", body.label)
-    key = await ops.create_key(ctx, template=template.id, label=body.label, state=body.state)
+    tags = [(t.name, t.value) for t in body.tags or ()]
+    key = await ops.create_key(
+        ctx, template=template.id, label=body.label, state=body.state, description=body.description, tags=tags
+    )
     call.changed(key.id)
     return await key_response(call, key)
 
@@ -71,6 +68,28 @@ async def status_in_keystores(call: Call) -> web.StreamResponse:
     statuses = statuses_json(key, await load_directory(call.context()))
     doc = {"id": key.id, "state": uko_state(key.state), "out_of_sync": key.out_of_sync}
     return call.answer({**doc, "status_in_keystores": statuses})
+
+
+async def update_key(call: Call) -> web.StreamResponse:
+    """UKO's UpdateManagedKey: label, description, tags, planned dates; If-Match required."""
+    body = call.parsed(KeyUpdate, call.body)
+    key = await call.key(call.path_id)
+    vault = await call.vault(key.vault_id)
+    ctx = await call.authorize(Permission.CREATE, vault.name, "key.update", "key", key.id)
+    version = await call.expected_version(ctx, "key.update", "key", key.id, key.version)
+    given = body.model_fields_set
+    after = await ops.update_key(
+        ctx,
+        key.id,
+        version,
+        label=body.label,
+        description=body.description,
+        tags=[(t.name, t.value) for t in body.tags] if body.tags is not None else None,
+        activation_date=body.activation_date if "activation_date" in given else ops.KEEP,
+        expiration_date=body.expiration_date if "expiration_date" in given else ops.KEEP,
+    )
+    call.changed(key.id)
+    return await key_response(call, after)
 
 
 async def remove_key(call: Call) -> web.StreamResponse:
@@ -119,6 +138,19 @@ ROUTES = [
         Permission.READ,
         response=KeyDocument,
         refusals=(404,),
+    ),
+    Route(
+        "PATCH",
+        "/managed_keys/{id}",
+        update_key,
+        "update_managed_key",
+        "Change a key's label, description, tags or planned dates",
+        "managed_keys",
+        Permission.CREATE,
+        body=KeyUpdate,
+        if_match=True,
+        response=KeyDocument,
+        refusals=(404, 409),
     ),
     Route(
         "DELETE",

@@ -144,8 +144,13 @@ class Call:
     async def keystore(self, ref: str) -> Keystore:
         return await keystores.get_keystore(self.context(), ref, await self.visible_vaults())
 
-    async def template(self, ref: str) -> KeyTemplate:
-        return await templates.get_template(self.context(), ref, await self.visible_vaults())
+    async def template(self, ref: str, vault: str | None = None) -> KeyTemplate:
+        """A template the caller may see, by id or name; with ``vault`` (an id or name), one in that vault."""
+        within = await self.visible_vaults()
+        if vault is not None:
+            chosen = (await self.vault(vault)).id
+            within = frozenset({chosen}) if within is None or chosen in within else frozenset()
+        return await templates.get_template(self.context(), ref, within)
 
     async def readable_vaults(self) -> dict[str, Vault]:
         """id → vault of every vault the caller may read."""

@@ -18,7 +18,7 @@ from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import ConnectRequest, keystore_names
 from keyorch.settings import ReconcileSettings
 from keyorch.store.audit_chain import Anchor
-from keyorch.views import audit_json, key_json, keystore_json, template_json, vault_json
+from keyorch.views import audit_json, key_json, keystore_json, statuses_json, template_json, vault_json
 
 _KEY_ACTIONS: dict[str, Callable[[ServiceContext, str, int | None], Awaitable[ManagedKey]]] = {
     "activate": keys.activate_key,
@@ -147,9 +147,13 @@ class DirectBackend:
     async def sync_key(self, ref: str) -> Doc:
         controller = self._controller()
         try:
-            return report.sync_document(await report.sync_pass(controller, ref))
+            doc = report.sync_document(await report.sync_pass(controller, ref))
         finally:
             await controller.pool.aclose()
+        # as the API answers it: UKO's status of the key in each keystore after the pass
+        after = await keys.get_key(self.ctx, ref)
+        doc["status_in_keystores"] = statuses_json(after, await load_directory(self.ctx))
+        return doc
 
     async def reconcile_once(self, progress: ProgressHook | None) -> Doc:
         controller = self._controller()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -161,6 +161,14 @@ class DeletionAuthorization:
 
 
 @dataclass(frozen=True)
+class Tag:
+    """A UKO tag of a managed key: a name and a value (names are unique in a key's tags)."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
 class ManagedKey:
     id: str
     label: str
@@ -178,6 +186,14 @@ class ManagedKey:
     version: int = 1
     #: bumped on every change of the desired state; targets record the generation they synced to
     generation: int = 1
+    description: str = ""
+    tags: tuple[Tag, ...] = ()
+    #: UKO's planned activation and expiration dates (recorded and shown; keyorch does not act on them)
+    activation_date: date | None = None
+    expiration_date: date | None = None
+    #: the users who made it and last changed it (None: made before keyorch recorded them)
+    created_by: str | None = None
+    updated_by: str | None = None
 
     @property
     def out_of_sync(self) -> bool:

@@ -70,6 +70,13 @@ def uko_type(kind: KeystoreType) -> str:
     return _TYPE_TO_UKO[kind]
 
 
+def keystore_type_alias(value: object) -> object:
+    """For a parser that knows keyorch's names: UKO's name of a keystore type turned into keyorch's."""
+    if value == "ibm_cloud_kms":
+        return KeystoreType.IBM_KEY_PROTECT.value
+    return value
+
+
 def keystore_type(value: str, field: str = "type", ibm_variant: str | None = None) -> KeystoreType:
     """A keystore type given by UKO's name (``ibm_cloud_kms`` is Key Protect unless ``ibm_variant`` names
     another variant, which keyorch cannot drive) or keyorch's; anything else is bad input naming the field."""

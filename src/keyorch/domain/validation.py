@@ -9,6 +9,7 @@ import ipaddress
 import re
 import string
 from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -132,6 +133,47 @@ def check_groups(values: Iterable[str], field: str = "groups") -> tuple[str, ...
             raise InvalidInput(f"group {shown(group)} is listed twice in {field}", target=field)
         seen.add(group)
     return groups
+
+
+#: a key carries at most MAX_TAGS tags; a tag's name is one line of at most MAX_TAG_NAME characters, its value
+#: one line of at most MAX_TAG_VALUE
+MAX_TAGS = 64
+MAX_TAG_NAME = 128
+MAX_TAG_VALUE = 256
+
+
+def check_tags(tags: Iterable[tuple[str, str]], field: str = "tags") -> tuple[tuple[str, str], ...]:
+    """A key's UKO tags as (name, value) pairs, in the order given: names not empty and none twice."""
+    pairs = tuple(tags)
+    if len(pairs) > MAX_TAGS:
+        raise InvalidInput(f"{field} lists {len(pairs)} tags; at most {MAX_TAGS} are allowed", target=field)
+    seen: set[str] = set()
+    for name, value in pairs:
+        check_location(name, f"{field}[].name")
+        check_location(value, f"{field}[].value")
+        if not name.strip() or len(name) > MAX_TAG_NAME:
+            raise InvalidInput(
+                f"tag name {shown(name)} is not valid: use 1-{MAX_TAG_NAME} characters, not only spaces",
+                target=f"{field}[].name",
+            )
+        if len(value) > MAX_TAG_VALUE:
+            raise InvalidInput(
+                f"the value of tag {shown(name)} is {len(value)} characters long; at most {MAX_TAG_VALUE} are allowed",
+                target=f"{field}[].value",
+            )
+        if name in seen:
+            raise InvalidInput(f"tag {shown(name)} is given twice in {field}", target=f"{field}[].name")
+        seen.add(name)
+    return pairs
+
+
+def check_key_dates(activation: date | None, expiration: date | None) -> None:
+    """UKO's planned dates of a key: the expiration date is not before the activation date."""
+    if activation is not None and expiration is not None and expiration < activation:
+        raise InvalidInput(
+            f"expiration_date {expiration.isoformat()} is before activation_date {activation.isoformat()}",
+            target="expiration_date",
+        )
 
 
 def parse_state(field: str, value: str, allowed: frozenset[KeyState] | None = None) -> KeyState:

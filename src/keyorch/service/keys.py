@@ -5,17 +5,27 @@ State actions change the desired state only; the reconciler brings keystores in 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any
 
 from keyorch.domain import rules
 from keyorch.domain.errors import Conflict, InvalidInput
-from keyorch.domain.models import KeyTemplate, ManagedKey, TargetStatus
+from keyorch.domain.models import KeystoreType, KeyTemplate, ManagedKey, Tag, TargetStatus
 from keyorch.domain.states import KeyAction, KeyState
-from keyorch.domain.validation import check_label, parse_initial_state, parse_state, render_name
+from keyorch.domain.uko import key_state
+from keyorch.domain.validation import (
+    check_description,
+    check_key_dates,
+    check_label,
+    check_tags,
+    parse_initial_state,
+    render_name,
+)
 from keyorch.service.context import Change, ServiceContext
 from keyorch.service.versions import check_version
+from keyorch.store.key_selection import RANGED, SORTABLE, Bound, KeySelection
 from keyorch.store.repository import Transaction
 
 
@@ -24,13 +34,27 @@ def initial_state(template: KeyTemplate, requested: str | None) -> KeyState:
     return parse_initial_state(requested) if requested is not None else template.initial_state
 
 
-async def create_key(ctx: ServiceContext, *, template: str, label: str, state: str | None = None) -> ManagedKey:
+async def create_key(
+    ctx: ServiceContext,
+    *,
+    template: str,
+    label: str,
+    state: str | None = None,
+    description: str = "",
+    tags: Sequence[tuple[str, str]] = (),
+    vault: str | None = None,
+) -> ManagedKey:
+    """A key made from a template (by id, or by name; ``vault`` (an id or name) narrows the template's lookup to
+    that vault, as UKO's ``{template_name, vault: {id}}`` does)."""
     check_label(label)
     if state is not None:
         parse_initial_state(state)
+    check_description("description", description)
+    checked_tags = tuple(Tag(name, value) for name, value in check_tags(tags))
 
     async def body(tx: Transaction) -> tuple[ManagedKey, Change]:
-        tmpl = await tx.template(template)
+        within = [(await tx.vault(vault)).id] if vault is not None else None
+        tmpl = await tx.template(template, within)
         if await tx.label_taken(tmpl.vault_id, label):
             raise Conflict(f"vault already has a key labelled {label!r}", target="label")
         connected = [k for k in tmpl.keystore_ids if (await tx.keystore(k)).connected]
@@ -51,6 +75,10 @@ async def create_key(ctx: ServiceContext, *, template: str, label: str, state: s
             created_at=now,
             updated_at=now,
             targets=rules.new_targets(connected, now),
+            description=description,
+            tags=checked_tags,
+            created_by=ctx.actor.user,
+            updated_by=ctx.actor.user,
         )
         await tx.insert_key(key)
         return key, Change(key.id, after=key)
@@ -60,6 +88,9 @@ async def create_key(ctx: ServiceContext, *, template: str, label: str, state: s
 
 @dataclass(frozen=True)
 class KeyFilter:
+    """Which keys a listing shows. ``vault`` and ``state`` as the CLI gives them (a vault by id or name; a state
+    by UKO's or keyorch's name, or several comma-separated); the rest as UKO's query has them, already parsed."""
+
     vault: str | None = None
     state: str | None = None
     out_of_sync: bool = False
@@ -68,36 +99,110 @@ class KeyFilter:
     offset: int = 0
     #: only keys in these vaults (by id), e.g. those the API caller may read; None: every vault
     vault_ids: frozenset[str] | None = None
+    label: str | None = None
+    algorithms: tuple[str, ...] = ()
+    template_ids: tuple[str, ...] = ()
+    template_names: tuple[str, ...] = ()
+    keystore_types: tuple[KeystoreType, ...] = ()
+    keystore_names: tuple[str, ...] = ()
+    ranges: Mapping[str, tuple[Bound | None, Bound | None]] = field(default_factory=dict)
+    sort: tuple[tuple[str, bool], ...] = ()
 
     def states(self) -> Sequence[KeyState] | None:
         if self.state is not None:
-            return [parse_state("state", self.state)]
+            return [key_state(name.strip()) for name in self.state.split(",")]
         if self.include_destroyed:
             return None
         return [s for s in KeyState if s is not KeyState.DESTROYED]
 
 
-async def _where(tx: Transaction, flt: KeyFilter) -> dict[str, Any]:
+async def _selection(tx: Transaction, flt: KeyFilter) -> KeySelection:
     """The filter as the store's key selection (the vault named by reference resolved to its id)."""
-    vault_id = (await tx.vault(flt.vault)).id if flt.vault else None
-    return {"vault_id": vault_id, "vault_ids": flt.vault_ids, "states": flt.states(), "out_of_sync": flt.out_of_sync}
+    for name in flt.ranges:
+        if name not in RANGED:
+            raise InvalidInput(f"{name} cannot bound a key listing: use one of {', '.join(RANGED)}", target=name)
+    for name, _ in flt.sort:
+        if name not in SORTABLE:
+            raise InvalidInput(f"sort {name!r} is not a key field: use one of {', '.join(SORTABLE)}", target="sort")
+    return KeySelection(
+        vault_id=(await tx.vault(flt.vault)).id if flt.vault else None,
+        vault_ids=flt.vault_ids,
+        states=flt.states(),
+        out_of_sync=flt.out_of_sync,
+        label=flt.label,
+        algorithms=tuple(a.lower() for a in flt.algorithms),
+        template_ids=flt.template_ids,
+        template_names=flt.template_names,
+        keystore_types=tuple(k.value for k in flt.keystore_types),
+        keystore_names=flt.keystore_names,
+        ranges=dict(flt.ranges),
+        sort=flt.sort,
+    )
 
 
 async def list_keys(ctx: ServiceContext, flt: KeyFilter = KeyFilter()) -> list[ManagedKey]:
-    """The keys the filter selects, by creation time; filtered and paged in SQL."""
+    """The keys the filter selects, by creation time unless sorted; filtered and paged in SQL."""
     async with ctx.store.read() as tx:
-        return await tx.list_keys(**await _where(tx, flt), limit=flt.limit, offset=flt.offset)
+        return await tx.list_keys(await _selection(tx, flt), limit=flt.limit, offset=flt.offset)
 
 
 async def page_keys(ctx: ServiceContext, flt: KeyFilter) -> tuple[int, list[ManagedKey]]:
     """How many keys the filter selects (ignoring its limit and offset) and its page of them, both from
     one read snapshot so that they agree; filtered, counted and sliced in SQL."""
     async with ctx.store.read() as tx:
-        where = await _where(tx, flt)
-        total = await tx.count_keys(**where)
+        selection = await _selection(tx, flt)
+        total = await tx.count_keys(selection)
         if flt.offset >= total:
             return total, []
-        return total, await tx.list_keys(**where, limit=flt.limit, offset=flt.offset)
+        return total, await tx.list_keys(selection, limit=flt.limit, offset=flt.offset)
+
+
+#: "leave it as it is" for update_key's optional dates (None there means: clear the date)
+KEEP: Any = object()
+
+
+async def update_key(
+    ctx: ServiceContext,
+    ref: str,
+    expected_version: int | None = None,
+    *,
+    label: str | None = None,
+    description: str | None = None,
+    tags: Sequence[tuple[str, str]] | None = None,
+    activation_date: date | None = KEEP,
+    expiration_date: date | None = KEEP,
+) -> ManagedKey:
+    """Change what UKO lets one edit on a key: label, description, tags (replaced as a whole), and the planned
+    activation and expiration dates (None clears one); not its state or where it is. The provider-side name
+    stays what it was made with (the keystores' copies are found by the key's id, never by its label)."""
+    if label is not None:
+        check_label(label)
+    if description is not None:
+        check_description("description", description)
+    new_tags = tuple(Tag(name, value) for name, value in check_tags(tags)) if tags is not None else None
+
+    async def body(tx: Transaction) -> tuple[ManagedKey, Change]:
+        before = await tx.key(ref)
+        check_version(before.version, expected_version, "key", before.id)
+        if label is not None and label != before.label and await tx.label_taken(before.vault_id, label):
+            raise Conflict(f"vault already has a key labelled {label!r}", target="label")
+        activation = before.activation_date if activation_date is KEEP else activation_date
+        expiration = before.expiration_date if expiration_date is KEEP else expiration_date
+        check_key_dates(activation, expiration)
+        changed = replace(
+            before,
+            label=before.label if label is None else label,
+            description=before.description if description is None else description,
+            tags=before.tags if new_tags is None else new_tags,
+            activation_date=activation,
+            expiration_date=expiration,
+            updated_at=ctx.clock.now(),
+            updated_by=ctx.actor.user,
+        )
+        after = await tx.update_key(changed, before.version)
+        return after, Change(after.id, before=before, after=after)
+
+    return await ctx.change("key.update", "key", ref, body)
 
 
 async def get_key(ctx: ServiceContext, ref: str, within: Collection[str] | None = None) -> ManagedKey:

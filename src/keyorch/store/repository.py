@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -28,10 +28,10 @@ from keyorch.domain.models import (
     Vault,
     VaultCounts,
 )
-from keyorch.domain.states import KeyState
 from keyorch.domain.validation import check_text
 from keyorch.store import audit_chain, rows
 from keyorch.store.engine import READONLY_OPTION, create_engine
+from keyorch.store.key_selection import EVERY_KEY, KeySelection
 from keyorch.store.retry import run_retrying
 from keyorch.store.schema import (
     audit_log,
@@ -413,69 +413,25 @@ class Transaction:
     async def label_taken(self, vault_id: str, label: str) -> bool:
         return await self._one(managed_keys, vault_id=vault_id, label=label) is not None
 
-    @staticmethod
-    def _key_conditions(
-        vault_id: str | None,
-        vault_ids: Collection[str] | None,
-        states: Sequence[KeyState] | None,
-        out_of_sync: bool,
-    ) -> list[ColumnElement[bool]]:
-        """The WHERE clauses of a key listing, shared by the page and its count."""
-        where: list[ColumnElement[bool]] = []
-        if vault_id is not None:
-            where.append(managed_keys.c.vault_id == vault_id)
-        if vault_ids is not None:
-            where.append(managed_keys.c.vault_id.in_(sorted(vault_ids)))
-        if states is not None:
-            where.append(managed_keys.c.state.in_([s.value for s in states]))
-        if out_of_sync:  # out of sync: some target carries the flag
-            flagged = (
-                select(key_targets.c.key_id)
-                .where(
-                    key_targets.c.key_id == managed_keys.c.id,
-                    key_targets.c.sync_flag == SyncFlag.OUT_OF_SYNC.value,
-                )
-                .exists()
-            )
-            where.append(flagged)
-        return where
-
     async def list_keys(
         self,
+        selection: KeySelection = EVERY_KEY,
         *,
-        vault_id: str | None = None,
-        vault_ids: Collection[str] | None = None,
-        states: Sequence[KeyState] | None = None,
-        out_of_sync: bool = False,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[ManagedKey]:
-        """Keys by creation time (then id), filtered in SQL; only the ``limit``/``offset`` page is read."""
-        stmt = (
-            select(managed_keys)
-            .where(*self._key_conditions(vault_id, vault_ids, states, out_of_sync))
-            .order_by(managed_keys.c.created_at, managed_keys.c.id)
-        )
+        """The keys the selection picks, in its order (by default by creation time, then id), filtered in SQL;
+        only the ``limit``/``offset`` page is read."""
+        stmt = select(managed_keys).where(*selection.conditions()).order_by(*selection.order())
         if limit is not None:
             stmt = stmt.limit(limit)
         if offset:
             stmt = stmt.offset(offset)
         return await self._keys_from_rows((await self.conn.execute(stmt)).mappings().all())
 
-    async def count_keys(
-        self,
-        *,
-        vault_id: str | None = None,
-        vault_ids: Collection[str] | None = None,
-        states: Sequence[KeyState] | None = None,
-        out_of_sync: bool = False,
-    ) -> int:
-        """How many keys :meth:`list_keys` with the same filters finds (SELECT count(*))."""
-        stmt = (
-            select(func.count())
-            .select_from(managed_keys)
-            .where(*self._key_conditions(vault_id, vault_ids, states, out_of_sync))
-        )
+    async def count_keys(self, selection: KeySelection = EVERY_KEY) -> int:
+        """How many keys :meth:`list_keys` with the same selection finds (SELECT count(*))."""
+        stmt = select(func.count()).select_from(managed_keys).where(*selection.conditions())
         return int((await self.conn.execute(stmt)).scalar_one())
 
     async def keys_targeting(self, keystore_id: str) -> list[ManagedKey]:

@@ -18,6 +18,7 @@ from keyorch.domain.models import (
     ManagedKey,
     SyncFlag,
     SyncReason,
+    Tag,
     Target,
     TargetStatus,
     Vault,
@@ -188,6 +189,12 @@ def key_from_row(row: Row, targets: Iterable[Target]) -> ManagedKey:
         destroy_force=bool(row["destroy_force"]),
         version=row["version"],
         generation=row["generation"],
+        description=row["description"],
+        tags=tuple(Tag(name=t["name"], value=t["value"]) for t in json.loads(row["tags"])),
+        activation_date=row["activation_date"],
+        expiration_date=row["expiration_date"],
+        created_by=row["created_by"],
+        updated_by=row["updated_by"],
     )
 
 
@@ -211,6 +218,12 @@ def key_to_row(k: ManagedKey) -> dict[str, Any]:
         "created_at": k.created_at,
         "updated_at": k.updated_at,
         "version": k.version,
+        "description": k.description,
+        "tags": json.dumps([{"name": t.name, "value": t.value} for t in k.tags]),
+        "activation_date": k.activation_date,
+        "expiration_date": k.expiration_date,
+        "created_by": k.created_by,
+        "updated_by": k.updated_by,
     }
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -122,6 +123,12 @@ managed_keys = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("version", Integer, nullable=False),
     Column("generation", Integer, nullable=False, server_default="1"),
+    Column("description", String(1024), nullable=False, server_default=""),
+    Column("tags", Text, nullable=False, server_default="[]"),  # JSON list of {"name", "value"}
+    Column("activation_date", Date, nullable=True),
+    Column("expiration_date", Date, nullable=True),
+    Column("created_by", String(128), nullable=True),
+    Column("updated_by", String(128), nullable=True),
     UniqueConstraint("vault_id", "label", name="uq_keys_vault_label"),
     Index("ix_keys_state", "state"),
 )
