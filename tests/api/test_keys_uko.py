@@ -181,3 +181,21 @@ async def test_walking_next_returns_every_key_exactly_once(api: Api) -> None:
         seen.extend(k["id"] for k in doc["managed_keys"])
         href = doc["next"]["href"] if "next" in doc else None
     assert len(seen) == len(made) and set(seen) == made
+
+
+async def test_uko_vault_header_keeps_every_lookup_to_that_vault(api: Api) -> None:
+    vault, _ = await api.shared()
+    mine = await api.key(state="active")
+    other_vault = await api.vault()
+    theirs = await api.key(vault=other_vault, state="active")
+    scoped = {"UKO-Vault": vault}
+    listed = await api.request("GET", "/managed_keys", headers=scoped)
+    ids = {k["id"] for k in (await listed.json())["managed_keys"]}
+    assert mine.id in ids and theirs.id not in ids
+    assert (await api.request("GET", f"/managed_keys/{mine.id}", headers=scoped)).status == 200
+    assert (await api.request("GET", f"/managed_keys/{theirs.id}", headers=scoped)).status == 404
+    vaults_seen = await (await api.request("GET", "/vaults", headers=scoped)).json()
+    assert [v["id"] for v in vaults_seen["vaults"]] == [vault]
+    # a reader limited to one vault does not reach another by naming it in the header
+    nowhere = await api.request("GET", f"/managed_keys/{mine.id}", headers={"UKO-Vault": "no-such-vault"})
+    assert nowhere.status == 404

@@ -40,6 +40,8 @@ from keyorch.service.environment import EnvironmentPolicy
 from keyorch.store.repository import Store, Transaction
 from keyorch.views import API_PREFIX
 
+#: UKO's header naming the vault an operation is in
+VAULT_HEADER = "UKO-Vault"
 PREFIX = API_PREFIX
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,7 @@ class Call:
         self._principal = principal
         self.body: BaseModel | None = None
         self.query: BaseModel | None = None
-        self._visible: frozenset[str] | None = None
+        self._visible: tuple[frozenset[str] | None] | None = None
 
     @property
     def principal(self) -> Principal:
@@ -122,18 +124,27 @@ class Call:
         )
 
     async def visible_vaults(self) -> frozenset[str] | None:
-        """Ids of the vaults the caller may read; None when it may read every vault.
+        """Ids of the vaults the caller may read, narrowed to the one UKO's ``UKO-Vault`` header names (the SDK
+        sends it to say which vault an operation is in); None when it may read every vault and sent no header.
 
         Every lookup is kept to these vaults, so an object in another vault is not found (404), exactly
         like one that does not exist: its existence and its vault's name stay hidden.
         """
+        if self._visible is None:
+            readable = await self._readable_ids()
+            header = self.request.headers.get(VAULT_HEADER)
+            if header is not None:
+                chosen = check_text(VAULT_HEADER, header.strip())
+                readable = frozenset({chosen}) if readable is None or chosen in readable else frozenset()
+            self._visible = (readable,)
+        return self._visible[0]
+
+    async def _readable_ids(self) -> frozenset[str] | None:
         roles = self.principal.roles
         if ALL_VAULTS in roles and all(r in GRANTED_BY[Permission.READ] for r in roles.values()):
             return None
-        if self._visible is None:
-            found = await vaults.list_vaults(self.context())
-            self._visible = frozenset(v.id for v in found if self.principal.can(Permission.READ, v.name))
-        return self._visible
+        found = await vaults.list_vaults(self.context())
+        return frozenset(v.id for v in found if self.principal.can(Permission.READ, v.name))
 
     async def vault(self, ref: str) -> Vault:
         return await vaults.get_vault(self.context(), ref, await self.visible_vaults())
@@ -155,7 +166,12 @@ class Call:
     async def readable_vaults(self) -> dict[str, Vault]:
         """id → vault of every vault the caller may read."""
         found = await vaults.list_vaults(self.context())
-        return {v.id: v for v in found if self.principal.can(Permission.READ, v.name)}
+        visible = await self.visible_vaults()
+        return {
+            v.id: v
+            for v in found
+            if (visible is None or v.id in visible) and self.principal.can(Permission.READ, v.name)
+        }
 
     async def listed_vaults(self, q: VaultFilter) -> frozenset[str] | None:
         """The ids of the vaults a list shows (None: every vault): those the caller may read, narrowed by
