@@ -19,7 +19,7 @@ from tests.api.conftest import API, Api, ApiFactory, auth, error_of, target_of
         ("GET", "/api/v4/nothing-here", None, 404, "not_found"),
         ("GET", "/elsewhere", None, 404, "not_found"),
         ("PUT", "/api/v4/vaults", None, 405, "method_not_allowed"),
-        ("PATCH", "/api/v4/managed_keys/x", None, 405, "method_not_allowed"),
+        ("PATCH", "/api/v4/managed_keys", None, 405, "method_not_allowed"),
         ("POST", "/api/v4/vaults", b"{not json", 400, "invalid_json"),
         ("POST", "/api/v4/vaults", b"", 400, "invalid_json"),
         ("POST", "/api/v4/vaults", b"[1, 2]", 400, "invalid_json"),

@@ -118,6 +118,11 @@ def key_in(state: str, suffix: str = "", dual_auth: bool = False, authorized: bo
     return setup
 
 
+async def _key_update(api: Api) -> Prepared:
+    key = await api.key()
+    return Prepared(f"/managed_keys/{key.id}", etag_path=f"/managed_keys/{key.id}", body={"description": "changed"})
+
+
 async def _plan_every_key(_api: Api) -> Prepared:
     return Prepared("/plan", body={"keys": []})
 
@@ -150,6 +155,7 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
     "create_managed_key:active": ("POST", _new_active_key, (401, 403, 403, 403, W)),
     "create_managed_key:active_template": ("POST", _new_key_from_active_template, (401, 403, 403, 403, W)),
     "get_managed_key": ("GET", key_in("pre_active"), (401, R, R, R, R)),
+    "update_managed_key": ("PATCH", _key_update, (401, 403, R, 403, R)),
     "get_status_in_keystores": ("GET", key_in("active", "/status_in_keystores"), (401, R, R, R, R)),
     "remove_managed_key": ("DELETE", key_in("removable"), (401, 403, 403, 403, 204)),
     "activate_managed_key": ("POST", key_in("pre_active", "/activate"), (401, 403, 403, R, R)),

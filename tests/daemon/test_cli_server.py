@@ -114,7 +114,13 @@ async def test_commands_through_the_server_print_and_exit_as_direct_mode(tmp_pat
         )
         assert _without(changed[0], IDENTITY) == _without(changed[1], IDENTITY)
         assert (changed[1]["description"], changed[1]["updated_by"], changed[1]["version"]) == ("same", "alice", 2)
-        assert _without(made[2], IDENTITY | {"targets"}) == _without(made[3], IDENTITY | {"targets"})
+        assert _without(made[2], IDENTITY | {"targets", "instances"}) == _without(
+            made[3], IDENTITY | {"targets", "instances"}
+        )
+        # instances name the key in each keystore (ids and labels differ); their types and keystores match
+        assert [_without(i, frozenset({"id", "label_in_keystore"})) for i in made[2]["instances"]] == [
+            _without(i, frozenset({"id", "label_in_keystore"})) for i in made[3]["instances"]
+        ]
         d, r = await _gather([direct.ok("key", "activate", "k-direct"), alice.ok("key", "activate", "k-remote")])
         keep = ("state", "state_code", "deletion_authorization", "destroy_force", "vault", "template")
         assert {k: d[k] for k in keep} == {k: r[k] for k in keep}

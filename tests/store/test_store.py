@@ -53,9 +53,9 @@ async def _populated(store: Store) -> tuple[ServiceContext, str, str]:
 async def test_migrations_match_schema_and_are_idempotent(db_url: str) -> None:
     s = Store.from_url(db_url)
     try:
-        assert await migrate(s.engine) == (None, "0008")
-        assert await migrate(s.engine) == ("0008", "0008")
-        assert await schema_revisions(s.engine) == ("0008", "0008")
+        assert await migrate(s.engine) == (None, "0009")
+        assert await migrate(s.engine) == ("0009", "0009")
+        assert await schema_revisions(s.engine) == ("0009", "0009")
 
         def diff(conn: object) -> list[object]:
             return list(compare_metadata(MigrationContext.configure(conn), metadata))  # type: ignore[arg-type]

@@ -28,8 +28,8 @@ async def test_a_vault_made_at_0006_keeps_working_after_0007(db_url: str) -> Non
                 ),
                 {"t": MADE.replace(tzinfo=None)},
             )
-        assert await migrate(store.engine) == ("0006", "0008")
-        assert await schema_revisions(store.engine) == ("0008", "0008")
+        assert await migrate(store.engine) == ("0006", "0009")
+        assert await schema_revisions(store.engine) == ("0009", "0009")
 
         ctx = ServiceContext(store=store, actor=Actor(user="alice", source="api", role="vault_administrator"))
         old = await vaults.get_vault(ctx, "old")

@@ -167,7 +167,9 @@ def validation_errors(exc: ValidationError, where: str) -> list[Problem]:
             value = "" if secret else f" (got {got})"
             params = params if secret else (*params, got)
             message = f"{where} field {loc or '(document)'} is not valid{value}: {err['msg']}"
-        found.append(Problem("invalid_input", message, Target(kind, loc) if loc else None, params))
+        # a query parameter is named as sent (``state``), not by its place in a comma list (``state.0``)
+        name = str(err["loc"][0]) if kind == "parameter" and err["loc"] else loc
+        found.append(Problem("invalid_input", message, Target(kind, name) if name else None, params))
     return found
 
 

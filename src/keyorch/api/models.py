@@ -174,7 +174,7 @@ class KeyCreate(Body):
     """keyorch's body (``template`` by id or name) or UKO's CreateManagedKey body (``template_name`` and
     ``vault: {id}``), with UKO's ``description`` and ``tags``."""
 
-    template: str | None = Field(default=None, min_length=1, max_length=256, description="template id or name")
+    template: str = Field(min_length=1, max_length=256, description="template id or name (or give UKO's template_name)")
     template_name: str | None = Field(default=None, min_length=1, max_length=256, description="UKO: template name")
     vault: IdReference | None = Field(default=None, description="UKO: the vault the template is in")
     label: str = _checked(LABEL_RE, _LABEL)
@@ -182,15 +182,20 @@ class KeyCreate(Body):
     tags: list[TagBody] | None = _TAGS
     state: Literal["pre_active", "active"] | None = Field(default=None, description="defaults to the template's")
 
-    @model_validator(mode="after")
-    def _one_template(self) -> KeyCreate:
-        if (self.template is None) == (self.template_name is None):
-            raise ValueError("give the template either as template (an id or name) or as template_name, not both")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _one_template(cls, data: Any) -> Any:
+        """UKO's ``template_name`` is another spelling of ``template``: given alone it stands for it, so a
+        body with neither is told ``template`` is required."""
+        if isinstance(data, dict) and "template_name" in data:
+            if "template" in data:
+                raise ValueError("give the template either as template (an id or name) or as template_name, not both")
+            return {**data, "template": data["template_name"]}
+        return data
 
     @property
     def template_ref(self) -> str:
-        return self.template if self.template is not None else str(self.template_name)
+        return self.template
 
 
 class KeyUpdate(Body):
