@@ -183,7 +183,7 @@ async def run_chaos(workdir: Path) -> ChaosResult:
             await converge(controller, result, phase)
 
         async with store.transaction() as tx:
-            for key in await tx.list_keys(states=None):
+            for key in await tx.list_keys():
                 result.not_in_sync += [
                     f"{key.label} on {t.keystore_id}: {t.sync_flag.value} {t.reason} {t.last_error}"
                     for t in key.targets

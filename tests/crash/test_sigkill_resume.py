@@ -195,7 +195,7 @@ async def test_killed_reconcile_resumes_without_duplicates(crashed: Crashed) -> 
             open_intents = await tx.open_intents()
             rows = (await tx.conn.execute(select(intents.c.status, func.count()).group_by(intents.c.status))).all()
             by_status: dict[str, int] = {str(status): int(n) for status, n in rows}
-            all_keys = await tx.list_keys(states=None)
+            all_keys = await tx.list_keys()
     finally:
         await store.close()
     in_sync = {(k.id, t.keystore_id) for k in all_keys for t in k.targets if t.sync_flag is SyncFlag.IN_SYNC}

@@ -163,7 +163,7 @@ async def _run(steps_: list[Step], fault_rate: float, seed: int, db: Path) -> No
 
         async with world.store.read() as tx:
             names = {k.id: k.name for k in await tx.list_keystores()}
-            final = await tx.list_keys(states=None)
+            final = await tx.list_keys()
         for key in final:
             for target in key.targets:
                 ks = names[target.keystore_id]

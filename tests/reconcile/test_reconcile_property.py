@@ -132,7 +132,7 @@ async def _scenario(scenario: Scenario, remediate: bool, db: Path) -> None:
         await _converge(controller, mem)
         await _check_in_sync(store, mem)
         async with store.transaction() as tx:
-            all_keys = await tx.list_keys(states=None)
+            all_keys = await tx.list_keys()
         drifted: dict[tuple[str, str], KeyState] = {}
         for key_index, ks_index, new_state in scenario.tampers:
             if key_index >= len(all_keys):
