@@ -160,6 +160,7 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
     "remove_managed_key": ("DELETE", key_in("removable"), (401, 403, 403, 403, 204)),
     "activate_managed_key": ("POST", key_in("pre_active", "/activate"), (401, 403, 403, R, R)),
     "deactivate_managed_key": ("POST", key_in("active", "/deactivate"), (401, 403, 403, R, R)),
+    "compromise_managed_key": ("POST", key_in("active", "/compromise"), (401, 403, 403, R, R)),
     "destroy_managed_key": ("POST", key_in("deactivated", "/destroy"), (401, 403, 403, 403, R)),
     "authorize_deletion": ("POST", key_in("deactivated", "/authorize_deletion", True), (401, 403, 403, R, R)),
     "withdraw_authorization": (

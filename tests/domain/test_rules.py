@@ -88,6 +88,30 @@ def test_disconnect_blocked_by_active_and_deactivated_only() -> None:
     rules.check_disconnect(ks, [make_key(P, "p"), make_key(X, "x")])
 
 
+def test_a_compromised_key_blocks_disconnect_and_a_destroyed_compromised_one_does_not() -> None:
+    ks = make_keystore()
+    with pytest.raises(RuleViolation, match=r"label-c \(c\) \[compromised\]"):
+        rules.check_disconnect(ks, [make_key(KeyState.COMPROMISED, "c")])
+    rules.check_disconnect(ks, [make_key(KeyState.DESTROYED_COMPROMISED, "xc")])
+
+
+def test_compromise_of_a_pre_active_key_is_refused_with_a_hint() -> None:
+    with pytest.raises(RuleViolation, match=r"it is pre_active; compromise is allowed only from active, deactivated, "):
+        rules.check_action(make_key(P), KeyAction.COMPROMISE)
+
+
+def test_destroying_a_compromised_key_needs_dual_authorization_and_ends_destroyed_compromised() -> None:
+    vault = make_vault(dual_auth=True)
+    key = make_key(KeyState.COMPROMISED)
+    with pytest.raises(RuleViolation, match="requires dual authorization"):
+        rules.destroy(vault, key, "bob", T0, force=False)
+    authorized = rules.authorize_deletion(vault, key, "alice", T0)
+    destroyed = rules.destroy(vault, authorized, "bob", T0, force=False)
+    assert destroyed.state is KeyState.DESTROYED_COMPROMISED and destroyed.deletion_authorization is None
+    forced = rules.destroy(vault, rules.authorize_deletion(vault, destroyed, "alice", T0), "bob", T0, force=True)
+    assert forced.state is KeyState.DESTROYED_COMPROMISED and forced.destroy_force
+
+
 def test_unlinking_after_disconnect() -> None:
     key = rules.unlink_key_from_keystore(make_key(P, keystores=("ks1", "ks2")), "ks1", T0)
     removed = key.target_for("ks1")

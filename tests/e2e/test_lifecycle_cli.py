@@ -157,6 +157,37 @@ async def test_key_lifecycle_on_four_fakes_through_the_cli(world: World) -> None
     assert world.recorder.invalid_state() == []
 
 
+async def test_a_compromised_key_is_disabled_everywhere_kept_disabled_and_destroyed(world: World) -> None:
+    cli = world.cli
+    key_id = (await cli.ok("key", "create", "--template", "everywhere", "--label", "leaked", "--state", "active"))["id"]
+    await sync_key(world, key_id, "active")
+
+    compromised = await cli.ok("key", "compromise", key_id)
+    assert (compromised["state"], compromised["state_code"]) == ("compromised", 4), compromised
+    doc = await sync_key(world, key_id, "deactivated")  # every provider holds it disabled
+    assert all(t["actions_taken"] == ["disable"] for t in doc["targets"]), doc
+
+    # never used again: neither activation nor reactivation, and its keystores cannot be disconnected
+    for verb in ("activate", "reactivate"):
+        refused = await cli("key", verb, key_id)
+        assert refused.code == 3 and "it is compromised" in refused.err, str(refused)
+    refused = await cli("keystore", "disconnect", "google_kms")
+    assert refused.code == 3 and key_id in refused.err, str(refused)
+    assert (await cli.ok("key", "list", "--state", "compromised"))[0]["id"] == key_id
+
+    # someone re-enables it in AWS: a push puts it back to disabled
+    enable_behind_keyorchs_back(world.cluster, key_id)
+    doc = await sync_key(world, key_id, "deactivated")
+    assert next(t for t in doc["targets"] if t["keystore_name"] == "aws_kms")["actions_taken"] == ["disable"], doc
+
+    destroyed = await cli.ok("key", "destroy", key_id)
+    assert (destroyed["state"], destroyed["state_code"]) == ("destroyed_compromised", 6), destroyed
+    doc = await sync_key(world, key_id, "destroyed")
+    assert all(t["pending_destruction_until"] for t in doc["targets"]), doc
+    assert duplicates(world.cluster, [key_id]) == {kind: {} for kind in KINDS}
+    assert world.recorder.invalid_state() == []
+
+
 async def test_demo_runs_as_a_subprocess(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

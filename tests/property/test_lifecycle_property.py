@@ -29,6 +29,7 @@ OPS = [
     "activate",
     "deactivate",
     "reactivate",
+    "compromise",
     "destroy",
     "remove",
     "authorize",
@@ -88,7 +89,7 @@ async def _run(sequence: list[Step], dual_auth: bool, db: Path) -> None:
                 before = states.get(label)
                 assert before is None or before == state or (before, state) in legal, (before, state)
             for label in set(states) - set(current):
-                assert states[label] is KeyState.DESTROYED, f"{label} removed while {states[label]}"
+                assert states[label].in_keystores is KeyState.DESTROYED, f"{label} removed while {states[label]}"
             states = current
             assert sum(r.outcome == "accepted" for r in records) == accepted
             assert sum(r.outcome == "refused" for r in records) == refused
@@ -108,6 +109,8 @@ async def _apply(ctx: ServiceContext, step: Step) -> None:
             await keys.deactivate_key(ctx, step.label)
         case "reactivate":
             await keys.reactivate_key(ctx, step.label)
+        case "compromise":
+            await keys.compromise_key(ctx, step.label)
         case "destroy":
             await keys.destroy_key(ctx, step.label)
         case "remove":

@@ -29,6 +29,10 @@ _TIME = Field(json_schema_extra={"format": "date-time"})
 _OPTIONAL_TIME = Field(default=None, json_schema_extra={"format": "date-time"})
 
 
+#: UKO's names of the key states (domain/uko.py translates)
+UkoKeyState = Literal["pre_activation", "active", "deactivated", "compromised", "destroyed", "destroyed_compromised"]
+
+
 class Document(BaseModel):
     """An answer's document: exactly these fields (a field the model does not name is an error of keyorch)."""
 
@@ -178,8 +182,10 @@ class ManagedKey(Document):
     template: Reference | None = None
     algorithm: str
     size: str = Field(description="the key size in bits, as a string (UKO's type)")
-    state: Literal["pre_activation", "active", "deactivated", "destroyed"]
-    state_code: int = Field(description="NIST SP 800-57 state as UKO numbers it: 0, 1, 3, 5")
+    state: UkoKeyState
+    state_code: int = Field(
+        description="NIST SP 800-57 state as UKO numbers it: 0, 1, 3, 5 (4 compromised, 6 destroyed_compromised)"
+    )
     referenced_keystores: list[KeystoreReference]
     instances: list[KeyInstance]
     status_in_keystores: list[StatusInKeystore]
@@ -238,7 +244,7 @@ class StatusInKeystores(Document):
     """UKO's ``StatusInKeystores``, with the key's id, state and keyorch's out-of-sync flag."""
 
     id: str
-    state: Literal["pre_activation", "active", "deactivated", "destroyed"]
+    state: UkoKeyState
     out_of_sync: bool
     status_in_keystores: list[StatusInKeystore]
 

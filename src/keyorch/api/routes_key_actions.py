@@ -59,6 +59,10 @@ async def deactivate(call: Call) -> web.StreamResponse:
     return await _act(call, Permission.DEPLOY, "deactivate", lambda _key: ops.deactivate_key)
 
 
+async def compromise(call: Call) -> web.StreamResponse:
+    return await _act(call, Permission.DEPLOY, "compromise", lambda _key: ops.compromise_key)
+
+
 async def destroy(call: Call) -> web.StreamResponse:
     force = call.parsed(DestroyQuery, call.query).force
 
@@ -116,9 +120,16 @@ ROUTES = [
     _on_key("activate", activate, "Activate a pre-active key, or reactivate a deactivated one", Permission.DEPLOY),
     _on_key("deactivate", deactivate, "Deactivate an active key (unlinked in every keystore)", Permission.DEPLOY),
     _on_key(
+        "compromise",
+        compromise,
+        "Declare a key compromised (keyorch's route for UKO's compromised states): an active or deactivated key is "
+        "disabled in every keystore and never used again; a destroyed key's record becomes destroyed_compromised",
+        Permission.DEPLOY,
+    ),
+    _on_key(
         "destroy",
         destroy,
-        "Destroy a pre-active or deactivated key (dual authorization where the vault needs it)",
+        "Destroy a pre-active, deactivated or compromised key (dual authorization where the vault needs it)",
         Permission.ADMINISTER,
     ),
     _on_key(

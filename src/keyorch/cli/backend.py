@@ -25,7 +25,14 @@ Doc = dict[str, Any]
 
 #: The `keyorch key …` state actions.
 KeyCommand = Literal[
-    "activate", "deactivate", "reactivate", "destroy", "remove", "authorize-deletion", "withdraw-authorization"
+    "activate",
+    "deactivate",
+    "reactivate",
+    "compromise",
+    "destroy",
+    "remove",
+    "authorize-deletion",
+    "withdraw-authorization",
 ]
 
 ProgressHook = Callable[[int, int], None]

@@ -24,6 +24,7 @@ _KEY_ACTIONS: dict[str, Callable[[ServiceContext, str, int | None], Awaitable[Ma
     "activate": keys.activate_key,
     "deactivate": keys.deactivate_key,
     "reactivate": keys.reactivate_key,
+    "compromise": keys.compromise_key,
     "remove": keys.remove_key,
     "authorize-deletion": keys.authorize_deletion,
     "withdraw-authorization": keys.withdraw_authorization,

@@ -115,7 +115,13 @@ def _state_command(name: KeyCommand, help_text: str, title: str) -> None:
 _state_command("activate", "Activate a pre-active key.", "key activated")
 _state_command("deactivate", "Deactivate an active key (unlinks it in every keystore).", "key deactivated")
 _state_command("reactivate", "Reactivate a deactivated key.", "key reactivated")
-_state_command("remove", "Remove a destroyed key from its vault.", "key removed")
+_state_command(
+    "compromise",
+    "Declare a key compromised: an active or deactivated key is disabled in every keystore and never used "
+    "again (destroy it next); a destroyed key becomes destroyed_compromised.",
+    "key compromised",
+)
+_state_command("remove", "Remove a destroyed (or destroyed compromised) key from its vault.", "key removed")
 _state_command(
     "authorize-deletion",
     "First of two authorizations to destroy (dual-auth vaults; needs --server, so that users are authenticated).",
@@ -130,7 +136,7 @@ _state_command("withdraw-authorization", "Withdraw a deletion authorization.", "
 @click.option("--if-version", type=int, default=None, help="Refuse if the key's version differs.")
 @with_backend
 async def destroy(state: CliState, backend: Backend, ref: str, force: bool, if_version: int | None) -> None:
-    """Destroy a pre-active or deactivated key (schedules destruction in every keystore).
+    """Destroy a pre-active, deactivated or compromised key (schedules destruction in every keystore).
 
     In a dual-auth vault this is the second authorization, which needs --server (authenticated users).
     """

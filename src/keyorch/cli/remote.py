@@ -39,6 +39,7 @@ _KEY_ROUTES: dict[str, tuple[str, str, dict[str, str]]] = {
     "activate": ("POST", "/activate", {"transition": "activate"}),
     "reactivate": ("POST", "/activate", {"transition": "reactivate"}),
     "deactivate": ("POST", "/deactivate", {}),
+    "compromise": ("POST", "/compromise", {}),
     "destroy": ("POST", "/destroy", {}),
     "remove": ("DELETE", "", {}),
     "authorize-deletion": ("POST", "/authorize_deletion", {}),

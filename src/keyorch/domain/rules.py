@@ -23,13 +23,20 @@ from keyorch.domain.states import KeyAction, KeyState, allowed_from, is_allowed,
 #: How long a deletion authorization stays valid (Key Protect's dual authorization window).
 DUAL_AUTH_WINDOW = timedelta(days=7)
 
-#: States in which a key blocks disconnecting a keystore it targets (seed 003).
-BLOCKS_DISCONNECT: frozenset[KeyState] = frozenset({KeyState.ACTIVE, KeyState.DEACTIVATED})
+#: States in which a key blocks disconnecting a keystore it targets (seed 003): the keystore still
+#: holds it (a compromised key is held disabled, like a deactivated one).
+BLOCKS_DISCONNECT: frozenset[KeyState] = frozenset({KeyState.ACTIVE, KeyState.DEACTIVATED, KeyState.COMPROMISED})
 
 _HINTS: dict[KeyAction, str] = {
     KeyAction.DESTROY: " (deactivate it first)",
     KeyAction.REMOVE: " (destroy it first)",
+    KeyAction.COMPROMISE: " (a pre-active key was never in a keystore: destroy it instead)",
 }
+
+
+def is_destroyed(key: ManagedKey) -> bool:
+    """Destroyed or destroyed compromised: nothing of it is to be left in any keystore."""
+    return key.state.in_keystores is KeyState.DESTROYED
 
 
 def _describe_key(key: ManagedKey) -> str:
@@ -126,7 +133,7 @@ def check_remove(
 
 
 def disconnect_blockers(keystore: Keystore, keys: Iterable[ManagedKey]) -> list[ManagedKey]:
-    """Keys targeting the keystore that are still active or deactivated (seed 003)."""
+    """Keys targeting the keystore that are still active, deactivated or compromised (seed 003)."""
     return [
         k
         for k in keys
@@ -166,7 +173,7 @@ def check_disconnect(
         more = f" and {len(blockers) - 20} more" if len(blockers) > 20 else ""
         raise RuleViolation(
             f"cannot disconnect keystore {keystore.name} ({keystore.id}): {len(blockers)} key(s) targeting it "
-            f"are still active or deactivated: {shown}{more}; destroy them (or move them to pre_active) first",
+            f"are still active, deactivated or compromised: {shown}{more}; destroy them first",
             target="keystore",
         )
 
@@ -240,7 +247,7 @@ def authorize_deletion(vault: Vault, key: ManagedKey, user: str, now: datetime) 
             f"vault {vault.name} does not use dual authorization; key {_describe_key(key)} can be destroyed directly",
             target="vault",
         )
-    if key.state is KeyState.DESTROYED and key.destroy_force:
+    if is_destroyed(key) and key.destroy_force:
         raise RuleViolation(f"key {_describe_key(key)} is already destroyed, with force", target="state")
     existing = live_authorization(key, now)
     if existing is not None:
@@ -298,7 +305,7 @@ def destroy(vault: Vault, key: ManagedKey, user: str, now: datetime, *, force: b
     desired state stays destroyed, the generation moves, so the reconciler schedules the deletion again,
     now forced. Adding force is a deletion too: in a dual-authorization vault it needs a live
     authorization by another user, like the first destroy."""
-    if key.state is KeyState.DESTROYED and force:
+    if is_destroyed(key) and force:
         if key.destroy_force:
             raise RuleViolation(f"key {_describe_key(key)} is already being destroyed with force", target="force")
         check_destroy_authorization(vault, key, user, now)

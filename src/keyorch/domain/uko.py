@@ -19,7 +19,9 @@ _STATE_TO_UKO: dict[KeyState, str] = {
     KeyState.PRE_ACTIVE: "pre_activation",
     KeyState.ACTIVE: "active",
     KeyState.DEACTIVATED: "deactivated",
+    KeyState.COMPROMISED: "compromised",
     KeyState.DESTROYED: "destroyed",
+    KeyState.DESTROYED_COMPROMISED: "destroyed_compromised",
 }
 _STATE_FROM_UKO: dict[str, KeyState] = {name: state for state, name in _STATE_TO_UKO.items()}
 
@@ -134,7 +136,7 @@ def uko_sync_detail(state: KeyState, target: Target) -> str:
     status = target.status
     if status is TargetStatus.REMOVED:
         return SyncReason.TARGET_KEYSTORE_REMOVED_BY_USER.value
-    match state:
+    match state.in_keystores:
         case KeyState.PRE_ACTIVE:
             present = status in _PRESENT_STATUSES
             reason = (

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from keyorch.domain.models import DriftPolicy, Keystore, ManagedKey, SyncFlag, SyncReason, Target, TargetStatus
+from keyorch.domain.rules import BLOCKS_DISCONNECT
 from keyorch.domain.states import KeyState
 from keyorch.providers.base import Observation
 
@@ -99,6 +100,8 @@ _IN_LINE: dict[KeyState, dict[Observed, SyncReason]] = {
         P: R.DESTROYED_KEY_IS_NOT_PRESENT_IN_KEYSTORE,
     },
 }
+_IN_LINE[KeyState.COMPROMISED] = _IN_LINE[KeyState.DEACTIVATED]
+_IN_LINE[KeyState.DESTROYED_COMPROMISED] = _IN_LINE[KeyState.DESTROYED]
 
 _FIX: dict[KeyState, dict[Observed, tuple[SyncReason, tuple[Action, ...]]]] = {
     KeyState.PRE_ACTIVE: {
@@ -125,6 +128,13 @@ _FIX: dict[KeyState, dict[Observed, tuple[SyncReason, tuple[Action, ...]]]] = {
         D: (R.DESTROYED_KEY_IS_PRESENT_IN_KEYSTORE, (Action.SCHEDULE_DESTRUCTION,)),
     },
 }
+#: A compromised key is held disabled like a deactivated one, but never made again where it is gone
+#: (its material is exposed: a new key there would only carry the name); nothing re-enables it.
+_FIX[KeyState.COMPROMISED] = {
+    **_FIX[KeyState.DEACTIVATED],
+    GONE: (R.DEACTIVATED_KEY_IS_NOT_DEACTIVATED_IN_KEYSTORE, ()),
+}
+_FIX[KeyState.DESTROYED_COMPROMISED] = _FIX[KeyState.DESTROYED]
 
 
 #: The clocks of the processes that stamp target records (API servers, CLI one-shots, replicas) may
@@ -175,7 +185,7 @@ def plan_target(
     if target.status is TargetStatus.REMOVED or not keystore.connected:
         reason = (
             R.TARGET_KEYSTORE_REMOVED_BY_USER_CONTAINS_AN_ACTIVE_KEY
-            if key.state in (KeyState.ACTIVE, KeyState.DEACTIVATED)
+            if key.state in BLOCKS_DISCONNECT
             else R.TARGET_KEYSTORE_REMOVED_BY_USER
         )
         record = target.with_changes(status=TargetStatus.REMOVED, reason=reason, sync_flag=SyncFlag.IN_SYNC)

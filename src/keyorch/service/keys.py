@@ -13,7 +13,7 @@ from typing import Any
 from keyorch.domain import rules
 from keyorch.domain.errors import Conflict, InvalidInput
 from keyorch.domain.models import KeystoreType, KeyTemplate, ManagedKey, Tag, TargetStatus
-from keyorch.domain.states import KeyAction, KeyState
+from keyorch.domain.states import ALLOWED_ACTIONS, KeyAction, KeyState
 from keyorch.domain.uko import key_state
 from keyorch.domain.validation import (
     check_description,
@@ -113,7 +113,7 @@ class KeyFilter:
             return [key_state(name.strip()) for name in self.state.split(",")]
         if self.include_destroyed:
             return None
-        return [s for s in KeyState if s is not KeyState.DESTROYED]
+        return [s for s in KeyState if s in ALLOWED_ACTIONS[KeyAction.LIST]]
 
 
 async def _selection(tx: Transaction, flt: KeyFilter) -> KeySelection:
@@ -240,6 +240,12 @@ async def deactivate_key(ctx: ServiceContext, ref: str, expected_version: int | 
 
 async def reactivate_key(ctx: ServiceContext, ref: str, expected_version: int | None = None) -> ManagedKey:
     return await _state_action(ctx, ref, KeyAction.REACTIVATE, expected_version)
+
+
+async def compromise_key(ctx: ServiceContext, ref: str, expected_version: int | None = None) -> ManagedKey:
+    """Declare the key's material exposed: it is disabled in every keystore and never used again (from
+    active or deactivated), or the destroyed key's record says so (from destroyed)."""
+    return await _state_action(ctx, ref, KeyAction.COMPROMISE, expected_version)
 
 
 async def destroy_key(
