@@ -214,6 +214,21 @@ class DeadlineExceeded(Timeout):
     and every wait between them included: the keystore answers too slowly, or not at all."""
 
 
+class Fenced(ProviderError):
+    """Not sent: the lease of the key the call acts for ran out before its bytes went on the wire
+    (:mod:`keyorch.providers.fence`). Another actor may hold the key now; this one stays silent."""
+
+    http_status = 503
+    code = "lease_lost"
+    transient = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("sent", False)
+        super().__init__(
+            "not sent: this actor's lease on the key ran out before the request went on the wire", **kwargs
+        )
+
+
 class AuthError(ProviderError):
     """The credentials were refused (401/403 or the provider's auth codes).
 

@@ -40,7 +40,7 @@ import aiohttp
 from keyorch import metrics
 from keyorch.domain.models import Keystore
 from keyorch.domain.validation import is_loopback_host
-from keyorch.providers import bodies, deadlines
+from keyorch.providers import bodies, deadlines, fence
 from keyorch.providers.endpoints import origin_of
 from keyorch.providers.errors import (
     KeystoreConfigurationError,
@@ -194,7 +194,9 @@ class HttpTransport:
             connector = aiohttp.TCPConnector(
                 limit=self._limiter.limits.max_concurrency, ssl=self._ssl, ttl_dns_cache=300
             )
-            session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=False)
+            session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, trust_env=False, trace_configs=[fence.trace_config()]
+            )
             self._session = session
         return session
 
@@ -340,14 +342,19 @@ class HttpTransport:
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, operation: str
     ) -> tuple[int, Mapping[str, str], bytes]:
         session = self._session or self._session_or_open()
+        data: bytes | fence.FencedBody | None = body
+        if body is not None and fence.fenced():
+            data = fence.FencedBody(body)
         try:
-            async with session.request(method, url, headers=headers, data=body, allow_redirects=False) as response:
+            async with session.request(method, url, headers=headers, data=data, allow_redirects=False) as response:
                 raw = await self._read(response, operation)
                 return response.status, response.headers, raw
-        except ProviderError:
+        except ProviderError as exc:
+            exc.bind(keystore=self.keystore, operation=operation)
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            error = self._transport_error(exc)
+            fenced = fence.fenced_cause(exc)
+            error = fenced if fenced is not None else self._transport_error(exc)
         error.bind(keystore=self.keystore, operation=operation)
         raise error
 

@@ -40,7 +40,7 @@ from tenacity import AsyncRetrying, RetryCallState
 
 from keyorch.domain.models import KeystoreType
 from keyorch.providers.deadlines import time_left
-from keyorch.providers.errors import MalformedResponse, ProviderError, Throttled
+from keyorch.providers.errors import Fenced, MalformedResponse, ProviderError, Throttled
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -122,8 +122,9 @@ def retry_policy_for(kind: KeystoreType) -> RetryPolicy:
 def may_retry(exc: BaseException | None, *, idempotent: bool) -> bool:
     """Whether ``exc`` allows another attempt of a call that is (not) idempotent: any transient error
     of an idempotent call; of another, only one that surely was not carried out (never sent, or
-    refused unprocessed as throttled)."""
-    if not isinstance(exc, ProviderError) or not exc.transient:
+    refused unprocessed as throttled). A call held back by its lease (:class:`Fenced`) is never
+    tried again: the lease will not come back."""
+    if not isinstance(exc, ProviderError) or not exc.transient or isinstance(exc, Fenced):
         return False
     return idempotent or not exc.sent or isinstance(exc, Throttled)
 

@@ -17,6 +17,7 @@ from typing import NamedTuple
 from keyorch.domain.clock import Clock
 from keyorch.domain.models import Keystore, ManagedKey, SyncFlag, Target
 from keyorch.logs import get_logger
+from keyorch.providers import fence
 from keyorch.providers.base import KeyRef, KeySpec, KeystoreClient, Observation
 from keyorch.providers.errors import NotFound, ProviderError
 from keyorch.reconcile.clients import ClientPool
@@ -381,8 +382,10 @@ class Reconciler:
             try:
                 # The call (every attempt of it) ends by the lease's local deadline: after it, no attempt
                 # starts, whatever happened meanwhile (a pause: timers fire on waking, before any retry).
+                # And no request's bytes leave after it either (a pause between the check and the write).
                 async with asyncio.timeout(holding.lease.remaining()) as deadline:
-                    observation = await self._act(client, action, key, ref, in_doubt=in_doubt)
+                    with fence.send_by(holding.lease.deadline):
+                        observation = await self._act(client, action, key, ref, in_doubt=in_doubt)
             except TimeoutError:
                 if not deadline.expired():
                     raise
