@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from keyorch.api.app import ROUTES, create_api_app
+from keyorch.api.limits import GuardedAppRunner
 from keyorch.api.openapi import OPENAPI_PATH, build_openapi
 from keyorch.audit import Actor
 from keyorch.domain.clock import FixedClock
@@ -121,9 +122,10 @@ def served() -> Iterator[Served]:
             async def plan(refs: Any) -> dict[str, Any]:
                 return {"steps": [], "keystores_down": {}}
 
+            api_settings = ApiSettings(tokens=tokens)
             app = create_api_app(
                 store=store,
-                settings=ApiSettings(tokens=tokens),
+                settings=api_settings,
                 clock=FixedClock(START),
                 master_key=MASTER_KEY,
                 on_change=lambda _key_id: None,
@@ -131,7 +133,7 @@ def served() -> Iterator[Served]:
                 reconcile_once=reconcile_once,
                 plan=plan,
             )
-            runner = web.AppRunner(app, access_log=None)
+            runner = GuardedAppRunner(app, api_settings, access_log=None)  # the server `keyorch serve` runs
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()

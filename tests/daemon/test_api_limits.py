@@ -178,3 +178,33 @@ async def test_a_client_that_leaves_mid_body_is_logged_at_info_without_a_traceba
         assert "exception" not in record and "Traceback" not in json.dumps(record)
     assert not [r for r in daemon.logs() if r.get("level") in ("error", "warning", "critical")]
     assert "Traceback" not in daemon.output
+
+
+async def test_a_request_aiohttp_cannot_parse_gets_the_api_error_shape_and_no_traceback(
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """A request line past aiohttp's 8190 bytes, and a header line that is not a header: 400 in the API's
+    error document (the line is never echoed), logged at info in one line, and the next request served."""
+    daemon = await _daemon(tmp_path, daemons)
+    secretish = "tok" + "x" * 9000
+    messages = []
+    for request in (
+        f"GET /api/v4/keystores?name={secretish} HTTP/1.1\r\nHost: keyorch\r\n\r\n".encode(),
+        b"GET /api/v4/vaults HTTP/1.1\r\nHost: keyorch\r\nnot a header line\r\n\r\n",
+    ):
+        async with _socket(daemon) as (reader, writer):
+            writer.write(request)
+            raw = await asyncio.wait_for(reader.read(), 30)
+        status, headers, body = _status_and_body(raw)
+        assert status == 400, raw[:300]
+        assert headers["content-type"].startswith("application/json") and headers["connection"] == "close"
+        doc = json.loads(body)
+        assert doc["status_code"] == 400 and doc["errors"][0]["code"] == "bad_request"
+        assert secretish[:40] not in body.decode()
+        messages.append(doc["errors"][0]["message"])
+    assert "longer than 8190 bytes" in messages[0] and "not valid HTTP/1.1" in messages[1], messages
+    records = [r for r in daemon.logs() if r.get("event") == "api.bad_http_request"]
+    assert len(records) == 2 and all(r["level"] == "info" for r in records), records
+    assert "Traceback" not in daemon.output and secretish[:40] not in daemon.output
+    async with aiohttp.ClientSession() as session, session.get(daemon.url + "/healthz") as resp:
+        assert resp.status == 200

@@ -22,7 +22,9 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from keyorch.api.errors import Handler, Problem, error_body, error_response
 from keyorch.domain.errors import KeyorchError
@@ -157,6 +159,25 @@ class GuardedRequestHandler(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm_header_deadline()
         super().connection_lost(exc)
+
+    def handle_error(
+        self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        """A request aiohttp could not parse (a line too long, a malformed header) is answered in the
+        API's own error shape, logged in one line without a traceback, and never echoed: its line
+        may hold anything. Other errors keep aiohttp's handling (the app answers its own 5xx)."""
+        if not isinstance(exc, BadHttpMessage) or status >= 500:
+            return super().handle_error(request, status, exc, message)
+        if isinstance(exc, LineTooLong):
+            limit = exc.args[1] if len(exc.args) > 1 else "the"
+            said = f"the request line or a header is longer than {limit} bytes, the most this API reads"
+        else:
+            said = f"the request is not valid HTTP/1.1 ({type(exc).__name__})"
+        log.info("api.bad_http_request", peer=str(self.peername), status=status, reason=type(exc).__name__)
+        body = error_body(status, [Problem("bad_request", said)])
+        response = web.json_response(body, status=status, headers={"Connection": "close"})
+        response.force_close()
+        return response
 
     def _headers_late(self) -> None:
         self._header_deadline = None
