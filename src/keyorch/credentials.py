@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
@@ -98,3 +99,17 @@ def read_credentials_file(kind: KeystoreType, path: str) -> dict[str, Any]:
         raise InvalidInput(f"--credentials-file {path!r} must hold one JSON/YAML object", target="credentials_file")
     parse_credentials(kind, doc)
     return doc
+
+
+def public_facts(kind: KeystoreType, doc: Any) -> dict[str, str]:
+    """What a credentials document says that is no secret and that UKO's keystore answers show: an Azure
+    service principal's tenant and client id, a Google service account key's id, the IBM IAM endpoint."""
+    creds = parse_credentials(kind, doc)
+    if isinstance(creds, AzureCredentials):
+        return {"azure_tenant": creds.tenant_id, "azure_service_principal_client_id": creds.client_id}
+    if isinstance(creds, GoogleServiceAccount):
+        return {"google_private_key_id": creds.private_key_id}
+    if isinstance(creds, IbmCredentials):
+        parts = urlsplit(creds.iam_url)
+        return {"ibm_iam_endpoint": f"{parts.scheme}://{parts.netloc}" if parts.netloc else creds.iam_url}
+    return {}

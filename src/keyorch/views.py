@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from keyorch.audit import AuditRecord
+from keyorch.domain import uko
 from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Target, TargetStatus, Vault, VaultCounts
 from keyorch.domain.uko import uko_state, uko_status, uko_sync_detail, uko_sync_flag, uko_type
+from keyorch.providers.endpoints import effective_endpoint
 from keyorch.providers.identity import label_in_keystore
 from keyorch.service.directory import Directory
 
@@ -66,27 +68,33 @@ def vault_json(v: Vault, counts: VaultCounts) -> dict[str, Any]:
     }
 
 
-def keystore_json(k: Keystore) -> dict[str, Any]:
-    settings = {key: value for key, value in k.settings.items() if key != "ca_pem"}
+def keystore_json(k: Keystore, vault_name: str | None = None) -> dict[str, Any]:
+    """A keystore as UKO v4 shows one: its type by UKO's name, the type's own fields (credentials never: those
+    UKO declares say ``[redacted]``), ``vault`` as a reference (``name`` where the caller knows it), ``href``;
+    keyorch's ``status``, ``settings``, ``credentials`` (where they come from), ``drift_policy``, ``version``."""
+    hidden = ("ca_pem", uko.UKO_SETTINGS)
+    settings = {key: value for key, value in k.settings.items() if key not in hidden}
     settings["custom_ca"] = "ca_pem" in k.settings
-    return {
+    doc: dict[str, Any] = {
         "id": k.id,
-        "vault": k.vault_id,
+        "vault": reference("vaults", k.vault_id, vault_name),
         "name": k.name,
-        "type": k.type.value,
+        "type": uko.uko_type(k.type),
+        "description": k.description,
+        "location": k.location,
+        "groups": list(k.groups),
+        **uko.uko_keystore_fields(k.type, k.settings, effective_endpoint(k.type, k.settings)),
         "status": k.status.value,
         "settings": settings,
         "credentials": k.credentials_mode.value,
         "drift_policy": k.drift_policy.value,
-        "description": k.description,
-        "location": k.location,
-        "groups": list(k.groups),
         "created_at": _time(k.created_at),
         "updated_at": _time(k.updated_at),
-        "created_by": k.created_by,
-        "updated_by": k.updated_by,
-        "version": k.version,
     }
+    doc.update({f: v for f, v in (("created_by", k.created_by), ("updated_by", k.updated_by)) if v is not None})
+    doc["href"] = href("keystores", k.id)
+    doc["version"] = k.version
+    return doc
 
 
 def template_json(t: KeyTemplate, keystore_names: Mapping[str, str]) -> dict[str, Any]:

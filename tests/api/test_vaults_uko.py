@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from keyorch.service import vaults
+from tests.uko.contract import validate_uko
 
 from .conftest import API, Api, auth, error_of
 
@@ -135,6 +136,7 @@ async def test_list_pages_walk_next_href_and_show_every_vault_once(api: Api) -> 
         resp = await api.client.get(href, headers=auth("admin"))
         assert resp.status == 200, await resp.text()
         doc = await resp.json()
+        validate_uko("VaultList", doc)
         assert doc["total_count"] == total and doc["limit"] == 3
         assert parse_qs(urlsplit(doc["first"]["href"]).query)["offset"] == ["0"]
         assert parse_qs(urlsplit(doc["last"]["href"]).query)["offset"] == [str((total - 1) // 3 * 3)]

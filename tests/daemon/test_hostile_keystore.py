@@ -100,7 +100,7 @@ async def test_hostile_keystores_are_confined_and_shown_while_drift_elsewhere_is
     client = ApiClient(world.session, daemon.url)
     await eventually(lambda: _status(client, "/readyz"), 20, "/readyz 200")
     template, keystores = await setup_world_via_api(client, world.cluster.running, world.credentials)
-    vault = (await client.api("GET", f"/keystores/{keystores['aws_kms']}")).ok()["vault"]
+    vault = (await client.api("GET", f"/keystores/{keystores['aws_kms']}")).ok()["vault"]["id"]
     for name, keystore in world.hostile.items():
         body = {
             "vault": vault,

@@ -252,8 +252,32 @@ class VaultFilter(Page):
         return [v.strip() for v in self.vault_id.split(",")] if self.vault_id is not None else None
 
 
+_LIST = r"^[^,]+(,[^,]+)*$"
+
+
+def _text_filter(description: str, limit: int, alias: str | None = None, pattern: str | None = None) -> Any:
+    """A text filter of at most ``limit`` characters (all of a list's together stay within a request line)."""
+    return Field(default=None, min_length=1, max_length=limit, alias=alias, pattern=pattern, description=description)
+
+
 class KeystoreFilter(VaultFilter):
+    """UKO's ListKeystores query (and keyorch's ``vault``, ``include_disconnected``)."""
+
     include_disconnected: bool = False
+    type: str | None = _text_filter(
+        "keystore types, comma-separated (UKO's or keyorch's names): any of them", 128, pattern=_LIST
+    )
+    name: str | None = _text_filter("only keystores whose name contains this", 64)
+    description: str | None = _text_filter("only keystores whose description contains this", 128)
+    group: str | None = _text_filter("only keystores in this group (not with groups[])", 64)
+    groups: str | None = _text_filter("only keystores in any of these groups, comma-separated", 256, "groups[]", _LIST)
+    location: str | None = _text_filter("only keystores at one of these locations, comma-separated", 128, None, _LIST)
+    sort: str | None = _text_filter(
+        "fields to sort by, comma-separated, '-' before one for descending order: name, type, location, "
+        "description, created_at, updated_at, id",
+        128,
+        pattern=_LIST,
+    )
 
 
 def _day_or_instant(value: object) -> object:

@@ -63,20 +63,60 @@ class Vault(Versioned):
     href: str = Field(description="the vault's URL path")
 
 
-class Keystore(Versioned):
+class VaultReference(Document):
+    """UKO's reference to a vault: ``{id, name, href}`` (``name`` left out where it is not known)."""
+
     id: str
-    vault: str = Field(description="the vault's id")
+    name: str | None = None
+    href: str
+
+
+_REDACTED = Field(default=None, description="always '[redacted]': keyorch never returns a credential")
+
+
+class Keystore(Versioned):
+    """UKO v4's keystore (one of KeystoreTypeAwsKms, …Azure, …GoogleKms, …IbmCloudKms by ``type``: each type's
+    fields are present for that type only), with keyorch's ``status``, ``settings``, ``credentials``,
+    ``drift_policy`` and ``version``."""
+
+    id: str
+    vault: VaultReference
     name: str
-    type: KeystoreType
-    status: KeystoreStatus
-    settings: dict[str, Any] = Field(description="where the keystore is and how it is reached (never credentials)")
-    credentials: CredentialsMode = Field(description="where its credentials come from; they are never returned")
-    drift_policy: DriftPolicy
+    type: Literal["aws_kms", "azure_key_vault", "google_kms", "ibm_cloud_kms"] = Field(
+        description="UKO's keystore type (IBM Key Protect: ibm_cloud_kms with ibm_variant key_protect)"
+    )
     description: str
     location: str = Field(description="where the keystore is (free text; '' when not given)")
     groups: list[str] = Field(description="the keystore's groups")
-    created_by: str | None = Field(description="the user who connected it (null: before keyorch recorded it)")
-    updated_by: str | None = Field(description="the user who last changed it (null: as created_by)")
+    created_by: str | None = Field(default=None, description="the user who connected it (absent: not recorded)")
+    updated_by: str | None = Field(default=None, description="the user who last changed it (absent: not recorded)")
+    href: str = Field(description="the keystore's URL path")
+    aws_region: str | None = Field(default=None, description="AWS: the region, as UKO names it (us_east_1)")
+    aws_access_key_id: str | None = _REDACTED
+    aws_secret_access_key: str | None = _REDACTED
+    azure_service_name: str | None = Field(default=None, description="Azure: the key vault's name")
+    azure_resource_group: str | None = None
+    azure_location: str | None = Field(default=None, description="Azure: UKO's location (absent: not given)")
+    azure_service_principal_client_id: str | None = None
+    azure_service_principal_password: str | None = _REDACTED
+    azure_tenant: str | None = None
+    azure_subscription_id: str | None = None
+    azure_environment: Literal["azure", "azure_china", "azure_germany", "azure_us_government"] | None = None
+    google_project_id: str | None = None
+    google_location: str | None = Field(default=None, description="Google: the Cloud KMS location")
+    google_key_ring: str | None = None
+    google_private_key_id: str | None = Field(default=None, description="Google: the service account key's id")
+    google_credentials: str | None = _REDACTED
+    ibm_variant: Literal["key_protect"] | None = None
+    ibm_api_endpoint: str | None = Field(default=None, description="IBM: the Key Protect API URL")
+    ibm_iam_endpoint: str | None = None
+    ibm_instance_id: str | None = None
+    ibm_key_ring: str | None = None
+    ibm_api_key: str | None = _REDACTED
+    status: KeystoreStatus = Field(description="keyorch's: connected or disconnected")
+    settings: dict[str, Any] = Field(description="keyorch's: where the keystore is and how it is reached")
+    credentials: CredentialsMode = Field(description="keyorch's: where its credentials come from")
+    drift_policy: DriftPolicy
 
 
 class KeystoreRef(Document):
@@ -228,7 +268,7 @@ class VaultList(LinkedPage):
     vaults: list[Vault]
 
 
-class KeystoreList(_Page):
+class KeystoreList(LinkedPage):
     keystores: list[Keystore]
 
 

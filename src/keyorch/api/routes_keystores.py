@@ -26,10 +26,12 @@ from keyorch.api.errors import MasterKeyMissing, ServiceUnavailable
 from keyorch.api.models import KeystoreConnect, KeystoreFields, KeystoreFilter, KeystoreUpdate
 from keyorch.api.responses import Keystore as KeystoreDocument
 from keyorch.api.responses import KeystoreHealth, KeystoreList
-from keyorch.api.routing import PREFIX, Call, Route, page
+from keyorch.api.routing import PREFIX, Call, Route, linked_page
 from keyorch.credentials import MAX_CREDENTIALS_BYTES, parse_credentials
+from keyorch.domain import uko
 from keyorch.domain.errors import InvalidInput, KeyorchError
 from keyorch.domain.models import Keystore, KeystoreType
+from keyorch.domain.validation import check_name
 from keyorch.service import keystore_update as update_ops
 from keyorch.service import keystores as ops
 from keyorch.service.keystore_update import UpdateRequest
@@ -138,23 +140,60 @@ async def connect_keystore(call: Call) -> web.StreamResponse:
     with ExitStack() as stack, _ca_pem_named():
         keystore = await ops.connect_keystore(ctx, _connect_request(call, body, stack))
     return call.answer(
-        keystore_json(keystore),
+        await keystore_document(call, keystore),
         tag=(keystore.id, keystore.version),
         location=f"{PREFIX}/keystores/{keystore.id}",
     )
 
 
+def _split(value: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in value.split(",")) if value is not None else None
+
+
+def keystore_query(q: KeystoreFilter) -> ops.KeystoreQuery:
+    """UKO's ListKeystores parameters as the service's query (each one filters, or is refused naming it)."""
+    try:
+        if q.group is not None and q.groups is not None:
+            raise InvalidInput("give group or groups[], not both", target="groups[]")
+        types = _split(q.type)
+        groups = (q.group,) if q.group is not None else _split(q.groups)
+        for group in groups or ():
+            check_name("group", group, target="group" if q.group is not None else "groups[]")
+        return ops.KeystoreQuery(
+            types=tuple(uko.keystore_type(t, "type") for t in types) if types is not None else None,
+            name=q.name,
+            description=q.description,
+            groups=groups,
+            locations=_split(q.location),
+            sort=ops.check_keystore_sort(_split(q.sort) or ()),
+        )
+    except InvalidInput as exc:  # each names the query parameter
+        raise InvalidInput(exc.message, target=exc.target, target_type="parameter") from None
+
+
+async def _vault_names(call: Call) -> dict[str, str]:
+    return {v.id: v.name for v in (await call.readable_vaults()).values()}
+
+
+async def keystore_document(call: Call, keystore: Keystore) -> dict[str, Any]:
+    """The keystore as the API answers with it (its vault referenced by id, name and href)."""
+    return keystore_json(keystore, (await _vault_names(call)).get(keystore.vault_id))
+
+
 async def list_keystores(call: Call) -> web.StreamResponse:
     q = call.parsed(KeystoreFilter, call.query)
+    query = keystore_query(q)
     listed = await call.listed_vaults(q)
-    found = await ops.list_keystores(call.context(), include_disconnected=q.include_disconnected)
-    shown = [keystore_json(k) for k in found if listed is None or k.vault_id in listed]
-    return call.answer(page(shown, q.limit, q.offset, "keystores"))
+    found = await ops.list_keystores(call.context(), include_disconnected=q.include_disconnected, query=query)
+    chosen = [k for k in found if listed is None or k.vault_id in listed]
+    names = await _vault_names(call)
+    shown = [keystore_json(k, names.get(k.vault_id)) for k in chosen[q.offset : q.offset + q.limit]]
+    return call.answer(linked_page(shown, len(chosen), q.limit, q.offset, "keystores", call.request))
 
 
 async def get_keystore(call: Call) -> web.StreamResponse:
     keystore = await call.keystore(call.path_id)
-    return call.answer(keystore_json(keystore), tag=(keystore.id, keystore.version))
+    return call.answer(await keystore_document(call, keystore), tag=(keystore.id, keystore.version))
 
 
 async def _last_known(call: Call, keystore: Keystore) -> dict[str, Any]:
@@ -212,7 +251,7 @@ async def update_keystore(call: Call) -> web.StreamResponse:
             credentials_from_environment=body.credentials_from_environment,
         )
         after = await update_ops.update_keystore(ctx, keystore.id, request, version)
-    return call.answer(keystore_json(after), tag=(after.id, after.version))
+    return call.answer(await keystore_document(call, after), tag=(after.id, after.version))
 
 
 async def disconnect_keystore(call: Call) -> web.StreamResponse:
@@ -221,7 +260,7 @@ async def disconnect_keystore(call: Call) -> web.StreamResponse:
     ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.disconnect", "keystore", keystore.id)
     version = await call.expected_version(ctx, "keystore.disconnect", "keystore", keystore.id, keystore.version)
     after, note = await ops.disconnect_checked(ctx, keystore.id, version)
-    response = call.answer(keystore_json(after), tag=(after.id, after.version))
+    response = call.answer(await keystore_document(call, after), tag=(after.id, after.version))
     if note is not None:
         response.headers[NOTE_HEADER] = " ".join(note.encode("ascii", "replace").decode().split())
     return response

@@ -297,7 +297,7 @@ def linked_page(
 ) -> dict[str, Any]:
     """One page (``shown``, the items from ``offset`` on) as UKO's lists answer it: with ``first``, ``last``,
     ``previous`` and ``next`` as ``{"href": …}``, the request's path and query with another ``offset``
-    (``previous`` and ``next`` null where there is none)."""
+    (``previous`` and ``next`` left out where there is none)."""
 
     def link(to: int) -> dict[str, str]:
         query = {**request.rel_url.query, "limit": str(limit), "offset": str(to)}

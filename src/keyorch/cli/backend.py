@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from keyorch.service.keys import KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
-from keyorch.service.keystores import ConnectRequest
+from keyorch.service.keystores import ConnectRequest, KeystoreQuery
 
 Doc = dict[str, Any]
 
@@ -75,7 +75,9 @@ class Backend(Protocol):
 
     async def connect_keystore(self, request: ConnectRequest) -> Doc: ...
 
-    async def list_keystores(self, vault: str | None, include_disconnected: bool) -> list[Doc]: ...
+    async def list_keystores(
+        self, vault: str | None, include_disconnected: bool, query: KeystoreQuery | None = None
+    ) -> list[Doc]: ...
 
     async def get_keystore(self, ref: str) -> Doc: ...
 

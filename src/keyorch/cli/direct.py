@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from keyorch.cli.backend import Doc, KeyCommand, ProgressHook, TemplateRequest, VaultChanges
-from keyorch.domain.models import ManagedKey, Vault, VaultCounts
+from keyorch.domain.models import Keystore, ManagedKey, Vault, VaultCounts
 from keyorch.reconcile import report
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
@@ -15,7 +15,7 @@ from keyorch.service.context import ServiceContext
 from keyorch.service.directory import load_directory
 from keyorch.service.keys import KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
-from keyorch.service.keystores import ConnectRequest, keystore_names
+from keyorch.service.keystores import ConnectRequest, KeystoreQuery, keystore_names
 from keyorch.settings import ReconcileSettings
 from keyorch.store.audit_chain import Anchor
 from keyorch.views import audit_json, key_json, keystore_json, statuses_json, template_json, vault_json
@@ -76,21 +76,31 @@ class DirectBackend:
 
     # --- keystores ------------------------------------------------------------------------
 
-    async def connect_keystore(self, request: ConnectRequest) -> Doc:
-        return keystore_json(await keystores.connect_keystore(self.ctx, request))
+    async def _vault_names(self) -> dict[str, str]:
+        return {v.id: v.name for v in await vaults.list_vaults(self.ctx)}
 
-    async def list_keystores(self, vault: str | None, include_disconnected: bool) -> list[Doc]:
-        return [keystore_json(k) for k in await keystores.list_keystores(self.ctx, vault, include_disconnected)]
+    async def _keystore_json(self, keystore: Keystore) -> Doc:
+        return keystore_json(keystore, (await self._vault_names()).get(keystore.vault_id))
+
+    async def connect_keystore(self, request: ConnectRequest) -> Doc:
+        return await self._keystore_json(await keystores.connect_keystore(self.ctx, request))
+
+    async def list_keystores(
+        self, vault: str | None, include_disconnected: bool, query: KeystoreQuery | None = None
+    ) -> list[Doc]:
+        found = await keystores.list_keystores(self.ctx, vault, include_disconnected, query)
+        names = await self._vault_names()
+        return [keystore_json(k, names.get(k.vault_id)) for k in found]
 
     async def get_keystore(self, ref: str) -> Doc:
-        return keystore_json(await keystores.get_keystore(self.ctx, ref))
+        return await self._keystore_json(await keystores.get_keystore(self.ctx, ref))
 
     async def update_keystore(self, ref: str, request: UpdateRequest, if_version: int | None) -> Doc:
-        return keystore_json(await keystore_update.update_keystore(self.ctx, ref, request, if_version))
+        return await self._keystore_json(await keystore_update.update_keystore(self.ctx, ref, request, if_version))
 
     async def disconnect_keystore(self, ref: str, if_version: int | None) -> tuple[Doc, str | None]:
         keystore, note = await keystores.disconnect_checked(self.ctx, ref, if_version)
-        return keystore_json(keystore), note
+        return await self._keystore_json(keystore), note
 
     # --- templates ------------------------------------------------------------------------
 

@@ -9,13 +9,16 @@ import click
 
 from keyorch.cli.backend import Backend, Doc
 from keyorch.cli.runtime import CliState, emit, make_table, properties_table, with_backend
+from keyorch.domain import uko
 from keyorch.domain.models import KeystoreType
+from keyorch.domain.validation import check_name
 from keyorch.service import keystores as ops
 from keyorch.service.keystore_update import UpdateRequest
 
 
 def _show(state: CliState, doc: Doc, title: str) -> None:
-    rows = [(k, v) for k, v in doc.items() if k != "settings"] + [
+    shown = {**doc, "vault": f"{doc['vault'].get('name', '')} ({doc['vault']['id']})"}
+    rows = [(k, v) for k, v in shown.items() if k != "settings"] + [
         (f"settings.{k}", v) for k, v in doc["settings"].items()
     ]
     emit(state, doc, lambda: properties_table(title, rows))
@@ -142,10 +145,22 @@ async def update(
 @keystore.command(name="list")
 @click.option("--vault", help="Only this vault's keystores.")
 @click.option("--include-disconnected", is_flag=True)
+@click.option("--group", "groups", multiple=True, help="Only keystores in this group (repeatable: in any of them).")
+@click.option("--type", "types", multiple=True, help="Only keystores of this type (repeatable; UKO's or keyorch's).")
 @with_backend
-async def list_(state: CliState, backend: Backend, vault: str | None, include_disconnected: bool) -> None:
+async def list_(
+    state: CliState,
+    backend: Backend,
+    vault: str | None,
+    include_disconnected: bool,
+    groups: tuple[str, ...],
+    types: tuple[str, ...],
+) -> None:
     """List keystores."""
-    found = await backend.list_keystores(vault, include_disconnected)
+    for group in groups:
+        check_name("group", group, target="--group")
+    query = ops.KeystoreQuery(groups=groups or None, types=tuple(uko.keystore_type(t, "--type") for t in types) or None)
+    found = await backend.list_keystores(vault, include_disconnected, query)
     emit(
         state,
         found,

@@ -23,12 +23,12 @@ import aiohttp
 from keyorch.api.routes_keystores import NOTE_HEADER
 from keyorch.cli.backend import Doc, KeyCommand, ProgressHook, TemplateRequest, VaultChanges
 from keyorch.credentials import read_credentials_file
+from keyorch.domain import uko
 from keyorch.domain.errors import ConfigurationError, InvalidInput, KeyorchError
-from keyorch.domain.models import KeystoreType
 from keyorch.domain.validation import is_loopback_host, parse_keystore_type
 from keyorch.service.keys import KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
-from keyorch.service.keystores import CONNECTION_FIELDS, ConnectRequest, read_ca_file
+from keyorch.service.keystores import CONNECTION_FIELDS, ConnectRequest, KeystoreQuery, read_ca_file
 
 API = "/api/v4"
 PAGE = 1000
@@ -293,17 +293,23 @@ class RemoteBackend:
             if value is not None:
                 body[name] = value
         if request.credentials_file:
-            body["credentials"] = read_credentials_file(KeystoreType(keystore["type"]), request.credentials_file)
+            body["credentials"] = read_credentials_file(uko.keystore_type(keystore["type"]), request.credentials_file)
         if request.ca_file:
             body["ca_pem"] = read_ca_file(request.ca_file)
         doc, _ = await self._call("PATCH", f"/keystores/{_ref(keystore['id'])}", body=body, if_match=if_match)
         return self._object(doc)
 
-    async def list_keystores(self, vault: str | None, include_disconnected: bool) -> list[Doc]:
-        query = {"include_disconnected": "true" if include_disconnected else "false"}
+    async def list_keystores(
+        self, vault: str | None, include_disconnected: bool, query: KeystoreQuery | None = None
+    ) -> list[Doc]:
+        params = {"include_disconnected": "true" if include_disconnected else "false"}
         if vault is not None:
-            query["vault"] = vault
-        return await self._all("/keystores", "keystores", query)
+            params["vault"] = vault
+        if query is not None and query.types is not None:
+            params["type"] = ",".join(uko.uko_type(t) for t in query.types)
+        if query is not None and query.groups is not None:
+            params["groups[]"] = ",".join(query.groups)
+        return await self._all("/keystores", "keystores", params)
 
     async def get_keystore(self, ref: str) -> Doc:
         return await self._get(f"/keystores/{_ref(ref)}")

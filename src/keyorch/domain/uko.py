@@ -8,6 +8,10 @@ Source: IBM's UKO Go SDK, ``ukov4/uko_v4.go`` (the ``<Struct>_<Field>_<Value>`` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
 from keyorch.domain.errors import InvalidInput
 from keyorch.domain.models import KeystoreType, SyncFlag, SyncReason, Target, TargetStatus
 from keyorch.domain.states import KeyState
@@ -164,3 +168,162 @@ def uko_sync_detail(state: KeyState, target: Target) -> str:
                 else SyncReason.DESTROYED_KEY_IS_PRESENT_IN_KEYSTORE
             )
     return reason.value
+
+
+# -- a keystore's per-type fields ------------------------------------------------------------------------------
+
+#: what UKO's keystore answers carry in the credential fields its SDK declares required (``aws_access_key_id``,
+#: ``aws_secret_access_key``, ``azure_service_principal_password``, ``google_credentials``, ``ibm_api_key``):
+#: keyorch never returns a credential, stored or not
+REDACTED = "[redacted]"
+_SECRET_FIELDS: dict[KeystoreType, tuple[str, ...]] = {
+    KeystoreType.AWS_KMS: ("aws_access_key_id", "aws_secret_access_key"),
+    KeystoreType.AZURE_KEY_VAULT: ("azure_service_principal_password",),
+    KeystoreType.GOOGLE_KMS: ("google_credentials",),
+    KeystoreType.IBM_KEY_PROTECT: ("ibm_api_key",),
+}
+
+#: the settings entry holding UKO's fields keyorch itself does not use (Azure's resource group, a Google
+#: service account's private key id, …): kept to answer with, never a credential
+UKO_SETTINGS = "uko"
+#: UKO's fields of each type that keyorch keeps in ``settings["uko"]`` as given (the others it derives)
+UKO_KEPT_FIELDS: dict[KeystoreType, tuple[str, ...]] = {
+    KeystoreType.AWS_KMS: (),
+    KeystoreType.AZURE_KEY_VAULT: (
+        "azure_resource_group",
+        "azure_location",
+        "azure_subscription_id",
+        "azure_tenant",
+        "azure_service_principal_client_id",
+    ),
+    KeystoreType.GOOGLE_KMS: ("google_private_key_id",),
+    KeystoreType.IBM_KEY_PROTECT: ("ibm_iam_endpoint", "ibm_key_ring"),
+}
+IBM_IAM_DEFAULT = "https://iam.cloud.ibm.com"
+
+#: UKO's ``azure_location`` values (the SDK's KeystoreTypeAzure_AzureLocation_* constants)
+AZURE_LOCATIONS = frozenset(
+    (
+        "asia_east",
+        "asia_southeast",
+        "australia_central",
+        "australia_central_2",
+        "australia_east",
+        "australia_southeast",
+        "brazil_south",
+        "canada_central",
+        "canada_east",
+        "china_east",
+        "china_east_2",
+        "china_north",
+        "china_north_2",
+        "europe_north",
+        "europe_west",
+        "france_central",
+        "france_south",
+        "germany_central",
+        "germany_northeast",
+        "india_central",
+        "india_south",
+        "india_west",
+        "japan_east",
+        "japan_west",
+        "korea_central",
+        "korea_south",
+        "south_africa_north",
+        "south_africa_west",
+        "uk_south",
+        "uk_west",
+        "us_central",
+        "us_dod_central",
+        "us_dod_east",
+        "us_east",
+        "us_east_2",
+        "us_gov_arizona",
+        "us_gov_iowa",
+        "us_gov_texas",
+        "us_gov_virginia",
+        "us_north_central",
+        "us_south_central",
+        "us_west",
+        "us_west_2",
+        "us_west_central",
+    )
+)
+
+
+def check_azure_location(value: str) -> str:
+    if value not in AZURE_LOCATIONS:
+        raise InvalidInput(
+            f"azure_location {shown(value)} is not one of UKO's Azure locations (e.g. europe_west, us_east_2)",
+            target="azure_location",
+        )
+    return value
+
+
+_AZURE_ENVIRONMENTS = {
+    "azure.net": "azure",
+    "azure.cn": "azure_china",
+    "microsoftazure.de": "azure_germany",
+    "usgovcloudapi.net": "azure_us_government",
+}
+
+
+def uko_aws_region(region: str) -> str:
+    """An AWS region as UKO names it (``us_east_1`` for ``us-east-1``)."""
+    return region.replace("-", "_")
+
+
+def aws_region(value: str) -> str:
+    """An AWS region given by UKO's name (``us_east_1``) or AWS's (``us-east-1``), as AWS names it."""
+    return value.replace("_", "-")
+
+
+def azure_environment(endpoint: str) -> str:
+    """UKO's ``azure_environment`` of a Key Vault URL (``azure`` for ``….vault.azure.net``)."""
+    host = (urlsplit(endpoint).hostname or "").lower()
+    return next((env for suffix, env in _AZURE_ENVIRONMENTS.items() if host.endswith("." + suffix)), "azure")
+
+
+def azure_endpoint(service_name: str, environment: str = "azure") -> str:
+    """The Key Vault URL of UKO's ``azure_service_name`` in ``azure_environment``."""
+    suffix = next((s for s, env in _AZURE_ENVIRONMENTS.items() if env == environment), None)
+    if suffix is None:
+        allowed = ", ".join(_AZURE_ENVIRONMENTS.values())
+        raise InvalidInput(
+            f"azure_environment {shown(environment)} is not one of {allowed}", target="azure_environment"
+        )
+    return f"https://{service_name}.vault.{suffix}"
+
+
+def uko_keystore_fields(kind: KeystoreType, settings: Mapping[str, Any], endpoint: str | None) -> dict[str, Any]:
+    """UKO's fields of a keystore of this type, from its settings and effective ``endpoint``: where it is and
+    who it acts as (never a credential: those fields say REDACTED). Unknown optional fields are left out;
+    a required one keyorch cannot know (an Azure resource group given to keyorch's own body) is ''."""
+    kept: Mapping[str, Any] = settings.get(UKO_SETTINGS) or {}
+    doc: dict[str, Any] = {name: REDACTED for name in _SECRET_FIELDS[kind]}
+    match kind:
+        case KeystoreType.AWS_KMS:
+            doc["aws_region"] = uko_aws_region(str(settings.get("region", "")))
+        case KeystoreType.AZURE_KEY_VAULT:
+            url = endpoint or ""
+            doc["azure_service_name"] = (urlsplit(url).hostname or "").split(".")[0]
+            doc["azure_environment"] = azure_environment(url)
+            for name in UKO_KEPT_FIELDS[kind]:
+                doc[name] = str(kept.get(name, ""))
+            if not doc["azure_location"]:  # an enum in UKO: not known (keyorch's own body has no field for it)
+                del doc["azure_location"]
+        case KeystoreType.GOOGLE_KMS:
+            doc["google_project_id"] = settings.get("project", "")
+            doc["google_location"] = settings.get("location", "")
+            doc["google_key_ring"] = settings.get("key_ring", "")
+            if kept.get("google_private_key_id"):
+                doc["google_private_key_id"] = kept["google_private_key_id"]
+        case KeystoreType.IBM_KEY_PROTECT:
+            doc["ibm_variant"] = IBM_VARIANT_KEY_PROTECT
+            doc["ibm_api_endpoint"] = endpoint or ""
+            doc["ibm_iam_endpoint"] = kept.get("ibm_iam_endpoint") or IBM_IAM_DEFAULT
+            doc["ibm_instance_id"] = settings.get("instance_id", "")
+            if kept.get("ibm_key_ring"):
+                doc["ibm_key_ring"] = kept["ibm_key_ring"]
+    return doc

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import ssl
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from keyorch.credentials import read_credentials_file
+from keyorch.credentials import public_facts, read_credentials_file
 from keyorch.domain import rules
 from keyorch.domain.errors import ConfigurationError, Conflict, InvalidInput
 from keyorch.domain.models import CredentialsMode, DriftPolicy, Keystore, KeystoreStatus, KeystoreType
 from keyorch.domain.states import KeyState
+from keyorch.domain.uko import UKO_KEPT_FIELDS, UKO_SETTINGS, check_azure_location
 from keyorch.domain.validation import (
     check_description,
     check_groups,
@@ -30,6 +31,8 @@ from keyorch.store.repository import Transaction
 from keyorch.urls import redact_url
 
 MAX_CA_BYTES = 256 * 1024
+#: a UKO field keyorch keeps as given (an Azure resource group, …)
+MAX_UKO_FIELD = 256
 
 
 #: The connection fields of a keystore's settings, by keystore type (see domain.validation.connection_settings).
@@ -63,6 +66,8 @@ class ConnectRequest(ConnectionFields):
     google_location: str | None = None
     description: str = ""
     groups: tuple[str, ...] = ()
+    #: UKO's fields keyorch keeps to answer with (domain.uko.UKO_KEPT_FIELDS: Azure's resource group, …)
+    uko_fields: Mapping[str, str] = field(default_factory=dict)
     allow_insecure_http: bool = False
     drift_policy: str = "flag"
     rate_per_second: float | None = None  # keystore-wide request rate cap; 0 = none
@@ -127,6 +132,21 @@ def encrypt_credentials(ctx: ServiceContext, doc: Mapping[str, Any], keystore_id
     return ctx.master_key.encrypt(json.dumps(doc).encode(), associated_data=keystore_id)
 
 
+def with_public_facts(
+    kind: KeystoreType, kept: dict[str, str], credentials: Mapping[str, Any] | None
+) -> dict[str, str]:
+    """UKO's fields keyorch keeps for a keystore (``settings["uko"]``): those given, and what its stored
+    credentials say that is no secret (an Azure tenant, …), which they decide where they are stored."""
+    unknown = sorted(set(kept) - set(UKO_KEPT_FIELDS[kind]))
+    if unknown:
+        raise InvalidInput(f"{unknown[0]} does not apply to a keystore of type {kind}", target=unknown[0])
+    for name, value in kept.items():
+        check_description(name, value, MAX_UKO_FIELD)
+    if "azure_location" in kept:
+        check_azure_location(kept["azure_location"])
+    return {**kept, **(public_facts(kind, credentials) if credentials is not None else {})}
+
+
 def split_location(kind: KeystoreType, location: str | None, google_location: str | None) -> tuple[str | None, str]:
     """(the Cloud KMS location setting, UKO's ``location``) from what was given. ``location`` names the Cloud KMS
     location of a Google keystore given no ``google_location`` (keyorch's option before UKO's fields; a KMS
@@ -177,6 +197,9 @@ async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore
     )
     settings.update(_limit_settings(kind, req))
     credentials_doc = stored_credentials(ctx, kind, req.credentials_file) if req.credentials_file else None
+    kept = with_public_facts(kind, dict(req.uko_fields), credentials_doc)
+    if kept:
+        settings[UKO_SETTINGS] = kept
 
     async def body(tx: Transaction) -> tuple[Keystore, Change]:
         vault = await tx.vault(req.vault)
@@ -250,12 +273,68 @@ async def disconnect_checked(
     return await disconnect_keystore(ctx, ref, expected_version, live), note
 
 
+@dataclass(frozen=True, kw_only=True)
+class KeystoreQuery:
+    """Which keystores a list shows (UKO's ListKeystores filters; None: any). ``types``: any of these;
+    ``name``, ``description``: containing this text; ``groups``: in any of these groups; ``locations``: at
+    any of these (exactly); ``sort``: UKO's sort fields, ``-`` before one for descending order."""
+
+    types: tuple[KeystoreType, ...] | None = None
+    name: str | None = None
+    description: str | None = None
+    groups: tuple[str, ...] | None = None
+    locations: tuple[str, ...] | None = None
+    sort: tuple[str, ...] = ()
+
+
+#: the fields a keystore list sorts by (UKO's sort parameter); the list is by creation otherwise
+KEYSTORE_SORT_FIELDS = ("name", "type", "location", "description", "created_at", "updated_at", "id")
+
+
+def check_keystore_sort(fields: Collection[str], parameter: str = "sort") -> tuple[str, ...]:
+    for given in fields:
+        if given.removeprefix("-") not in KEYSTORE_SORT_FIELDS:
+            raise InvalidInput(
+                f"{parameter} {shown(given)} is not a keystore field to sort by: use one of "
+                f"{', '.join(KEYSTORE_SORT_FIELDS)}, with '-' before it for descending order",
+                target=parameter,
+            )
+    return tuple(fields)
+
+
+def _matches(k: Keystore, q: KeystoreQuery) -> bool:
+    return (
+        (q.types is None or k.type in q.types)
+        and (q.name is None or q.name in k.name)
+        and (q.description is None or q.description in k.description)
+        and (q.groups is None or not set(q.groups).isdisjoint(k.groups))
+        and (q.locations is None or k.location in q.locations)
+    )
+
+
+def _sort_value(k: Keystore, field: str) -> str:
+    value = k.type.value if field == "type" else getattr(k, field)
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def select_keystores(found: list[Keystore], q: KeystoreQuery) -> list[Keystore]:
+    """The keystores of ``found`` that ``q`` lets through, in its order (stable: ties keep creation order)."""
+    chosen = [k for k in found if _matches(k, q)]
+    for by in reversed(check_keystore_sort(q.sort)):
+        chosen.sort(key=lambda k: _sort_value(k, by.removeprefix("-")), reverse=by.startswith("-"))
+    return chosen
+
+
 async def list_keystores(
-    ctx: ServiceContext, vault: str | None = None, include_disconnected: bool = False
+    ctx: ServiceContext,
+    vault: str | None = None,
+    include_disconnected: bool = False,
+    query: KeystoreQuery | None = None,
 ) -> list[Keystore]:
     async with ctx.store.read() as tx:
         vault_id = (await tx.vault(vault)).id if vault else None
-        return await tx.list_keystores(vault_id, include_disconnected=include_disconnected)
+        found = await tx.list_keystores(vault_id, include_disconnected=include_disconnected)
+    return select_keystores(found, query) if query is not None else found
 
 
 async def get_keystore(ctx: ServiceContext, ref: str, within: Collection[str] | None = None) -> Keystore:
