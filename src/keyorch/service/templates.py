@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import string
 from collections.abc import Collection, Sequence
 
 from keyorch.domain.errors import Conflict, InvalidInput
@@ -10,17 +9,6 @@ from keyorch.domain.models import KeyTemplate
 from keyorch.domain.validation import check_algorithm, check_name, check_naming_scheme, parse_initial_state
 from keyorch.service.context import Change, ServiceContext
 from keyorch.store.repository import Transaction
-
-
-def _check_plain_placeholders(scheme: str) -> None:
-    """``{label:>99999999}`` would render a 100 MB key name, ``{label!r}`` adds quotes: only plain ``{label}``."""
-    for _, field, spec, conversion in string.Formatter().parse(scheme):
-        if field is not None and (spec or conversion):
-            raise InvalidInput(
-                f"naming scheme {scheme!r} is not valid: write the placeholder as plain {{label}}, "
-                "without a conversion (!r) or format spec (:…)",
-                target="naming_scheme",
-            )
 
 
 async def create_template(
@@ -36,7 +24,6 @@ async def create_template(
 ) -> KeyTemplate:
     check_name("template name", name)
     check_naming_scheme(naming_scheme)
-    _check_plain_placeholders(naming_scheme)
     initial = parse_initial_state(state)
     if not keystores:
         raise InvalidInput("a template needs at least one --keystore", target="keystore")
