@@ -9,7 +9,16 @@ from typing import Any
 
 from keyorch.audit import AuditRecord
 from keyorch.domain import uko
-from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Target, TargetStatus, Vault, VaultCounts
+from keyorch.domain.models import (
+    Keystore,
+    KeyTemplate,
+    ManagedKey,
+    Target,
+    TargetStatus,
+    TemplateFacts,
+    Vault,
+    VaultCounts,
+)
 from keyorch.domain.uko import uko_state, uko_status, uko_sync_detail, uko_sync_flag, uko_type
 from keyorch.providers.endpoints import effective_endpoint
 from keyorch.providers.identity import label_in_keystore
@@ -97,19 +106,43 @@ def keystore_json(k: Keystore, vault_name: str | None = None) -> dict[str, Any]:
     return doc
 
 
-def template_json(t: KeyTemplate, keystore_names: Mapping[str, str]) -> dict[str, Any]:
+def _distribution_json(t: KeyTemplate, facts: TemplateFacts) -> list[dict[str, Any]]:
+    """A template's ``keystores`` as UKO lists them (``{group, type}``), and keyorch's keystores named by id
+    (``{id, name, type, href}``; ``type`` by UKO's name)."""
+    entries: list[dict[str, Any]] = [{"group": g.group, "type": uko_type(g.type)} for g in t.groups]
+    for keystore_id in t.keystore_ids:
+        known = facts.keystores.get(keystore_id)
+        extra = {"type": uko_type(known.type)} if known is not None else {}
+        entries.append(reference("keystores", keystore_id, known.name if known is not None else None, **extra))
+    return entries
+
+
+def template_json(t: KeyTemplate, facts: TemplateFacts) -> dict[str, Any]:
+    """A template as UKO v4 shows one, with keyorch's ``algorithm``, ``size`` (a number) and ``initial_state``."""
+    key: dict[str, Any] = {"size": str(t.size), "algorithm": t.algorithm, "state": uko_state(t.initial_state)}
+    for name, value in (("activation_date", t.activation_date), ("expiration_date", t.expiration_date)):
+        if value is not None:  # UKO's schemas take no null: a date not planned is left out
+            key[name] = value
     return {
         "id": t.id,
-        "vault": t.vault_id,
+        "vault": reference("vaults", t.vault_id, facts.vault_names.get(t.vault_id)),
         "name": t.name,
+        "description": t.description,
+        "type": list(t.types),
+        "state": t.state.value,
+        "keys_count": facts.keys_counts.get(t.id, 0),
+        "key": key,
         "naming_scheme": t.naming_scheme,
+        "keystores": _distribution_json(t, facts),
         "algorithm": t.algorithm,
         "size": t.size,
-        "keystores": [{"id": k, "name": keystore_names.get(k)} for k in t.keystore_ids],
         "initial_state": t.initial_state.value,
         "created_at": _time(t.created_at),
         "updated_at": _time(t.updated_at),
         "version": t.version,
+        "href": href("templates", t.id),
+        "created_by": t.created_by or "",
+        "updated_by": t.updated_by or t.created_by or "",
     }
 
 

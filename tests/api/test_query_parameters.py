@@ -41,6 +41,8 @@ async def test_an_unknown_query_parameter_on_a_list_is_refused_naming_it_and_the
 ) -> None:
     allowed = LISTS[path].query.parameter_names() if LISTS[path].query is not None else []
     for unknown in ("vault_id", "vaultid", "lable", "order_by", "limit[]", "Limit"):
+        if unknown in allowed:  # e.g. UKO's sort, on the lists that take it
+            continue
         resp = await api.client.get(API + path, params={unknown: "x"}, headers=auth("admin"))
         assert resp.status == 400, (path, unknown, await resp.text())
         err = (await error_of(resp))["errors"][0]

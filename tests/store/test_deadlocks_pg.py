@@ -11,7 +11,6 @@ from dataclasses import replace
 
 import pytest
 from sqlalchemy import text
-from tests.conftest import _create_database, _drop_database, postgres_admin_url
 
 from keyorch.audit import Actor
 from keyorch.domain.models import TargetStatus
@@ -20,6 +19,7 @@ from keyorch.service.context import Change, ServiceContext
 from keyorch.store import audit_chain
 from keyorch.store.engine import migrate
 from keyorch.store.repository import Store, Transaction
+from tests.conftest import _create_database, _drop_database, postgres_admin_url
 
 pytestmark = pytest.mark.postgres
 Body = Callable[[Transaction], Awaitable[tuple[int, Change]]]

@@ -22,6 +22,7 @@ from keyorch.service.context import ServiceContext
 from keyorch.store.engine import migrate, schema_revisions
 from keyorch.store.repository import Store
 from keyorch.store.schema import audit_log, metadata
+from tests.store.migrations import LATEST_MIGRATION
 
 
 @pytest.fixture
@@ -53,9 +54,11 @@ async def _populated(store: Store) -> tuple[ServiceContext, str, str]:
 async def test_migrations_match_schema_and_are_idempotent(db_url: str) -> None:
     s = Store.from_url(db_url)
     try:
-        assert await migrate(s.engine) == (None, "0009")
-        assert await migrate(s.engine) == ("0009", "0009")
-        assert await schema_revisions(s.engine) == ("0009", "0009")
+        _, head = await schema_revisions(s.engine)
+        assert head == LATEST_MIGRATION
+        assert await migrate(s.engine) == (None, head)
+        assert await migrate(s.engine) == (head, head)
+        assert await schema_revisions(s.engine) == (head, head)
 
         def diff(conn: object) -> list[object]:
             return list(compare_metadata(MigrationContext.configure(conn), metadata))  # type: ignore[arg-type]

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from tests.conftest import _create_database, _drop_database, postgres_admin_url
 
 from keyorch.audit import Actor
 from keyorch.service.context import Change, ServiceContext
@@ -20,6 +19,7 @@ from keyorch.store import audit_chain
 from keyorch.store.engine import migrate
 from keyorch.store.repository import Store, Transaction
 from keyorch.store.retry import MAX_ATTEMPTS, StoreBusy, retryable
+from tests.conftest import _create_database, _drop_database, postgres_admin_url
 
 pytestmark = pytest.mark.postgres
 

@@ -12,6 +12,7 @@ from keyorch.service import vaults
 from keyorch.service.context import ServiceContext
 from keyorch.store.engine import _alembic_config, migrate, schema_revisions
 from keyorch.store.repository import Store
+from tests.store.migrations import LATEST_MIGRATION
 
 MADE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -28,8 +29,8 @@ async def test_a_vault_made_at_0006_keeps_working_after_0007(db_url: str) -> Non
                 ),
                 {"t": MADE.replace(tzinfo=None)},
             )
-        assert await migrate(store.engine) == ("0006", "0009")
-        assert await schema_revisions(store.engine) == ("0009", "0009")
+        assert await migrate(store.engine) == ("0006", LATEST_MIGRATION)
+        assert await schema_revisions(store.engine) == (LATEST_MIGRATION, LATEST_MIGRATION)
 
         ctx = ServiceContext(store=store, actor=Actor(user="alice", source="api", role="vault_administrator"))
         old = await vaults.get_vault(ctx, "old")

@@ -16,7 +16,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 from keyorch.domain.models import DriftPolicy, KeystoreType
 from keyorch.domain.states import KeyState
 from keyorch.domain.uko import keystore_type_alias, state_alias
-from keyorch.domain.uko_keystores import ALL_UKO_BODY_FIELDS
 from keyorch.domain.validation import (
     LABEL_RE,
     MAX_DESCRIPTION,
@@ -31,10 +30,6 @@ from keyorch.providers.limits import MAX_CONCURRENCY_LIMIT
 
 _Ref = Field(min_length=1, max_length=256)
 _Setting = Field(default=None, min_length=1, max_length=2048)
-_Uko = Field(default=None, max_length=2048, description="UKO's field")
-_UkoSecret = Field(
-    default=None, min_length=1, max_length=8192, description="UKO's field: stored encrypted, never returned"
-)
 
 
 def _checked(regex: re.Pattern[str], description: str, **field: Any) -> Any:
@@ -84,12 +79,6 @@ class VaultUpdate(Body):
     recovery_key_label: str | None = _checked(LABEL_RE, _LABEL, default=None)
 
 
-class IdReference(Body):
-    """A reference by id, as UKO's bodies give one (``vault: {id}``)."""
-
-    id: str = _Ref
-
-
 class KeystoreFields(Body):
     """What connecting a keystore and changing one share: where it is, its TLS trust, its credentials."""
 
@@ -104,48 +93,6 @@ class KeystoreFields(Body):
     )
     credentials_from_environment: StrictBool = False
     ca_pem: str | None = Field(default=None, min_length=1, max_length=256 * 1024, description="PEM CA bundle")
-    # UKO's per-type fields (IBM's SDK: KeystoreCreationRequest/KeystoreUpdateRequest…), mapped onto keyorch's
-    # by keyorch.domain.uko_keystores; secrets among them are stored encrypted and never returned
-    aws_region: str | None = _Uko
-    aws_access_key_id: str | None = _Uko
-    aws_secret_access_key: str | None = _UkoSecret
-    google_location: str | None = Field(
-        default=None, min_length=1, max_length=2048, description="Cloud KMS location (UKO's field)"
-    )
-    azure_service_name: str | None = _Uko
-    azure_resource_group: str | None = _Uko
-    azure_location: str | None = _Uko
-    azure_service_principal_client_id: str | None = _Uko
-    azure_service_principal_password: str | None = _UkoSecret
-    azure_tenant: str | None = _Uko
-    azure_subscription_id: str | None = _Uko
-    azure_environment: str | None = _Uko
-    azure_authority_host: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=2048,
-        description="keyorch: the Azure AD authority (default: the cloud's own)",
-    )
-    google_credentials: str | None = Field(
-        default=None, min_length=1, max_length=96 * 1024, description="UKO: the service account's JSON key, base64"
-    )
-    google_project_id: str | None = _Uko
-    google_private_key_id: str | None = _Uko
-    google_key_ring: str | None = _Uko
-    ibm_variant: str | None = _Uko
-    ibm_api_endpoint: str | None = _Uko
-    ibm_iam_endpoint: str | None = _Uko
-    ibm_api_key: str | None = _UkoSecret
-    ibm_instance_id: str | None = _Uko
-    ibm_key_ring: str | None = _Uko
-
-    def uko_fields(self) -> dict[str, str | None]:
-        """UKO's per-type fields of the body (``google_location`` is keyorch's field of the same name)."""
-        return {name: getattr(self, name, None) for name in ALL_UKO_BODY_FIELDS}
-
-    def keyorch_fields(self) -> dict[str, Any]:
-        """keyorch's fields of the body that were given."""
-        return {name: getattr(self, name) for name in self.model_fields_set if name not in ALL_UKO_BODY_FIELDS}
 
 
 _GROUPS: Any = Field(
@@ -162,12 +109,11 @@ _LOCATION_TEXT = (
 class KeystoreConnect(KeystoreFields):
     """The fields of `keyorch keystore connect`; credentials inline (stored encrypted) or from the environment."""
 
-    vault: Annotated[str, _Ref] | IdReference = Field(description="the vault's id or name, or UKO's {id}")
-    name: str | None = _checked(NAME_RE, _NAME, default=None)
-    type: Annotated[KeystoreType, BeforeValidator(keystore_type_alias)] = Field(
-        description="the keystore type: UKO's names (aws_kms, azure_key_vault, google_kms, ibm_cloud_kms) or keyorch's"
-    )
+    vault: str = _Ref
+    name: str = _checked(NAME_RE, _NAME)
+    type: KeystoreType
     location: str | None = Field(default=None, max_length=2048, description=_LOCATION_TEXT)
+    google_location: str | None = Field(default=None, min_length=1, max_length=2048, description="Cloud KMS location")
     description: str = Field(default="", description=_DESCRIPTION)
     groups: list[str] = _GROUPS
     allow_insecure_http: StrictBool = False
@@ -191,25 +137,74 @@ class KeystoreConnect(KeystoreFields):
 
 
 class KeystoreUpdate(KeystoreFields):
-    """What `keyorch keystore update` changes, or UKO's KeystoreUpdateRequest of the keystore's type; a field left
-    out stays as it is. Moving the endpoint or the TLS trust of a keystore with stored credentials needs them again
-    (credentials). New credentials are tried on the keystore before they are saved."""
+    """What `keyorch keystore update` changes; a field left out stays as it is. Moving the endpoint or the TLS
+    trust of a keystore with stored credentials needs them again (credentials)."""
 
-    name: str | None = _checked(NAME_RE, _NAME, default=None)
-    description: str | None = Field(default=None, description=_DESCRIPTION)
-    groups: list[str] | None = Field(default=None, max_length=MAX_GROUPS, description="the keystore's groups (UKO)")
     allow_insecure_http: StrictBool | None = None
     drift_policy: DriftPolicy | None = None
 
 
+class TemplateVaultRef(Body):
+    """UKO's VaultReferenceInCreationRequest."""
+
+    id: str = _Ref
+
+
+class TemplateGroupEntry(Body):
+    """UKO's KeystoresPropertiesCreate: every connected keystore of the vault in ``group`` of type ``type``."""
+
+    group: str = _checked(NAME_RE, _NAME)
+    type: str = Field(min_length=1, max_length=32, description="keystore type: UKO's name or keyorch's")
+
+
+_KEY_DATE = Field(
+    default=None,
+    min_length=1,
+    max_length=100,
+    description="ISO 8601 period after the key's creation (P1Y, P5Y1M1W2D) or a date YYYY-MM-DD",
+)
+
+
+class TemplateKeyProperties(Body):
+    """UKO's KeyProperties (``size`` is text there: "256"; a number is accepted too)."""
+
+    size: str | StrictInt | None = Field(default=None, description='bits: "256" (UKO) or 256')
+    algorithm: str | None = Field(default=None, min_length=1, max_length=16)
+    activation_date: str | None = _KEY_DATE
+    expiration_date: str | None = _KEY_DATE
+    state: Literal["pre_activation", "pre_active", "active"] | None = Field(
+        default=None, description="the state keys start in"
+    )
+
+
 class TemplateCreate(Body):
-    vault: str = _Ref
+    """keyorch's body (vault by id or name, ``keystores`` by id or name, algorithm, size, state) and UKO's
+    CreateKeyTemplate body (``vault{id}``, ``key{…}``, ``keystores[{group, type}]``, description, type, state)."""
+
+    vault: str | TemplateVaultRef = Field(description="vault id or name, or UKO's {id}")
     name: str = _checked(NAME_RE, _NAME)
-    keystores: list[str] = Field(min_length=1, max_length=64, description="keystore ids or names")
-    algorithm: str = Field(default="aes", min_length=1, max_length=16)
-    size: StrictInt = Field(default=256, ge=1, le=65536)
+    description: str = Field(default="", description=_DESCRIPTION)
+    keystores: list[Annotated[str, _Ref] | TemplateGroupEntry] = Field(
+        min_length=1, max_length=64, description="keystore ids or names, and UKO's {group, type} entries"
+    )
+    key: TemplateKeyProperties | None = None
+    algorithm: str | None = Field(default=None, min_length=1, max_length=16, description="default aes")
+    size: StrictInt | None = Field(default=None, ge=1, le=65536, description="default 256")
     naming_scheme: str = Field(default="{label}", min_length=1, max_length=96)
-    state: Literal["pre_active", "active"] = "pre_active"
+    type: list[Annotated[str, Field(min_length=1, max_length=32)]] | None = Field(
+        default=None, max_length=8, description='UKO\'s template type: ["user_defined"]'
+    )
+    state: Literal["pre_active", "active", "unarchived", "archived"] | None = Field(
+        default=None,
+        description="UKO: the template's state (unarchived, archived); keyorch: the state keys start in "
+        "(pre_active, active; UKO gives that as key.state)",
+    )
+
+
+class IdReference(Body):
+    """A reference by id, as UKO's bodies give one (``vault: {id}``)."""
+
+    id: str = _Ref
 
 
 class TagBody(Body):
@@ -310,6 +305,48 @@ _LIST = r"^[^,]+(,[^,]+)*$"
 def _text_filter(description: str, limit: int, alias: str | None = None, pattern: str | None = None) -> Any:
     """A text filter of at most ``limit`` characters (all of a list's together stay within a request line)."""
     return Field(default=None, min_length=1, max_length=limit, alias=alias, pattern=pattern, description=description)
+
+
+def _csv(alias: str | None = None, description: str | None = None, max_length: int = 64) -> Any:
+    """A query parameter listing values separated by commas (short: a request line has at most 8 KiB)."""
+    return Field(
+        default=None,
+        alias=alias,
+        min_length=1,
+        max_length=max_length,
+        pattern=r"^[^,]+(,[^,]+)*$",
+        description=description,
+    )
+
+
+class TemplateQuery(VaultFilter):
+    """UKO's ListKeyTemplates parameters (a list is comma-separated; a template matching any value is shown)."""
+
+    vault_id: str | None = Field(
+        default=None,
+        alias="vault.id",
+        min_length=1,
+        max_length=37 * 10,
+        pattern=r"^[^,]+(,[^,]+)*$",
+        description="vault ids, comma-separated (at most 10); with `vault` too, only vaults both name",
+    )
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    naming_scheme: str | None = Field(default=None, min_length=1, max_length=96)
+    key_algorithm: str | None = _csv("key.algorithm")
+    key_size: int | None = Field(default=None, alias="key.size", ge=1, le=65536)
+    key_size_min: int | None = Field(default=None, alias="key.size_min", ge=1, le=65536)
+    key_size_max: int | None = Field(default=None, alias="key.size_max", ge=1, le=65536)
+    keystores_type: str | None = _csv("keystores[].type", "keystore types (UKO's names or keyorch's)", 128)
+    keystores_group: str | None = _csv("keystores[].group", max_length=256)
+    type: str | None = _csv("type[]", "template types, e.g. user_defined")
+    state: str | None = _csv(description="unarchived, archived")
+    sort: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="fields separated by commas, - before one for descending: name, naming_scheme, state, "
+        "key.algorithm, key.size, vault.id, created_at, updated_at",
+    )
 
 
 class KeystoreFilter(VaultFilter):

@@ -20,6 +20,7 @@ from keyorch.domain.models import (
     SyncFlag,
     SyncReason,
     TargetStatus,
+    TemplateState,
 )
 from keyorch.domain.states import KeyState
 from keyorch.reconcile.planner import Action, Observed
@@ -119,20 +120,58 @@ class Keystore(Versioned):
     drift_policy: DriftPolicy
 
 
-class KeystoreRef(Document):
+class TemplateVault(Document):
+    """UKO's VaultReference: the template's vault."""
+
     id: str
-    name: str | None
+    name: str | None = None
+    href: str
+
+
+class TemplateKey(Document):
+    """UKO's KeyProperties: what keys made from the template get."""
+
+    size: str = Field(description="bits, as text (UKO)")
+    algorithm: str
+    activation_date: str | None = Field(
+        default=None, description="planned activation: ISO 8601 period after creation (P1Y) or date; absent: none"
+    )
+    expiration_date: str | None = Field(
+        default=None, description="planned expiration: ISO 8601 period after creation (P1Y) or date; absent: none"
+    )
+    state: Literal["pre_activation", "active"] = Field(description="the state keys start in (UKO's names)")
+
+
+class TemplateKeystore(Document):
+    """A distribution entry: UKO's ``{group, type}`` (every connected keystore of that group and type), or a
+    keystore keyorch names by id (``{id, name, type, href}``)."""
+
+    group: str | None = None
+    type: str | None = Field(default=None, description="UKO's keystore type name")
+    id: str | None = None
+    name: str | None = None
+    href: str | None = None
 
 
 class Template(Versioned):
+    """UKO v4's key template, with keyorch's ``algorithm``, ``size`` (a number) and ``initial_state``."""
+
     id: str
-    vault: str = Field(description="the vault's id")
+    vault: TemplateVault
     name: str
+    description: str
+    type: list[str] = Field(description='UKO\'s template types, e.g. ["user_defined"]')
+    state: TemplateState
+    keys_count: int = Field(description="managed keys made from the template")
+    key: TemplateKey
     naming_scheme: str
+    keystores: list[TemplateKeystore]
     algorithm: str
     size: int
-    keystores: list[KeystoreRef]
     initial_state: KeyState
+    href: str
+    created_by: str = Field(description="the user who made it ('' where keyorch has no record of it)")
+    updated_by: str = Field(description="the user who last changed it ('' where keyorch has no record of it)")
 
 
 class Target(Document):
@@ -272,7 +311,7 @@ class KeystoreList(LinkedPage):
     keystores: list[Keystore]
 
 
-class TemplateList(_Page):
+class TemplateList(LinkedPage):
     templates: list[Template]
 
 

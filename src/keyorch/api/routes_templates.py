@@ -2,51 +2,131 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from keyorch.api.auth import Permission
-from keyorch.api.models import TemplateCreate, VaultFilter
+from keyorch.api.models import TemplateCreate, TemplateGroupEntry, TemplateQuery, TemplateVaultRef
 from keyorch.api.responses import Template, TemplateList
-from keyorch.api.routing import PREFIX, Call, Route, page
+from keyorch.api.routing import PREFIX, Call, Route, linked_page
+from keyorch.domain import uko
+from keyorch.domain.errors import InvalidInput
+from keyorch.domain.models import KeyTemplate, TemplateState
+from keyorch.domain.validation import shown
 from keyorch.service import templates as ops
-from keyorch.service.keystores import keystore_names
 from keyorch.views import template_json
 
 
+def _values(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",")] if value is not None else None
+
+
+def _template_states(value: str | None) -> frozenset[TemplateState] | None:
+    found = set()
+    for v in _values(value) or ():
+        try:
+            found.add(TemplateState(v))
+        except ValueError:
+            allowed = ", ".join(s.value for s in TemplateState)
+            raise InvalidInput(
+                f"state {shown(v)} is not a template state: use {allowed}", target="state", target_type="parameter"
+            ) from None
+    return frozenset(found) if value is not None else None
+
+
+def _filter(q: TemplateQuery, vault_ids: frozenset[str] | None) -> ops.TemplateFilter:
+    algorithms = _values(q.key_algorithm)
+    kinds = _values(q.keystores_type)
+    groups = _values(q.keystores_group)
+    types = _values(q.type)
+    return ops.TemplateFilter(
+        vault_ids=vault_ids,
+        name=q.name,
+        naming_scheme=q.naming_scheme,
+        algorithms=frozenset(a.lower() for a in algorithms) if algorithms is not None else None,
+        size=q.key_size,
+        size_min=q.key_size_min,
+        size_max=q.key_size_max,
+        keystore_types=(
+            frozenset(uko.keystore_type(k, "keystores[].type") for k in kinds) if kinds is not None else None
+        ),
+        keystore_groups=frozenset(groups) if groups is not None else None,
+        types=frozenset(types) if types is not None else None,
+        states=_template_states(q.state),
+        sort=ops.parse_sort(q.sort),
+    )
+
+
+async def _answer_one(call: Call, template: KeyTemplate, **extra: Any) -> web.Response:
+    facts = await ops.template_facts(call.context(), [template])
+    return call.answer(template_json(template, facts), tag=(template.id, template.version), **extra)
+
+
 async def list_templates(call: Call) -> web.StreamResponse:
-    q = call.parsed(VaultFilter, call.query)
-    listed = await call.listed_vaults(q)
-    ctx = call.context()
-    names = await keystore_names(ctx)
-    found = [template_json(t, names) for t in await ops.list_templates(ctx) if listed is None or t.vault_id in listed]
-    return call.answer(page(found, q.limit, q.offset, "templates"))
+    q = call.parsed(TemplateQuery, call.query)
+    flt = _filter(q, await call.listed_vaults(q))
+    found, facts = await ops.find_templates(call.context(), flt)
+    shown_ = [template_json(t, facts) for t in found[q.offset : q.offset + q.limit]]
+    return call.answer(linked_page(shown_, len(found), q.limit, q.offset, "templates", call.request))
+
+
+def _size(body: TemplateCreate) -> int:
+    """The key size from keyorch's ``size`` or UKO's ``key.size`` (text there); both given must agree."""
+    given = body.key.size if body.key is not None else None
+    if isinstance(given, str):
+        if not given.isdigit() or len(given) > 6:
+            raise InvalidInput(f'key.size {shown(given)} is not a number of bits, such as "256"', target="key.size")
+        given = int(given)
+    if given is not None and body.size is not None and given != body.size:
+        raise InvalidInput(f"size {body.size} and key.size {given} differ; give one", target="key.size")
+    return given if given is not None else body.size if body.size is not None else 256
+
+
+def _create_args(body: TemplateCreate) -> dict[str, Any]:
+    """The service's arguments from either form of the body (keyorch's or UKO's)."""
+    key = body.key
+    algorithm = key.algorithm if key is not None and key.algorithm is not None else None
+    if algorithm is not None and body.algorithm is not None and algorithm.lower() != body.algorithm.lower():
+        raise InvalidInput(
+            f"algorithm {body.algorithm!r} and key.algorithm {algorithm!r} differ; give one", target="key.algorithm"
+        )
+    key_state = key.state if key is not None else None
+    initial = uko.key_state(key_state, "key.state").value if key_state is not None else None
+    archived = False
+    if body.state in ("archived", "unarchived"):
+        archived = body.state == "archived"
+    elif body.state is not None:
+        if initial is not None and initial != body.state:
+            raise InvalidInput(f"state {body.state!r} and key.state {key_state!r} differ; give one", target="key.state")
+        initial = body.state
+    return {
+        "name": body.name,
+        "description": body.description,
+        "keystores": [k for k in body.keystores if isinstance(k, str)],
+        "groups": [(k.group, k.type) for k in body.keystores if isinstance(k, TemplateGroupEntry)],
+        "algorithm": algorithm or body.algorithm or "aes",
+        "size": _size(body),
+        "naming_scheme": body.naming_scheme,
+        "state": initial or "pre_active",
+        "activation_date": key.activation_date if key is not None else None,
+        "expiration_date": key.expiration_date if key is not None else None,
+        "types": body.type if body.type is not None else ("user_defined",),
+        "archived": archived,
+    }
 
 
 async def create_template(call: Call) -> web.StreamResponse:
     body = call.parsed(TemplateCreate, call.body)
-    vault = await call.vault(body.vault)
+    args = _create_args(body)
+    vault = await call.vault(body.vault.id if isinstance(body.vault, TemplateVaultRef) else body.vault)
     ctx = await call.authorize(Permission.CREATE, vault.name, "template.create", "template", body.name)
-    template = await ops.create_template(
-        ctx,
-        vault=vault.id,
-        name=body.name,
-        keystores=body.keystores,
-        algorithm=body.algorithm,
-        size=body.size,
-        naming_scheme=body.naming_scheme,
-        state=body.state,
-    )
-    return call.answer(
-        template_json(template, await keystore_names(ctx)),
-        tag=(template.id, template.version),
-        location=f"{PREFIX}/templates/{template.id}",
-    )
+    template = await ops.create_template(ctx, vault=vault.id, **args)
+    return await _answer_one(call, template, location=f"{PREFIX}/templates/{template.id}")
 
 
 async def get_template(call: Call) -> web.StreamResponse:
-    ctx = call.context()
-    template = await call.template(call.path_id)
-    return call.answer(template_json(template, await keystore_names(ctx)), tag=(template.id, template.version))
+    return await _answer_one(call, await call.template(call.path_id))
 
 
 ROUTES = [
@@ -58,7 +138,7 @@ ROUTES = [
         "List templates in the vaults the caller can read",
         "templates",
         Permission.READ,
-        query=VaultFilter,
+        query=TemplateQuery,
         response=TemplateList,
         refusals=(403, 404),
     ),

@@ -49,6 +49,11 @@ class TemplateRequest:
     size: int = 256
     naming_scheme: str = "{label}"
     state: str = "pre_active"
+    #: UKO's distribution entries: (group, keystore type)
+    groups: tuple[tuple[str, str], ...] = ()
+    description: str = ""
+    activation_date: str | None = None
+    expiration_date: str | None = None
 
 
 @dataclass(frozen=True)

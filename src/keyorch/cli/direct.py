@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from keyorch.cli.backend import Doc, KeyCommand, ProgressHook, TemplateRequest, VaultChanges
-from keyorch.domain.models import Keystore, ManagedKey, Vault, VaultCounts
+from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Vault, VaultCounts
 from keyorch.reconcile import report
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
@@ -15,7 +15,7 @@ from keyorch.service.context import ServiceContext
 from keyorch.service.directory import load_directory
 from keyorch.service.keys import KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
-from keyorch.service.keystores import ConnectRequest, KeystoreQuery, keystore_names
+from keyorch.service.keystores import ConnectRequest, KeystoreQuery
 from keyorch.settings import ReconcileSettings
 from keyorch.store.audit_chain import Anchor
 from keyorch.views import audit_json, key_json, keystore_json, statuses_json, template_json, vault_json
@@ -104,17 +104,19 @@ class DirectBackend:
 
     # --- templates ------------------------------------------------------------------------
 
+    async def _template(self, template: KeyTemplate) -> Doc:
+        return template_json(template, await templates.template_facts(self.ctx, [template]))
+
     async def create_template(self, request: TemplateRequest) -> Doc:
-        created = await templates.create_template(self.ctx, **asdict(request))
-        return template_json(created, await keystore_names(self.ctx))
+        return await self._template(await templates.create_template(self.ctx, **asdict(request)))
 
     async def list_templates(self, vault: str | None) -> list[Doc]:
         found = await templates.list_templates(self.ctx, vault)
-        names = await keystore_names(self.ctx)
-        return [template_json(t, names) for t in found]
+        facts = await templates.template_facts(self.ctx, found)
+        return [template_json(t, facts) for t in found]
 
     async def get_template(self, ref: str) -> Doc:
-        return template_json(await templates.get_template(self.ctx, ref), await keystore_names(self.ctx))
+        return await self._template(await templates.get_template(self.ctx, ref))
 
     # --- keys -----------------------------------------------------------------------------
 

@@ -322,7 +322,12 @@ class RemoteBackend:
     # --- templates ------------------------------------------------------------------------
 
     async def create_template(self, request: TemplateRequest) -> Doc:
-        body = {**asdict(request), "keystores": list(request.keystores)}
+        fields = asdict(request)
+        groups = [{"group": group, "type": kind} for group, kind in fields.pop("groups")]
+        dates = {k: fields.pop(k) for k in ("activation_date", "expiration_date")}
+        body = {**fields, "keystores": [*request.keystores, *groups]}
+        if any(v is not None for v in dates.values()):
+            body["key"] = {k: v for k, v in dates.items() if v is not None}
         return await self._json("POST", "/templates", body=body)
 
     async def list_templates(self, vault: str | None) -> list[Doc]:

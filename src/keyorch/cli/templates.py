@@ -8,14 +8,31 @@ from keyorch.cli.backend import Backend, Doc, TemplateRequest
 from keyorch.cli.runtime import CliState, emit, make_table, properties_table, with_backend
 
 
+def _entry(entry: Doc, long: bool = False) -> str:
+    """A distribution entry: a keystore group of a type, or a keystore named by id."""
+    if "group" in entry:
+        return f"group {entry['group']} ({entry['type']})"
+    name = entry.get("name") or entry["id"]
+    return f"{name} ({entry['id']})" if long else str(name)
+
+
 def _keystores(doc: Doc) -> list[str]:
-    return [k["name"] or k["id"] for k in doc["keystores"]]
+    return [_entry(k) for k in doc["keystores"]]
 
 
 def _show(state: CliState, doc: Doc, title: str) -> None:
-    rows = [(k, v) for k, v in doc.items() if k != "keystores"]
-    rows.append(("keystores", ", ".join(f"{k['name']} ({k['id']})" for k in doc["keystores"])))
+    rows = [(k, v) for k, v in doc.items() if k not in ("keystores", "vault", "key")]
+    rows.insert(1, ("vault", f"{doc['vault'].get('name', '')} ({doc['vault']['id']})"))
+    rows += [(f"key.{k}", v) for k, v in doc["key"].items()]
+    rows.append(("keystores", ", ".join(_entry(k, long=True) for k in doc["keystores"])))
     emit(state, doc, lambda: properties_table(title, rows))
+
+
+def _group(value: str) -> tuple[str, str]:
+    group, sep, kind = value.rpartition(":")
+    if not sep or not group or not kind:
+        raise click.BadParameter(f"{value!r} is not GROUP:TYPE, e.g. production:aws_kms", param_hint="--group")
+    return group, kind
 
 
 @click.group(name="template")
@@ -26,13 +43,23 @@ def template() -> None:
 @template.command(name="create")
 @click.option("--vault", required=True, help="Vault id or name.")
 @click.option("--name", required=True)
-@click.option("--keystore", "keystores", multiple=True, required=True, help="Keystore id or name (repeatable).")
+@click.option("--keystore", "keystores", multiple=True, help="Keystore id or name (repeatable).")
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="GROUP:TYPE",
+    help="Every connected keystore of this group and type, e.g. production:aws_kms (repeatable; UKO's keystores).",
+)
 @click.option("--algorithm", default="aes", show_default=True)
 @click.option("--size", type=int, default=256, show_default=True)
 @click.option("--naming-scheme", default="{label}", show_default=True, help="Name in keystores, e.g. 'PAY-{label}'.")
 @click.option(
     "--state", "initial_state", default="pre_active", show_default=True, type=click.Choice(["pre_active", "active"])
 )
+@click.option("--description", default="", help="Free text about the template.")
+@click.option("--activation-date", help="Keys planned to activate: ISO 8601 period after creation (P1Y) or date.")
+@click.option("--expiration-date", help="Keys planned to expire: ISO 8601 period after creation (P1Y) or date.")
 @with_backend
 async def create(
     state: CliState,
@@ -40,13 +67,29 @@ async def create(
     vault: str,
     name: str,
     keystores: tuple[str, ...],
+    groups: tuple[str, ...],
     algorithm: str,
     size: int,
     naming_scheme: str,
     initial_state: str,
+    description: str,
+    activation_date: str | None,
+    expiration_date: str | None,
 ) -> None:
-    """Create a key template."""
-    request = TemplateRequest(vault, name, keystores, algorithm, size, naming_scheme, initial_state)
+    """Create a key template: keys go to each --keystore and to every connected keystore of each --group."""
+    request = TemplateRequest(
+        vault,
+        name,
+        keystores,
+        algorithm,
+        size,
+        naming_scheme,
+        initial_state,
+        groups=tuple(_group(g) for g in groups),
+        description=description,
+        activation_date=activation_date,
+        expiration_date=expiration_date,
+    )
     created = await backend.create_template(request)
     _show(state, created, "template created")
 
@@ -62,9 +105,18 @@ async def list_(state: CliState, backend: Backend, vault: str | None) -> None:
         found,
         lambda: make_table(
             "templates",
-            ["id", "name", "algorithm", "size", "initial state", "keystores"],
+            ["id", "name", "state", "algorithm", "size", "initial state", "keys", "keystores"],
             [
-                (t["id"], t["name"], t["algorithm"], t["size"], t["initial_state"], ", ".join(_keystores(t)))
+                (
+                    t["id"],
+                    t["name"],
+                    t["state"],
+                    t["algorithm"],
+                    t["size"],
+                    t["initial_state"],
+                    t["keys_count"],
+                    ", ".join(_keystores(t)),
+                )
                 for t in found
             ],
         ),

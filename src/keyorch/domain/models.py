@@ -117,6 +117,25 @@ class Keystore:
         return self.status is KeystoreStatus.CONNECTED
 
 
+class TemplateState(StrEnum):
+    """UKO's template state: an archived template makes no new keys (its keys keep working)."""
+
+    UNARCHIVED = "unarchived"
+    ARCHIVED = "archived"
+
+
+#: UKO's template type for templates made by users (``shadow`` and ``system`` ones are UKO's own)
+USER_DEFINED = "user_defined"
+
+
+@dataclass(frozen=True)
+class GroupEntry:
+    """A distribution entry: every connected keystore of the vault in ``group`` with type ``type``."""
+
+    group: str
+    type: KeystoreType
+
+
 @dataclass(frozen=True)
 class KeyTemplate:
     id: str
@@ -125,11 +144,39 @@ class KeyTemplate:
     naming_scheme: str
     algorithm: str
     size: int
+    #: keystores named explicitly (keyorch's form of the distribution list)
     keystore_ids: tuple[str, ...]
     initial_state: KeyState
     created_at: datetime
     updated_at: datetime
     version: int = 1
+    description: str = ""
+    #: UKO's ``type`` list, e.g. ``("user_defined",)``
+    types: tuple[str, ...] = (USER_DEFINED,)
+    state: TemplateState = TemplateState.UNARCHIVED
+    #: UKO's key properties: when keys made from it are planned to activate and expire, as ISO 8601 periods
+    #: after the key's creation (``P1Y``) or dates (``2027-01-31``); None: not planned
+    activation_date: str | None = None
+    expiration_date: str | None = None
+    #: UKO's distribution list: keystore groups by type (any number of types: one key across clouds)
+    groups: tuple[GroupEntry, ...] = ()
+    #: the users who made it and last changed it (None: made before keyorch recorded them)
+    created_by: str | None = None
+    updated_by: str | None = None
+
+    @property
+    def archived(self) -> bool:
+        return self.state is TemplateState.ARCHIVED
+
+
+@dataclass(frozen=True)
+class TemplateFacts:
+    """What a template's answer shows beside its record: vault names, how many keys each template made, and
+    the keystores (by id, connected or not) its distribution names."""
+
+    vault_names: dict[str, str] = field(default_factory=dict)
+    keys_counts: dict[str, int] = field(default_factory=dict)
+    keystores: dict[str, Keystore] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -194,6 +241,9 @@ class ManagedKey:
     #: the users who made it and last changed it (None: made before keyorch recorded them)
     created_by: str | None = None
     updated_by: str | None = None
+    #: whether the key still has what its template gives keys (false once the template changed; see
+    #: ``update_from_template``)
+    template_aligned: bool = True
 
     @property
     def out_of_sync(self) -> bool:

@@ -23,6 +23,7 @@ from keyorch.domain.validation import (
     parse_initial_state,
     render_name,
 )
+from keyorch.service import templates
 from keyorch.service.context import Change, ServiceContext
 from keyorch.service.versions import check_version
 from keyorch.store.key_selection import RANGED, SORTABLE, Bound, KeySelection
@@ -55,19 +56,19 @@ async def create_key(
     async def body(tx: Transaction) -> tuple[ManagedKey, Change]:
         within = [(await tx.vault(vault)).id] if vault is not None else None
         tmpl = await tx.template(template, within)
+        templates.check_makes_keys(tmpl)
         if await tx.label_taken(tmpl.vault_id, label):
             raise Conflict(f"vault already has a key labelled {label!r}", target="label")
-        connected = [k for k in tmpl.keystore_ids if (await tx.keystore(k)).connected]
+        connected = [k.id for k in await templates.distribution(tx, tmpl)]
         if not connected:
             raise InvalidInput(
                 f"template {tmpl.name} lists no connected keystore to distribute keys to", target="template"
             )
         now = ctx.clock.now()
-        vault_name = (await tx.vault_by_id(tmpl.vault_id)).name
         key = ManagedKey(
             id=ctx.new_id(),
             label=label,
-            name=render_name(tmpl.naming_scheme, label, made_at=now, template=tmpl.name, vault=vault_name),
+            name=render_name(tmpl.naming_scheme, label),
             vault_id=tmpl.vault_id,
             template_id=tmpl.id,
             algorithm=tmpl.algorithm,

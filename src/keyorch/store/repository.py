@@ -338,6 +338,18 @@ class Transaction:
             stmt = stmt.where(templates.c.vault_id == vault_id)
         return [rows.template_from_row(r) for r in (await self.conn.execute(stmt)).mappings()]
 
+    async def template_key_counts(self, template_ids: Collection[str]) -> dict[str, int]:
+        """How many managed keys each of these templates made (one grouped query)."""
+        if not template_ids:
+            return {}
+        stmt = (
+            select(managed_keys.c.template_id, func.count())
+            .where(managed_keys.c.template_id.in_(sorted(template_ids)))
+            .group_by(managed_keys.c.template_id)
+        )
+        found = {str(template_id): int(n) for template_id, n in await self.conn.execute(stmt)}
+        return {t: found.get(t, 0) for t in template_ids}
+
     async def update_template(self, template: KeyTemplate, expected_version: int) -> KeyTemplate:
         version = await self._update_versioned(templates, template.id, expected_version, rows.template_to_row(template))
         return replace(template, version=version)

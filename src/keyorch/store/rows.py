@@ -11,6 +11,7 @@ from keyorch.domain.models import (
     CredentialsMode,
     DeletionAuthorization,
     DriftPolicy,
+    GroupEntry,
     Keystore,
     KeystoreStatus,
     KeystoreType,
@@ -21,6 +22,7 @@ from keyorch.domain.models import (
     Tag,
     Target,
     TargetStatus,
+    TemplateState,
     Vault,
 )
 from keyorch.domain.states import KeyState
@@ -101,6 +103,7 @@ def keystore_to_row(k: Keystore) -> dict[str, Any]:
 
 
 def template_from_row(row: Row) -> KeyTemplate:
+    groups = tuple(GroupEntry(g["group"], KeystoreType(g["type"])) for g in json.loads(row["keystore_groups"]))
     return KeyTemplate(
         id=row["id"],
         vault_id=row["vault_id"],
@@ -113,6 +116,14 @@ def template_from_row(row: Row) -> KeyTemplate:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],
+        description=row["description"],
+        types=tuple(json.loads(row["types"])),
+        state=TemplateState(row["state"]),
+        activation_date=row["activation_date"],
+        expiration_date=row["expiration_date"],
+        groups=groups,
+        created_by=row["created_by"],
+        updated_by=row["updated_by"],
     )
 
 
@@ -129,6 +140,14 @@ def template_to_row(t: KeyTemplate) -> dict[str, Any]:
         "created_at": t.created_at,
         "updated_at": t.updated_at,
         "version": t.version,
+        "description": t.description,
+        "types": json.dumps(list(t.types)),
+        "state": t.state.value,
+        "activation_date": t.activation_date,
+        "expiration_date": t.expiration_date,
+        "keystore_groups": json.dumps([{"group": g.group, "type": g.type.value} for g in t.groups]),
+        "created_by": t.created_by,
+        "updated_by": t.updated_by,
     }
 
 
@@ -195,6 +214,7 @@ def key_from_row(row: Row, targets: Iterable[Target]) -> ManagedKey:
         expiration_date=row["expiration_date"],
         created_by=row["created_by"],
         updated_by=row["updated_by"],
+        template_aligned=bool(row["template_aligned"]),
     )
 
 
@@ -215,6 +235,7 @@ def key_to_row(k: ManagedKey) -> dict[str, Any]:
         "deletion_authorization_expires_at": auth.expires_at if auth else None,
         "destroy_force": k.destroy_force,
         "generation": k.generation,
+        "template_aligned": k.template_aligned,
         "created_at": k.created_at,
         "updated_at": k.updated_at,
         "version": k.version,

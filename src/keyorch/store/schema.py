@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -100,6 +101,14 @@ templates = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("version", Integer, nullable=False),
+    Column("description", String(1024), nullable=False, server_default=""),
+    Column("types", Text, nullable=False, server_default='["user_defined"]'),  # JSON list (UKO's ``type``)
+    Column("state", String(16), nullable=False, server_default="unarchived"),
+    Column("activation_date", String(100), nullable=True),
+    Column("expiration_date", String(100), nullable=True),
+    Column("keystore_groups", Text, nullable=False, server_default="[]"),  # JSON list of {group, type}
+    Column("created_by", String(128), nullable=True),
+    Column("updated_by", String(128), nullable=True),
     UniqueConstraint("vault_id", "name", name="uq_templates_vault_name"),
 )
 
@@ -129,6 +138,7 @@ managed_keys = Table(
     Column("expiration_date", Date, nullable=True),
     Column("created_by", String(128), nullable=True),
     Column("updated_by", String(128), nullable=True),
+    Column("template_aligned", Boolean, nullable=False, server_default=true()),
     UniqueConstraint("vault_id", "label", name="uq_keys_vault_label"),
     Index("ix_keys_state", "state"),
 )
