@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 from keyorch.domain.models import DriftPolicy, KeystoreType
 from keyorch.domain.states import KeyState
 from keyorch.domain.uko import keystore_type_alias, state_alias
+from keyorch.domain.uko_keystores import ALL_UKO_BODY_FIELDS
 from keyorch.domain.validation import (
     LABEL_RE,
     MAX_DESCRIPTION,
@@ -30,6 +31,10 @@ from keyorch.providers.limits import MAX_CONCURRENCY_LIMIT
 
 _Ref = Field(min_length=1, max_length=256)
 _Setting = Field(default=None, min_length=1, max_length=2048)
+_Uko = Field(default=None, max_length=2048, description="UKO's field")
+_UkoSecret = Field(
+    default=None, min_length=1, max_length=8192, description="UKO's field: stored encrypted, never returned"
+)
 
 
 def _checked(regex: re.Pattern[str], description: str, **field: Any) -> Any:
@@ -79,6 +84,12 @@ class VaultUpdate(Body):
     recovery_key_label: str | None = _checked(LABEL_RE, _LABEL, default=None)
 
 
+class IdReference(Body):
+    """A reference by id, as UKO's bodies give one (``vault: {id}``)."""
+
+    id: str = _Ref
+
+
 class KeystoreFields(Body):
     """What connecting a keystore and changing one share: where it is, its TLS trust, its credentials."""
 
@@ -93,6 +104,48 @@ class KeystoreFields(Body):
     )
     credentials_from_environment: StrictBool = False
     ca_pem: str | None = Field(default=None, min_length=1, max_length=256 * 1024, description="PEM CA bundle")
+    # UKO's per-type fields (IBM's SDK: KeystoreCreationRequest/KeystoreUpdateRequest…), mapped onto keyorch's
+    # by keyorch.domain.uko_keystores; secrets among them are stored encrypted and never returned
+    aws_region: str | None = _Uko
+    aws_access_key_id: str | None = _Uko
+    aws_secret_access_key: str | None = _UkoSecret
+    google_location: str | None = Field(
+        default=None, min_length=1, max_length=2048, description="Cloud KMS location (UKO's field)"
+    )
+    azure_service_name: str | None = _Uko
+    azure_resource_group: str | None = _Uko
+    azure_location: str | None = _Uko
+    azure_service_principal_client_id: str | None = _Uko
+    azure_service_principal_password: str | None = _UkoSecret
+    azure_tenant: str | None = _Uko
+    azure_subscription_id: str | None = _Uko
+    azure_environment: str | None = _Uko
+    azure_authority_host: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="keyorch: the Azure AD authority (default: the cloud's own)",
+    )
+    google_credentials: str | None = Field(
+        default=None, min_length=1, max_length=96 * 1024, description="UKO: the service account's JSON key, base64"
+    )
+    google_project_id: str | None = _Uko
+    google_private_key_id: str | None = _Uko
+    google_key_ring: str | None = _Uko
+    ibm_variant: str | None = _Uko
+    ibm_api_endpoint: str | None = _Uko
+    ibm_iam_endpoint: str | None = _Uko
+    ibm_api_key: str | None = _UkoSecret
+    ibm_instance_id: str | None = _Uko
+    ibm_key_ring: str | None = _Uko
+
+    def uko_fields(self) -> dict[str, str | None]:
+        """UKO's per-type fields of the body (``google_location`` is keyorch's field of the same name)."""
+        return {name: getattr(self, name, None) for name in ALL_UKO_BODY_FIELDS}
+
+    def keyorch_fields(self) -> dict[str, Any]:
+        """keyorch's fields of the body that were given."""
+        return {name: getattr(self, name) for name in self.model_fields_set if name not in ALL_UKO_BODY_FIELDS}
 
 
 _GROUPS: Any = Field(
@@ -109,11 +162,12 @@ _LOCATION_TEXT = (
 class KeystoreConnect(KeystoreFields):
     """The fields of `keyorch keystore connect`; credentials inline (stored encrypted) or from the environment."""
 
-    vault: str = _Ref
-    name: str = _checked(NAME_RE, _NAME)
-    type: KeystoreType
+    vault: Annotated[str, _Ref] | IdReference = Field(description="the vault's id or name, or UKO's {id}")
+    name: str | None = _checked(NAME_RE, _NAME, default=None)
+    type: Annotated[KeystoreType, BeforeValidator(keystore_type_alias)] = Field(
+        description="the keystore type: UKO's names (aws_kms, azure_key_vault, google_kms, ibm_cloud_kms) or keyorch's"
+    )
     location: str | None = Field(default=None, max_length=2048, description=_LOCATION_TEXT)
-    google_location: str | None = Field(default=None, min_length=1, max_length=2048, description="Cloud KMS location")
     description: str = Field(default="", description=_DESCRIPTION)
     groups: list[str] = _GROUPS
     allow_insecure_http: StrictBool = False
@@ -137,9 +191,13 @@ class KeystoreConnect(KeystoreFields):
 
 
 class KeystoreUpdate(KeystoreFields):
-    """What `keyorch keystore update` changes; a field left out stays as it is. Moving the endpoint or the TLS
-    trust of a keystore with stored credentials needs them again (credentials)."""
+    """What `keyorch keystore update` changes, or UKO's KeystoreUpdateRequest of the keystore's type; a field left
+    out stays as it is. Moving the endpoint or the TLS trust of a keystore with stored credentials needs them again
+    (credentials). New credentials are tried on the keystore before they are saved."""
 
+    name: str | None = _checked(NAME_RE, _NAME, default=None)
+    description: str | None = Field(default=None, description=_DESCRIPTION)
+    groups: list[str] | None = Field(default=None, max_length=MAX_GROUPS, description="the keystore's groups (UKO)")
     allow_insecure_http: StrictBool | None = None
     drift_policy: DriftPolicy | None = None
 
@@ -199,12 +257,6 @@ class TemplateCreate(Body):
         description="UKO: the template's state (unarchived, archived); keyorch: the state keys start in "
         "(pre_active, active; UKO gives that as key.state)",
     )
-
-
-class IdReference(Body):
-    """A reference by id, as UKO's bodies give one (``vault: {id}``)."""
-
-    id: str = _Ref
 
 
 class TagBody(Body):

@@ -28,7 +28,7 @@ from keyorch.api.responses import Keystore as KeystoreDocument
 from keyorch.api.responses import KeystoreHealth, KeystoreList
 from keyorch.api.routing import PREFIX, Call, Route, linked_page
 from keyorch.credentials import MAX_CREDENTIALS_BYTES, parse_credentials
-from keyorch.domain import uko
+from keyorch.domain import uko, uko_keystores
 from keyorch.domain.errors import InvalidInput, KeyorchError
 from keyorch.domain.models import Keystore, KeystoreType
 from keyorch.domain.validation import check_name
@@ -94,23 +94,41 @@ def _one_kind_of_credentials(credentials: dict[str, Any] | None, from_environmen
         )
 
 
+def _uko_connection(
+    body: KeystoreFields, kind: KeystoreType, *, create: bool, kept: dict[str, str] | None = None
+) -> uko_keystores.UkoConnection:
+    """UKO's per-type fields of the body in keyorch's terms (:mod:`keyorch.domain.uko_keystores`)."""
+    return uko_keystores.from_uko(kind, body.uko_fields(), body.keyorch_fields(), create=create, kept_before=kept)
+
+
 def _connect_request(call: Call, body: KeystoreConnect, stack: ExitStack) -> ops.ConnectRequest:
     _one_kind_of_credentials(body.credentials, body.credentials_from_environment)
-    if body.credentials is None and not body.credentials_from_environment:
+    if body.type is KeystoreType.IBM_KEY_PROTECT and body.ibm_variant is not None:
+        uko.keystore_type("ibm_cloud_kms", ibm_variant=body.ibm_variant)  # another variant: refused naming it
+    given = _uko_connection(body, body.type, create=True)
+    credentials = given.credentials if given.credentials is not None else body.credentials
+    if credentials is None and not body.credentials_from_environment:
         raise InvalidInput(
-            "a keystore needs credentials: give credentials (an object, stored encrypted) or "
-            "credentials_from_environment: true (resolved at run time, nothing stored)",
+            "a keystore needs credentials: give credentials (an object, stored encrypted), UKO's credential fields "
+            "of its type, or credentials_from_environment: true (resolved at run time, nothing stored)",
             target="credentials",
         )
-    credentials_file, ca_file = _inline_files(call, body.type, body.credentials, body.ca_pem, stack)
+    name = body.name
+    if name is None and body.type is KeystoreType.AZURE_KEY_VAULT:
+        name = body.azure_service_name  # UKO's SDK makes an Azure keystore's name optional
+    if name is None:
+        raise InvalidInput("a keystore needs a name", target="name")
+    credentials_file, ca_file = _inline_files(call, body.type, credentials, body.ca_pem, stack)
+    connection = {**_connection(body), **given.connection}
     return ops.ConnectRequest(
-        vault=body.vault,
-        name=body.name,
+        vault=body.vault if isinstance(body.vault, str) else body.vault.id,
+        name=name,
         type=body.type.value,
-        **_connection(body),
-        google_location=body.google_location,
+        **connection,
+        google_location=given.google_location,
         description=body.description,
         groups=tuple(body.groups),
+        uko_fields=given.kept,
         credentials_file=credentials_file,
         credentials_from_environment=body.credentials_from_environment,
         allow_insecure_http=body.allow_insecure_http,
@@ -135,8 +153,9 @@ def _ca_pem_named() -> Iterator[None]:
 
 async def connect_keystore(call: Call) -> web.StreamResponse:
     body = call.parsed(KeystoreConnect, call.body)
-    vault = await call.vault(body.vault)
-    ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.connect", "keystore", body.name)
+    vault = await call.vault(body.vault if isinstance(body.vault, str) else body.vault.id)
+    named = body.name if body.name is not None else body.azure_service_name
+    ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.connect", "keystore", named)
     with ExitStack() as stack, _ca_pem_named():
         keystore = await ops.connect_keystore(ctx, _connect_request(call, body, stack))
     return call.answer(

@@ -190,6 +190,8 @@ UKO_SETTINGS = "uko"
 UKO_KEPT_FIELDS: dict[KeystoreType, tuple[str, ...]] = {
     KeystoreType.AWS_KMS: (),
     KeystoreType.AZURE_KEY_VAULT: (
+        "azure_service_name",
+        "azure_environment",
         "azure_resource_group",
         "azure_location",
         "azure_subscription_id",
@@ -309,8 +311,8 @@ def uko_keystore_fields(kind: KeystoreType, settings: Mapping[str, Any], endpoin
             url = endpoint or ""
             doc["azure_service_name"] = (urlsplit(url).hostname or "").split(".")[0]
             doc["azure_environment"] = azure_environment(url)
-            for name in UKO_KEPT_FIELDS[kind]:
-                doc[name] = str(kept.get(name, ""))
+            for name in UKO_KEPT_FIELDS[kind]:  # as given, where it was (a UKO body's service name and cloud)
+                doc[name] = str(kept.get(name) or doc.get(name, ""))
             if not doc["azure_location"]:  # an enum in UKO: not known (keyorch's own body has no field for it)
                 del doc["azure_location"]
         case KeystoreType.GOOGLE_KMS:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import string
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -194,21 +193,61 @@ def parse_initial_state(value: str) -> KeyState:
     return parse_state("state", value, INITIAL_STATES)
 
 
-def check_naming_scheme(scheme: str) -> str:
-    check_text("naming scheme", scheme)
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(scheme) if f is not None]
-    except ValueError as exc:
-        raise InvalidInput(f"naming scheme {scheme!r} is not valid: {exc}", target="naming_scheme") from None
-    unknown = [f for f in fields if f != "label"]
-    if unknown or not fields:
-        raise InvalidInput(
-            f"naming scheme {scheme!r} is not valid: it must contain {{label}} and no other placeholder "
-            f"(found: {', '.join('{' + f + '}' for f in fields) or 'none'})",
+#: The placeholders a template's naming scheme may hold, each written ``{name}`` (keyorch's form) or ``<name>`` (the
+#: angle-bracket form of UKO's console), and what each stands for. A scheme holds ``label`` at least once, so two
+#: keys of one template never share a name; the others are fixed when the key is made (its name never changes).
+NAMING_PLACEHOLDERS: dict[str, str] = {
+    "label": "the key's label",
+    "template": "the template's name",
+    "vault": "the vault's name",
+    "date": "the day the key is made, YYYYMMDD (UTC)",
+    "time": "the time the key is made, HHMMSS (UTC)",
+}
+MAX_NAMING_SCHEME = 96
+_PLACEHOLDER_RE = re.compile(r"\{([^{}<>]*)\}|<([^{}<>]*)>")
+
+
+def _scheme_parts(scheme: str) -> list[tuple[str, bool]]:
+    """A naming scheme as (text, is_placeholder) parts; InvalidInput naming what is wrong and what is allowed."""
+    others = ", ".join(f"{{{name}}}" for name in NAMING_PLACEHOLDERS if name != "label")
+
+    def refuse(why: str) -> InvalidInput:
+        return InvalidInput(
+            f"naming_scheme {shown(scheme)} is not valid: {why}; write text with the placeholders {{label}} "
+            f"(required) and {others}, each as {{name}} or <name>",
             target="naming_scheme",
         )
-    if len(scheme) > 96:
-        raise InvalidInput(f"naming scheme {scheme!r} is too long: at most 96 characters", target="naming_scheme")
+
+    parts: list[tuple[str, bool]] = []
+    at = 0
+    for match in _PLACEHOLDER_RE.finditer(scheme):
+        parts.append((scheme[at : match.start()], False))
+        name = match.group(1) if match.group(1) is not None else match.group(2)
+        if name not in NAMING_PLACEHOLDERS:
+            raise refuse(f"{shown(match.group(0))} is not a placeholder")
+        parts.append((name, True))
+        at = match.end()
+    parts.append((scheme[at:], False))
+    for text, placeholder in parts:
+        bad = next((c for c in text if c in "{}<>"), None) if not placeholder else None
+        if bad is not None:
+            raise refuse(f"{bad!r} outside a placeholder")
+    if ("label", True) not in parts:
+        raise refuse("it holds no {label}")
+    return [(text, placeholder) for text, placeholder in parts if text or placeholder]
+
+
+def check_naming_scheme(scheme: str) -> str:
+    """A template's naming scheme: text and placeholders (:data:`NAMING_PLACEHOLDERS`), ``{label}`` at least once,
+    at most MAX_NAMING_SCHEME characters, no control characters."""
+    check_text("naming_scheme", scheme)
+    if len(scheme) > MAX_NAMING_SCHEME:
+        raise InvalidInput(
+            f"naming_scheme {shown(scheme)} is too long: at most {MAX_NAMING_SCHEME} characters", target="naming_scheme"
+        )
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in scheme):
+        raise InvalidInput(f"naming_scheme {shown(scheme)} holds a control character", target="naming_scheme")
+    _scheme_parts(scheme)
     return scheme
 
 
@@ -236,8 +275,17 @@ def check_key_date(field: str, value: str) -> str:
     )
 
 
-def render_name(scheme: str, label: str) -> str:
-    return scheme.format(label=label)
+def render_name(scheme: str, label: str, *, made_at: datetime, template: str = "", vault: str = "") -> str:
+    """The name a key made at ``made_at`` gets from its template's naming scheme (checked by check_naming_scheme)."""
+    when = made_at
+    values = {
+        "label": label,
+        "template": template,
+        "vault": vault,
+        "date": when.astimezone(UTC).strftime("%Y%m%d"),
+        "time": when.astimezone(UTC).strftime("%H%M%S"),
+    }
+    return "".join(values[text] if placeholder else text for text, placeholder in _scheme_parts(scheme))
 
 
 def check_algorithm(algorithm: str, size: int, keystore_types: Mapping[str, KeystoreType]) -> tuple[str, int]:

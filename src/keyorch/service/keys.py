@@ -65,10 +65,11 @@ async def create_key(
                 f"template {tmpl.name} lists no connected keystore to distribute keys to", target="template"
             )
         now = ctx.clock.now()
+        vault_name = (await tx.vault_by_id(tmpl.vault_id)).name
         key = ManagedKey(
             id=ctx.new_id(),
             label=label,
-            name=render_name(tmpl.naming_scheme, label),
+            name=render_name(tmpl.naming_scheme, label, made_at=now, template=tmpl.name, vault=vault_name),
             vault_id=tmpl.vault_id,
             template_id=tmpl.id,
             algorithm=tmpl.algorithm,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import string
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,17 +32,6 @@ from keyorch.store.repository import Transaction
 
 #: the template types a user may give (UKO makes ``shadow`` and ``system`` templates itself)
 TEMPLATE_TYPES = (USER_DEFINED,)
-
-
-def _check_plain_placeholders(scheme: str) -> None:
-    """``{label:>99999999}`` would render a 100 MB key name, ``{label!r}`` adds quotes: only plain ``{label}``."""
-    for _, field, spec, conversion in string.Formatter().parse(scheme):
-        if field is not None and (spec or conversion):
-            raise InvalidInput(
-                f"naming scheme {scheme!r} is not valid: write the placeholder as plain {{label}}, "
-                "without a conversion (!r) or format spec (:…)",
-                target="naming_scheme",
-            )
 
 
 def group_entries(entries: Sequence[tuple[str, str]]) -> tuple[GroupEntry, ...]:
@@ -119,7 +107,6 @@ async def create_template(
     keystore of the vault in a group entry (``groups``: UKO's ``keystores[{group, type}]``)."""
     check_name("template name", name)
     check_naming_scheme(naming_scheme)
-    _check_plain_placeholders(naming_scheme)
     check_description("description", description)
     _check_dates(activation_date, expiration_date)
     initial = parse_initial_state(state)

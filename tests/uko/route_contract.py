@@ -1,0 +1,392 @@
+"""Drive every route of ``keyorch serve`` (a real subprocess) over the four fakes and record every answer, for
+tests/uko/test_contract_routes.py to check against the UKO SDK's models.
+
+:func:`drive` runs one daemon on the given database: a scenario that reaches each route's success (vaults,
+keystores of the four fakes, templates, keys through their lifecycle, dual authorization, removal, the
+reconciler's routes, pagers walked by ``next.href``), then, from the route table, the errors every route can
+answer (no token, an unknown query parameter, an unknown id, a missing or stale If-Match, a body that is not
+JSON, not sent as JSON, or with an unknown field, a method the path does not serve). Each answer is kept as
+an :class:`Exchange` under the route's templated path, so checks never depend on how a test reached it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from keyorch.api.app import ROUTES
+from keyorch.api.routing import Route as ApiRoute
+from tests.daemon.harness import ADMIN_TOKEN, API, DaemonProcess, connect_body, eventually, write_config
+from tests.e2e.harness import start_world_fakes
+
+#: a route as (method, path below /api/v4), e.g. ("GET", "/vaults/{id}")
+RouteKey = tuple[str, str]
+
+SECOND_ADMIN = "admin2"
+SECOND_ADMIN_TOKEN = "contract-second-admin-token-0123456789"
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+#: the status each case of the error battery must answer (so each reaches the error it means to)
+BATTERY_STATUS = {
+    "no token": 401,
+    "unknown query parameter": 400,
+    "unknown id": 404,
+    "no If-Match": 428,
+    "stale If-Match": 412,
+    "not JSON": 400,
+    "not sent as JSON": 415,
+    "unknown field": 400,
+    "method not allowed": 405,
+    "no such file": 404,
+}
+#: list route → the field its items are in
+LIST_FIELDS: dict[RouteKey, str] = {
+    ("GET", "/vaults"): "vaults",
+    ("GET", "/keystores"): "keystores",
+    ("GET", "/templates"): "templates",
+    ("GET", "/managed_keys"): "managed_keys",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Exchange:
+    """One request and its answer: ``doc`` is the parsed JSON body (None: no body; a str: not JSON)."""
+
+    route: RouteKey
+    case: str
+    method: str
+    url: str
+    status: int
+    doc: Any
+    content_type: str
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.url} ({self.case}) -> {self.status}"
+
+
+@dataclass
+class Driven:
+    """What one daemon answered: every exchange, and each list's items as walked by next.href."""
+
+    backend: str
+    exchanges: list[Exchange] = field(default_factory=list)
+    #: list route → (ids on one big page, ids in the order the pager walk met them)
+    walks: dict[RouteKey, tuple[list[str], list[str]]] = field(default_factory=dict)
+
+    def of(self, route: RouteKey) -> list[Exchange]:
+        return [e for e in self.exchanges if e.route == route]
+
+
+class Recorder:
+    """An aiohttp client of the daemon's API that records every answer as an Exchange."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, driven: Driven) -> None:
+        self.session = session
+        self.base = base
+        self.driven = driven
+        #: the last ETag answered for each object id
+        self.etags: dict[str, str] = {}
+
+    async def call(
+        self,
+        method: str,
+        route: str,
+        ident: str | None = None,
+        *,
+        case: str = "success",
+        json_body: Any = None,
+        data: str | None = None,
+        content_type: str | None = None,
+        if_match: str | None = None,
+        query: str = "",
+        token: str | None = ADMIN_TOKEN,
+        url: str | None = None,
+        as_route: RouteKey | None = None,
+    ) -> Exchange:
+        """``route`` is the templated path ("/vaults/{id}"), ``ident`` what replaces {id}; ``url`` (a path the
+        API gave, e.g. a next.href) is requested instead, recorded under ``as_route``."""
+        path = route.replace("{id}", ident) if ident is not None else route
+        target = url if url is not None else API + path + (f"?{query}" if query else "")
+        headers: dict[str, str] = {}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        async with self.session.request(method, self.base + target, json=json_body, data=data, headers=headers) as resp:
+            raw = await resp.read()
+            doc: Any = None
+            if raw:
+                text = raw.decode("utf-8", errors="replace")
+                try:
+                    doc = json.loads(text) if resp.content_type.endswith("json") else text
+                except json.JSONDecodeError:
+                    doc = text
+            exchange = Exchange(as_route or (method, route), case, method, target, resp.status, doc, resp.content_type)
+            if resp.headers.get("ETag"):
+                self.etags[doc["id"] if isinstance(doc, dict) and "id" in doc else target] = resp.headers["ETag"]
+        self.driven.exchanges.append(exchange)
+        return exchange
+
+    async def ok(self, method: str, route: str, ident: str | None = None, **kwargs: Any) -> Any:
+        """The document of a call that must succeed (the scenario cannot go on otherwise)."""
+        exchange = await self.call(method, route, ident, **kwargs)
+        assert 200 <= exchange.status < 300, f"{exchange}: {exchange.doc}"
+        return exchange.doc
+
+    async def etag(self, route: str, ident: str) -> str:
+        """The object's current ETag, from a GET (recorded like any other answer)."""
+        exchange = await self.call("GET", route, ident)
+        assert exchange.status == 200, f"{exchange}: {exchange.doc}"
+        return self.etags[ident]
+
+
+def _in_sync(doc: Any, state: str) -> bool:
+    targets = doc.get("targets") or []
+    return (
+        bool(targets)
+        and all(t["sync_flag"] == "in_sync" for t in targets)
+        and (state != "active" or all(t["status"] == "active" for t in targets))
+    )
+
+
+async def drive(backend: str, db_url: str, workdir: Path) -> Driven:
+    """Start the fakes and one daemon on ``db_url``, run the scenario and the error battery, stop them all."""
+    driven = Driven(backend)
+    cluster, credentials, _ = await start_world_fakes(workdir)
+    daemon: DaemonProcess | None = None
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+    try:
+        config = write_config(
+            workdir / "keyorch.yaml",
+            db_url,
+            users={SECOND_ADMIN: (SECOND_ADMIN_TOKEN, {"*": "vault_administrator"})},
+        )
+        daemon = await DaemonProcess.start(workdir, config)
+        base = daemon.url
+
+        async def ready() -> bool | None:
+            try:
+                async with session.get(base + "/readyz") as resp:
+                    return True if resp.status == 200 else None
+            except aiohttp.ClientError:
+                return None
+
+        await eventually(ready, 30, "/readyz 200")
+        client = Recorder(session, daemon.url, driven)
+        live = await _scenario(client, cluster.running, credentials, driven)
+        await _error_battery(client, live)
+    finally:
+        await session.close()
+        if daemon is not None:
+            await daemon.kill()
+        await cluster.stop()
+    return driven
+
+
+async def _scenario(
+    c: Recorder, running: dict[str, Any], credentials: dict[str, Path], driven: Driven
+) -> dict[str, str]:
+    """Reach every route's success; for each templated path, the id of an object still there afterwards (for
+    the error battery)."""
+    main = (await c.ok("POST", "/vaults", json_body={"name": "main", "description": "contract test"}))["id"]
+    dual = (await c.ok("POST", "/vaults", json_body={"name": "dual", "dual_auth": True, "recovery_key_label": "rk-1"}))[
+        "id"
+    ]
+    await c.ok("POST", "/vaults", json_body={"name": "third"})
+    spare = (await c.ok("POST", "/vaults", json_body={"name": "spare"}))["id"]
+    await c.ok("GET", "/vaults")
+    await c.ok(
+        "PATCH", "/vaults/{id}", main, json_body={"description": "changed"}, if_match=await c.etag("/vaults/{id}", main)
+    )
+    await c.ok("DELETE", "/vaults/{id}", spare, if_match=await c.etag("/vaults/{id}", spare))
+
+    stores: dict[str, str] = {}
+    for kind, fake in running.items():
+        body = {**connect_body(main, kind, kind, fake, credentials[kind]), "groups": ["production"]}
+        stores[kind] = (await c.ok("POST", "/keystores", json_body={**body, "description": f"the {kind} fake"}))["id"]
+    aws = next(k for k in running if k.startswith("aws"))
+    dual_store = (
+        await c.ok("POST", "/keystores", json_body=connect_body(dual, "dual-aws", aws, running[aws], credentials[aws]))
+    )["id"]
+    extra = (
+        await c.ok("POST", "/keystores", json_body=connect_body(main, "extra", aws, running[aws], credentials[aws]))
+    )["id"]
+    await c.ok("GET", "/keystores")
+    for ident in [*stores.values(), dual_store, extra]:
+        await c.ok("GET", "/keystores/{id}", ident)
+        await c.ok("GET", "/keystores/{id}/status", ident)
+    await c.ok(
+        "PATCH",
+        "/keystores/{id}",
+        extra,
+        json_body={"drift_policy": "remediate"},
+        if_match=await c.etag("/keystores/{id}", extra),
+    )
+    await c.ok("DELETE", "/keystores/{id}", extra, if_match=await c.etag("/keystores/{id}", extra))
+
+    body = {"vault": main, "name": "everywhere", "keystores": list(stores.values()), "naming_scheme": "C-{label}"}
+    template = (await c.ok("POST", "/templates", json_body=body))["id"]
+    dual_template = (
+        await c.ok("POST", "/templates", json_body={"vault": dual, "name": "dual", "keystores": [dual_store]})
+    )["id"]
+    await c.ok("POST", "/templates", json_body={**body, "name": "another"})
+    await c.ok("GET", "/templates")
+    await c.ok("GET", "/templates/{id}", template)
+
+    tags = [{"name": "env", "value": "contract"}]
+    keys = [
+        (await c.ok("POST", "/managed_keys", json_body={"template": template, "label": f"key-{i}", "tags": tags}))["id"]
+        for i in range(5)
+    ]
+    await c.ok("GET", "/managed_keys")
+    await c.ok(
+        "PATCH",
+        "/managed_keys/{id}",
+        keys[0],
+        json_body={"description": "changed"},
+        if_match=await c.etag("/managed_keys/{id}", keys[0]),
+    )
+
+    async def settled(key: str, state: str) -> Any:
+        async def check() -> Any:
+            exchange = await c.call("GET", "/managed_keys/{id}", key, case="poll")
+            return exchange.doc if exchange.status == 200 and _in_sync(exchange.doc, state) else None
+
+        return await eventually(check, 60, f"key {key} {state} and in sync in every keystore")
+
+    for key in keys[:2]:
+        await c.ok("POST", "/managed_keys/{id}/activate", key, if_match=await c.etag("/managed_keys/{id}", key))
+    await settled(keys[0], "active")
+    await c.ok("GET", "/managed_keys/{id}/status_in_keystores", keys[0])
+    await c.ok("POST", "/managed_keys/{id}/sync_status_in_keystores", keys[0])
+    await settled(keys[1], "active")
+    await c.ok("POST", "/managed_keys/{id}/compromise", keys[1], if_match=await c.etag("/managed_keys/{id}", keys[1]))
+    # refused by the lifecycle: a compromised key is never activated again
+    refused = await c.call(
+        "POST",
+        "/managed_keys/{id}/activate",
+        keys[1],
+        case="compromised",
+        if_match=await c.etag("/managed_keys/{id}", keys[1]),
+    )
+    assert refused.status == 409, refused
+    await c.ok("POST", "/managed_keys/{id}/deactivate", keys[0], if_match=await c.etag("/managed_keys/{id}", keys[0]))
+    # refused while a key it holds is deactivated, not destroyed
+    refused = await c.call(
+        "DELETE",
+        "/keystores/{id}",
+        stores[aws],
+        case="holds keys",
+        if_match=await c.etag("/keystores/{id}", stores[aws]),
+    )
+    assert refused.status == 409, refused
+
+    await settled(keys[2], "pre_active")
+    await c.ok("POST", "/managed_keys/{id}/destroy", keys[2], if_match=await c.etag("/managed_keys/{id}", keys[2]))
+
+    async def removed() -> bool | None:
+        exchange = await c.call(
+            "DELETE", "/managed_keys/{id}", keys[2], case="remove", if_match=await c.etag("/managed_keys/{id}", keys[2])
+        )
+        assert exchange.status in (204, 409), exchange
+        return True if exchange.status == 204 else None
+
+    await eventually(removed, 60, "the destroyed key removed once every keystore confirmed it")
+
+    dual_key = (await c.ok("POST", "/managed_keys", json_body={"template": dual_template, "label": "dual-key"}))["id"]
+    await c.ok(
+        "POST", "/managed_keys/{id}/authorize_deletion", dual_key, if_match=await c.etag("/managed_keys/{id}", dual_key)
+    )
+    await c.ok(
+        "POST",
+        "/managed_keys/{id}/withdraw_authorization",
+        dual_key,
+        if_match=await c.etag("/managed_keys/{id}", dual_key),
+    )
+
+    await c.ok("POST", "/reconcile")
+    await c.ok("POST", "/plan", json_body={"keys": [keys[0]]})
+    await c.ok("GET", "/audit_records", query="limit=20")
+    await c.ok("GET", "/audit_chain")
+    await c.ok("GET", "/openapi.json", token=None)
+    await c.ok("GET", "/docs", token=None)
+    await c.ok("GET", "/docs/static/{name}", url=API + "/docs/static/docs.js", token=None)
+
+    for route, name in LIST_FIELDS.items():
+        driven.walks[route] = await _walk(c, route, name)
+
+    return {
+        "/vaults/{id}": main,
+        "/keystores/{id}": stores[aws],
+        "/keystores/{id}/status": stores[aws],
+        "/templates/{id}": template,
+        "/managed_keys/{id}": keys[0],
+        **{"/managed_keys/{id}/" + action: keys[0] for action in _KEY_ACTIONS},
+    }
+
+
+_KEY_ACTIONS = (
+    "status_in_keystores",
+    "activate",
+    "deactivate",
+    "compromise",
+    "destroy",
+    "authorize_deletion",
+    "withdraw_authorization",
+    "sync_status_in_keystores",
+)
+
+
+async def _walk(c: Recorder, route: RouteKey, name: str) -> tuple[list[str], list[str]]:
+    """Every id of one big page, and the ids met walking ``next.href`` from a first page of 2."""
+    everything = await c.ok(route[0], route[1], query="limit=1000", case="whole list")
+    expected = [item["id"] for item in everything[name]]
+    walked: list[str] = []
+    doc = await c.ok(route[0], route[1], query="limit=2", case="first page")
+    for _ in range(len(expected) + 2):
+        walked += [item["id"] for item in doc[name]]
+        if "next" not in doc:
+            break
+        doc = await c.ok(route[0], route[1], url=doc["next"]["href"], as_route=route, case="next page")
+    return expected, walked
+
+
+async def _error_battery(c: Recorder, live: dict[str, str]) -> None:
+    """The errors every route of the table can answer, from its own description (ROUTES)."""
+    for route in ROUTES:
+        ident = live.get(route.path) if "{id}" in route.path else None
+        await _route_errors(c, route, ident)
+    documents = {"/openapi.json": "/openapi.json", "/docs": "/docs", "/docs/static/{name}": "/docs/static/docs.js"}
+    for document, path in documents.items():
+        await c.call(
+            "DELETE", document, url=API + path, case="method not allowed", token=None, as_route=("GET", document)
+        )
+    missing = API + "/docs/static/no-such-file.js"
+    await c.call("GET", "/docs/static/{name}", url=missing, case="no such file", token=None)
+
+
+async def _route_errors(c: Recorder, route: ApiRoute, ident: str | None) -> None:
+    method, path = route.method, route.path
+    if "{id}" in path:
+        assert ident is not None, f"no live object for {method} {path}: add it to the scenario's ids"
+    sent_body: dict[str, Any] = {"json_body": {}} if route.body is not None else {}
+    if route.permission is not None:
+        await c.call(method, path, ident, case="no token", token=None, **sent_body)
+    await c.call(method, path, ident, case="unknown query parameter", query="no_such_parameter=1", **sent_body)
+    if "{id}" in path:
+        await c.call(method, path, UNKNOWN_ID, case="unknown id", if_match=f'"{UNKNOWN_ID}:1"', **sent_body)
+    if route.if_match:
+        assert ident is not None
+        await c.call(method, path, ident, case="no If-Match", **sent_body)
+        await c.call(method, path, ident, case="stale If-Match", if_match=f'"{ident}:0"', **sent_body)
+    if route.body is not None:
+        tag = c.etags.get(ident) if ident is not None and route.if_match else None
+        await c.call(method, path, ident, case="not JSON", data="{", content_type="application/json", if_match=tag)
+        await c.call(method, path, ident, case="not sent as JSON", data="{}", content_type="text/plain", if_match=tag)
+        await c.call(method, path, ident, case="unknown field", json_body={"no_such_field": 1}, if_match=tag)
+    await c.call("PUT", path, ident, case="method not allowed", as_route=(method, path))
