@@ -49,6 +49,13 @@ LIST_FIELDS: dict[RouteKey, str] = {
     ("GET", "/templates"): "templates",
     ("GET", "/managed_keys"): "managed_keys",
 }
+#: the pager walks: each list unfiltered, and the lists of one vault (the filter must ride along in next.href)
+WALKS: tuple[tuple[RouteKey, str], ...] = (
+    *((route, "") for route in LIST_FIELDS),
+    (("GET", "/managed_keys"), "vault=main"),
+    (("GET", "/keystores"), "vault=main"),
+    (("GET", "/templates"), "vault=main"),
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,14 +74,25 @@ class Exchange:
         return f"{self.method} {self.url} ({self.case}) -> {self.status}"
 
 
+@dataclass(frozen=True)
+class Walk:
+    """A list walked by ``next.href``: the ids its filter selects (one big page), those the walk met in order,
+    how many pages it took, and the ids of the unfiltered list that the filter leaves out."""
+
+    expected: list[str]
+    walked: list[str]
+    pages: int
+    others: list[str]
+
+
 @dataclass
 class Driven:
     """What one daemon answered: every exchange, and each list's items as walked by next.href."""
 
     backend: str
     exchanges: list[Exchange] = field(default_factory=list)
-    #: list route → (ids on one big page, ids in the order the pager walk met them)
-    walks: dict[RouteKey, tuple[list[str], list[str]]] = field(default_factory=dict)
+    #: (list route, filter) → its pager walk
+    walks: dict[tuple[RouteKey, str], Walk] = field(default_factory=dict)
 
     def of(self, route: RouteKey) -> list[Exchange]:
         return [e for e in self.exchanges if e.route == route]
@@ -178,8 +196,12 @@ async def drive(backend: str, db_url: str, workdir: Path) -> Driven:
 
         await eventually(ready, 30, "/readyz 200")
         client = Recorder(session, daemon.url, driven)
-        live = await _scenario(client, cluster.running, credentials, driven)
-        await _error_battery(client, live)
+        try:
+            live = await _scenario(client, cluster.running, credentials, driven)
+            await _error_battery(client, live)
+        except AssertionError as exc:
+            failures = [r for r in daemon.logs() if r.get("level") in ("error", "critical")]
+            raise AssertionError(f"{exc}\nthe daemon's errors: {json.dumps(failures, indent=1)[-6000:]}") from None
     finally:
         await session.close()
         if daemon is not None:
@@ -241,8 +263,10 @@ async def _scenario(
     tags = [{"name": "env", "value": "contract"}]
     keys = [
         (await c.ok("POST", "/managed_keys", json_body={"template": template, "label": f"key-{i}", "tags": tags}))["id"]
-        for i in range(5)
+        for i in range(4)
     ]
+    uko_body = {"template_name": "everywhere", "vault": {"id": main}, "label": "key-4", "description": "UKO's body"}
+    keys.append((await c.ok("POST", "/managed_keys", json_body={**uko_body, "tags": tags}))["id"])
     await c.ok("GET", "/managed_keys")
     await c.ok(
         "PATCH",
@@ -250,6 +274,10 @@ async def _scenario(
         keys[0],
         json_body={"description": "changed"},
         if_match=await c.etag("/managed_keys/{id}", keys[0]),
+    )
+    dates = {"activation_date": "2027-01-01", "expiration_date": "2030-12-31", "tags": []}
+    await c.ok(
+        "PATCH", "/managed_keys/{id}", keys[3], json_body=dates, if_match=await c.etag("/managed_keys/{id}", keys[3])
     )
 
     async def settled(key: str, state: str) -> Any:
@@ -275,6 +303,8 @@ async def _scenario(
         if_match=await c.etag("/managed_keys/{id}", keys[1]),
     )
     assert refused.status == 409, refused
+    # destroyed_compromised
+    await c.ok("POST", "/managed_keys/{id}/destroy", keys[1], if_match=await c.etag("/managed_keys/{id}", keys[1]))
     await c.ok("POST", "/managed_keys/{id}/deactivate", keys[0], if_match=await c.etag("/managed_keys/{id}", keys[0]))
     # refused while a key it holds is deactivated, not destroyed
     refused = await c.call(
@@ -317,49 +347,36 @@ async def _scenario(
     await c.ok("GET", "/docs", token=None)
     await c.ok("GET", "/docs/static/{name}", url=API + "/docs/static/docs.js", token=None)
 
-    for route, name in LIST_FIELDS.items():
-        driven.walks[route] = await _walk(c, route, name)
+    for route, query in WALKS:
+        driven.walks[(route, query)] = await _walk(c, route, query)
 
-    return {
-        "/vaults/{id}": main,
-        "/keystores/{id}": stores[aws],
-        "/keystores/{id}/status": stores[aws],
-        "/templates/{id}": template,
-        "/managed_keys/{id}": keys[0],
-        **{"/managed_keys/{id}/" + action: keys[0] for action in _KEY_ACTIONS},
-    }
+    return {"vaults": main, "keystores": stores[aws], "templates": template, "managed_keys": keys[0]}
 
 
-_KEY_ACTIONS = (
-    "status_in_keystores",
-    "activate",
-    "deactivate",
-    "compromise",
-    "destroy",
-    "authorize_deletion",
-    "withdraw_authorization",
-    "sync_status_in_keystores",
-)
-
-
-async def _walk(c: Recorder, route: RouteKey, name: str) -> tuple[list[str], list[str]]:
-    """Every id of one big page, and the ids met walking ``next.href`` from a first page of 2."""
-    everything = await c.ok(route[0], route[1], query="limit=1000", case="whole list")
-    expected = [item["id"] for item in everything[name]]
+async def _walk(c: Recorder, route: RouteKey, query: str) -> Walk:
+    """A pager walk: from a first page of 2 (with ``query``'s filter), ``next.href`` to the last page."""
+    name = LIST_FIELDS[route]
+    everything = await c.ok(*route, query="limit=1000", case="whole list")
+    selected = await c.ok(*route, query=f"{query}&limit=1000" if query else "limit=1000", case="whole list")
+    expected = [item["id"] for item in selected[name]]
     walked: list[str] = []
-    doc = await c.ok(route[0], route[1], query="limit=2", case="first page")
+    doc = await c.ok(*route, query=f"{query}&limit=2" if query else "limit=2", case="first page")
+    pages = 1
     for _ in range(len(expected) + 2):
         walked += [item["id"] for item in doc[name]]
         if "next" not in doc:
             break
-        doc = await c.ok(route[0], route[1], url=doc["next"]["href"], as_route=route, case="next page")
-    return expected, walked
+        doc = await c.ok(*route, url=doc["next"]["href"], as_route=route, case="next page")
+        pages += 1
+    others = [item["id"] for item in everything[name] if item["id"] not in expected]
+    return Walk(expected, walked, pages, others)
 
 
 async def _error_battery(c: Recorder, live: dict[str, str]) -> None:
-    """The errors every route of the table can answer, from its own description (ROUTES)."""
+    """The errors every route of the table can answer, from its own description (ROUTES); ``live``: an object
+    of each kind (the path's first part) that the scenario left in place."""
     for route in ROUTES:
-        ident = live.get(route.path) if "{id}" in route.path else None
+        ident = live.get(route.path.split("/")[1]) if "{id}" in route.path else None
         await _route_errors(c, route, ident)
     documents = {"/openapi.json": "/openapi.json", "/docs": "/docs", "/docs/static/{name}": "/docs/static/docs.js"}
     for document, path in documents.items():
@@ -371,21 +388,21 @@ async def _error_battery(c: Recorder, live: dict[str, str]) -> None:
 
 
 async def _route_errors(c: Recorder, route: ApiRoute, ident: str | None) -> None:
+    """A route of a kind of object the scenario left none of gets only the cases that need no live object."""
     method, path = route.method, route.path
-    if "{id}" in path:
-        assert ident is not None, f"no live object for {method} {path}: add it to the scenario's ids"
+    known = ident is not None or "{id}" not in path
+    ident = ident if known else UNKNOWN_ID
     sent_body: dict[str, Any] = {"json_body": {}} if route.body is not None else {}
     if route.permission is not None:
         await c.call(method, path, ident, case="no token", token=None, **sent_body)
     await c.call(method, path, ident, case="unknown query parameter", query="no_such_parameter=1", **sent_body)
     if "{id}" in path:
         await c.call(method, path, UNKNOWN_ID, case="unknown id", if_match=f'"{UNKNOWN_ID}:1"', **sent_body)
-    if route.if_match:
-        assert ident is not None
+    if route.if_match and known:
         await c.call(method, path, ident, case="no If-Match", **sent_body)
         await c.call(method, path, ident, case="stale If-Match", if_match=f'"{ident}:0"', **sent_body)
     if route.body is not None:
-        tag = c.etags.get(ident) if ident is not None and route.if_match else None
+        tag = c.etags.get(ident) if known and route.if_match else None
         await c.call(method, path, ident, case="not JSON", data="{", content_type="application/json", if_match=tag)
         await c.call(method, path, ident, case="not sent as JSON", data="{}", content_type="text/plain", if_match=tag)
         await c.call(method, path, ident, case="unknown field", json_body={"no_such_field": 1}, if_match=tag)

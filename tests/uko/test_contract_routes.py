@@ -24,7 +24,7 @@ from keyorch.settings import ApiSettings
 from keyorch.store.repository import Store
 from tests.conftest import fresh_postgres_database, postgres_admin_url
 from tests.uko.contract import schemas, violations
-from tests.uko.route_contract import BATTERY_STATUS, LIST_FIELDS, Driven, Exchange, RouteKey, drive
+from tests.uko.route_contract import BATTERY_STATUS, WALKS, Driven, Exchange, RouteKey, drive
 
 #: an answer UKO gives without a body (204)
 NO_CONTENT = "no content (204)"
@@ -279,12 +279,15 @@ def test_pending_routes_still_fail(driven: Driven, route: RouteKey) -> None:
     )
 
 
-@pytest.mark.parametrize("route", sorted(set(LIST_FIELDS) - set(PENDING)), ids=" ".join)
-def test_pagers_walk_every_item_exactly_once(driven: Driven, route: RouteKey) -> None:
-    """From a first page of 2, ``next.href`` leads through every item once (a pending list is walked once it
-    leaves PENDING)."""
-    expected, walked = driven.walks[route]
-    assert len(expected) >= 3, f"{route}: too few items ({expected}) for a walk over several pages of 2"
-    assert sorted(walked) == sorted(expected) and len(set(walked)) == len(walked), (route, expected, walked)
-    pages = [e for e in driven.of(route) if e.case == "next page"]
-    assert len(pages) == (len(expected) - 1) // 2, f"{route}: {len(pages)} next pages for {len(expected)} items"
+@pytest.mark.parametrize("walk", [w for w in WALKS if w[0] not in PENDING], ids=lambda w: f"{w[0][1]}?{w[1]}")
+def test_pagers_walk_every_item_exactly_once(driven: Driven, walk: tuple[RouteKey, str]) -> None:
+    """From a first page of 2, ``next.href`` leads through every item the filter selects, once each, and
+    through no other (a pending list is walked once it leaves PENDING)."""
+    found = driven.walks[walk]
+    assert len(found.expected) >= 3, f"{walk}: too few items ({found.expected}) for a walk over several pages of 2"
+    assert sorted(found.walked) == sorted(found.expected), (walk, found)
+    assert len(set(found.walked)) == len(found.walked), f"{walk}: an item met twice: {found.walked}"
+    assert found.pages == (len(found.expected) + 1) // 2, f"{walk}: {found.pages} pages for {len(found.expected)} items"
+    if walk[1]:
+        assert found.others, f"{walk}: the filter leaves nothing out, so the walk shows nothing of it"
+        assert not set(found.others) & set(found.walked), f"{walk}: items the filter leaves out were walked"
