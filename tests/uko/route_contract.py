@@ -20,6 +20,7 @@ import aiohttp
 
 from keyorch.api.app import ROUTES
 from keyorch.api.routing import Route as ApiRoute
+from tests.api.uko_keystore_bodies import uko_body
 from tests.daemon.harness import ADMIN_TOKEN, API, DaemonProcess, connect_body, eventually, write_config
 from tests.e2e.harness import start_world_fakes
 
@@ -29,6 +30,22 @@ RouteKey = tuple[str, str]
 SECOND_ADMIN = "admin2"
 SECOND_ADMIN_TOKEN = "contract-second-admin-token-0123456789"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+#: keyorch's fake kind → UKO's keystore type, where they differ
+UKO_KIND = {"ibm_key_protect": "ibm_cloud_kms"}
+#: UKO's CreateKeyTemplate body (the vault is added), distributing to the keystores of group "uko" (uko_body's)
+UKO_TEMPLATE: dict[str, Any] = {
+    "name": "uko-template",
+    "description": "UKO's body",
+    "type": ["user_defined"],
+    "key": {
+        "size": "256",
+        "algorithm": "aes",
+        "activation_date": "P0D",
+        "expiration_date": "P1Y",
+        "state": "pre_activation",
+    },
+    "keystores": [{"group": "uko", "type": "aws_kms"}, {"group": "uko", "type": "google_kms"}],
+}
 #: the status each case of the error battery must answer (so each reaches the error it means to)
 BATTERY_STATUS = {
     "no token": 401,
@@ -219,7 +236,8 @@ async def _scenario(
     dual = (await c.ok("POST", "/vaults", json_body={"name": "dual", "dual_auth": True, "recovery_key_label": "rk-1"}))[
         "id"
     ]
-    await c.ok("POST", "/vaults", json_body={"name": "third"})
+    uko_vault = {"name": "third", "description": "UKO's body", "recovery_key_label": "rk-3"}
+    third = (await c.ok("POST", "/vaults", json_body=uko_vault))["id"]
     spare = (await c.ok("POST", "/vaults", json_body={"name": "spare"}))["id"]
     await c.ok("GET", "/vaults")
     await c.ok(
@@ -238,8 +256,16 @@ async def _scenario(
     extra = (
         await c.ok("POST", "/keystores", json_body=connect_body(main, "extra", aws, running[aws], credentials[aws]))
     )["id"]
+    # the third vault's keystores, template and key are made with the bodies IBM's SDK sends
+    uko_stores = []
+    for kind, fake in running.items():
+        uko_kind = UKO_KIND.get(kind, kind)
+        body = uko_body(third, f"uko-{uko_kind}", uko_kind, fake)
+        if uko_kind == "google_kms":
+            body["google_project_id"] = fake.fake.credentials(fake.url)["project_id"]
+        uko_stores.append((await c.ok("POST", "/keystores", json_body=body))["id"])
     await c.ok("GET", "/keystores")
-    for ident in [*stores.values(), dual_store, extra]:
+    for ident in [*stores.values(), dual_store, extra, *uko_stores]:
         await c.ok("GET", "/keystores/{id}", ident)
         await c.ok("GET", "/keystores/{id}/status", ident)
     await c.ok(
@@ -257,6 +283,9 @@ async def _scenario(
         await c.ok("POST", "/templates", json_body={"vault": dual, "name": "dual", "keystores": [dual_store]})
     )["id"]
     await c.ok("POST", "/templates", json_body={**body, "name": "another"})
+    periods = {"activation_date": "P1D", "expiration_date": "P2Y"}
+    await c.ok("POST", "/templates", json_body={**body, "name": "planned", "key": periods})
+    await c.ok("POST", "/templates", json_body=UKO_TEMPLATE | {"vault": {"id": third}})
     await c.ok("GET", "/templates")
     await c.ok("GET", "/templates/{id}", template)
 
@@ -265,8 +294,10 @@ async def _scenario(
         (await c.ok("POST", "/managed_keys", json_body={"template": template, "label": f"key-{i}", "tags": tags}))["id"]
         for i in range(4)
     ]
-    uko_body = {"template_name": "everywhere", "vault": {"id": main}, "label": "key-4", "description": "UKO's body"}
-    keys.append((await c.ok("POST", "/managed_keys", json_body={**uko_body, "tags": tags}))["id"])
+    uko_key = {"template_name": "everywhere", "vault": {"id": main}, "label": "key-4", "description": "UKO's body"}
+    keys.append((await c.ok("POST", "/managed_keys", json_body={**uko_key, "tags": tags}))["id"])
+    uko_key = {"template_name": UKO_TEMPLATE["name"], "vault": {"id": third}, "label": "uko-key", "tags": tags}
+    await c.ok("POST", "/managed_keys", json_body=uko_key)
     await c.ok("GET", "/managed_keys")
     await c.ok(
         "PATCH",
