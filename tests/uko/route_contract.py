@@ -65,10 +65,38 @@ LIST_FIELDS: dict[RouteKey, str] = {
     ("GET", "/keystores"): "keystores",
     ("GET", "/templates"): "templates",
     ("GET", "/managed_keys"): "managed_keys",
+    ("GET", "/keystores/{id}/managed_keys"): "managed_keys",
 }
+#: the fields of request bodies that hold a credential (UKO's and the providers' credential documents')
+SECRET_FIELDS = frozenset(
+    {
+        "aws_secret_access_key",
+        "azure_service_principal_password",
+        "google_credentials",
+        "ibm_api_key",
+        "secret_access_key",
+        "client_secret",
+        "private_key",
+        "apikey",
+    }
+)
+
+
+def secrets_in(doc: Any) -> set[str]:
+    """The values of the credential fields anywhere in a request body."""
+    if isinstance(doc, dict):
+        found = {v for k, v in doc.items() if k in SECRET_FIELDS and isinstance(v, str) and v}
+        return found.union(*(secrets_in(v) for v in doc.values()))
+    if isinstance(doc, list):
+        return set().union(*(secrets_in(v) for v in doc))
+    return set()
+
+
+#: every route of the API's table
+SERVED: frozenset[RouteKey] = frozenset((route.method, route.path) for route in ROUTES)
 #: the pager walks: each list unfiltered, and the lists of one vault (the filter must ride along in next.href)
 WALKS: tuple[tuple[RouteKey, str], ...] = (
-    *((route, "") for route in LIST_FIELDS),
+    *((route, "") for route in LIST_FIELDS if route in SERVED),
     (("GET", "/managed_keys"), "vault=main"),
     (("GET", "/keystores"), "vault=main"),
     (("GET", "/templates"), "vault=main"),
@@ -108,6 +136,8 @@ class Driven:
 
     backend: str
     exchanges: list[Exchange] = field(default_factory=list)
+    #: every credential sent in a request body (no answer may carry one)
+    secrets: set[str] = field(default_factory=set)
     #: (list route, filter) → its pager walk
     walks: dict[tuple[RouteKey, str], Walk] = field(default_factory=dict)
 
@@ -144,6 +174,7 @@ class Recorder:
         """``route`` is the templated path ("/vaults/{id}"), ``ident`` what replaces {id}; ``url`` (a path the
         API gave, e.g. a next.href) is requested instead, recorded under ``as_route``."""
         path = route.replace("{id}", ident) if ident is not None else route
+        self.driven.secrets |= secrets_in(json_body)
         target = url if url is not None else API + path + (f"?{query}" if query else "")
         headers: dict[str, str] = {}
         if token is not None:
@@ -284,7 +315,18 @@ async def _scenario(
     )["id"]
     await c.ok("POST", "/templates", json_body={**body, "name": "another"})
     periods = {"activation_date": "P1D", "expiration_date": "P2Y"}
-    await c.ok("POST", "/templates", json_body={**body, "name": "planned", "key": periods})
+    planned = (await c.ok("POST", "/templates", json_body={**body, "name": "planned", "key": periods}))["id"]
+    # routes being added (issue 14): driven as soon as the API serves them
+    if ("PATCH", "/templates/{id}") in SERVED:
+        tag = await c.etag("/templates/{id}", planned)
+        await c.call("PATCH", "/templates/{id}", planned, json_body={"description": "changed"}, if_match=tag)
+    for action in ("archive", "unarchive"):
+        if ("POST", f"/templates/{{id}}/{action}") in SERVED:
+            tag = await c.etag("/templates/{id}", planned)
+            await c.call("POST", f"/templates/{{id}}/{action}", planned, if_match=tag)
+    if ("DELETE", "/templates/{id}") in SERVED:
+        doomed = (await c.ok("POST", "/templates", json_body={**body, "name": "doomed", "key": periods}))["id"]
+        await c.call("DELETE", "/templates/{id}", doomed, if_match=await c.etag("/templates/{id}", doomed))
     await c.ok("POST", "/templates", json_body=UKO_TEMPLATE | {"vault": {"id": third}})
     await c.ok("GET", "/templates")
     await c.ok("GET", "/templates/{id}", template)
@@ -370,6 +412,17 @@ async def _scenario(
         if_match=await c.etag("/managed_keys/{id}", dual_key),
     )
 
+    if ("POST", "/managed_keys/{id}/update_from_template") in SERVED:
+        for query in ("dry_run=true", ""):
+            tag = await c.etag("/managed_keys/{id}", keys[3])
+            await c.call("POST", "/managed_keys/{id}/update_from_template", keys[3], query=query, if_match=tag)
+    if ("GET", "/managed_keys/{id}/associated_resources") in SERVED:
+        await c.call("GET", "/managed_keys/{id}/associated_resources", keys[0])
+    for ident in stores.values():
+        for path in ("/keystores/{id}/associated_resources", "/keystores/{id}/managed_keys"):
+            if ("GET", path) in SERVED:
+                await c.call("GET", path, ident)
+
     await c.ok("POST", "/reconcile")
     await c.ok("POST", "/plan", json_body={"keys": [keys[0]]})
     await c.ok("GET", "/audit_records", query="limit=20")
@@ -378,20 +431,23 @@ async def _scenario(
     await c.ok("GET", "/docs", token=None)
     await c.ok("GET", "/docs/static/{name}", url=API + "/docs/static/docs.js", token=None)
 
+    live = {"vaults": main, "keystores": stores[aws], "templates": template, "managed_keys": keys[0]}
     for route, query in WALKS:
-        driven.walks[(route, query)] = await _walk(c, route, query)
+        driven.walks[(route, query)] = await _walk(c, route, query, live[route[1].split("/")[1]])
+    return live
 
-    return {"vaults": main, "keystores": stores[aws], "templates": template, "managed_keys": keys[0]}
 
-
-async def _walk(c: Recorder, route: RouteKey, query: str) -> Walk:
-    """A pager walk: from a first page of 2 (with ``query``'s filter), ``next.href`` to the last page."""
+async def _walk(c: Recorder, route: RouteKey, query: str, ident: str) -> Walk:
+    """A pager walk: from a first page of 2 (with ``query``'s filter), ``next.href`` to the last page
+    (``ident``: the object of a list below one, e.g. /keystores/{id}/managed_keys)."""
     name = LIST_FIELDS[route]
-    everything = await c.ok(*route, query="limit=1000", case="whole list")
-    selected = await c.ok(*route, query=f"{query}&limit=1000" if query else "limit=1000", case="whole list")
+    ident_or_none = ident if "{id}" in route[1] else None
+    everything = await c.ok(*route, ident_or_none, query="limit=1000", case="whole list")
+    more = f"{query}&limit=1000" if query else "limit=1000"
+    selected = await c.ok(*route, ident_or_none, query=more, case="whole list")
     expected = [item["id"] for item in selected[name]]
     walked: list[str] = []
-    doc = await c.ok(*route, query=f"{query}&limit=2" if query else "limit=2", case="first page")
+    doc = await c.ok(*route, ident_or_none, query=f"{query}&limit=2" if query else "limit=2", case="first page")
     pages = 1
     for _ in range(len(expected) + 2):
         walked += [item["id"] for item in doc[name]]

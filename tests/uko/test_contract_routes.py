@@ -10,6 +10,7 @@ in none of the tables below fails the test: a new route comes with its contract 
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -353,3 +354,12 @@ def test_pagers_walk_every_item_exactly_once(driven: Driven, walk: tuple[RouteKe
     if walk[1]:
         assert found.others, f"{walk}: the filter leaves nothing out, so the walk shows nothing of it"
         assert not set(found.others) & set(found.walked), f"{walk}: items the filter leaves out were walked"
+
+
+def test_no_answer_carries_a_credential(driven: Driven) -> None:
+    """UKO's credential fields are answered redacted; no answer (success or error) carries a credential sent."""
+    assert len(driven.secrets) >= 5, f"not a credential of each of the four types sent: {len(driven.secrets)}"
+    leaks = [
+        f"{e}: carries a credential" for e in driven.exchanges if any(s in json.dumps(e.doc) for s in driven.secrets)
+    ]
+    assert not leaks, "\n".join(leaks)
