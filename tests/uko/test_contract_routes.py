@@ -212,6 +212,8 @@ def _answer_problems(model: str, exchange: Exchange) -> list[str]:
             return [f"UKO answers 204 without a body; got {exchange.status} with {str(exchange.doc)[:200]}"]
         return []
     found = violations(model, exchange.doc)
+    if exchange.content_type != "application/json":
+        found.append(f"sent as {exchange.content_type!r}; UKO's SDK reads application/json")
     if isinstance(exchange.doc, dict):
         found += [
             f"$: {name!r} is missing (issue 14)" for name in ALSO_REQUIRED.get(model, ()) if name not in exchange.doc
@@ -227,6 +229,8 @@ def _error_problems(exchange: Exchange) -> list[str]:
     if not isinstance(exchange.doc, dict):
         return [f"an error answer must be UKO's ApiError; got {exchange.content_type}: {str(exchange.doc)[:200]}"]
     found = violations("ApiError", exchange.doc)
+    if exchange.content_type != "application/json":
+        found.append(f"sent as {exchange.content_type!r}; UKO's SDK reads application/json")
     if exchange.doc.get("status_code") != exchange.status:
         found.append(f"$.status_code: {exchange.doc.get('status_code')!r} is not the answer's status {exchange.status}")
     if not exchange.doc.get("errors"):
