@@ -132,6 +132,10 @@ class ApiSettings(BaseModel):
     idle_timeout_seconds: float = seconds(75.0, 1.0, 3_600.0)
     #: requests handled at once; past it the API answers 503 with Retry-After (health and metrics never are)
     max_concurrent_requests: int = Field(default=64, ge=1, le=10_000)
+    #: a keystore's live status check (GET /keystores/{id}/status) is answered again for this long
+    keystore_status_cache_seconds: float = seconds(5.0, 0.0, 300.0)
+    #: a keystore's connection test (status, connect with dry_run, a change of its connection) takes this at most
+    keystore_check_timeout_seconds: float = seconds(15.0, 1.0, 300.0)
 
 
 class EnvironmentCredentialsSettings(BaseModel):

@@ -14,6 +14,7 @@ from typing import Any
 from keyorch.fakes.tls import generate_tls
 from keyorch.settings import EnvironmentCredentialsSettings
 from tests.api.conftest import Api, ApiFactory, error_of
+from tests.api.uko_keystore_bodies import running
 
 ATTACKER = "https://kv-capture.attacker.example"
 OFFICIAL = "https://payments-kv.vault.azure.net"
@@ -96,12 +97,11 @@ async def test_an_endpoint_moves_only_with_the_credentials_entered_again(api: Ap
         "PATCH", f"/keystores/{ks}", json={"drift_policy": "remediate"}, headers={"If-Match": etag}
     )
     assert drift.status == 200 and (await drift.json())["drift_policy"] == "remediate"
-    moved = await api.request(
-        "PATCH",
-        f"/keystores/{ks}",
-        json={"endpoint": "https://payments-kv2.vault.azure.net", "credentials": {**creds, "client_secret": "new"}},
-        headers={"If-Match": drift.headers["ETag"]},
-    )
-    assert moved.status == 200, await moved.text()
+    async with running("azure_key_vault") as fake:  # a move with the credentials again is tried there first
+        to_fake = {"endpoint": fake.url, "allow_insecure_http": True, "credentials": fake.fake.credentials(fake.url)}
+        moved = await api.request(
+            "PATCH", f"/keystores/{ks}", json=to_fake, headers={"If-Match": drift.headers["ETag"]}
+        )
+        assert moved.status == 200, await moved.text()
     doc = await moved.json()
-    assert doc["settings"]["endpoint"] == "https://payments-kv2.vault.azure.net" and doc["credentials"] == "stored"
+    assert doc["settings"]["endpoint"] == fake.url and doc["credentials"] == "stored"

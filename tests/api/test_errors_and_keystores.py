@@ -1,4 +1,4 @@
-"""Error shapes for every kind of bad request, keystore connect (credentials), health status, hooks."""
+"""Error shapes for every kind of bad request, keystore connect (credentials), hooks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from keyorch.api.errors import MAX_BODY_BYTES
-from keyorch.domain.errors import KeystoreUnreachable
 from tests.api.conftest import API, Api, ApiFactory, auth, error_of, target_of
 
 
@@ -128,34 +127,6 @@ async def test_disconnect_refused_while_an_active_key_targets_it(api: Api) -> No
         "DELETE", f"/keystores/{keystore}", headers={"If-Match": await api.etag(f"/keystores/{keystore}")}
     )
     assert resp.status == 409 and (await error_of(resp))["errors"][0]["code"] == "rule_violation"
-
-
-async def test_keystore_status_last_known_and_live(api_factory: ApiFactory) -> None:
-    api = await api_factory()
-    key = await api.key(state="active")
-    keystore = key.targets[0].keystore_id
-    doc = await (await api.request("GET", f"/keystores/{keystore}/status", user="reader")).json()
-    assert doc["health"]["source"] == "last_known" and doc["health"]["keys"] == 1
-    assert doc["health"]["sync_flags"] == {"pending": 1}
-
-    async def live(keystore_id: str) -> dict[str, Any]:
-        return {"reachable": True, "checked": keystore_id}
-
-    live_api = await api_factory(keystore_status=live)
-    doc = await (await live_api.request("GET", f"/keystores/{keystore}/status")).json()
-    assert doc["health"] == {"source": "live", "reachable": True, "checked": keystore}
-
-    async def down(_keystore_id: str) -> dict[str, Any]:
-        raise KeystoreUnreachable("keystore aws is not reachable: connection refused")
-
-    async def broken(_keystore_id: str) -> dict[str, Any]:
-        raise RuntimeError("secret detail")
-
-    for hook in (down, broken):
-        other = await api_factory(keystore_status=hook)
-        resp = await other.request("GET", f"/keystores/{keystore}/status")
-        assert resp.status == 503
-        assert "secret detail" not in await resp.text()
 
 
 async def test_sync_without_a_reconciler_is_503_and_a_failing_on_change_does_not_fail(api_factory: ApiFactory) -> None:

@@ -45,6 +45,7 @@ UKO_MODELS: dict[RouteKey, str] = {
     ("GET", "/templates"): "TemplateList",
     ("POST", "/templates"): "Template",
     ("GET", "/templates/{id}"): "Template",
+    ("GET", "/keystores/{id}/status"): "KeystoreStatus",
     ("GET", "/managed_keys"): "ManagedKeyList",
     ("POST", "/managed_keys"): "ManagedKey",
     ("GET", "/managed_keys/{id}"): "ManagedKey",
@@ -86,11 +87,6 @@ class Pending:
 #: routes that still fail their UKO model → the model and who fixes it. test_pending_routes_still_fail fails
 #: as soon as one of them passes: move it to UKO_MODELS then.
 PENDING: dict[RouteKey, Pending] = {
-    ("GET", "/keystores/{id}/status"): Pending(
-        "KeystoreStatus",
-        "answers keyorch's {id, name, type, status, health}, not UKO's {health_status, last_heartbeat, message} "
-        "(the keystore status helper is rebuilding it from a live check)",
-    ),
     ("DELETE", "/keystores/{id}"): Pending(
         NO_CONTENT,
         "answers 200 with the disconnected keystore; UKO's DeleteKeystore answers 204 (being rebuilt with ?mode=)",

@@ -29,6 +29,7 @@ from keyorch.api.routing import DEPS, ApiDeps, Route, make_handler
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
 from keyorch.service.environment import EnvironmentPolicy
+from keyorch.service.keystore_probe import StatusChecks
 from keyorch.settings import ApiSettings, EnvironmentCredentialsSettings, Settings
 from keyorch.store.repository import Store
 
@@ -57,7 +58,6 @@ def create_api_app(
     master_key: MasterKey | None,
     on_change: Callable[[str], None] | None = None,
     sync_key: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
-    keystore_status: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
     reconcile_once: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     plan: Callable[[Sequence[str]], Awaitable[dict[str, Any]]] | None = None,
     environment_credentials: EnvironmentCredentialsSettings | None = None,
@@ -66,8 +66,7 @@ def create_api_app(
 
     ``on_change(key_id)`` is called after every accepted change to a key; ``sync_key(key_id)`` runs a
     push reconcile and returns its document (:func:`keyorch.reconcile.report.sync_document`; without it
-    the sync endpoint answers 503); ``keystore_status(keystore_id)`` checks a keystore live (without it,
-    the last observed state is shown); ``reconcile_once()`` runs a full pass and ``plan(refs)`` plans one
+    the sync endpoint answers 503); ``reconcile_once()`` runs a full pass and ``plan(refs)`` plans one
     (their documents: :mod:`keyorch.reconcile.report`; without them those endpoints answer 503).
     ``environment_credentials`` (default: that of ``settings``, else none allowed) says which vaults may
     connect keystores with credentials from keyorch's environment, and to which endpoints.
@@ -87,7 +86,7 @@ def create_api_app(
         authenticator=Authenticator(api.tokens),
         on_change=on_change,
         sync_key=sync_key,
-        keystore_status=keystore_status,
+        keystore_checks=StatusChecks(api.keystore_status_cache_seconds, api.keystore_check_timeout_seconds),
         reconcile_once=reconcile_once,
         plan=plan,
         environment=EnvironmentPolicy.for_api(environment_credentials or EnvironmentCredentialsSettings()),

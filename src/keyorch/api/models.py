@@ -235,6 +235,13 @@ class TemplateKeyProperties(Body):
     )
 
 
+class KeystoreConnectQuery(Query):
+    dry_run: bool = Field(
+        default=False,
+        description="true: test the connection with the given credentials and store nothing (200: it passed)",
+    )
+
+
 class TemplateCreate(Body):
     """keyorch's body (vault by id or name, ``keystores`` by id or name, algorithm, size, state) and UKO's
     CreateKeyTemplate body (``vault{id}``, ``key{…}``, ``keystores[{group, type}]``, description, type, state)."""

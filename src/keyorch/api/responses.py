@@ -329,13 +329,32 @@ class StatusInKeystores(Document):
 
 
 class KeystoreHealth(Document):
+    """UKO's ``KeystoreStatus`` from a live check (cached a few seconds: setting api.keystore_status_cache_seconds),
+    with keyorch's id, name, type and status (connected or disconnected)."""
+
+    health_status: Literal["ok", "not_responding", "configuration_error"] = Field(
+        description="ok; not_responding: not reached or no answer in time; configuration_error: it answered but "
+        "refused (credentials, permissions, a missing key ring or vault), or keyorch cannot reach it as configured"
+    )
+    last_heartbeat: str | None = Field(default=None, description="when the check was made (absent: none was)")
+    message: str
     id: str
     name: str
     type: KeystoreType
     status: KeystoreStatus
-    health: dict[str, Any] = Field(
-        description='source "live" (the provider answered now) or "last_known" (counts of what was last observed)'
-    )
+
+
+class KeystoreDryRun(Keystore):
+    """``POST /keystores?dry_run=true``: the keystore as it would be connected (no id: nothing was stored), after its
+    connection test passed; with UKO's KeystoreStatus fields of that test."""
+
+    id: str | None = None  # type: ignore[assignment]
+    href: str | None = None  # type: ignore[assignment]
+    version: int | None = None  # type: ignore[assignment]
+    dry_run: Literal[True]
+    health_status: Literal["ok"]
+    last_heartbeat: str
+    message: str
 
 
 class TargetOutcome(Document):

@@ -13,25 +13,26 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from keyorch.api.auth import Permission
-from keyorch.api.errors import MasterKeyMissing, ServiceUnavailable
-from keyorch.api.models import KeystoreConnect, KeystoreFields, KeystoreFilter, KeystoreUpdate
+from keyorch.api.errors import MasterKeyMissing
+from keyorch.api.models import KeystoreConnect, KeystoreConnectQuery, KeystoreFields, KeystoreFilter, KeystoreUpdate
 from keyorch.api.responses import Keystore as KeystoreDocument
-from keyorch.api.responses import KeystoreHealth, KeystoreList
-from keyorch.api.routing import PREFIX, Call, Route, linked_page
+from keyorch.api.responses import KeystoreDryRun, KeystoreHealth, KeystoreList
+from keyorch.api.routing import PREFIX, Call, Route, linked_page, respond
 from keyorch.credentials import MAX_CREDENTIALS_BYTES, parse_credentials
 from keyorch.domain import uko, uko_keystores
-from keyorch.domain.errors import InvalidInput, KeyorchError
+from keyorch.domain.errors import InvalidInput
 from keyorch.domain.models import Keystore, KeystoreType
 from keyorch.domain.validation import check_name
+from keyorch.providers.base import Health, HealthStatus
 from keyorch.service import keystore_update as update_ops
 from keyorch.service import keystores as ops
 from keyorch.service.keystore_update import UpdateRequest
@@ -153,8 +154,16 @@ def _ca_pem_named() -> Iterator[None]:
 
 async def connect_keystore(call: Call) -> web.StreamResponse:
     body = call.parsed(KeystoreConnect, call.body)
+    dry_run = call.parsed(KeystoreConnectQuery, call.query).dry_run
     vault = await call.vault(body.vault if isinstance(body.vault, str) else body.vault.id)
     named = body.name if body.name is not None else body.azure_service_name
+    if dry_run:  # nothing changes, so nothing is audited: the caller needs the right to connect all the same
+        ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.test", "keystore", named)
+        with ExitStack() as stack, _ca_pem_named():
+            tried, health = await ops.try_connect(
+                ctx, _connect_request(call, body, stack), call.deps.keystore_checks.timeout_seconds
+            )
+        return respond(_dry_run_document(keystore_json(tried, vault.name), health, ctx.clock.now()))
     ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.connect", "keystore", named)
     with ExitStack() as stack, _ca_pem_named():
         keystore = await ops.connect_keystore(ctx, _connect_request(call, body, stack))
@@ -163,6 +172,23 @@ async def connect_keystore(call: Call) -> web.StreamResponse:
         tag=(keystore.id, keystore.version),
         location=f"{PREFIX}/keystores/{keystore.id}",
     )
+
+
+def _dry_run_document(doc: dict[str, Any], health: Health, at: datetime) -> dict[str, Any]:
+    """A connect's dry run answered: the keystore it would connect, without what only a stored one has."""
+    for stored_only in ("id", "href", "version"):
+        doc.pop(stored_only, None)
+    doc |= {"dry_run": True, **_status_fields(health, at)}
+    KeystoreDryRun.model_validate(doc)
+    return doc
+
+
+def _status_fields(health: Health, at: datetime | None) -> dict[str, Any]:
+    """UKO's KeystoreStatus fields of a check."""
+    doc: dict[str, Any] = {"health_status": health.status.value, "message": health.message or health.status.value}
+    if at is not None:
+        doc["last_heartbeat"] = at.isoformat().replace("+00:00", "Z")
+    return doc
 
 
 def _split(value: str | None) -> tuple[str, ...] | None:
@@ -215,41 +241,17 @@ async def get_keystore(call: Call) -> web.StreamResponse:
     return call.answer(await keystore_document(call, keystore), tag=(keystore.id, keystore.version))
 
 
-async def _last_known(call: Call, keystore: Keystore) -> dict[str, Any]:
-    """What keyorch last observed in the keystore: per-key statuses and sync flags, and the last errors."""
-    async with call.deps.store.read() as tx:
-        keys = await tx.keys_targeting(keystore.id)
-    targets = [t for k in keys for t in k.targets if t.keystore_id == keystore.id]
-    errors = [t for t in targets if t.last_error]
-    checked = [t.updated_at for t in targets if t.updated_at is not None]
-    return {
-        "source": "last_known",
-        "keys": len(targets),
-        "statuses": dict(Counter(t.status.value for t in targets)),
-        "sync_flags": dict(Counter(t.sync_flag.value for t in targets)),
-        "connection_errors": sum(1 for t in targets if t.reason is not None and t.reason.value == "connection_error"),
-        "last_error": max(errors, key=lambda t: t.updated_at or keystore.created_at).last_error if errors else None,
-        "last_observed_at": max(checked).isoformat() if checked else None,
-    }
-
-
 async def keystore_status(call: Call) -> web.StreamResponse:
+    """UKO's KeystoreStatus from a live check of the keystore with the credentials keyorch uses (cached a few
+    seconds per keystore); a disconnected keystore is not checked."""
     keystore = await call.keystore(call.path_id)
     doc: dict[str, Any] = {"id": keystore.id, "name": keystore.name, "type": keystore.type.value}
     doc["status"] = keystore.status.value
-    hook = call.deps.keystore_status
-    if hook is None or not keystore.connected:
-        doc["health"] = await _last_known(call, keystore)
-        return call.answer(doc)
-    try:
-        doc["health"] = {"source": "live", **await hook(keystore.id)}
-    except KeyorchError:
-        raise
-    except Exception as exc:
-        raise ServiceUnavailable(
-            f"the health check of keystore {keystore.name} failed ({type(exc).__name__})", target="keystore"
-        ) from None
-    return call.answer(doc)
+    if not keystore.connected:
+        down = Health(HealthStatus.CONFIGURATION_ERROR, f"keystore {keystore.name} is disconnected; connect it again")
+        return call.answer({**_status_fields(down, None), **doc})
+    checked = await call.deps.keystore_checks.status(call.context(), keystore)
+    return call.answer({**_status_fields(checked.health, checked.at), **doc})
 
 
 async def update_keystore(call: Call) -> web.StreamResponse:
@@ -259,17 +261,28 @@ async def update_keystore(call: Call) -> web.StreamResponse:
     ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.update", "keystore", keystore.id)
     version = await call.expected_version(ctx, "keystore.update", "keystore", keystore.id, keystore.version)
     _one_kind_of_credentials(body.credentials, body.credentials_from_environment)
+    given = _uko_connection(body, keystore.type, create=False, kept=keystore.settings.get(uko.UKO_SETTINGS) or {})
+    credentials = given.credentials if given.credentials is not None else body.credentials
+    connection = {**_connection(body), **given.connection}
+    if given.google_location is not None:
+        connection["location"] = given.google_location  # the Cloud KMS location
     with ExitStack() as stack, _ca_pem_named():
-        credentials_file, ca_file = _inline_files(call, keystore.type, body.credentials, body.ca_pem, stack)
+        credentials_file, ca_file = _inline_files(call, keystore.type, credentials, body.ca_pem, stack)
         request = UpdateRequest(
-            **_connection(body),
+            **connection,
             ca_file=ca_file,
             allow_insecure_http=body.allow_insecure_http,
             drift_policy=body.drift_policy.value if body.drift_policy is not None else None,
             credentials_file=credentials_file,
             credentials_from_environment=body.credentials_from_environment,
+            name=body.name,
+            description=body.description,
+            groups=tuple(body.groups) if body.groups is not None else None,
+            uko_fields=given.kept or None,
         )
-        after = await update_ops.update_keystore(ctx, keystore.id, request, version)
+        after = await update_ops.update_keystore(
+            ctx, keystore.id, request, version, call.deps.keystore_checks.timeout_seconds
+        )
     return call.answer(await keystore_document(call, after), tag=(after.id, after.version))
 
 
@@ -303,13 +316,15 @@ ROUTES = [
         "/keystores",
         connect_keystore,
         "connect_keystore",
-        "Connect a keystore to a vault",
+        "Connect a keystore to a vault (keyorch's body or UKO's of its type); with dry_run=true, test its "
+        "connection and store nothing (200 with the keystore it would connect)",
         "keystores",
         Permission.ADMINISTER,
         body=KeystoreConnect,
+        query=KeystoreConnectQuery,
         success=201,
         response=KeystoreDocument,
-        refusals=(404, 409),
+        refusals=(404, 409, 503),
     ),
     Route(
         "GET",
@@ -327,10 +342,11 @@ ROUTES = [
         "/keystores/{id}/status",
         keystore_status,
         "get_keystore_status",
-        "A keystore's health: a live check where the daemon offers one, else what was last observed",
+        "A keystore's health (UKO's KeystoreStatus) from a live check with the credentials keyorch uses, "
+        "cached a few seconds",
         "keystores",
         Permission.READ,
-        refusals=(404, 503),
+        refusals=(404,),
         response=KeystoreHealth,
     ),
     Route(
@@ -338,13 +354,14 @@ ROUTES = [
         "/keystores/{id}",
         update_keystore,
         "update_keystore",
-        "Change a keystore's connection settings, credentials or drift policy (its endpoint or TLS trust only "
-        "with its credentials again)",
+        "Change a keystore (keyorch's body or UKO's KeystoreUpdateRequest of its type): its name, description, "
+        "groups, connection, credentials or drift policy; a new connection or credentials are tested live before "
+        "they are saved (its endpoint or TLS trust only with its credentials again)",
         "keystores",
         Permission.ADMINISTER,
         body=KeystoreUpdate,
         if_match=True,
-        refusals=(404, 409),
+        refusals=(404, 409, 503),
         response=KeystoreDocument,
     ),
     Route(

@@ -37,6 +37,7 @@ from keyorch.domain.validation import check_text, shown
 from keyorch.service import keys, keystores, templates, vaults
 from keyorch.service.context import Change, ServiceContext
 from keyorch.service.environment import EnvironmentPolicy
+from keyorch.service.keystore_probe import StatusChecks
 from keyorch.store.repository import Store, Transaction
 from keyorch.views import API_PREFIX
 
@@ -57,11 +58,12 @@ class ApiDeps:
     authenticator: Authenticator
     on_change: Callable[[str], None] | None
     sync_key: Callable[[str], Awaitable[dict[str, Any]]] | None
-    keystore_status: Callable[[str], Awaitable[dict[str, Any]]] | None
     reconcile_once: Callable[[], Awaitable[dict[str, Any]]] | None = None
     plan: Callable[[Sequence[str]], Awaitable[dict[str, Any]]] | None = None
     #: who may use credentials from keyorch's environment through the API (default: no vault)
     environment: EnvironmentPolicy = EnvironmentPolicy(vaults=frozenset())  # noqa: RUF009 - frozen
+    #: live keystore status checks, cached per keystore (GET /keystores/{id}/status)
+    keystore_checks: StatusChecks = field(default_factory=StatusChecks)
 
 
 DEPS = web.AppKey("keyorch_api_deps", ApiDeps)

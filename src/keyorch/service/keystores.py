@@ -25,7 +25,9 @@ from keyorch.domain.validation import (
     parse_keystore_type,
     shown,
 )
+from keyorch.providers.base import Health
 from keyorch.service.context import Change, ServiceContext
+from keyorch.service.keystore_probe import DEFAULT_CHECK_TIMEOUT_SECONDS, check_connection, require_ok
 from keyorch.service.versions import check_version
 from keyorch.store.repository import Transaction
 from keyorch.urls import redact_url
@@ -158,7 +160,19 @@ def split_location(kind: KeystoreType, location: str | None, google_location: st
     return None, location or ""
 
 
-async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore:
+@dataclass(frozen=True)
+class _Prepared:
+    """A connect request checked on its own: everything but what needs the store."""
+
+    kind: KeystoreType
+    settings: dict[str, Any]
+    location: str
+    groups: tuple[str, ...]
+    drift: DriftPolicy
+    credentials: dict[str, Any] | None
+
+
+def _prepare(ctx: ServiceContext, req: ConnectRequest) -> _Prepared:
     check_name("keystore name", req.name)
     kind = parse_keystore_type(req.type)
     kms_location, location = split_location(kind, req.location, req.google_location)
@@ -200,36 +214,61 @@ async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore
     kept = with_public_facts(kind, dict(req.uko_fields), credentials_doc)
     if kept:
         settings[UKO_SETTINGS] = kept
+    return _Prepared(kind, settings, location, groups, drift, credentials_doc)
+
+
+async def _new_keystore(ctx: ServiceContext, tx: Transaction, req: ConnectRequest, p: _Prepared) -> Keystore:
+    """The keystore the request connects, checked against the store (its vault, the environment rule, its name)."""
+    vault = await tx.vault(req.vault)
+    if p.credentials is None:
+        ctx.environment.check(vault.name, p.kind, p.settings)
+    if await tx.connected_keystore_named(vault.id, req.name) is not None:
+        raise Conflict(f"vault {vault.name} already has a connected keystore named {req.name!r}", target="name")
+    now = ctx.clock.now()
+    return Keystore(
+        id=ctx.new_id(),
+        vault_id=vault.id,
+        name=req.name,
+        type=p.kind,
+        settings=p.settings,
+        credentials_mode=CredentialsMode.STORED if p.credentials else CredentialsMode.ENVIRONMENT,
+        drift_policy=p.drift,
+        status=KeystoreStatus.CONNECTED,
+        created_at=now,
+        updated_at=now,
+        description=req.description,
+        location=p.location,
+        groups=p.groups,
+        created_by=ctx.actor.user,
+        updated_by=ctx.actor.user,
+    )
+
+
+async def connect_keystore(ctx: ServiceContext, req: ConnectRequest) -> Keystore:
+    prepared = _prepare(ctx, req)
 
     async def body(tx: Transaction) -> tuple[Keystore, Change]:
-        vault = await tx.vault(req.vault)
-        if credentials_doc is None:
-            ctx.environment.check(vault.name, kind, settings)
-        if await tx.connected_keystore_named(vault.id, req.name) is not None:
-            raise Conflict(f"vault {vault.name} already has a connected keystore named {req.name!r}", target="name")
-        now = ctx.clock.now()
-        keystore = Keystore(
-            id=ctx.new_id(),
-            vault_id=vault.id,
-            name=req.name,
-            type=kind,
-            settings=settings,
-            credentials_mode=CredentialsMode.STORED if credentials_doc else CredentialsMode.ENVIRONMENT,
-            drift_policy=drift,
-            status=KeystoreStatus.CONNECTED,
-            created_at=now,
-            updated_at=now,
-            description=req.description,
-            location=location,
-            groups=groups,
-            created_by=ctx.actor.user,
-            updated_by=ctx.actor.user,
-        )
-        blob = encrypt_credentials(ctx, credentials_doc, keystore.id) if credentials_doc is not None else None
+        keystore = await _new_keystore(ctx, tx, req, prepared)
+        creds = prepared.credentials
+        blob = encrypt_credentials(ctx, creds, keystore.id) if creds is not None else None
         await tx.insert_keystore(keystore, blob)
         return keystore, Change(keystore.id, after=keystore)
 
     return await ctx.change("keystore.connect", "keystore", req.name, body, creates=True)
+
+
+async def try_connect(
+    ctx: ServiceContext, req: ConnectRequest, timeout_seconds: float = DEFAULT_CHECK_TIMEOUT_SECONDS
+) -> tuple[Keystore, Health]:
+    """A connect's dry run: every check a connect makes, then the keystore's health check with the credentials
+    given; nothing is stored or audited. Raises what the connect would, or the failed test (keystore_probe.refusal);
+    returns the keystore as it would be connected (its id made up, never stored) and the check's answer."""
+    prepared = _prepare(ctx, req)
+    async with ctx.store.read() as tx:
+        keystore = await _new_keystore(ctx, tx, req, prepared)
+    health = await check_connection(keystore, prepared.credentials, timeout_seconds)
+    require_ok(keystore.name, health)
+    return keystore, health
 
 
 async def disconnect_keystore(
