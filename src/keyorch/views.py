@@ -9,6 +9,7 @@ from typing import Any
 
 from keyorch.audit import AuditRecord
 from keyorch.domain import uko
+from keyorch.domain.alignment import Realignment
 from keyorch.domain.models import (
     Keystore,
     KeyTemplate,
@@ -241,7 +242,10 @@ def key_json(k: ManagedKey, directory: Directory) -> dict[str, Any]:
         "targets": [target_json(t, directory.keystore_names) for t in k.targets],
     }
     if k.template_id is not None:
-        doc["template"] = reference("templates", k.template_id, directory.templates.get(k.template_id))
+        alignment = "aligned" if k.template_aligned else "unaligned"
+        doc["template"] = reference(
+            "templates", k.template_id, directory.templates.get(k.template_id), alignment_status=alignment
+        )
     doc["description"] = k.description
     doc["tags"] = [{"name": t.name, "value": t.value} for t in k.tags]
     optional = {
@@ -251,6 +255,14 @@ def key_json(k: ManagedKey, directory: Directory) -> dict[str, Any]:
         "updated_by": k.updated_by,
     }
     doc.update({name: value for name, value in optional.items() if value is not None})
+    return doc
+
+
+def realignment_json(plan: Realignment, shown: ManagedKey, directory: Directory, dry_run: bool) -> dict[str, Any]:
+    """A key realigned with its template (``shown``: with ``dry_run``, as it would be), and each change."""
+    doc = key_json(shown, directory)
+    doc["changes"] = [{"field": c.field, "description": c.description, "blocked": c.blocked} for c in plan.changes]
+    doc["dry_run"] = dry_run
     return doc
 
 

@@ -88,6 +88,19 @@ async def _new_template(api: Api) -> Prepared:
     return Prepared("/templates", body={"vault": vault, "name": api.unique("t"), "keystores": [ks]})
 
 
+def _fresh_template(suffix: str = "", body: dict[str, Any] | None = None) -> Setup:
+    """A template of its own (so deleting or archiving it leaves the shared one alone)."""
+
+    async def setup(api: Api) -> Prepared:
+        vault, _ = await api.shared()
+        made = await templates.create_template(
+            api.ctx(), vault=vault, name=api.unique("tf"), keystores=[await api.keystore(vault)]
+        )
+        return Prepared(f"/templates/{made.id}{suffix}", etag_path=f"/templates/{made.id}", body=body)
+
+    return setup
+
+
 async def _new_key(api: Api) -> Prepared:
     _, tmpl = await api.shared()
     return Prepared("/managed_keys", body={"template": tmpl, "label": api.unique("k")})
@@ -150,6 +163,15 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
     "list_templates": ("GET", static("/templates"), (401, R, R, R, R)),
     "create_template": ("POST", _new_template, (401, 403, W, 403, W)),
     "get_template": ("GET", _template, (401, R, R, R, R)),
+    "update_key_template": ("PATCH", _fresh_template(body={"description": "changed"}), (401, 403, R, 403, R)),
+    "delete_key_template": ("DELETE", _fresh_template(), (401, 403, 403, 403, 204)),
+    "archive_key_template": ("POST", _fresh_template("/archive"), (401, 403, R, 403, R)),
+    "unarchive_key_template": ("POST", _fresh_template("/unarchive"), (401, 403, R, 403, R)),
+    "update_managed_key_from_template": (
+        "POST",
+        key_in("active", "/update_from_template"),
+        (401, 403, 403, R, R),
+    ),
     "list_managed_keys": ("GET", static("/managed_keys"), (401, R, R, R, R)),
     "create_managed_key": ("POST", _new_key, (401, 403, W, 403, W)),
     "create_managed_key:active": ("POST", _new_active_key, (401, 403, 403, 403, W)),

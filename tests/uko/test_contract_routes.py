@@ -46,6 +46,12 @@ UKO_MODELS: dict[RouteKey, str] = {
     ("POST", "/templates"): "Template",
     ("GET", "/templates/{id}"): "Template",
     ("GET", "/keystores/{id}/status"): "KeystoreStatus",
+    ("PATCH", "/templates/{id}"): "Template",
+    ("DELETE", "/templates/{id}"): NO_CONTENT,
+    ("POST", "/templates/{id}/archive"): "Template",
+    ("POST", "/templates/{id}/unarchive"): "Template",
+    # UKO's UpdateManagedKeyFromTemplate answers the ManagedKey (keyorch adds changes and dry_run)
+    ("POST", "/managed_keys/{id}/update_from_template"): "ManagedKey",
     ("GET", "/managed_keys"): "ManagedKeyList",
     ("POST", "/managed_keys"): "ManagedKey",
     ("GET", "/managed_keys/{id}"): "ManagedKey",

@@ -266,6 +266,33 @@ class TemplateCreate(Body):
     )
 
 
+class TemplateKeyUpdate(Body):
+    """UKO's KeyPropertiesUpdate: the planned dates keys get (null: none planned). ``size``, ``algorithm`` and
+    ``state`` are accepted as the SDK round-trips them, but only as they are: keys keep what they were made with."""
+
+    size: str | StrictInt | None = Field(default=None, description="unchanged only")
+    algorithm: str | None = Field(default=None, min_length=1, max_length=16, description="unchanged only")
+    state: Literal["pre_activation", "pre_active", "active"] | None = Field(default=None, description="unchanged only")
+    activation_date: str | None = _KEY_DATE
+    expiration_date: str | None = _KEY_DATE
+
+
+class TemplateUpdate(Body):
+    """UKO's UpdateKeyTemplate body: the fields to change (absent: as it is). ``keystores`` replaces the whole
+    distribution (keystore ids or names, and UKO's ``{group, type}`` entries)."""
+
+    name: str | None = _checked(NAME_RE, _NAME, default=None)
+    description: str | None = Field(default=None, description=_DESCRIPTION)
+    keystores: list[Annotated[str, _Ref] | TemplateGroupEntry] | None = Field(
+        default=None, min_length=1, max_length=64, description="the new distribution"
+    )
+    key: TemplateKeyUpdate | None = None
+
+
+class DryRunQuery(Query):
+    dry_run: bool = Field(default=False, description="only show what would change; change nothing")
+
+
 class TagBody(Body):
     """A UKO tag of a managed key."""
 

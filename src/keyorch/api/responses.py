@@ -202,6 +202,15 @@ class Reference(Document):
     href: str
 
 
+class KeyTemplateReference(Reference):
+    """UKO's ``TemplateReference`` of a managed key, with keyorch's ``alignment_status``."""
+
+    alignment_status: Literal["aligned", "unaligned"] = Field(
+        description="unaligned: the template changed since the key was made or last realigned with it "
+        "(POST /managed_keys/{id}/update_from_template realigns it)"
+    )
+
+
 class KeystoreReference(Reference):
     """UKO's ``TargetKeystoreReference``."""
 
@@ -258,7 +267,7 @@ class ManagedKey(Document):
     label: str
     name: str = Field(description="the template's naming scheme applied to the label")
     vault: Reference
-    template: Reference | None = None
+    template: KeyTemplateReference | None = None
     algorithm: str
     size: str = Field(description="the key size in bits, as a string (UKO's type)")
     state: UkoKeyState
@@ -282,6 +291,22 @@ class ManagedKey(Document):
     expiration_date: str | None = Field(default=None, json_schema_extra={"format": "date"})
     created_by: str | None = Field(default=None, description="left out for a key made before keyorch recorded it")
     updated_by: str | None = None
+
+
+class TemplateChange(Document):
+    """One difference between a key and what its template gives it now."""
+
+    field: Literal["keystores", "activation_date", "expiration_date"]
+    description: str
+    blocked: str | None = Field(description="why keyorch refuses to make it (null: realigning makes it)")
+
+
+class KeyRealignment(ManagedKey):
+    """UKO's ManagedKey as realigning it with its template makes it (with ``dry_run``: would make it), and
+    keyorch's ``changes``: each difference, blocked ones included."""
+
+    changes: list[TemplateChange]
+    dry_run: bool
 
 
 class _Page(Document):

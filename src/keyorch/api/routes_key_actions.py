@@ -11,17 +11,18 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from keyorch.api.auth import Permission
-from keyorch.api.models import ActivateQuery, DestroyQuery, Query
+from keyorch.api.models import ActivateQuery, DestroyQuery, DryRunQuery, Query
+from keyorch.api.responses import KeyRealignment, SyncResult
 from keyorch.api.responses import ManagedKey as KeyDocument
-from keyorch.api.responses import SyncResult
 from keyorch.api.routes_keys import key_response
 from keyorch.api.routing import Call, Route
 from keyorch.domain.models import ManagedKey
 from keyorch.domain.states import KeyState
+from keyorch.service import key_template
 from keyorch.service import keys as ops
 from keyorch.service.context import ServiceContext
 from keyorch.service.directory import load_directory
-from keyorch.views import statuses_json
+from keyorch.views import realignment_json, statuses_json
 
 Action = Callable[[ServiceContext, str, int], Awaitable[ManagedKey]]
 
@@ -93,6 +94,28 @@ async def sync(call: Call) -> web.StreamResponse:
     return call.answer({"id": key.id, **result, "status_in_keystores": statuses}, tag=(after.id, after.version))
 
 
+async def update_from_template(call: Call) -> web.StreamResponse:
+    """UKO's UpdateManagedKeyFromTemplate: realign the key with what its template gives keys now (If-Match
+    required); ``dry_run=true`` answers the key as it would be, with each change, and changes nothing."""
+    dry_run = call.parsed(DryRunQuery, call.query).dry_run
+    key = await call.key(call.path_id)
+    vault = await call.vault(key.vault_id)
+    action = "key.update_from_template"
+    ctx = await call.authorize(Permission.DEPLOY, vault.name, action, "key", key.id)
+    if dry_run:
+        if call.request.headers.get("If-Match"):
+            await call.expected_version(ctx, action, "key", key.id, key.version)
+        before, plan = await key_template.preview_update_from_template(ctx, key.id)
+        shown, tag = plan.key, (before.id, before.version)
+    else:
+        version = await call.expected_version(ctx, action, "key", key.id, key.version)
+        shown, plan = await key_template.update_from_template(ctx, key.id, version)
+        tag = (shown.id, shown.version)
+        call.changed(key.id)
+    doc = realignment_json(plan, shown, await load_directory(call.context()), dry_run)
+    return call.answer(doc, tag=tag)
+
+
 _QUERIES: dict[str, type[Query]] = {"destroy": DestroyQuery, "activate": ActivateQuery}
 
 
@@ -149,5 +172,18 @@ ROUTES = [
         Permission.DEPLOY,
         refusals=(404, 412, 503),
         response=SyncResult,
+    ),
+    Route(
+        "POST",
+        "/managed_keys/{id}/update_from_template",
+        update_from_template,
+        "update_managed_key_from_template",
+        "Realign a key with its template (new keystores it distributes to, planned dates); If-Match required "
+        "unless dry_run=true, which shows the changes and makes none",
+        "managed_keys",
+        Permission.DEPLOY,
+        query=DryRunQuery,
+        refusals=(404, 409, 412, 428),
+        response=KeyRealignment,
     ),
 ]

@@ -7,14 +7,23 @@ from typing import Any
 from aiohttp import web
 
 from keyorch.api.auth import Permission
-from keyorch.api.models import TemplateCreate, TemplateGroupEntry, TemplateQuery, TemplateVaultRef
+from keyorch.api.models import (
+    TemplateCreate,
+    TemplateGroupEntry,
+    TemplateKeyUpdate,
+    TemplateQuery,
+    TemplateUpdate,
+    TemplateVaultRef,
+)
 from keyorch.api.responses import Template, TemplateList
 from keyorch.api.routing import PREFIX, Call, Route, linked_page
 from keyorch.domain import uko
 from keyorch.domain.errors import InvalidInput
 from keyorch.domain.models import KeyTemplate, TemplateState
 from keyorch.domain.validation import shown
+from keyorch.service import template_edits as edits
 from keyorch.service import templates as ops
+from keyorch.service.context import ServiceContext
 from keyorch.views import template_json
 
 
@@ -129,6 +138,79 @@ async def get_template(call: Call) -> web.StreamResponse:
     return await _answer_one(call, await call.template(call.path_id))
 
 
+def _unchanged_key_material(template: KeyTemplate, key: TemplateKeyUpdate | None) -> None:
+    """UKO's SDK round-trips ``key.size``/``algorithm``/``state``: accepted as they are, refused as a change."""
+    if key is None:
+        return
+    current = {"size": str(template.size), "algorithm": template.algorithm, "state": template.initial_state.value}
+    given = {
+        "size": str(key.size) if key.size is not None else None,
+        "algorithm": key.algorithm.lower() if key.algorithm is not None else None,
+        "state": uko.key_state(key.state, "key.state").value if key.state is not None else None,
+    }
+    for name, value in given.items():
+        if value is not None and value != current[name]:
+            raise InvalidInput(
+                f"key.{name} {shown(value)} differs from the template's {current[name]!r}: keys keep what they were "
+                "made with, so a template's key material cannot change; make a new template",
+                target=f"key.{name}",
+            )
+
+
+def _edit(body: TemplateUpdate) -> edits.TemplateEdit:
+    given = body.key.model_fields_set if body.key is not None else set()
+    key = body.key
+    return edits.TemplateEdit(
+        name=body.name,
+        description=body.description,
+        keystores=[k for k in body.keystores if isinstance(k, str)] if body.keystores is not None else None,
+        groups=(
+            [(k.group, k.type) for k in body.keystores if isinstance(k, TemplateGroupEntry)]
+            if body.keystores is not None
+            else None
+        ),
+        activation_date=key.activation_date if key is not None and "activation_date" in given else edits.KEEP,
+        expiration_date=key.expiration_date if key is not None and "expiration_date" in given else edits.KEEP,
+    )
+
+
+async def _writable(
+    call: Call, action: str, permission: Permission = Permission.CREATE
+) -> tuple[KeyTemplate, ServiceContext, int]:
+    """The template, the caller's context (authorized for ``action``) and the version its If-Match names."""
+    template = await call.template(call.path_id)
+    vault = await call.vault(template.vault_id)
+    ctx = await call.authorize(permission, vault.name, action, "template", template.id)
+    version = await call.expected_version(ctx, action, "template", template.id, template.version)
+    return template, ctx, version
+
+
+async def update_template(call: Call) -> web.StreamResponse:
+    """UKO's UpdateKeyTemplate: name, description, distribution, planned key dates; If-Match required. A change
+    of what the template gives keys flags its keys unaligned."""
+    body = call.parsed(TemplateUpdate, call.body)
+    template, ctx, version = await _writable(call, "template.update")
+    _unchanged_key_material(template, body.key)
+    after = await edits.update_template(ctx, template.id, _edit(body), version)
+    return await _answer_one(call, after)
+
+
+async def delete_template(call: Call) -> web.StreamResponse:
+    template, ctx, version = await _writable(call, "template.delete", Permission.ADMINISTER)
+    await edits.delete_template(ctx, template.id, version)
+    return web.Response(status=204)
+
+
+async def archive_template(call: Call) -> web.StreamResponse:
+    template, ctx, version = await _writable(call, "template.archive")
+    return await _answer_one(call, await edits.set_archived(ctx, template.id, True, version))
+
+
+async def unarchive_template(call: Call) -> web.StreamResponse:
+    template, ctx, version = await _writable(call, "template.unarchive")
+    return await _answer_one(call, await edits.set_archived(ctx, template.id, False, version))
+
+
 ROUTES = [
     Route(
         "GET",
@@ -163,6 +245,56 @@ ROUTES = [
         "Get a template by id or name",
         "templates",
         Permission.READ,
+        response=Template,
+        refusals=(404,),
+    ),
+    Route(
+        "PATCH",
+        "/templates/{id}",
+        update_template,
+        "update_key_template",
+        "Change a template's name, description, distribution or planned key dates (its keys become unaligned "
+        "where what it gives them changed)",
+        "templates",
+        Permission.CREATE,
+        body=TemplateUpdate,
+        if_match=True,
+        response=Template,
+        refusals=(404, 409),
+    ),
+    Route(
+        "DELETE",
+        "/templates/{id}",
+        delete_template,
+        "delete_key_template",
+        "Delete a template no managed key was made from (refused while such keys exist)",
+        "templates",
+        Permission.ADMINISTER,
+        if_match=True,
+        success=204,
+        refusals=(404, 409),
+    ),
+    Route(
+        "POST",
+        "/templates/{id}/archive",
+        archive_template,
+        "archive_key_template",
+        "Archive a template: it makes no new keys, its keys keep working",
+        "templates",
+        Permission.CREATE,
+        if_match=True,
+        response=Template,
+        refusals=(404,),
+    ),
+    Route(
+        "POST",
+        "/templates/{id}/unarchive",
+        unarchive_template,
+        "unarchive_key_template",
+        "Unarchive a template: it makes keys again",
+        "templates",
+        Permission.CREATE,
+        if_match=True,
         response=Template,
         refusals=(404,),
     ),

@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 from keyorch.service.keys import KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import ConnectRequest, KeystoreQuery
+from keyorch.service.template_edits import TemplateEdit
 
 Doc = dict[str, Any]
 
@@ -97,6 +98,18 @@ class Backend(Protocol):
     async def list_templates(self, vault: str | None) -> list[Doc]: ...
 
     async def get_template(self, ref: str) -> Doc: ...
+
+    async def update_template(self, ref: str, if_version: int | None, edit: TemplateEdit) -> Doc: ...
+
+    async def delete_template(self, ref: str, if_version: int | None) -> Doc:
+        """The template as it was when deleted."""
+        ...
+
+    async def archive_template(self, ref: str, archived: bool, if_version: int | None) -> Doc: ...
+
+    async def update_key_from_template(self, ref: str, dry_run: bool, if_version: int | None) -> Doc:
+        """The key realigned with its template (with ``dry_run``: as it would be), with its ``changes``."""
+        ...
 
     async def create_key(self, template: str, label: str, state: str | None) -> Doc: ...
 

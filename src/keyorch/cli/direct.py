@@ -10,15 +10,34 @@ from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Vault, Vaul
 from keyorch.reconcile import report
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
-from keyorch.service import audit, keys, keystore_update, keystores, templates, vaults
+from keyorch.service import (
+    audit,
+    key_template,
+    keys,
+    keystore_update,
+    keystores,
+    template_edits,
+    templates,
+    vaults,
+)
 from keyorch.service.context import ServiceContext
 from keyorch.service.directory import load_directory
 from keyorch.service.keys import KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import ConnectRequest, KeystoreQuery
+from keyorch.service.template_edits import TemplateEdit
+from keyorch.service.versions import check_version
 from keyorch.settings import ReconcileSettings
 from keyorch.store.audit_chain import Anchor
-from keyorch.views import audit_json, key_json, keystore_json, statuses_json, template_json, vault_json
+from keyorch.views import (
+    audit_json,
+    key_json,
+    keystore_json,
+    realignment_json,
+    statuses_json,
+    template_json,
+    vault_json,
+)
 
 _KEY_ACTIONS: dict[str, Callable[[ServiceContext, str, int | None], Awaitable[ManagedKey]]] = {
     "activate": keys.activate_key,
@@ -117,6 +136,24 @@ class DirectBackend:
 
     async def get_template(self, ref: str) -> Doc:
         return await self._template(await templates.get_template(self.ctx, ref))
+
+    async def update_template(self, ref: str, if_version: int | None, edit: TemplateEdit) -> Doc:
+        return await self._template(await template_edits.update_template(self.ctx, ref, edit, if_version))
+
+    async def delete_template(self, ref: str, if_version: int | None) -> Doc:
+        return await self._template(await template_edits.delete_template(self.ctx, ref, if_version))
+
+    async def archive_template(self, ref: str, archived: bool, if_version: int | None) -> Doc:
+        return await self._template(await template_edits.set_archived(self.ctx, ref, archived, if_version))
+
+    async def update_key_from_template(self, ref: str, dry_run: bool, if_version: int | None) -> Doc:
+        if dry_run:
+            before, plan = await key_template.preview_update_from_template(self.ctx, ref)
+            check_version(before.version, if_version, "key", before.id)
+            shown = plan.key
+        else:
+            shown, plan = await key_template.update_from_template(self.ctx, ref, if_version)
+        return realignment_json(plan, shown, await load_directory(self.ctx), dry_run)
 
     # --- keys -----------------------------------------------------------------------------
 

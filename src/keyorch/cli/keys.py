@@ -141,3 +141,26 @@ async def destroy(state: CliState, backend: Backend, ref: str, force: bool, if_v
     In a dual-auth vault this is the second authorization, which needs --server (authenticated users).
     """
     show_key(state, await backend.key_action("destroy", ref, if_version, force=force), "key destroyed")
+
+
+@key.command(name="update-from-template")
+@click.argument("ref", metavar="ID")
+@click.option("--dry-run", is_flag=True, help="Only show what would change; change nothing.")
+@click.option("--if-version", type=int, default=None, help="Refuse if the key's version differs.")
+@with_backend
+async def update_from_template(
+    state: CliState, backend: Backend, ref: str, dry_run: bool, if_version: int | None
+) -> None:
+    """Realign a key with its template: keystores the template now distributes to, its planned dates.
+
+    Refused (exit 3, naming each) where a change would take a usable key out of a keystore.
+    """
+    doc = await backend.update_key_from_template(ref, dry_run, if_version)
+    if state.output != "json" and doc["changes"]:
+        for change in doc["changes"]:
+            blocked = f"  [refused: {change['blocked']}]" if change["blocked"] else ""
+            click.echo(f"{'would ' if dry_run else ''}{change['description']}{blocked}")
+    elif state.output != "json":
+        click.echo("the key is aligned with its template: nothing to change")
+    shown = doc if state.output == "json" else {k: v for k, v in doc.items() if k != "changes"}
+    show_key(state, shown, "key (dry run: unchanged)" if dry_run else "key realigned with its template")

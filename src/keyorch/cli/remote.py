@@ -29,6 +29,7 @@ from keyorch.domain.validation import is_loopback_host, parse_keystore_type
 from keyorch.service.keys import KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import CONNECTION_FIELDS, ConnectRequest, KeystoreQuery, read_ca_file
+from keyorch.service.template_edits import KEEP, TemplateEdit
 
 API = "/api/v4"
 PAGE = 1000
@@ -335,6 +336,42 @@ class RemoteBackend:
 
     async def get_template(self, ref: str) -> Doc:
         return await self._get(f"/templates/{_ref(ref)}")
+
+    async def update_template(self, ref: str, if_version: int | None, edit: TemplateEdit) -> Doc:
+        template, if_match = await self._current(f"/templates/{_ref(ref)}", if_version)
+        body: Doc = {k: v for k, v in (("name", edit.name), ("description", edit.description)) if v is not None}
+        if edit.keystores is not None or edit.groups is not None:
+            current = template["keystores"]
+            explicit = list(edit.keystores) if edit.keystores is not None else [e["id"] for e in current if "id" in e]
+            groups = (
+                [{"group": g, "type": t} for g, t in edit.groups]
+                if edit.groups is not None
+                else [e for e in current if "group" in e]
+            )
+            body["keystores"] = [*explicit, *groups]
+        dates = {k: getattr(edit, k) for k in ("activation_date", "expiration_date") if getattr(edit, k) is not KEEP}
+        if dates:
+            body["key"] = dates
+        doc, _ = await self._call("PATCH", f"/templates/{_ref(template['id'])}", body=body, if_match=if_match)
+        return self._object(doc)
+
+    async def delete_template(self, ref: str, if_version: int | None) -> Doc:
+        template, if_match = await self._current(f"/templates/{_ref(ref)}", if_version)
+        await self._call("DELETE", f"/templates/{_ref(template['id'])}", if_match=if_match)
+        return template
+
+    async def archive_template(self, ref: str, archived: bool, if_version: int | None) -> Doc:
+        template, if_match = await self._current(f"/templates/{_ref(ref)}", if_version)
+        action = "archive" if archived else "unarchive"
+        doc, _ = await self._call("POST", f"/templates/{_ref(template['id'])}/{action}", if_match=if_match)
+        return self._object(doc)
+
+    async def update_key_from_template(self, ref: str, dry_run: bool, if_version: int | None) -> Doc:
+        key, if_match = await self._current(f"/managed_keys/{_ref(ref)}", if_version)
+        path = f"/managed_keys/{_ref(key['id'])}/update_from_template"
+        query = {"dry_run": "true"} if dry_run else None
+        doc, _ = await self._call("POST", path, query=query, if_match=if_match)
+        return self._object(doc)
 
     # --- keys -----------------------------------------------------------------------------
 

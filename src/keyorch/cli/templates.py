@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from keyorch.cli.backend import Backend, Doc, TemplateRequest
 from keyorch.cli.runtime import CliState, emit, make_table, properties_table, with_backend
+from keyorch.service.template_edits import KEEP, TemplateEdit
 
 
 def _entry(entry: Doc, long: bool = False) -> str:
@@ -129,3 +132,76 @@ async def list_(state: CliState, backend: Backend, vault: str | None) -> None:
 async def show(state: CliState, backend: Backend, ref: str) -> None:
     """Show a key template (by id or name)."""
     _show(state, await backend.get_template(ref), "template")
+
+
+def _date(value: str | None) -> Any:
+    """A planned date option: not given (as it is), ``none`` (no date planned), or the period or date."""
+    if value is None:
+        return KEEP
+    return None if value.lower() == "none" else value
+
+
+@template.command(name="update")
+@click.argument("ref", metavar="ID")
+@click.option("--name", help="A new name.")
+@click.option("--description", help="A new description.")
+@click.option("--keystore", "keystores", multiple=True, help="Replace the keystores named (repeatable).")
+@click.option("--group", "groups", multiple=True, metavar="GROUP:TYPE", help="Replace the group entries (repeatable).")
+@click.option("--no-groups", is_flag=True, help="Remove every group entry.")
+@click.option("--activation-date", help="Keys' planned activation: period (P1Y), date, or none.")
+@click.option("--expiration-date", help="Keys' planned expiration: period (P1Y), date, or none.")
+@click.option("--if-version", type=int, default=None, help="Refuse if the template's version differs.")
+@with_backend
+async def update(
+    state: CliState,
+    backend: Backend,
+    ref: str,
+    name: str | None,
+    description: str | None,
+    keystores: tuple[str, ...],
+    groups: tuple[str, ...],
+    no_groups: bool,
+    activation_date: str | None,
+    expiration_date: str | None,
+    if_version: int | None,
+) -> None:
+    """Change a template. A change of its keystores, groups or planned dates marks the keys made from it
+    unaligned: realign each with `keyorch key update-from-template`."""
+    if no_groups and groups:
+        raise click.BadParameter("give --group or --no-groups, not both", param_hint="--no-groups")
+    edit = TemplateEdit(
+        name=name,
+        description=description,
+        keystores=keystores or None,
+        groups=() if no_groups else (tuple(_group(g) for g in groups) or None),
+        activation_date=_date(activation_date),
+        expiration_date=_date(expiration_date),
+    )
+    _show(state, await backend.update_template(ref, if_version, edit), "template updated")
+
+
+@template.command(name="delete")
+@click.argument("ref", metavar="ID")
+@click.option("--if-version", type=int, default=None, help="Refuse if the template's version differs.")
+@with_backend
+async def delete(state: CliState, backend: Backend, ref: str, if_version: int | None) -> None:
+    """Delete a template no managed key was made from (refused, exit 3, while such keys exist)."""
+    _show(state, await backend.delete_template(ref, if_version), "template deleted")
+
+
+@template.command(name="archive")
+@click.argument("ref", metavar="ID")
+@click.option("--if-version", type=int, default=None, help="Refuse if the template's version differs.")
+@with_backend
+async def archive(state: CliState, backend: Backend, ref: str, if_version: int | None) -> None:
+    """Archive a template: it makes no new keys; the keys made from it keep working."""
+    _show(state, await backend.archive_template(ref, True, if_version), "template archived")
+
+
+@template.command(name="unarchive")
+@click.argument("ref", metavar="ID")
+@click.option("--if-version", type=int, default=None, help="Refuse if the template's version differs.")
+@with_backend
+async def unarchive(state: CliState, backend: Backend, ref: str, if_version: int | None) -> None:
+    """Unarchive a template: it makes keys again."""
+    _show(state, await backend.archive_template(ref, False, if_version), "template unarchived")

@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from keyorch.domain import rules
+from keyorch.domain.alignment import planned_dates
 from keyorch.domain.errors import Conflict, InvalidInput
 from keyorch.domain.models import KeystoreType, KeyTemplate, ManagedKey, Tag, TargetStatus
 from keyorch.domain.states import ALLOWED_ACTIONS, KeyAction, KeyState
@@ -66,6 +67,7 @@ async def create_key(
             )
         now = ctx.clock.now()
         vault_name = (await tx.vault_by_id(tmpl.vault_id)).name
+        planned = planned_dates(tmpl, now.date())
         key = ManagedKey(
             id=ctx.new_id(),
             label=label,
@@ -78,6 +80,8 @@ async def create_key(
             created_at=now,
             updated_at=now,
             targets=rules.new_targets(connected, now),
+            activation_date=planned[0],
+            expiration_date=planned[1],
             description=description,
             tags=checked_tags,
             created_by=ctx.actor.user,

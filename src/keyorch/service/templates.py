@@ -58,14 +58,14 @@ def _check_types(types: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(types)) or (USER_DEFINED,)
 
 
-def _check_dates(activation_date: str | None, expiration_date: str | None) -> None:
+def check_planned_dates(activation_date: str | None, expiration_date: str | None) -> None:
     if activation_date is not None:
         check_key_date("key.activation_date", activation_date)
     if expiration_date is not None:
         check_key_date("key.expiration_date", expiration_date)
 
 
-async def _explicit_keystores(tx: Transaction, vault_id: str, vault_name: str, refs: Sequence[str]) -> list[Keystore]:
+async def explicit_keystores(tx: Transaction, vault_id: str, vault_name: str, refs: Sequence[str]) -> list[Keystore]:
     resolved = []
     for ref in dict.fromkeys(refs):
         ks = await tx.keystore(ref, within={vault_id})  # a keystore of another vault is not found here
@@ -77,7 +77,7 @@ async def _explicit_keystores(tx: Transaction, vault_id: str, vault_name: str, r
     return resolved
 
 
-def _check_key_material(
+def check_key_material(
     algorithm: str, size: int, explicit: Sequence[Keystore], groups: Sequence[GroupEntry]
 ) -> tuple[str, int]:
     """The algorithm and size, which every keystore named and every group entry's type must support."""
@@ -108,7 +108,7 @@ async def create_template(
     check_name("template name", name)
     check_naming_scheme(naming_scheme)
     check_description("description", description)
-    _check_dates(activation_date, expiration_date)
+    check_planned_dates(activation_date, expiration_date)
     initial = parse_initial_state(state)
     kinds = _check_types(types)
     entries = group_entries(groups)
@@ -122,8 +122,8 @@ async def create_template(
         v = await tx.vault(vault)
         if await tx.template_name_taken(v.id, name):
             raise Conflict(f"vault {v.name} already has a template named {name!r}", target="name")
-        explicit = await _explicit_keystores(tx, v.id, v.name, keystores)
-        algo, bits = _check_key_material(algorithm, size, explicit, entries)
+        explicit = await explicit_keystores(tx, v.id, v.name, keystores)
+        algo, bits = check_key_material(algorithm, size, explicit, entries)
         now = ctx.clock.now()
         template = KeyTemplate(
             id=ctx.new_id(),

@@ -350,6 +350,24 @@ class Transaction:
         found = {str(template_id): int(n) for template_id, n in await self.conn.execute(stmt)}
         return {t: found.get(t, 0) for t in template_ids}
 
+    async def delete_template(self, template: KeyTemplate) -> None:
+        """Delete the template as read (``StaleVersion`` if it changed since)."""
+        result = await self.conn.execute(
+            delete(templates).where(templates.c.id == template.id, templates.c.version == template.version)
+        )
+        if result.rowcount != 1:
+            raise StaleVersion(f"template {template.id} changed meanwhile; read it again and retry", target="version")
+
+    async def mark_template_keys_unaligned(self, template_id: str, now: datetime) -> int:
+        """Flag every key made from the template as no longer aligned with it (a new version of each key, so
+        an ETag read before is stale); how many keys that was."""
+        result = await self.conn.execute(
+            update(managed_keys)
+            .where(managed_keys.c.template_id == template_id, managed_keys.c.template_aligned.is_(True))
+            .values(template_aligned=False, version=managed_keys.c.version + 1, updated_at=now)
+        )
+        return int(result.rowcount)
+
     async def update_template(self, template: KeyTemplate, expected_version: int) -> KeyTemplate:
         version = await self._update_versioned(templates, template.id, expected_version, rows.template_to_row(template))
         return replace(template, version=version)
