@@ -122,12 +122,14 @@ class Exchange:
 @dataclass(frozen=True)
 class Walk:
     """A list walked by ``next.href``: the ids its filter selects (one big page), those the walk met in order,
-    how many pages it took, and the ids of the unfiltered list that the filter leaves out."""
+    how many pages it took, the ids of the unfiltered list that the filter leaves out, and those met walking
+    back by ``previous.href`` from ``last.href``."""
 
     expected: list[str]
     walked: list[str]
     pages: int
     others: list[str]
+    backward: list[str]
 
 
 @dataclass
@@ -450,6 +452,7 @@ async def _walk(c: Recorder, route: RouteKey, query: str, ident: str) -> Walk:
     expected = [item["id"] for item in selected[name]]
     walked: list[str] = []
     doc = await c.ok(*route, ident_or_none, query=f"{query}&limit=2" if query else "limit=2", case="first page")
+    last = doc["last"]["href"]
     pages = 1
     for _ in range(len(expected) + 2):
         walked += [item["id"] for item in doc[name]]
@@ -457,8 +460,15 @@ async def _walk(c: Recorder, route: RouteKey, query: str, ident: str) -> Walk:
             break
         doc = await c.ok(*route, url=doc["next"]["href"], as_route=route, case="next page")
         pages += 1
+    backward: list[str] = []
+    doc = await c.ok(*route, url=last, as_route=route, case="last page")
+    for _ in range(len(expected) + 2):
+        backward += [item["id"] for item in doc[name]]
+        if "previous" not in doc:
+            break
+        doc = await c.ok(*route, url=doc["previous"]["href"], as_route=route, case="previous page")
     others = [item["id"] for item in everything[name] if item["id"] not in expected]
-    return Walk(expected, walked, pages, others)
+    return Walk(expected, walked, pages, others, backward)
 
 
 async def _error_battery(c: Recorder, live: dict[str, str]) -> None:

@@ -351,11 +351,14 @@ def test_pending_routes_still_fail(driven: Driven, route: RouteKey) -> None:
 @pytest.mark.parametrize("walk", [w for w in WALKS if w[0] not in PENDING], ids=lambda w: f"{w[0][1]}?{w[1]}")
 def test_pagers_walk_every_item_exactly_once(driven: Driven, walk: tuple[RouteKey, str]) -> None:
     """From a first page of 2, ``next.href`` leads through every item the filter selects, once each, and
-    through no other (a pending list is walked once it leaves PENDING)."""
+    through no other; so does ``previous.href`` from ``last.href`` (a pending list is walked once it leaves
+    PENDING)."""
     found = driven.walks[walk]
     assert len(found.expected) >= 3, f"{walk}: too few items ({found.expected}) for a walk over several pages of 2"
     assert sorted(found.walked) == sorted(found.expected), (walk, found)
     assert len(set(found.walked)) == len(found.walked), f"{walk}: an item met twice: {found.walked}"
+    assert sorted(found.backward) == sorted(found.expected), f"{walk}: previous.href from last.href: {found}"
+    assert len(set(found.backward)) == len(found.backward), f"{walk}: an item met twice going back: {found.backward}"
     assert found.pages == (len(found.expected) + 1) // 2, f"{walk}: {found.pages} pages for {len(found.expected)} items"
     if walk[1]:
         assert found.others, f"{walk}: the filter leaves nothing out, so the walk shows nothing of it"
