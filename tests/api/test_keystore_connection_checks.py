@@ -10,32 +10,25 @@ from typing import Any
 
 import pytest
 
-from keyorch.api.auth import token_hash
 from keyorch.fakes.aws import AwsKmsFake
 from keyorch.fakes.base import RunningFake
 from keyorch.providers.aws_wire import MANAGED_KEY_TAG
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.engine import Reconciler
 from keyorch.service import keys, templates
-from keyorch.settings import ApiSettings, ApiToken
 from tests.uko.contract import validate_uko
 
-from .conftest import MASTER_KEY, START, USERS, Api, ApiFactory, error_of, token_of
-from .uko_keystore_bodies import KINDS, PROBE_OPERATION, SECRET_FIELD, running, uko_body
+from .conftest import MASTER_KEY, START, Api, ApiFactory, error_of
+from .uko_keystore_bodies import KINDS, PROBE_OPERATION, SECRET_FIELD, api_settings, running, uko_body
 
 CACHE_SECONDS = 30.0
-
-
-def _settings(**limits: float) -> ApiSettings:
-    tokens = [ApiToken(user=u, sha256=token_hash(token_of(u)), roles=roles) for u, roles in USERS.items()]  # type: ignore[arg-type]
-    return ApiSettings(tokens=tokens, **limits)
 
 
 @pytest.fixture
 async def checked_api(api_factory: ApiFactory) -> Api:
     """The API with a status cache of 30 s and connection tests cut off after 2 s (a closed port is retried)."""
     return await api_factory(
-        settings=_settings(keystore_status_cache_seconds=CACHE_SECONDS, keystore_check_timeout_seconds=2.0)
+        settings=api_settings(keystore_status_cache_seconds=CACHE_SECONDS, keystore_check_timeout_seconds=2.0)
     )
 
 

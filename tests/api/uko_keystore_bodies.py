@@ -9,11 +9,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from keyorch.api.auth import token_hash
 from keyorch.fakes.aws import AwsKmsFake
 from keyorch.fakes.azure import AzureKeyVaultFake
 from keyorch.fakes.base import ProviderFake, RunningFake, start_fake
 from keyorch.fakes.gcp import GoogleKmsFake
 from keyorch.fakes.ibm import KeyProtectFake
+from keyorch.settings import ApiSettings, ApiToken
+
+from .conftest import USERS, token_of
 
 #: what UKO's SDK names each type, and keyorch's fake of it
 KINDS = ("aws_kms", "azure_key_vault", "google_kms", "ibm_cloud_kms")
@@ -105,3 +109,9 @@ PROBE_OPERATION = {
     "google_kms": "GetKeyRing",
     "ibm_cloud_kms": "ListKeys",
 }
+
+
+def api_settings(**limits: float) -> ApiSettings:
+    """The API's settings with the test users' tokens and these keystore check limits (api.keystore_*)."""
+    tokens = [ApiToken(user=u, sha256=token_hash(token_of(u)), roles=roles) for u, roles in USERS.items()]  # type: ignore[arg-type]
+    return ApiSettings(tokens=tokens, **limits)

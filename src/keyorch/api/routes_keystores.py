@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -29,12 +29,14 @@ from keyorch.api.responses import KeystoreDryRun, KeystoreHealth, KeystoreList
 from keyorch.api.routing import PREFIX, Call, Route, linked_page, respond
 from keyorch.credentials import MAX_CREDENTIALS_BYTES, parse_credentials
 from keyorch.domain import uko, uko_keystores
-from keyorch.domain.errors import InvalidInput
-from keyorch.domain.models import Keystore, KeystoreType
+from keyorch.domain.errors import ConfigurationError, InvalidInput
+from keyorch.domain.models import CredentialsMode, Keystore, KeystoreType
 from keyorch.domain.validation import check_name
 from keyorch.providers.base import Health, HealthStatus
 from keyorch.service import keystore_update as update_ops
 from keyorch.service import keystores as ops
+from keyorch.service.context import ServiceContext
+from keyorch.service.keystore_probe import stored_connection
 from keyorch.service.keystore_update import UpdateRequest
 from keyorch.views import keystore_json
 
@@ -96,10 +98,28 @@ def _one_kind_of_credentials(credentials: dict[str, Any] | None, from_environmen
 
 
 def _uko_connection(
-    body: KeystoreFields, kind: KeystoreType, *, create: bool, kept: dict[str, str] | None = None
+    body: KeystoreFields,
+    kind: KeystoreType,
+    *,
+    create: bool,
+    kept: dict[str, str] | None = None,
+    stored: Mapping[str, Any] | None = None,
 ) -> uko_keystores.UkoConnection:
     """UKO's per-type fields of the body in keyorch's terms (:mod:`keyorch.domain.uko_keystores`)."""
-    return uko_keystores.from_uko(kind, body.uko_fields(), body.keyorch_fields(), create=create, kept_before=kept)
+    fields, extra = body.uko_fields(), body.keyorch_fields()
+    return uko_keystores.from_uko(kind, fields, extra, create=create, kept_before=kept, stored_before=stored)
+
+
+async def _stored_before(ctx: ServiceContext, keystore: Keystore, body: KeystoreFields) -> Mapping[str, Any] | None:
+    """The keystore's stored credentials, where a UKO body changes part of them (a new secret alone)."""
+    if keystore.credentials_mode is not CredentialsMode.STORED or not any(
+        body.uko_fields().get(name) is not None for name in uko_keystores.SECRET_FIELDS[keystore.type]
+    ):
+        return None
+    try:
+        return await stored_connection(ctx, keystore)
+    except ConfigurationError:
+        return None  # then the body must name the whole set, and is told which field is missing
 
 
 def _connect_request(call: Call, body: KeystoreConnect, stack: ExitStack) -> ops.ConnectRequest:
@@ -261,7 +281,9 @@ async def update_keystore(call: Call) -> web.StreamResponse:
     ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.update", "keystore", keystore.id)
     version = await call.expected_version(ctx, "keystore.update", "keystore", keystore.id, keystore.version)
     _one_kind_of_credentials(body.credentials, body.credentials_from_environment)
-    given = _uko_connection(body, keystore.type, create=False, kept=keystore.settings.get(uko.UKO_SETTINGS) or {})
+    kept = keystore.settings.get(uko.UKO_SETTINGS) or {}
+    stored = await _stored_before(ctx, keystore, body)
+    given = _uko_connection(body, keystore.type, create=False, kept=kept, stored=stored)
     credentials = given.credentials if given.credentials is not None else body.credentials
     connection = {**_connection(body), **given.connection}
     if given.google_location is not None:

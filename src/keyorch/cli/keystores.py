@@ -60,6 +60,9 @@ def keystore() -> None:
 @click.option("--type", "type_", required=True, type=click.Choice([t.value for t in KeystoreType]))
 @connection_options
 @click.option("--google-location", help="Google Cloud KMS location (UKO's google_location).")
+@click.option("--azure-location", help="Azure: UKO's azure_location of the key vault (e.g. europe_west).")
+@click.option("--azure-resource-group", help="Azure: the key vault's resource group (UKO's azure_resource_group).")
+@click.option("--azure-subscription-id", help="Azure: the key vault's subscription (UKO's azure_subscription_id).")
 @click.option("--description", default="", help="What the keystore is for (free text).")
 @click.option("--group", "groups", multiple=True, help="A group the keystore is in (repeatable).")
 @click.option("--allow-insecure-http", is_flag=True, help="Allow a plain http:// loopback endpoint (testing).")
@@ -86,6 +89,9 @@ async def connect(
     name: str,
     type_: str,
     google_location: str | None,
+    azure_location: str | None,
+    azure_resource_group: str | None,
+    azure_subscription_id: str | None,
     description: str,
     groups: tuple[str, ...],
     allow_insecure_http: bool,
@@ -96,12 +102,15 @@ async def connect(
     **connection: Any,
 ) -> None:
     """Connect a keystore to a vault."""
+    azure = {"azure_location": azure_location, "azure_resource_group": azure_resource_group}
+    azure["azure_subscription_id"] = azure_subscription_id
     request = ops.ConnectRequest(
         vault=vault,
         name=name,
         type=type_,
         **connection,
         google_location=google_location,
+        uko_fields={name: value for name, value in azure.items() if value is not None},
         description=description,
         groups=groups,
         allow_insecure_http=allow_insecure_http,

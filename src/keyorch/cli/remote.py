@@ -272,6 +272,7 @@ class RemoteBackend:
                 body[field] = value
         if request.google_location is not None:
             body["google_location"] = request.google_location
+        body.update(request.uko_fields)  # UKO's fields of the type (azure_location, …): the API takes them by name
         if request.description:
             body["description"] = request.description
         if request.groups:

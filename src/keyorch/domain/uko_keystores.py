@@ -64,7 +64,7 @@ UKO_BODY_FIELDS: dict[KeystoreType, tuple[str, ...]] = {
 ALL_UKO_BODY_FIELDS: tuple[str, ...] = tuple(f for names in UKO_BODY_FIELDS.values() for f in names)
 
 #: the credential fields of each type: given one, the body carries the keystore's credentials
-_SECRETS: dict[KeystoreType, tuple[str, ...]] = {
+SECRET_FIELDS: dict[KeystoreType, tuple[str, ...]] = {
     KeystoreType.AWS_KMS: ("aws_access_key_id", "aws_secret_access_key"),
     KeystoreType.AZURE_KEY_VAULT: ("azure_service_principal_password",),
     KeystoreType.GOOGLE_KMS: ("google_credentials",),
@@ -87,6 +87,7 @@ _AZURE_AUTHORITIES = {
     "azure_us_government": "https://login.microsoftonline.us",
 }
 IBM_DEFAULT_KEY_RING = "default"
+IBM_DEFAULT_IAM_URL = "https://iam.cloud.ibm.com/identity/token"
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def _google_credentials(encoded: str) -> dict[str, Any]:
     return doc
 
 
-def _aws(given: Mapping[str, str], out: dict[str, Any]) -> None:
+def _aws(given: Mapping[str, str], out: dict[str, Any], stored: Mapping[str, Any]) -> None:
     if "aws_region" in given:
         region = given["aws_region"]
         if region in _AWS_PARTITIONS:
@@ -132,15 +133,24 @@ def _aws(given: Mapping[str, str], out: dict[str, Any]) -> None:
                 target="aws_region",
             )
         out["connection"]["region"] = aws_region(region)
-    if any(name in given for name in _SECRETS[KeystoreType.AWS_KMS]):
-        _required(KeystoreType.AWS_KMS, given, _SECRETS[KeystoreType.AWS_KMS])
+    if "aws_secret_access_key" in given:  # a new secret alone keeps the stored access key id
+        known = {"aws_access_key_id": str(stored.get("access_key_id", "")), **given}
+        _required(KeystoreType.AWS_KMS, known, SECRET_FIELDS[KeystoreType.AWS_KMS])
         out["credentials"] = {
-            "access_key_id": given["aws_access_key_id"],
+            "access_key_id": known["aws_access_key_id"],
             "secret_access_key": given["aws_secret_access_key"],
         }
+    elif "aws_access_key_id" in given:
+        _required(KeystoreType.AWS_KMS, given, SECRET_FIELDS[KeystoreType.AWS_KMS])
 
 
-def _azure(given: Mapping[str, str], out: dict[str, Any], kept_before: Mapping[str, str], endpoint_given: bool) -> None:
+def _azure(
+    given: Mapping[str, str],
+    out: dict[str, Any],
+    kept_before: Mapping[str, str],
+    stored: Mapping[str, Any],
+    endpoint_given: bool,
+) -> None:
     environment = given.get("azure_environment", kept_before.get("azure_environment", "azure"))
     if "azure_service_name" in given or "azure_environment" in given:
         name = given.get("azure_service_name") or kept_before.get("azure_service_name")
@@ -156,13 +166,19 @@ def _azure(given: Mapping[str, str], out: dict[str, Any], kept_before: Mapping[s
             out["kept"][name] = given[name]
     identity = ("azure_tenant", "azure_service_principal_client_id")
     if "azure_service_principal_password" in given or "azure_authority_host" in given:
-        known = {n: given.get(n) or kept_before.get(n, "") for n in identity}
+        # a new password alone keeps the stored service principal, and its sign-in authority unless the cloud moves
+        was = {"azure_tenant": stored.get("tenant_id"), "azure_service_principal_client_id": stored.get("client_id")}
+        known = {n: given.get(n) or str(was[n] or "") for n in identity}
         _required(KeystoreType.AZURE_KEY_VAULT, {**given, **known}, (*identity, "azure_service_principal_password"))
+        authority = given.get("azure_authority_host")
+        if authority is None:
+            kept_authority = stored.get("authority_host") if "azure_environment" not in given else None
+            authority = str(kept_authority or _AZURE_AUTHORITIES[environment])
         out["credentials"] = {
             "tenant_id": known["azure_tenant"],
             "client_id": known["azure_service_principal_client_id"],
             "client_secret": given["azure_service_principal_password"],
-            "authority_host": given.get("azure_authority_host") or _AZURE_AUTHORITIES[environment],
+            "authority_host": authority,
         }
     elif any(n in given for n in identity):
         raise InvalidInput(
@@ -194,7 +210,7 @@ def _google(given: Mapping[str, str], out: dict[str, Any]) -> None:
         )
 
 
-def _ibm(given: Mapping[str, str], out: dict[str, Any], kept_before: Mapping[str, str]) -> None:
+def _ibm(given: Mapping[str, str], out: dict[str, Any], stored: Mapping[str, Any]) -> None:
     variant = given.get("ibm_variant", IBM_VARIANT_KEY_PROTECT)
     if variant != IBM_VARIANT_KEY_PROTECT:
         raise InvalidInput(
@@ -216,9 +232,9 @@ def _ibm(given: Mapping[str, str], out: dict[str, Any], kept_before: Mapping[str
     iam = given.get("ibm_iam_endpoint")
     if iam is not None:
         out["kept"]["ibm_iam_endpoint"] = iam.rstrip("/")
-    if "ibm_api_key" in given:
-        base = (iam or kept_before.get("ibm_iam_endpoint") or "https://iam.cloud.ibm.com").rstrip("/")
-        out["credentials"] = {"apikey": given["ibm_api_key"], "iam_url": f"{base}/identity/token"}
+    if "ibm_api_key" in given:  # a new API key alone is exchanged where the stored one was
+        iam_url = f"{iam.rstrip('/')}/identity/token" if iam else str(stored.get("iam_url") or IBM_DEFAULT_IAM_URL)
+        out["credentials"] = {"apikey": given["ibm_api_key"], "iam_url": iam_url}
     elif iam is not None:
         raise InvalidInput(
             "ibm_iam_endpoint comes with ibm_api_key (the API key is exchanged there)", target="ibm_api_key"
@@ -232,13 +248,15 @@ def from_uko(
     *,
     create: bool,
     kept_before: Mapping[str, str] | None = None,
+    stored_before: Mapping[str, Any] | None = None,
 ) -> UkoConnection:
     """UKO's per-type fields of a body (``given``; absent or None: not given) in keyorch's terms.
 
     ``keyorch_fields`` are the body's keyorch fields that were given (``region``, ``endpoint``, ``credentials``,
     …): a UKO field and the keyorch field it stands for may not both be given. ``create``: a connect, where UKO's
     SDK requires the location and credential fields of the type; on an update every field is optional and
-    ``kept_before`` (the keystore's kept UKO fields) fills in what a partial change leaves out."""
+    ``kept_before`` (the keystore's kept UKO fields) and ``stored_before`` (its stored credentials) fill in what a
+    partial change leaves out: a new secret alone keeps the stored identity it belongs to."""
     present = {name: value for name, value in given.items() if value is not None}
     foreign = [name for name in present if name not in UKO_BODY_FIELDS[kind]]
     if foreign:
@@ -246,11 +264,11 @@ def from_uko(
     for name, setting in _SETTING_OF.items():
         if name in present and keyorch_fields.get(setting) is not None:
             raise InvalidInput(f"give {name} or {setting}, not both", target=name)
-    if any(name in present for name in _SECRETS[kind]):
+    if any(name in present for name in SECRET_FIELDS[kind]):
         for other in ("credentials", "credentials_from_environment"):
             if keyorch_fields.get(other):
-                raise InvalidInput(f"give {_SECRETS[kind][0]} or {other}, not both", target=other)
-    uko_shaped = any(name in present for name in _SECRETS[kind])
+                raise InvalidInput(f"give {SECRET_FIELDS[kind][0]} or {other}, not both", target=other)
+    uko_shaped = any(name in present for name in SECRET_FIELDS[kind])
     if create and uko_shaped:
         needs: dict[KeystoreType, tuple[tuple[str, str | None], ...]] = {
             KeystoreType.AWS_KMS: (("aws_region", "region"),),
@@ -266,16 +284,16 @@ def from_uko(
             if not present.get(name) and (instead is None or not keyorch_fields.get(instead)):
                 raise InvalidInput(f"a keystore of type {kind} given as UKO's body needs {name}", target=name)
     out: dict[str, Any] = {"connection": {}, "google_location": None, "credentials": None, "kept": {}}
-    before = kept_before or {}
+    before, stored = kept_before or {}, stored_before or {}
     match kind:
         case KeystoreType.AWS_KMS:
-            _aws(present, out)
+            _aws(present, out, stored)
         case KeystoreType.AZURE_KEY_VAULT:
-            _azure(present, out, before, bool(keyorch_fields.get("endpoint")))
+            _azure(present, out, before, stored, bool(keyorch_fields.get("endpoint")))
         case KeystoreType.GOOGLE_KMS:
             _google(present, out)
         case KeystoreType.IBM_KEY_PROTECT:
-            _ibm(present, out, before)
+            _ibm(present, out, stored)
     kept = {k: v for k, v in out["kept"].items() if k in UKO_KEPT_FIELDS[kind]}
     return UkoConnection(
         connection=out["connection"],
