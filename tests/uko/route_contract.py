@@ -172,9 +172,11 @@ class Recorder:
         token: str | None = ADMIN_TOKEN,
         url: str | None = None,
         as_route: RouteKey | None = None,
+        vault: str | None = None,
     ) -> Exchange:
         """``route`` is the templated path ("/vaults/{id}"), ``ident`` what replaces {id}; ``url`` (a path the
-        API gave, e.g. a next.href) is requested instead, recorded under ``as_route``."""
+        API gave, e.g. a next.href) is requested instead, recorded under ``as_route``; ``vault`` is sent as UKO's
+        UKO-Vault header."""
         path = route.replace("{id}", ident) if ident is not None else route
         self.driven.secrets |= secrets_in(json_body)
         target = url if url is not None else API + path + (f"?{query}" if query else "")
@@ -185,6 +187,8 @@ class Recorder:
             headers["If-Match"] = if_match
         if content_type is not None:
             headers["Content-Type"] = content_type
+        if vault is not None:
+            headers["UKO-Vault"] = vault
         async with self.session.request(method, self.base + target, json=json_body, data=data, headers=headers) as resp:
             raw = await resp.read()
             doc: Any = None
@@ -436,9 +440,22 @@ async def _scenario(
     await c.ok("GET", "/docs/static/{name}", url=API + "/docs/static/docs.js", token=None)
 
     live = {"vaults": main, "keystores": stores[aws], "templates": template, "managed_keys": keys[0]}
+    # as the SDK sends them: in the vault UKO-Vault names (the lists keep to it)
+    for kind, ident in live.items():
+        await c.ok("GET", f"/{kind}/{{id}}", ident, vault=main, case="UKO-Vault")
+    for route, name in LIST_FIELDS.items():
+        if "{id}" not in route[1]:
+            doc = await c.ok(*route, vault=third, case="UKO-Vault")
+            assert doc[name] and all(_vault_of(item) == third for item in doc[name]), (route, doc)
     for route, query in WALKS:
         driven.walks[(route, query)] = await _walk(c, route, query, live[route[1].split("/")[1]])
     return live
+
+
+def _vault_of(item: dict[str, Any]) -> str:
+    """The vault id of a list's item (a vault is its own)."""
+    vault = item.get("vault", item["id"])
+    return str(vault["id"] if isinstance(vault, dict) else vault)
 
 
 async def _walk(c: Recorder, route: RouteKey, query: str, ident: str) -> Walk:
