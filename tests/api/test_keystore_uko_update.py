@@ -4,10 +4,14 @@ leaves the old credentials in use."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
+import secrets
 from typing import Any
 
 from keyorch.fakes.azure import AzureKeyVaultFake
+from keyorch.fakes.gcp import GoogleKmsFake
 from keyorch.fakes.ibm import KeyProtectFake
 from tests.uko.contract import validate_uko
 
@@ -83,3 +87,30 @@ async def test_a_key_protect_api_key_alone_is_exchanged_where_the_stored_one_was
         assert saved.status == 200, await saved.text()
         assert new not in await saved.text() and await _health(api, keystore) == "ok"
         assert (await saved.json())["ibm_iam_endpoint"] == ibm.url
+
+
+async def test_a_google_service_account_key_is_replaced_by_its_successor(api_factory: ApiFactory) -> None:
+    api = await _uncached(api_factory)
+    async with running("google_kms") as google:
+        fake = google.fake
+        assert isinstance(fake, GoogleKmsFake)
+        body = uko_body(await api.vault(), "gcp", "google_kms", google)
+        keystore, etag = await _connected(api, body)
+        path = f"/keystores/{keystore}"
+        assert await _health(api, keystore) == "ok"
+        fake.account._key, fake.account.private_key_id = None, secrets.token_hex(20)  # the old key was deleted
+        assert await _health(api, keystore) == "configuration_error"
+
+        successor = fake.credentials(google.url)
+        encoded = base64.b64encode(json.dumps(successor).encode()).decode()
+        mismatch = {"google_credentials": encoded, "google_private_key_id": body["google_private_key_id"]}
+        refused = await api.request("PATCH", path, json=mismatch, headers={"If-Match": etag})
+        assert refused.status == 400 and encoded not in await refused.text()
+        assert (await error_of(refused))["errors"][0]["target"]["name"] == "google_private_key_id"
+        change = {"google_credentials": encoded, "google_private_key_id": successor["private_key_id"]}
+        saved = await api.request("PATCH", path, json=change, headers={"If-Match": etag})
+        text = await saved.text()
+        assert saved.status == 200, text
+        assert successor["private_key"] not in text and encoded not in text
+        assert (await saved.json())["google_private_key_id"] == successor["private_key_id"]
+        assert await _health(api, keystore) == "ok"
