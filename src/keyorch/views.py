@@ -23,6 +23,7 @@ from keyorch.domain.models import (
 from keyorch.domain.uko import uko_state, uko_status, uko_sync_detail, uko_sync_flag, uko_type
 from keyorch.providers.endpoints import effective_endpoint
 from keyorch.providers.identity import label_in_keystore
+from keyorch.service.associations import Association
 from keyorch.service.directory import Directory
 
 #: where the API's resources are: an object's ``href`` is its path below this (relative, as the links of UKO's
@@ -268,3 +269,31 @@ def realignment_json(plan: Realignment, shown: ManagedKey, directory: Directory,
 
 def audit_json(r: AuditRecord) -> dict[str, Any]:
     return r.as_json()
+
+
+def associated_resource_json(a: Association, vault_name: str | None) -> dict[str, Any]:
+    """UKO's ``AssociatedResource``: a cloud resource registered with the key's copy in one keystore. Its name,
+    service and service instance are read from the resource's CRN (``crn:v1:<cloud>:<type>:<service>:<location>:
+    <scope>:<service instance>:<resource type>:<resource>``); its id is derived from keystore, key and CRN."""
+    r = a.registration
+    parts = r.resource_crn.split(":")
+
+    def segment(i: int) -> str:
+        return parts[i] if len(parts) > i else ""
+
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"keyorch:{a.keystore.id}:{r.key_id_in_keystore}:{r.resource_crn}")),
+        "vault": reference("vaults", a.key.vault_id, vault_name),
+        "managed_key": {"id": a.key.id, "label": a.key.label, "href": href("managed_keys", a.key.id)},
+        "referenced_keystore": reference("keystores", a.keystore.id, a.keystore.name, type=uko_type(a.keystore.type)),
+        "key_id_in_keystore": r.key_id_in_keystore,
+        "name": segment(9) or segment(7) or r.resource_crn,
+        "type": uko.IBM_REGISTRATION_TYPE,
+        uko.IBM_REGISTRATION_TYPE: {
+            "prevents_key_deletion": r.prevents_key_deletion,
+            "service_name": segment(4),
+            "service_instance_name": segment(7),
+            "crn": r.resource_crn,
+            "description": r.description,
+        },
+    }

@@ -56,6 +56,13 @@ async def _keystore(api: Api) -> Prepared:
     return Prepared(f"/keystores/{ks}", etag_path=f"/keystores/{ks}")
 
 
+def keystore_sub(suffix: str) -> Setup:
+    async def setup(api: Api) -> Prepared:
+        return Prepared(f"/keystores/{await api.keystore((await api.shared())[0])}{suffix}")
+
+    return setup
+
+
 async def _keystore_update(api: Api) -> Prepared:
     ks = await api.keystore((await api.shared())[0])
     return Prepared(f"/keystores/{ks}", etag_path=f"/keystores/{ks}", body={"drift_policy": "remediate"})
@@ -158,7 +165,9 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
     "connect_keystore": ("POST", _connect, (401, 403, 403, 403, W)),
     "get_keystore": ("GET", _keystore, (401, R, R, R, R)),
     "get_keystore_status": ("GET", _keystore_status, (401, R, R, R, R)),
-    "disconnect_keystore": ("DELETE", _keystore, (401, 403, 403, 403, R)),
+    "disconnect_keystore": ("DELETE", _keystore, (401, 403, 403, 403, 204)),
+    "list_managed_keys_from_keystore": ("GET", keystore_sub("/managed_keys"), (401, R, R, R, R)),
+    "list_associated_resources_for_keystore": ("GET", keystore_sub("/associated_resources"), (401, R, R, R, R)),
     "update_keystore": ("PATCH", _keystore_update, (401, 403, 403, 403, R)),
     "list_templates": ("GET", static("/templates"), (401, R, R, R, R)),
     "create_template": ("POST", _new_template, (401, 403, W, 403, W)),
@@ -179,6 +188,7 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
     "get_managed_key": ("GET", key_in("pre_active"), (401, R, R, R, R)),
     "update_managed_key": ("PATCH", _key_update, (401, 403, R, 403, R)),
     "get_status_in_keystores": ("GET", key_in("active", "/status_in_keystores"), (401, R, R, R, R)),
+    "list_associated_resources_for_managed_key": ("GET", key_in("active", "/associated_resources"), (401, R, R, R, R)),
     "remove_managed_key": ("DELETE", key_in("removable"), (401, 403, 403, 403, 204)),
     "activate_managed_key": ("POST", key_in("pre_active", "/activate"), (401, 403, 403, R, R)),
     "deactivate_managed_key": ("POST", key_in("active", "/deactivate"), (401, 403, 403, R, R)),

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from keyorch.api import (
+    routes_associations,
     routes_audit,
     routes_key_actions,
     routes_keys,
@@ -36,6 +37,7 @@ from keyorch.store.repository import Store
 ROUTES: list[Route] = [
     *routes_vaults.ROUTES,
     *routes_keystores.ROUTES,
+    *routes_associations.ROUTES,
     *routes_templates.ROUTES,
     *routes_keys.ROUTES,
     *routes_key_actions.ROUTES,

@@ -32,7 +32,8 @@ def _bounds(q: KeyFilterQuery, name: str) -> tuple[Bound | None, Bound | None] |
     return low, high
 
 
-def key_filter(q: KeyFilterQuery, vault_ids: frozenset[str] | None) -> KeyFilter:
+def key_filter(q: KeyFilterQuery, vault_ids: frozenset[str] | None, keystore_ids: tuple[str, ...] = ()) -> KeyFilter:
+    """The query as the service's filter; ``keystore_ids``: only keys in those keystores (a keystore's keys)."""
     ranges = {name: found for name in (*_DATES, *_TIMES, "size") if (found := _bounds(q, name)) is not None}
     types = tuple(dict.fromkeys([*(q.keystore_type or ()), *(q.instance_keystore_type or ())]))
     return KeyFilter(
@@ -48,6 +49,7 @@ def key_filter(q: KeyFilterQuery, vault_ids: frozenset[str] | None) -> KeyFilter
         template_names=tuple(q.template_name or ()),
         keystore_types=types,
         keystore_names=tuple(q.keystore_name or ()),
+        keystore_ids=keystore_ids,
         ranges=ranges,
         sort=tuple((field.removeprefix("-"), field.startswith("-")) for field in q.sort or ()),
     )

@@ -525,6 +525,29 @@ class KeyFilterQuery(VaultFilter):
     )
 
 
+class AssociatedResourceQuery(Page):
+    """UKO's ListAssociatedResourcesFor{ManagedKey,TargetKeystore} parameters."""
+
+    sort: Annotated[list[str] | None, BeforeValidator(_comma_list)] = Field(
+        default=None,
+        min_length=1,
+        max_length=5,
+        description="fields to sort by, comma-separated, '-' first for descending: name, type, id, key_id_in_keystore",
+    )
+
+
+class KeystoreDeleteQuery(Query):
+    """UKO's DeleteKeystore parameters."""
+
+    mode: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="UKO's mode: restrict (the default), disconnect, deactivate or destroy; keyorch decides each "
+        "by its disconnect rule (refused while a key targeting the keystore is active, deactivated or compromised)",
+    )
+
+
 class DestroyQuery(Query):
     force: bool = Field(default=False, description="destroy even where the keystore reports the key in use")
 

@@ -70,6 +70,7 @@ _STATUS_TEXT = {
     413: "Request body too large",
     415: "The request body is not sent as application/json",
     428: "If-Match is required for a change to an existing object",
+    502: "A keystore refused the read or answered with something that is not its API's answer",
     503: "Too many requests at once (api.max_concurrent_requests; see Retry-After), or a needed component "
     "(reconciler, keystore) is not available",
 }

@@ -344,6 +344,41 @@ class ManagedKeyList(LinkedPage):
     managed_keys: list[ManagedKey]
 
 
+class ManagedKeyReference(Document):
+    """UKO's ``ManagedKeyReference``."""
+
+    id: str
+    label: str
+    href: str
+
+
+class IbmCloudKmsRegistration(Document):
+    """UKO's ``IbmCloudKmsRegistration``: a Key Protect registration."""
+
+    prevents_key_deletion: bool = Field(description="a retention policy: Key Protect refuses even a forced delete")
+    service_name: str = Field(description="the registering service, from the resource's CRN")
+    service_instance_name: str = Field(description="the service instance, from the resource's CRN")
+    crn: str
+    description: str
+
+
+class AssociatedResource(Document):
+    """UKO's ``AssociatedResource``: a cloud resource a managed key protects, as its keystore records it."""
+
+    id: str
+    vault: Reference
+    managed_key: ManagedKeyReference
+    referenced_keystore: KeystoreReference
+    key_id_in_keystore: str
+    name: str
+    type: Literal["com_ibm_cloud_kms_registration"]
+    com_ibm_cloud_kms_registration: IbmCloudKmsRegistration
+
+
+class AssociatedResourceList(LinkedPage):
+    associated_resources: list[AssociatedResource]
+
+
 class StatusInKeystores(Document):
     """UKO's ``StatusInKeystores``, with the key's id, state and keyorch's out-of-sync flag."""
 

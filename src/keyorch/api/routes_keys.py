@@ -25,9 +25,13 @@ async def key_response(call: Call, key: ManagedKey) -> web.Response:
 
 
 async def list_keys(call: Call) -> web.StreamResponse:
-    """One page of keys and the total the filters select, both counted and sliced in SQL."""
-    q = call.parsed(KeyFilterQuery, call.query)
-    flt = key_filter(q, await call.listed_vaults(q))
+    return await key_page(call, call.parsed(KeyFilterQuery, call.query))
+
+
+async def key_page(call: Call, q: KeyFilterQuery, keystore_ids: tuple[str, ...] = ()) -> web.StreamResponse:
+    """One page of keys and the total the filters select, both counted and sliced in SQL (``keystore_ids``:
+    only keys in those keystores), as UKO's ManagedKeyList with links to the other pages."""
+    flt = key_filter(q, await call.listed_vaults(q), keystore_ids)
     ctx = call.context()
     total, found = await ops.page_keys(ctx, flt)
     directory = await load_directory(ctx)

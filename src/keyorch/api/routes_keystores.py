@@ -1,7 +1,11 @@
 """/api/v4/keystores: list, connect, get, health status, disconnect (DELETE).
 
 Disconnecting checks the keystore's live contents too when it can be reached (as the CLI does); when
-it cannot, the answer says so in its ``Keyorch-Note`` header.
+it cannot, the answer says so in its ``Keyorch-Note`` header. DELETE takes UKO's ``mode``
+(:data:`keyorch.domain.uko.DISCONNECT_MODES`): every mode is decided by the one disconnect rule, so a
+disconnect never changes or abandons a live key (``deactivate`` and ``destroy`` are done through the keys'
+lifecycle first). It answers 204 with no body, as UKO does (its SDK reads none) and as keyorch's other
+DELETEs do; the disconnected keystore stays readable at ``GET /keystores/{id}``.
 
 Connecting takes the fields of `keyorch keystore connect`. Inline credentials and a CA bundle reach
 the one connect implementation as in-memory files (memfd where the system has it), never as a file
@@ -23,13 +27,20 @@ from aiohttp import web
 
 from keyorch.api.auth import Permission
 from keyorch.api.errors import MasterKeyMissing
-from keyorch.api.models import KeystoreConnect, KeystoreConnectQuery, KeystoreFields, KeystoreFilter, KeystoreUpdate
+from keyorch.api.models import (
+    KeystoreConnect,
+    KeystoreConnectQuery,
+    KeystoreDeleteQuery,
+    KeystoreFields,
+    KeystoreFilter,
+    KeystoreUpdate,
+)
 from keyorch.api.responses import Keystore as KeystoreDocument
 from keyorch.api.responses import KeystoreDryRun, KeystoreHealth, KeystoreList
 from keyorch.api.routing import PREFIX, Call, Route, linked_page, respond
 from keyorch.credentials import MAX_CREDENTIALS_BYTES, parse_credentials
 from keyorch.domain import uko, uko_keystores
-from keyorch.domain.errors import ConfigurationError, InvalidInput
+from keyorch.domain.errors import ConfigurationError, InvalidInput, RuleViolation
 from keyorch.domain.models import CredentialsMode, Keystore, KeystoreType
 from keyorch.domain.validation import check_name
 from keyorch.providers.base import Health, HealthStatus
@@ -308,13 +319,32 @@ async def update_keystore(call: Call) -> web.StreamResponse:
     return call.answer(await keystore_document(call, after), tag=(after.id, after.version))
 
 
+#: what a refused disconnect adds for UKO's modes that change keys first: how to do that in keyorch
+_MODE_HINTS = {
+    "deactivate": "keyorch does not deactivate keys as part of a disconnect (a deactivated key still blocks it)",
+    "destroy": "keyorch destroys keys only through their lifecycle (deactivate, then destroy, with dual "
+    "authorization where the vault requires it), then disconnect",
+}
+
+
 async def disconnect_keystore(call: Call) -> web.StreamResponse:
+    q = call.parsed(KeystoreDeleteQuery, call.query)
+    try:
+        mode = uko.disconnect_mode(q.mode)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, target="mode", target_type="parameter") from None
     keystore = await call.keystore(call.path_id)
     vault = await call.vault(keystore.vault_id)
     ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.disconnect", "keystore", keystore.id)
     version = await call.expected_version(ctx, "keystore.disconnect", "keystore", keystore.id, keystore.version)
-    after, note = await ops.disconnect_checked(ctx, keystore.id, version)
-    response = call.answer(await keystore_document(call, after), tag=(after.id, after.version))
+    try:
+        _, note = await ops.disconnect_checked(ctx, keystore.id, version)
+    except RuleViolation as exc:
+        hint = _MODE_HINTS.get(mode)
+        if hint is None or type(exc) is not RuleViolation:  # a stale If-Match (412) stays what it is
+            raise
+        raise RuleViolation(f"{exc.message} (mode {mode}: {hint})", target=exc.target) from None
+    response = web.Response(status=204)
     if note is not None:
         response.headers[NOTE_HEADER] = " ".join(note.encode("ascii", "replace").decode().split())
     return response
@@ -391,11 +421,13 @@ ROUTES = [
         "/keystores/{id}",
         disconnect_keystore,
         "disconnect_keystore",
-        "Disconnect a keystore (refused while an active or deactivated key targets it)",
+        "Disconnect a keystore (UKO's mode; refused in every mode while an active, deactivated or compromised key "
+        "targets it); 204, no content",
         "keystores",
         Permission.ADMINISTER,
+        query=KeystoreDeleteQuery,
+        success=204,
         if_match=True,
         refusals=(404, 409),
-        response=KeystoreDocument,
     ),
 ]

@@ -318,8 +318,9 @@ class RemoteBackend:
 
     async def disconnect_keystore(self, ref: str, if_version: int | None) -> tuple[Doc, str | None]:
         keystore, if_match = await self._current(f"/keystores/{_ref(ref)}", if_version)
-        doc, headers = await self._call("DELETE", f"/keystores/{_ref(keystore['id'])}", if_match=if_match)
-        return self._object(doc), headers.get(NOTE_HEADER)
+        _, headers = await self._call("DELETE", f"/keystores/{_ref(keystore['id'])}", if_match=if_match)
+        # the DELETE answers 204, as UKO's does: the keystore as it is now is read back
+        return await self.get_keystore(keystore["id"]), headers.get(NOTE_HEADER)
 
     # --- templates ------------------------------------------------------------------------
 

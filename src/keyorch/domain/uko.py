@@ -329,3 +329,33 @@ def uko_keystore_fields(kind: KeystoreType, settings: Mapping[str, Any], endpoin
             if kept.get("ibm_key_ring"):
                 doc["ibm_key_ring"] = kept["ibm_key_ring"]
     return doc
+
+
+# -- disconnecting a keystore (DeleteKeystore's ``mode``) -------------------------------------------------------
+
+#: UKO's modes of ``DELETE /keystores/{id}`` (``DeleteKeystoreOptions_Mode_*``). In UKO ``restrict`` (the default)
+#: refuses while keys are in the keystore, ``disconnect`` leaves them there unchanged, and ``deactivate`` and
+#: ``destroy`` change them first. keyorch never lets a disconnect change or abandon a live key: every mode is
+#: decided by the one disconnect rule (``domain.rules.check_disconnect``), which refuses while a key targeting
+#: the keystore is active, deactivated or compromised; ``deactivate`` and ``destroy`` are then done through the
+#: keys' own lifecycle (transition table, dual authorization), and the disconnect repeated.
+DISCONNECT_MODES: tuple[str, ...] = ("restrict", "disconnect", "deactivate", "destroy")
+DEFAULT_DISCONNECT_MODE = "restrict"
+
+
+def disconnect_mode(value: str | None, field: str = "mode") -> str:
+    """A DeleteKeystore mode (``None``: the default); anything else is bad input naming the field and value."""
+    if value is None:
+        return DEFAULT_DISCONNECT_MODE
+    if value in DISCONNECT_MODES:
+        return value
+    raise InvalidInput(
+        f"{field} {shown(value)} is not a mode of disconnecting a keystore; use one of {', '.join(DISCONNECT_MODES)}",
+        target=field,
+    )
+
+
+# -- associated resources ----------------------------------------------------------------------------------------
+
+#: UKO's ``AssociatedResource.type`` of a resource registered with a key in IBM Cloud (Key Protect registrations).
+IBM_REGISTRATION_TYPE = "com_ibm_cloud_kms_registration"

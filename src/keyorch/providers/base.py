@@ -72,6 +72,21 @@ class KeySpec:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Registration:
+    """A cloud resource that a key in the keystore protects, as the keystore records it (Key Protect's
+    registrations: made by the IBM Cloud services that use the key, never by keyorch)."""
+
+    key_id_in_keystore: str
+    resource_crn: str
+    prevents_key_deletion: bool
+    description: str = ""
+
+
+#: The keystore types that record the resources their keys protect (the others have no such thing).
+REGISTERING_KINDS: frozenset[KeystoreType] = frozenset({KeystoreType.IBM_KEY_PROTECT})
+
+
 class HealthStatus(StrEnum):
     OK = "ok"
     NOT_RESPONDING = "not_responding"
@@ -134,6 +149,11 @@ class KeystoreClient(ABC):
         """Schedule destruction (the provider keeps it pending for its window). ``force`` deletes a
         Key Protect key that still protects registered resources; other providers ignore it."""
 
+    async def registrations(self, ref: KeyRef | None = None) -> list[Registration]:
+        """The resources registered with the key ``ref`` (none when the keystore does not have it), or with
+        every key of the keystore (``None``). Only :data:`REGISTERING_KINDS` keystores record any."""
+        return []
+
     @abstractmethod
     async def validate(self) -> Health:
         """Check that the keystore answers and the credentials work; never raises a provider error."""
@@ -187,6 +207,7 @@ def registered_kinds() -> list[KeystoreType]:
 
 
 __all__ = [
+    "REGISTERING_KINDS",
     "Health",
     "HealthStatus",
     "KeyRef",
@@ -194,6 +215,7 @@ __all__ = [
     "KeystoreClient",
     "Observation",
     "ProviderFactory",
+    "Registration",
     "factory_for",
     "register",
     "registered_kinds",

@@ -15,7 +15,8 @@ A key is read through ``/metadata`` so key material is never fetched.
 Requests per call (with a cached token): get 1; enable/disable 1 (2 when the key id is unknown, or
 when Key Protect refuses a repeat with 409 and the state is re-read); schedule_destruction 1
 (``prefer: return=representation`` returns the deleted key; a repeat's 410 costs one more read);
-ensure_key 1 when the key exists, 2 when it is created. ``list_keys`` costs ``N // page_size + 1``
+ensure_key 1 when the key exists, 2 when it is created; registrations ``N // page_size + 1`` (one more read
+when the key id is unknown). ``list_keys`` costs ``N // page_size + 1``
 requests for N keys (``page_size`` setting, default 1000, at most 5000); it asks for states
 ``0,1,2,3,5`` so keys pending destruction are listed too, sorted by ``creationDate`` so keys created
 during a listing land at the end, and de-duplicates by id.
@@ -48,7 +49,16 @@ from keyorch.domain.errors import InvalidInput
 from keyorch.domain.models import Keystore, KeystoreType
 from keyorch.domain.states import KeyState
 from keyorch.domain.validation import check_endpoint
-from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation, register
+from keyorch.providers.base import (
+    Health,
+    HealthStatus,
+    KeyRef,
+    KeySpec,
+    KeystoreClient,
+    Observation,
+    Registration,
+    register,
+)
 from keyorch.providers.endpoints import effective_endpoint, origin_of
 from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError
 from keyorch.providers.http import HttpTransport, TransportSettings, check_transport_settings
@@ -66,6 +76,7 @@ from keyorch.providers.ibm_wire import (
     create_body,
     map_error,
     parse_key,
+    parse_registration,
     resources_of,
     single_key,
 )
@@ -174,6 +185,45 @@ class KeyProtectClient(KeystoreClient):
                 yield observation
             if len(page) < size or fresh == 0:
                 return
+            offset += len(page)
+
+    async def registrations(self, ref: KeyRef | None = None) -> list[Registration]:
+        """``GET /api/v2/keys/{id}/registrations`` (one key; a key the instance does not have has none) or
+        ``GET /api/v2/keys/registrations`` (every key of the instance), page by page (``page_size``)."""
+        if ref is None:
+            url, operation = f"{self._base}/registrations", "ListAllRegistrations"
+        else:
+            try:
+                key_id, _ = await self._key_id(ref)
+            except NotFound:
+                return []
+            url, operation = f"{self._base}/{quote(key_id, safe='')}/registrations", "ListRegistrations"
+        found: list[Registration] = []
+        seen: set[tuple[str, str]] = set()
+        offset = 0
+        while True:
+            try:
+                result = await self.transport.request(
+                    "GET",
+                    f"{url}?limit={self._page_size}&offset={offset}",
+                    operation=operation,
+                    idempotent=True,
+                    headers=self._headers,
+                )
+            except NotFound:
+                if ref is None:
+                    raise
+                return []  # the key went (purged) between the read and the listing
+            page = resources_of(result)
+            fresh = 0
+            for resource in page:
+                registration = parse_registration(result, resource)
+                if (registration.key_id_in_keystore, registration.resource_crn) not in seen:
+                    seen.add((registration.key_id_in_keystore, registration.resource_crn))
+                    found.append(registration)
+                    fresh += 1
+            if len(page) < self._page_size or fresh == 0:  # a full page of repeats ends it too
+                return found
             offset += len(page)
 
     # -- writes -------------------------------------------------------------------------------

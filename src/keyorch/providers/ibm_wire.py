@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyorch.domain.states import KeyState
-from keyorch.providers.base import Observation
+from keyorch.providers.base import Observation, Registration
 from keyorch.providers.errors import (
     AuthError,
     Conflict,
@@ -232,3 +232,22 @@ def _time(result: HttpResult, key: Mapping[str, Any], field: str) -> datetime | 
     except ValueError:
         raise result.malformed(f"'{field}' is not an RFC 3339 time: {value!r}") from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+# -- registrations -------------------------------------------------------------------------------
+def parse_registration(result: HttpResult, resource: Any) -> Registration:
+    """One registration resource (``keyId``, ``resourceCrn``, ``preventKeyDeletion``, ``description``);
+    :class:`MalformedResponse` for a wrong shape."""
+    if not isinstance(resource, dict):
+        raise result.malformed(f"a registration is {type(resource).__name__}, not an object")
+    key_id, crn = resource.get("keyId"), resource.get("resourceCrn")
+    prevents, description = resource.get("preventKeyDeletion", False), resource.get("description")
+    if not isinstance(key_id, str) or not key_id or len(key_id) > 256:
+        raise result.malformed("a registration has no string 'keyId'")
+    if not isinstance(crn, str) or not crn or len(crn) > 1024:
+        raise result.malformed(f"the registration of key {key_id[:64]!r} has no string 'resourceCrn'")
+    if not isinstance(prevents, bool):
+        raise result.malformed(f"the registration of key {key_id[:64]!r} has a non-boolean 'preventKeyDeletion'")
+    if description is not None and not isinstance(description, str):
+        raise result.malformed(f"the registration of key {key_id[:64]!r} has a non-string 'description'")
+    return Registration(key_id, crn, prevents, (description or "")[:1024])

@@ -112,6 +112,8 @@ class KeyFilter:
     template_names: tuple[str, ...] = ()
     keystore_types: tuple[KeystoreType, ...] = ()
     keystore_names: tuple[str, ...] = ()
+    #: only keys in these keystores (by id; not unlinked from them)
+    keystore_ids: tuple[str, ...] = ()
     ranges: Mapping[str, tuple[Bound | None, Bound | None]] = field(default_factory=dict)
     sort: tuple[tuple[str, bool], ...] = ()
 
@@ -142,6 +144,7 @@ async def _selection(tx: Transaction, flt: KeyFilter) -> KeySelection:
         template_names=flt.template_names,
         keystore_types=tuple(k.value for k in flt.keystore_types),
         keystore_names=flt.keystore_names,
+        keystore_ids=flt.keystore_ids,
         ranges=dict(flt.ranges),
         sort=flt.sort,
     )

@@ -53,6 +53,8 @@ class KeySelection:
     #: keyorch's type values of keystores the key is in (not unlinked from them), and their names
     keystore_types: tuple[str, ...] = ()
     keystore_names: tuple[str, ...] = ()
+    #: ids of keystores the key is in (not unlinked from them): UKO's ListManagedKeysFromKeystore
+    keystore_ids: tuple[str, ...] = ()
     #: a RANGED name -> (lowest, highest), both inclusive, either None for no bound
     ranges: dict[str, tuple[Bound | None, Bound | None]] = field(default_factory=dict)
     #: (a SORTABLE name, descending) in order of precedence
@@ -81,7 +83,7 @@ class KeySelection:
         if self.template_names:
             named = select(templates.c.id).where(templates.c.name.in_(self.template_names))
             where.append(keys.template_id.in_(named))
-        if self.keystore_types or self.keystore_names:
+        if self.keystore_types or self.keystore_names or self.keystore_ids:
             linked = (
                 select(key_targets.c.key_id)
                 .join(keystores, keystores.c.id == key_targets.c.keystore_id)
@@ -91,6 +93,8 @@ class KeySelection:
                 linked = linked.where(keystores.c.type.in_(self.keystore_types))
             if self.keystore_names:
                 linked = linked.where(keystores.c.name.in_(self.keystore_names))
+            if self.keystore_ids:
+                linked = linked.where(key_targets.c.keystore_id.in_(self.keystore_ids))
             where.append(linked.exists())
         for name, (low, high) in self.ranges.items():
             column = RANGED[name]
