@@ -310,11 +310,13 @@ async def _delete(api: Api, keystore: str, **params: str) -> aiohttp.ClientRespo
 
 async def test_an_unknown_mode_is_refused_naming_it_its_value_and_the_modes(api: Api) -> None:
     keystore = await api.keystore(await api.vault())
-    resp = await _delete(api, keystore, mode="purge")
-    assert resp.status == 400
-    err = (await error_of(resp))["errors"][0]
-    assert target_of(err) == ("parameter", "mode"), err
-    assert "'purge'" in err["message"] and "restrict, disconnect, deactivate, destroy" in err["message"], err
+    for given in ("purge", "", "RESTRICT", "x" * 200):
+        resp = await _delete(api, keystore, mode=given)
+        assert resp.status == 400, given
+        err = (await error_of(resp))["errors"][0]
+        assert target_of(err) == ("parameter", "mode"), err
+        assert repr(given)[:20] in err["message"], err
+        assert "use one of restrict, disconnect, deactivate, destroy" in err["message"], err
     assert (await _get(api, f"/keystores/{keystore}"))["status"] == "connected"
 
 

@@ -59,6 +59,8 @@ BATTERY_STATUS = {
     "method not allowed": 405,
     "no such file": 404,
 }
+#: a Key Protect registration the scenario makes (tests of GET …/associated_resources)
+REGISTERED_CRN = "crn:v1:bluemix:public:cloud-object-storage:global:a/contract:inst-1:bucket:invoices"
 #: list route → the field its items are in
 LIST_FIELDS: dict[RouteKey, str] = {
     ("GET", "/vaults"): "vaults",
@@ -370,7 +372,14 @@ async def _scenario(
 
     for key in keys[:2]:
         await c.ok("POST", "/managed_keys/{id}/activate", key, if_match=await c.etag("/managed_keys/{id}", key))
-    await settled(keys[0], "active")
+    active = await settled(keys[0], "active")
+    # a Key Protect registration of keys[0] (IBM services make them; the fake's admin route stands in), so its
+    # associated resources are not an empty list
+    ibm = next(k for k in running if k.startswith("ibm"))
+    kp_key = next(t["key_id_in_keystore"] for t in active["targets"] if t["keystore"] == stores[ibm])
+    registration = {"keyId": kp_key, "resourceCrn": REGISTERED_CRN, "description": "contract test"}
+    async with c.session.post(running[ibm].url + "/_fake/ibm/registrations", json=registration) as resp:
+        assert resp.status == 201, await resp.text()
     await c.ok("GET", "/managed_keys/{id}/status_in_keystores", keys[0])
     await c.ok("POST", "/managed_keys/{id}/sync_status_in_keystores", keys[0])
     await settled(keys[1], "active")
@@ -424,12 +433,13 @@ async def _scenario(
         for query in ("dry_run=true", ""):
             tag = await c.etag("/managed_keys/{id}", keys[3])
             await c.call("POST", "/managed_keys/{id}/update_from_template", keys[3], query=query, if_match=tag)
-    if ("GET", "/managed_keys/{id}/associated_resources") in SERVED:
-        await c.call("GET", "/managed_keys/{id}/associated_resources", keys[0])
-    for ident in stores.values():
-        for path in ("/keystores/{id}/associated_resources", "/keystores/{id}/managed_keys"):
-            if ("GET", path) in SERVED:
-                await c.call("GET", path, ident)
+    found = await c.ok("GET", "/managed_keys/{id}/associated_resources", keys[0])
+    assert [r["key_id_in_keystore"] for r in found["associated_resources"]] == [kp_key], found
+    for kind, ident in stores.items():
+        found = await c.ok("GET", "/keystores/{id}/associated_resources", ident)
+        shown = [r["managed_key"]["id"] for r in found["associated_resources"]]
+        assert shown == ([keys[0]] if kind == ibm else []), found  # only Key Protect records registrations
+        await c.ok("GET", "/keystores/{id}/managed_keys", ident)
 
     await c.ok("POST", "/reconcile")
     await c.ok("POST", "/plan", json_body={"keys": [keys[0]]})

@@ -541,8 +541,6 @@ class KeystoreDeleteQuery(Query):
 
     mode: str | None = Field(
         default=None,
-        min_length=1,
-        max_length=32,
         description="UKO's mode: restrict (the default), disconnect, deactivate or destroy; keyorch decides each "
         "by its disconnect rule (refused while a key targeting the keystore is active, deactivated or compromised)",
     )
