@@ -2,9 +2,9 @@
 
 One ``keyorch serve`` per backend (a real SQLite file, a real PostgreSQL) over the four fakes on loopback is
 driven through every route (tests/uko/route_contract.py): each success answer validates as the UKO model the
-route is mapped to below (list items too, and the pagers' ``next.href`` walk meets every item once), and every
-error answer (4xx and 5xx) as UKO's ApiError, whose ``errors`` are ErrorModels. A route of the API that is
-in none of the tables below fails the test: a new route comes with its contract case.
+route is mapped to below (list items too; the pagers' ``next.href`` walk, and ``previous.href`` back, meet every
+item once), and every error answer (4xx and 5xx) as UKO's ApiError, whose ``errors`` are ErrorModels. A route of
+the API that is in none of the tables below fails the test: a new route comes with its contract case.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ LIST_ITEMS = {
 }
 
 BACKENDS = ("sqlite", "postgres")
-_DRIVEN: dict[str, Driven] = {}
+_DRIVEN: dict[str, Driven | Exception] = {}
 
 
 def _served_routes() -> set[RouteKey]:
@@ -244,23 +244,34 @@ def _report(problems: dict[Exchange, list[str]]) -> str:
     return "\n".join(f"{e}:\n" + "\n".join(f"    {p}" for p in found) for e, found in problems.items())
 
 
+def _drive_on(backend: str, workdir: Path) -> Driven:
+    if backend == "sqlite":
+        return asyncio.run(drive(backend, f"sqlite:///{workdir / 'keyorch.db'}", workdir))
+
+    async def on_postgres() -> Driven:
+        async with fresh_postgres_database() as url:
+            return await drive(backend, url, workdir)
+
+    return asyncio.run(on_postgres())
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def driven(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Driven:
-    """Every route driven on one daemon over this backend (once per backend, whatever the tests' order)."""
+    """Every route driven on one daemon over this backend, once per backend whatever the tests' order (a
+    scenario that failed fails every test of its backend with its first error, without running again)."""
     backend: str = request.param
+    if backend == "postgres":
+        postgres_admin_url()  # skips (or fails in CI) without a PostgreSQL server
     if backend not in _DRIVEN:
-        workdir = tmp_path_factory.mktemp(f"contract-{backend}")
-        if backend == "sqlite":
-            _DRIVEN[backend] = asyncio.run(drive(backend, f"sqlite:///{workdir / 'keyorch.db'}", workdir))
-        else:
-            postgres_admin_url()  # skips (or fails in CI) without a PostgreSQL server
-
-            async def on_postgres() -> Driven:
-                async with fresh_postgres_database() as url:
-                    return await drive(backend, url, workdir)
-
-            _DRIVEN[backend] = asyncio.run(on_postgres())
-    return _DRIVEN[backend]
+        try:
+            _DRIVEN[backend] = _drive_on(backend, tmp_path_factory.mktemp(f"contract-{backend}"))
+        except Exception as exc:
+            _DRIVEN[backend] = exc
+            raise
+    found = _DRIVEN[backend]
+    if isinstance(found, Exception):
+        raise AssertionError(f"the {backend} scenario failed earlier: {str(found)[:3000]}")
+    return found
 
 
 def test_every_route_of_the_api_has_a_contract_case() -> None:
