@@ -6,7 +6,11 @@ names used in the request log and in fault rules:
 
 - ``Token``             ``POST /{tenant}/oauth2/v2.0/token`` (form; client credentials)
 - ``CreateKey``         ``POST /keys/{name}/create`` (an existing live name gets a new version)
-- ``RotateKey``         ``POST /keys/{name}/rotate``
+- ``RotateKey``         ``POST /keys/{name}/rotate`` (a new version like the latest; the rotation
+                        policy's ``expiryTime`` sets its ``exp``)
+- ``GetKeyRotationPolicy`` / ``UpdateKeyRotationPolicy``
+                        ``GET`` / ``PUT /keys/{name}/rotationpolicy`` (:mod:`keyorch.fakes.azure_rotation`;
+                        the fake's clock drives the policy's automatic rotations)
 - ``GetKey``            ``GET /keys/{name}``, ``/keys/{name}/``, ``/keys/{name}/{version}``
 - ``ListKeys``          ``GET /keys?maxresults=1..25`` (``nextLink`` with ``$skiptoken``)
 - ``ListKeyVersions``   ``GET /keys/{name}/versions`` (200 with an empty list for an unknown name)
@@ -42,6 +46,7 @@ from urllib.parse import quote, unquote
 from aiohttp import hdrs, web
 
 from keyorch.fakes.azure_crypto import OPERATION_SEGMENTS, KeySpec, b64url, bad_parameter, key_operation, unb64url
+from keyorch.fakes.azure_rotation import parse_policy
 from keyorch.fakes.azure_state import Changes, KeyVault, KeyVersion, VaultKey, azure_error
 from keyorch.fakes.azure_token import VAULT_RESOURCE, EntraApp, token_response
 from keyorch.fakes.base import FakeError, ProviderFake, read_json_object
@@ -98,6 +103,8 @@ def routes_for_path(raw_path: str) -> dict[str, Route]:
         if segs[2] in fixed:
             method, operation = fixed[segs[2]]
             return {method: Route(operation, name)}
+        if segs[2] == "rotationpolicy":
+            return {"GET": Route("GetKeyRotationPolicy", name), "PUT": Route("UpdateKeyRotationPolicy", name)}
         return {"GET": Route("GetKey", name, segs[2]), "PATCH": Route("UpdateKey", name, segs[2])}
     if n == 4 and segs[3] in OPERATION_SEGMENTS:
         crypto = OPERATION_SEGMENTS[segs[3]]
@@ -162,6 +169,8 @@ class AzureKeyVaultFake(ProviderFake):
         self._handlers: dict[str, Callable[[web.Request, Route], Awaitable[web.Response]]] = {
             "CreateKey": self._create,
             "RotateKey": self._rotate,
+            "GetKeyRotationPolicy": self._get_rotation_policy,
+            "UpdateKeyRotationPolicy": self._update_rotation_policy,
             "GetKey": self._get,
             "ListKeys": self._list_keys,
             "ListKeyVersions": self._list_versions,
@@ -314,11 +323,22 @@ class AzureKeyVaultFake(ProviderFake):
         return self._bundle(request, key, version)
 
     async def _rotate(self, request: web.Request, route: Route) -> web.Response:
-        _, latest = self.vault.get(_valid_name(route.name))
+        name = _valid_name(route.name)
+        _, latest = self.vault.get(name)
         material = await asyncio.to_thread(latest.spec.generate)
-        changes = Changes(key_ops=list(latest.key_ops), tags=dict(latest.tags))
-        key, version = self.vault.create(route.name, latest.spec, material, changes)
+        key, version = self.vault.rotate(name, material)
         return self._bundle(request, key, version)
+
+    async def _get_rotation_policy(self, request: web.Request, route: Route) -> web.Response:
+        key, policy = self.vault.rotation_policy(_valid_name(route.name))
+        return web.json_response(policy.to_json(f"{_base_url(request)}/keys/{key.name}/rotationpolicy"))
+
+    async def _update_rotation_policy(self, request: web.Request, route: Route) -> web.Response:
+        name = _valid_name(route.name)
+        self.vault.get(name)  # an unknown key is 404 before its body is judged
+        policy = parse_policy(await _read_body(request), self.vault.now())
+        key, policy = self.vault.set_rotation_policy(name, policy)
+        return web.json_response(policy.to_json(f"{_base_url(request)}/keys/{key.name}/rotationpolicy"))
 
     async def _get(self, request: web.Request, route: Route) -> web.Response:
         key, version = self.vault.get(_valid_name(route.name), route.version)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from keyorch.fakes.azure_crypto import DEFAULT_OPS, KEY_OPS, KeySpec, Material, bad_parameter, family, public_jwk
+from keyorch.fakes.azure_rotation import RotationPolicy, default_policy
 from keyorch.fakes.base import FakeError
 from keyorch.fakes.clock import FakeClock
 from keyorch.fakes.deadlines import Deadlines
@@ -16,6 +17,8 @@ from keyorch.fakes.deadlines import Deadlines
 MAX_TAGS = 15
 FULL_RETENTION_DAYS = 90
 InFlightKind = Literal["delete", "recover", "purge"]
+#: Automatic rotations one key may catch up on in one settle (a clock moved decades ahead stops there).
+MAX_CATCH_UP_ROTATIONS = 1000
 
 
 def azure_error(status: int, code: str, message: str, inner: str | None = None) -> FakeError:
@@ -63,6 +66,8 @@ class VaultKey:
     versions: list[KeyVersion] = field(default_factory=list)
     deleted_date: int | None = None
     scheduled_purge_date: int | None = None
+    #: The policy set with PUT rotationpolicy (``None``: the service's default, which never rotates).
+    rotation_policy: RotationPolicy | None = None
 
     @property
     def latest(self) -> KeyVersion:
@@ -153,6 +158,8 @@ class KeyVault:
         self.live: dict[str, VaultKey] = {}
         self.deleted: dict[str, VaultKey] = {}
         self.purges = Deadlines()
+        #: when a key's automatic rotation falls due (hints: re-checked against the key's policy)
+        self.rotations = Deadlines()
         self.in_flight: dict[str, InFlight] = {}
         self.purge_blocked: dict[str, float] = {}
 
@@ -168,6 +175,7 @@ class KeyVault:
         self.live.clear()
         self.deleted.clear()
         self.purges.clear()
+        self.rotations.clear()
         self.in_flight.clear()
         self.purge_blocked.clear()
 
@@ -185,6 +193,31 @@ class KeyVault:
         for lname, until in list(self.purge_blocked.items()):
             if until <= now:
                 del self.purge_blocked[lname]
+        for lname in self.rotations.due(now):
+            key = self.live.get(lname)
+            if key is not None:
+                self._rotate_due(key, int(now))
+
+    def _rotate_due(self, key: VaultKey, now: int) -> None:
+        """The automatic rotations the key's policy made due by ``now``, each version created at its due
+        time (as the service would have made it then), then the next due time scheduled."""
+        policy = key.rotation_policy
+        for _ in range(MAX_CATCH_UP_ROTATIONS):
+            due = policy.due(key.latest.created, key.latest.exp) if policy is not None else None
+            if due is None:
+                return
+            if due > now:
+                self.rotations.add(due, key.name.lower())
+                return
+            latest = key.latest
+            changes = Changes(key_ops=list(latest.key_ops), tags=dict(latest.tags))
+            self._add_version(key, latest.spec, latest.spec.generate(), changes, created=max(due, latest.created))
+
+    def _schedule_rotation(self, key: VaultKey) -> None:
+        policy = key.rotation_policy
+        due = policy.due(key.latest.created, key.latest.exp) if policy is not None else None
+        if due is not None:
+            self.rotations.add(due, key.name.lower())
 
     def _land(self, lname: str, flight: InFlight) -> None:
         if flight.kind == "delete":
@@ -194,6 +227,7 @@ class KeyVault:
         elif flight.kind == "recover":
             flight.key.deleted_date = flight.key.scheduled_purge_date = None
             self.live[lname] = flight.key
+            self._schedule_rotation(flight.key)
         elif self.purge_block_seconds > 0:
             self.purge_blocked[lname] = flight.until + self.purge_block_seconds
 
@@ -230,7 +264,22 @@ class KeyVault:
 
     def create(self, name: str, spec: KeySpec, material: Material, changes: Changes) -> tuple[VaultKey, KeyVersion]:
         self.check_creatable(name)
-        now = self.now()
+        key = self.live.setdefault(name.lower(), VaultKey(name))
+        return key, self._add_version(key, spec, material, changes, created=self.now(), rotated=False)
+
+    def rotate(self, name: str, material: Material) -> tuple[VaultKey, KeyVersion]:
+        """``POST /keys/{name}/rotate``: a new version like the latest (type, size, operations, tags),
+        expiring ``expiryTime`` after its creation when the key's rotation policy sets one."""
+        key, latest = self.get(name)
+        changes = Changes(key_ops=list(latest.key_ops), tags=dict(latest.tags))
+        return key, self._add_version(key, latest.spec, material, changes, created=self.now())
+
+    def _add_version(
+        self, key: VaultKey, spec: KeySpec, material: Material, changes: Changes, *, created: int, rotated: bool = True
+    ) -> KeyVersion:
+        """A new latest version; one made by a rotation expires as the key's rotation policy says."""
+        policy = key.rotation_policy if rotated else None
+        exp = policy.new_version_exp(created) if policy is not None else changes.exp
         version = KeyVersion(
             version=secrets.token_hex(16),
             spec=spec,
@@ -238,15 +287,29 @@ class KeyVault:
             key_ops=changes.key_ops if changes.key_ops is not None else _default_ops(spec.kty),
             enabled=True if changes.enabled is None else changes.enabled,
             nbf=changes.nbf,
-            exp=changes.exp,
-            created=now,
-            updated=now,
+            exp=exp,
+            created=created,
+            updated=created,
             tags=changes.tags or {},
             exportable=bool(changes.exportable),
         )
-        key = self.live.setdefault(name.lower(), VaultKey(name))
         key.versions.append(version)
-        return key, version
+        self._schedule_rotation(key)
+        return version
+
+    def rotation_policy(self, name: str) -> tuple[VaultKey, RotationPolicy]:
+        key, _ = self.get(name)
+        return key, key.rotation_policy if key.rotation_policy is not None else default_policy()
+
+    def set_rotation_policy(self, name: str, policy: RotationPolicy) -> tuple[VaultKey, RotationPolicy]:
+        key, _ = self.get(name)
+        now = self.now()
+        policy.created = key.rotation_policy.created if key.rotation_policy is not None else now
+        policy.updated = now
+        key.rotation_policy = policy
+        self._schedule_rotation(key)
+        self._rotate_due(key, now)
+        return key, policy
 
     def get(self, name: str, version: str | None = None) -> tuple[VaultKey, KeyVersion]:
         self.settle()
@@ -379,8 +442,16 @@ class KeyVault:
             return [
                 {"version": v.version, "kty": v.spec.kty, "key_ops": v.key_ops, "tags": v.tags}
                 | {k: val for k, val in self.attributes(v).items() if k not in ("recoveryLevel", "recoverableDays")}
+                | {"primary": v is key.latest}
                 for v in key.versions
             ]
+
+        def policy(key: VaultKey) -> dict[str, Any] | None:
+            if key.rotation_policy is None:
+                return None
+            doc = key.rotation_policy.to_json(f"keys/{key.name}/rotationpolicy")
+            due = key.rotation_policy.due(key.latest.created, key.latest.exp)
+            return doc | {"next_rotation": due}
 
         return {
             "vault": {
@@ -388,7 +459,10 @@ class KeyVault:
                 "purge_protection": self.purge_protection,
                 "recovery_level": self.recovery_level,
             },
-            "keys": [{"name": k.name, "collection": "keys", "versions": versions(k)} for k in self.list_live()],
+            "keys": [
+                {"name": k.name, "collection": "keys", "versions": versions(k), "rotation_policy": policy(k)}
+                for k in self.list_live()
+            ],
             "deleted_keys": [
                 {"name": k.name, "collection": "deletedkeys", "versions": versions(k)}
                 | {"deletedDate": k.deleted_date, "scheduledPurgeDate": k.scheduled_purge_date}

@@ -26,6 +26,13 @@ one error mapping: :func:`keyorch.providers.azure_wire.map_error`.
   later ``get_key`` does not see the key in neither collection (§2.3, §2.4) and take
   it for purged. A repeat finds the key in ``/deletedkeys``; a key in neither collection is reported
   destroyed (``get_key``: ``None``).
+* Versions and rotation: ``list_versions`` pages ``/keys/{name}/versions`` (oldest first by
+  ``attributes.created``; the primary is the latest, what ``GET /keys/{name}`` answers, and each
+  version's ``enabled`` is its own). ``rotate`` is ``POST /keys/{name}/rotate``, sent only while the
+  latest version is still ``from_version`` and never resent blindly (an in-doubt answer is followed by
+  a versions read). ``set_rotation_policy`` reads and ``PUT``s ``/keys/{name}/rotationpolicy`` with a
+  ``Rotate`` action ``timeAfterCreate`` ``P{n}D`` (at least ``P7D``), keeping the policy's other actions
+  and ``expiryTime``. ``disable_version`` PATCHes one older version ``enabled=false``.
 * ``list_keys`` pages through ``/keys`` and then ``/deletedkeys`` (``maxresults`` = setting
   ``page_size``, 1-25, default 25), following ``nextLink`` only to the endpoint's own scheme and host.
 
@@ -35,6 +42,7 @@ Keystore settings: ``endpoint`` (required), ``managed_hsm``, ``page_size``, and 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
@@ -63,8 +71,19 @@ from keyorch.providers.azure_wire import (
     name_from_key_id,
     observe,
     page_views,
+    rotation_policy_body,
+    version_of,
 )
-from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation, register
+from keyorch.providers.base import (
+    Health,
+    HealthStatus,
+    KeyRef,
+    KeySpec,
+    KeystoreClient,
+    KeyVersion,
+    Observation,
+    register,
+)
 from keyorch.providers.endpoints import origin_of
 from keyorch.providers.errors import (
     Conflict,
@@ -91,6 +110,7 @@ DELETE_POLL_SECONDS = 2.0
 #: made the key within twice the time keyorch waits for an answer is taken not to make it.
 CREATE_DOUBT_READ_TIMEOUTS = 2.0
 _TOKEN_LIMITS = ProviderLimits(rate_per_second=None, burst=1, max_concurrency=4)
+_VERSION_RE = re.compile(r"[0-9a-zA-Z]{1,64}")
 
 
 def is_managed_hsm(settings: Mapping[str, Any]) -> bool | None:
@@ -111,6 +131,10 @@ def create_in_doubt(exc: ProviderError) -> bool:
     if not exc.sent or isinstance(exc, Throttled | Conflict):
         return False
     return exc.transient or isinstance(exc, MalformedResponse)
+
+
+def _primary(versions: list[KeyVersion]) -> KeyVersion:
+    return next(v for v in versions if v.primary)
 
 
 def _page_size(settings: Mapping[str, Any]) -> int:
@@ -379,6 +403,104 @@ class AzureKeyVaultClient(KeystoreClient):
                 return
             if poll + 1 < DELETE_POLLS:
                 await self._sleep(DELETE_POLL_SECONDS)
+
+    # -- versions and rotation --------------------------------------------------------------
+
+    def _malformed(self, detail: str, operation: str) -> MalformedResponse:
+        return MalformedResponse(detail, keystore=self.transport.keystore, operation=operation)
+
+    async def list_versions(self, ref: KeyRef) -> list[KeyVersion]:
+        """Every version of the live key (``/keys/{name}/versions``, every page), oldest first by
+        ``attributes.created``; the primary is the latest version, the one ``GET /keys/{name}`` answers
+        (read after the listing, so a version made meanwhile is still reported). ``enabled`` is each
+        version's ``attributes.enabled``. A soft-deleted key has no versions to list: :class:`NotFound`."""
+        name = self._name(ref)
+        listed: dict[str, KeyView] = {}
+        async for view in self._pages(f"/keys/{name}/versions", "ListKeyVersions", deleted=False):
+            if view.version is None or view.name.lower() != name.lower():
+                raise self._malformed(
+                    f"the versions listing of key {name} holds an item that is not one of its versions",
+                    "ListKeyVersions",
+                )
+            if view.version in listed:
+                raise self._malformed(
+                    f"the versions listing of key {name} repeats version {view.version}", "ListKeyVersions"
+                )
+            listed[view.version] = view
+        latest = await self._live(name)
+        if latest is None:
+            raise NotFound(
+                f"key {name} is not a live key of the vault (Key Vault lists no versions of a deleted key)",
+                keystore=self.transport.keystore,
+                operation="GetKey",
+            )
+        if latest.version is None:
+            raise self._malformed(f"the vault answered key {name} without a version in its kid", "GetKey")
+        listed[latest.version] = latest
+        order = {version: index for index, version in enumerate(listed)}
+        views = sorted(
+            listed.values(),
+            key=lambda v: (v.created or 0, v.version == latest.version, order[v.version or ""]),
+        )
+        return [version_of(view, primary=view.version == latest.version) for view in views]
+
+    async def rotate(self, ref: KeyRef, *, from_version: str) -> KeyVersion:
+        """``POST /keys/{name}/rotate`` unless the latest version is no longer ``from_version``.
+
+        Sent as not idempotent (each rotate makes a version) through ``request_checked``: after an
+        answer that leaves the outcome in doubt the versions are read, and a latest version other than
+        ``from_version`` is the rotation's result; only otherwise is it sent again."""
+        name = self._name(ref)
+
+        async def rotated() -> KeyVersion | None:
+            current = _primary(await self.list_versions(ref))
+            return current if current.version_id != from_version else None
+
+        done = await rotated()
+        if done is not None:
+            return done
+
+        async def send() -> KeyVersion:
+            view = bundle_view(await self._call("POST", f"/keys/{name}/rotate", "RotateKey", idempotent=False))
+            if view.version is None or view.name.lower() != name.lower():
+                raise self._malformed(f"the rotate answer of key {name} is not a version of it", "RotateKey")
+            return version_of(view, primary=True)
+
+        return await self.transport.request_checked(send, rotated)
+
+    async def set_rotation_policy(self, ref: KeyRef, period_days: int | None) -> None:
+        """The key's rotation policy with a ``Rotate`` action ``timeAfterCreate`` ``P{period_days}D``
+        (``None``: without one, so Key Vault never rotates it); the policy's other actions and its
+        ``expiryTime`` are kept (read first). ``PUT`` replaces the whole policy, so it may be repeated."""
+        name = self._name(ref)
+        rotation_policy_body({}, period_days)  # refuse what Key Vault cannot express before any request
+        current = (await self._call("GET", f"/keys/{name}/rotationpolicy", "GetKeyRotationPolicy")).json_object()
+        body = rotation_policy_body(current, period_days)
+        result = await self._call("PUT", f"/keys/{name}/rotationpolicy", "UpdateKeyRotationPolicy", json=body)
+        answered = result.json_object().get("lifetimeActions")
+        if not isinstance(answered, list):
+            raise result.malformed("the rotation policy answer has no lifetimeActions array")
+
+    async def disable_version(self, ref: KeyRef, version_id: str) -> None:
+        """``PATCH /keys/{name}/{version}`` ``attributes.enabled=false`` for a version that is not the
+        latest (the primary); a repeat finds it disabled and sets it again."""
+        name = self._name(ref)
+        if not _VERSION_RE.fullmatch(version_id):
+            raise InvalidRequest(f"{version_id[:80]!r} is not a Key Vault key version", sent=False)
+        latest = await self._live(name)
+        if latest is None:
+            raise NotFound(f"key {name} is not a live key of the vault", keystore=self.transport.keystore)
+        if latest.version is not None and latest.version.lower() == version_id.lower():
+            raise Conflict(
+                f"version {version_id} is the latest (primary) version of key {name}; keyorch disables only older "
+                "versions",
+                keystore=self.transport.keystore,
+                operation="UpdateKey",
+            )
+        body = {"attributes": {"enabled": False}}
+        patched = bundle_view(await self._call("PATCH", f"/keys/{name}/{version_id}", "UpdateKey", json=body))
+        if patched.enabled:
+            raise self._malformed(f"the vault answered version {version_id} of key {name} still enabled", "UpdateKey")
 
     async def validate(self) -> Health:
         url = f"{self.endpoint}/keys{_QUERY}&maxresults=1"

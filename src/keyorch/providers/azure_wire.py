@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from keyorch.domain.states import KeyState
-from keyorch.providers.base import KeySpec, Observation
+from keyorch.providers.base import KeySpec, KeyVersion, Observation
 from keyorch.providers.errors import (
     AuthError,
     Conflict,
@@ -176,6 +176,8 @@ class KeyView:
     deleted: bool = False
     recoverable: bool = True
     scheduled_purge_date: int | None = None
+    #: ``attributes.created`` (read-only, Unix seconds)
+    created: int | None = None
 
 
 def _object(result: HttpResult) -> dict[str, Any]:
@@ -225,7 +227,9 @@ def _view(result: HttpResult, doc: Mapping[str, Any], kid: Any, *, deleted: bool
     if recovery_id is not None and not isinstance(recovery_id, str):
         raise result.malformed("recoveryId is not a string")
     purge = _int_or_none(result, doc, "scheduledPurgeDate") if deleted else None
-    return KeyView(parts[2], version, enabled, nbf, exp, _tags(result, doc), deleted, recovery_id is not None, purge)
+    created = _int_or_none(result, attributes, "created")
+    tags = _tags(result, doc)
+    return KeyView(parts[2], version, enabled, nbf, exp, tags, deleted, recovery_id is not None, purge, created)
 
 
 def bundle_view(result: HttpResult, *, deleted: bool = False) -> KeyView:
@@ -287,3 +291,43 @@ def observe(view: KeyView, now: float) -> Observation:
 def destroyed(name: str, managed_key_id: str | None) -> Observation:
     """A key the vault has in neither collection: purged, or its purge date has passed."""
     return Observation(name, managed_key_id, KeyState.DESTROYED, raw_state="absent from keys and deletedkeys")
+
+
+# -- rotation ---------------------------------------------------------------------------------
+
+#: Key Vault's rotation policy rule: a version is rotated at the earliest 7 days after its creation.
+MIN_ROTATION_DAYS = 7
+
+
+def version_of(view: KeyView, *, primary: bool) -> KeyVersion:
+    """One version (a KeyItem of ``/versions`` or a KeyBundle) as the interface reports it."""
+    if view.version is None:
+        raise ValueError("a key view without a version")
+    return KeyVersion(view.version, _when(view.created), primary, view.enabled)
+
+
+def rotation_policy_body(current: Mapping[str, Any], period_days: int | None) -> dict[str, Any]:
+    """The ``PUT /keys/{name}/rotationpolicy`` body: the current policy's other lifetime actions and its
+    ``expiryTime`` kept, its ``Rotate`` action replaced by one ``timeAfterCreate`` ``P{n}D`` (or dropped
+    for ``None``). Raises :class:`InvalidRequest` for a period Key Vault cannot express."""
+    if period_days is not None and (type(period_days) is not int or period_days < MIN_ROTATION_DAYS):
+        raise InvalidRequest(
+            f"Azure Key Vault rotates a key at the earliest {MIN_ROTATION_DAYS} days after its version's creation "
+            f"(rotation policy timeAfterCreate >= P{MIN_ROTATION_DAYS}D); a period of {period_days!r} days "
+            "cannot be set",
+            sent=False,
+        )
+    actions = current.get("lifetimeActions")
+    kept = [
+        action
+        for action in (actions if isinstance(actions, list) else [])
+        if isinstance(action, dict)
+        and not (isinstance(action.get("action"), dict) and str(action["action"].get("type", "")).lower() == "rotate")
+    ]
+    if period_days is not None:
+        kept.insert(0, {"trigger": {"timeAfterCreate": f"P{period_days}D"}, "action": {"type": "Rotate"}})
+    body: dict[str, Any] = {"lifetimeActions": kept}
+    attributes = current.get("attributes")
+    if isinstance(attributes, dict) and isinstance(attributes.get("expiryTime"), str):
+        body["attributes"] = {"expiryTime": attributes["expiryTime"]}
+    return body

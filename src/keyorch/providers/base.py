@@ -63,6 +63,21 @@ class Observation:
 
 
 @dataclass(frozen=True)
+class KeyVersion:
+    """One version of a key as the keystore holds it (``KeystoreClient.list_versions``, ``rotate``)."""
+
+    #: The provider's id of the version: Azure the version segment of the ``kid``, Google the
+    #: cryptoKeyVersion number as text, AWS the key material id, Key Protect the version id.
+    version_id: str
+    created_at: datetime | None
+    #: The version new encryption uses (exactly one per key).
+    primary: bool
+    #: Usable in the keystore (False: disabled, destruction scheduled or destroyed), where the provider
+    #: says so per version; providers that keep state per key report every version enabled.
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class KeySpec:
     """What to create: algorithm and size as in a key template, a display name and labels (tags)."""
 
@@ -212,6 +227,7 @@ __all__ = [
     "HealthStatus",
     "KeyRef",
     "KeySpec",
+    "KeyVersion",
     "KeystoreClient",
     "Observation",
     "ProviderFactory",
