@@ -212,6 +212,11 @@ class Recorder:
         assert 200 <= exchange.status < 300, f"{exchange}: {exchange.doc}"
         return exchange.doc
 
+    async def changed(self, method: str, route: str, ident: str, **kwargs: Any) -> Any:
+        """The document of a change that must succeed, sent with the object's current ETag as If-Match."""
+        tag = await self.etag("/" + route.split("/")[1] + "/{id}", ident)
+        return await self.ok(method, route, ident, if_match=tag, **kwargs)
+
     async def etag(self, route: str, ident: str) -> str:
         """The object's current ETag, from a GET (recorded like any other answer)."""
         exchange = await self.call("GET", route, ident)
@@ -279,10 +284,8 @@ async def _scenario(
     third = (await c.ok("POST", "/vaults", json_body=uko_vault))["id"]
     spare = (await c.ok("POST", "/vaults", json_body={"name": "spare"}))["id"]
     await c.ok("GET", "/vaults")
-    await c.ok(
-        "PATCH", "/vaults/{id}", main, json_body={"description": "changed"}, if_match=await c.etag("/vaults/{id}", main)
-    )
-    await c.ok("DELETE", "/vaults/{id}", spare, if_match=await c.etag("/vaults/{id}", spare))
+    await c.changed("PATCH", "/vaults/{id}", main, json_body={"description": "changed"})
+    await c.changed("DELETE", "/vaults/{id}", spare)
 
     stores: dict[str, str] = {}
     for kind, fake in running.items():
@@ -309,14 +312,8 @@ async def _scenario(
     for ident in [*stores.values(), dual_store, extra, *uko_stores]:
         await c.ok("GET", "/keystores/{id}", ident)
         await c.ok("GET", "/keystores/{id}/status", ident)
-    await c.ok(
-        "PATCH",
-        "/keystores/{id}",
-        extra,
-        json_body={"drift_policy": "remediate"},
-        if_match=await c.etag("/keystores/{id}", extra),
-    )
-    await c.ok("DELETE", "/keystores/{id}", extra, if_match=await c.etag("/keystores/{id}", extra))
+    await c.changed("PATCH", "/keystores/{id}", extra, json_body={"drift_policy": "remediate"})
+    await c.changed("DELETE", "/keystores/{id}", extra)
 
     body = {"vault": main, "name": "everywhere", "keystores": list(stores.values()), "naming_scheme": "C-{label}"}
     template = (await c.ok("POST", "/templates", json_body=body))["id"]
@@ -326,17 +323,11 @@ async def _scenario(
     await c.ok("POST", "/templates", json_body={**body, "name": "another"})
     periods = {"activation_date": "P1D", "expiration_date": "P2Y"}
     planned = (await c.ok("POST", "/templates", json_body={**body, "name": "planned", "key": periods}))["id"]
-    # routes being added (issue 14): driven as soon as the API serves them
-    if ("PATCH", "/templates/{id}") in SERVED:
-        tag = await c.etag("/templates/{id}", planned)
-        await c.call("PATCH", "/templates/{id}", planned, json_body={"description": "changed"}, if_match=tag)
+    await c.changed("PATCH", "/templates/{id}", planned, json_body={"description": "changed"})
     for action in ("archive", "unarchive"):
-        if ("POST", f"/templates/{{id}}/{action}") in SERVED:
-            tag = await c.etag("/templates/{id}", planned)
-            await c.call("POST", f"/templates/{{id}}/{action}", planned, if_match=tag)
-    if ("DELETE", "/templates/{id}") in SERVED:
-        doomed = (await c.ok("POST", "/templates", json_body={**body, "name": "doomed", "key": periods}))["id"]
-        await c.call("DELETE", "/templates/{id}", doomed, if_match=await c.etag("/templates/{id}", doomed))
+        await c.changed("POST", f"/templates/{{id}}/{action}", planned)
+    doomed = (await c.ok("POST", "/templates", json_body={**body, "name": "doomed", "key": periods}))["id"]
+    await c.changed("DELETE", "/templates/{id}", doomed)
     await c.ok("POST", "/templates", json_body=UKO_TEMPLATE | {"vault": {"id": third}})
     await c.ok("GET", "/templates")
     await c.ok("GET", "/templates/{id}", template)
@@ -351,17 +342,9 @@ async def _scenario(
     uko_key = {"template_name": UKO_TEMPLATE["name"], "vault": {"id": third}, "label": "uko-key", "tags": tags}
     await c.ok("POST", "/managed_keys", json_body=uko_key)
     await c.ok("GET", "/managed_keys")
-    await c.ok(
-        "PATCH",
-        "/managed_keys/{id}",
-        keys[0],
-        json_body={"description": "changed"},
-        if_match=await c.etag("/managed_keys/{id}", keys[0]),
-    )
+    await c.changed("PATCH", "/managed_keys/{id}", keys[0], json_body={"description": "changed"})
     dates = {"activation_date": "2027-01-01", "expiration_date": "2030-12-31", "tags": []}
-    await c.ok(
-        "PATCH", "/managed_keys/{id}", keys[3], json_body=dates, if_match=await c.etag("/managed_keys/{id}", keys[3])
-    )
+    await c.changed("PATCH", "/managed_keys/{id}", keys[3], json_body=dates)
 
     async def settled(key: str, state: str) -> Any:
         async def check() -> Any:
@@ -371,7 +354,7 @@ async def _scenario(
         return await eventually(check, 60, f"key {key} {state} and in sync in every keystore")
 
     for key in keys[:2]:
-        await c.ok("POST", "/managed_keys/{id}/activate", key, if_match=await c.etag("/managed_keys/{id}", key))
+        await c.changed("POST", "/managed_keys/{id}/activate", key)
     active = await settled(keys[0], "active")
     # a Key Protect registration of keys[0] (IBM services make them; the fake's admin route stands in), so its
     # associated resources are not an empty list
@@ -383,7 +366,7 @@ async def _scenario(
     await c.ok("GET", "/managed_keys/{id}/status_in_keystores", keys[0])
     await c.ok("POST", "/managed_keys/{id}/sync_status_in_keystores", keys[0])
     await settled(keys[1], "active")
-    await c.ok("POST", "/managed_keys/{id}/compromise", keys[1], if_match=await c.etag("/managed_keys/{id}", keys[1]))
+    await c.changed("POST", "/managed_keys/{id}/compromise", keys[1])
     # refused by the lifecycle: a compromised key is never activated again
     refused = await c.call(
         "POST",
@@ -394,8 +377,8 @@ async def _scenario(
     )
     assert refused.status == 409, refused
     # destroyed_compromised
-    await c.ok("POST", "/managed_keys/{id}/destroy", keys[1], if_match=await c.etag("/managed_keys/{id}", keys[1]))
-    await c.ok("POST", "/managed_keys/{id}/deactivate", keys[0], if_match=await c.etag("/managed_keys/{id}", keys[0]))
+    await c.changed("POST", "/managed_keys/{id}/destroy", keys[1])
+    await c.changed("POST", "/managed_keys/{id}/deactivate", keys[0])
     # refused while a key it holds is deactivated, not destroyed
     refused = await c.call(
         "DELETE",
@@ -407,7 +390,7 @@ async def _scenario(
     assert refused.status == 409, refused
 
     await settled(keys[2], "pre_active")
-    await c.ok("POST", "/managed_keys/{id}/destroy", keys[2], if_match=await c.etag("/managed_keys/{id}", keys[2]))
+    await c.changed("POST", "/managed_keys/{id}/destroy", keys[2])
 
     async def removed() -> bool | None:
         exchange = await c.call(
@@ -419,20 +402,15 @@ async def _scenario(
     await eventually(removed, 60, "the destroyed key removed once every keystore confirmed it")
 
     dual_key = (await c.ok("POST", "/managed_keys", json_body={"template": dual_template, "label": "dual-key"}))["id"]
-    await c.ok(
-        "POST", "/managed_keys/{id}/authorize_deletion", dual_key, if_match=await c.etag("/managed_keys/{id}", dual_key)
-    )
-    await c.ok(
-        "POST",
-        "/managed_keys/{id}/withdraw_authorization",
-        dual_key,
-        if_match=await c.etag("/managed_keys/{id}", dual_key),
-    )
+    await c.changed("POST", "/managed_keys/{id}/authorize_deletion", dual_key)
+    await c.changed("POST", "/managed_keys/{id}/withdraw_authorization", dual_key)
 
-    if ("POST", "/managed_keys/{id}/update_from_template") in SERVED:
-        for query in ("dry_run=true", ""):
-            tag = await c.etag("/managed_keys/{id}", keys[3])
-            await c.call("POST", "/managed_keys/{id}/update_from_template", keys[3], query=query, if_match=tag)
+    # a key its template no longer matches (the planned dates changed), realigned: a dry run, then for real
+    realigned = (await c.ok("POST", "/managed_keys", json_body={"template": planned, "label": "realigned"}))["id"]
+    later = {"key": {"activation_date": "P2D", "expiration_date": "P3Y"}}
+    await c.changed("PATCH", "/templates/{id}", planned, json_body=later)
+    for query in ("dry_run=true", ""):
+        await c.changed("POST", "/managed_keys/{id}/update_from_template", realigned, query=query)
     found = await c.ok("GET", "/managed_keys/{id}/associated_resources", keys[0])
     assert [r["key_id_in_keystore"] for r in found["associated_resources"]] == [kp_key], found
     for kind, ident in stores.items():
