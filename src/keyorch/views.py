@@ -21,6 +21,7 @@ from keyorch.domain.models import (
     VaultCounts,
 )
 from keyorch.domain.uko import uko_state, uko_status, uko_sync_detail, uko_sync_flag, uko_type
+from keyorch.providers.base import Health, HealthStatus
 from keyorch.providers.endpoints import effective_endpoint
 from keyorch.providers.identity import label_in_keystore
 from keyorch.service.associations import Association
@@ -117,6 +118,27 @@ def _distribution_json(t: KeyTemplate, facts: TemplateFacts) -> list[dict[str, A
         extra = {"type": uko_type(known.type)} if known is not None else {}
         entries.append(reference("keystores", keystore_id, known.name if known is not None else None, **extra))
     return entries
+
+
+def keystore_status_json(k: Keystore, health: Health | None, at: datetime | None) -> dict[str, Any]:
+    """UKO's KeystoreStatus of a live check (``health``, made ``at``), with keyorch's id, name, type and status;
+    a disconnected keystore is not checked (``health`` None)."""
+    if health is None:
+        health = Health(HealthStatus.CONFIGURATION_ERROR, f"keystore {k.name} is disconnected; connect it again")
+    doc: dict[str, Any] = {"health_status": health.status.value, "message": health.message or health.status.value}
+    if at is not None:
+        doc["last_heartbeat"] = _time(at)
+    return {**doc, "id": k.id, "name": k.name, "type": k.type.value, "status": k.status.value}
+
+
+def keystore_dry_run_json(k: Keystore, vault_name: str | None, health: Health, at: datetime) -> dict[str, Any]:
+    """A connect's dry run: the keystore it would connect, without what only a stored one has (id, href,
+    version), with the connection test's KeystoreStatus fields."""
+    doc = keystore_json(k, vault_name)
+    for stored_only in ("id", "href", "version"):
+        del doc[stored_only]
+    status = keystore_status_json(k, health, at)
+    return {**doc, "dry_run": True, **{f: status[f] for f in ("health_status", "message", "last_heartbeat")}}
 
 
 def template_json(t: KeyTemplate, facts: TemplateFacts) -> dict[str, Any]:

@@ -114,7 +114,7 @@ async def test_status_is_a_live_check_cached_for_the_configured_window(checked_a
 
     first = await _status(api, keystore)
     assert (first["health_status"], first["id"], first["status"]) == ("ok", keystore, "connected")
-    assert first["last_heartbeat"] == START.isoformat().replace("+00:00", "Z")
+    assert first["last_heartbeat"] == START.isoformat()
     api.clock.advance(seconds=CACHE_SECONDS - 1)
     assert await _status(api, keystore) == first  # within the window: the same answer, no second probe
     assert probes["ListKeys"] == 1

@@ -19,7 +19,6 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,12 @@ from keyorch.domain import uko, uko_keystores
 from keyorch.domain.errors import ConfigurationError, InvalidInput, RuleViolation
 from keyorch.domain.models import CredentialsMode, Keystore, KeystoreType
 from keyorch.domain.validation import check_name
-from keyorch.providers.base import Health, HealthStatus
 from keyorch.service import keystore_update as update_ops
 from keyorch.service import keystores as ops
 from keyorch.service.context import ServiceContext
 from keyorch.service.keystore_probe import stored_connection
 from keyorch.service.keystore_update import UpdateRequest
-from keyorch.views import keystore_json
+from keyorch.views import keystore_dry_run_json, keystore_json, keystore_status_json
 
 #: The header of a disconnect whose live check could not reach the keystore (so the records alone decided).
 NOTE_HEADER = "Keyorch-Note"
@@ -194,7 +192,9 @@ async def connect_keystore(call: Call) -> web.StreamResponse:
             tried, health = await ops.try_connect(
                 ctx, _connect_request(call, body, stack), call.deps.keystore_checks.timeout_seconds
             )
-        return respond(_dry_run_document(keystore_json(tried, vault.name), health, ctx.clock.now()))
+        doc = keystore_dry_run_json(tried, vault.name, health, ctx.clock.now())
+        KeystoreDryRun.model_validate(doc)  # what the document describes (an answer other than the route's 201)
+        return respond(doc)
     ctx = await call.authorize(Permission.ADMINISTER, vault.name, "keystore.connect", "keystore", named)
     with ExitStack() as stack, _ca_pem_named():
         keystore = await ops.connect_keystore(ctx, _connect_request(call, body, stack))
@@ -203,23 +203,6 @@ async def connect_keystore(call: Call) -> web.StreamResponse:
         tag=(keystore.id, keystore.version),
         location=f"{PREFIX}/keystores/{keystore.id}",
     )
-
-
-def _dry_run_document(doc: dict[str, Any], health: Health, at: datetime) -> dict[str, Any]:
-    """A connect's dry run answered: the keystore it would connect, without what only a stored one has."""
-    for stored_only in ("id", "href", "version"):
-        doc.pop(stored_only, None)
-    doc |= {"dry_run": True, **_status_fields(health, at)}
-    KeystoreDryRun.model_validate(doc)
-    return doc
-
-
-def _status_fields(health: Health, at: datetime | None) -> dict[str, Any]:
-    """UKO's KeystoreStatus fields of a check."""
-    doc: dict[str, Any] = {"health_status": health.status.value, "message": health.message or health.status.value}
-    if at is not None:
-        doc["last_heartbeat"] = at.isoformat().replace("+00:00", "Z")
-    return doc
 
 
 def _split(value: str | None) -> tuple[str, ...] | None:
@@ -276,13 +259,10 @@ async def keystore_status(call: Call) -> web.StreamResponse:
     """UKO's KeystoreStatus from a live check of the keystore with the credentials keyorch uses (cached a few
     seconds per keystore); a disconnected keystore is not checked."""
     keystore = await call.keystore(call.path_id)
-    doc: dict[str, Any] = {"id": keystore.id, "name": keystore.name, "type": keystore.type.value}
-    doc["status"] = keystore.status.value
     if not keystore.connected:
-        down = Health(HealthStatus.CONFIGURATION_ERROR, f"keystore {keystore.name} is disconnected; connect it again")
-        return call.answer({**_status_fields(down, None), **doc})
+        return call.answer(keystore_status_json(keystore, None, None))
     checked = await call.deps.keystore_checks.status(call.context(), keystore)
-    return call.answer({**_status_fields(checked.health, checked.at), **doc})
+    return call.answer(keystore_status_json(keystore, checked.health, checked.at))
 
 
 async def update_keystore(call: Call) -> web.StreamResponse:

@@ -79,7 +79,13 @@ class Backend(Protocol):
 
     async def delete_vault(self, ref: str, if_version: int | None) -> Doc: ...
 
-    async def connect_keystore(self, request: ConnectRequest) -> Doc: ...
+    async def connect_keystore(self, request: ConnectRequest, dry_run: bool = False) -> Doc:
+        """The connected keystore; with ``dry_run``, the one that would be, after its connection test passed."""
+        ...
+
+    async def keystore_status(self, ref: str) -> Doc:
+        """UKO's KeystoreStatus of the keystore, from a live check."""
+        ...
 
     async def list_keystores(
         self, vault: str | None, include_disconnected: bool, query: KeystoreQuery | None = None

@@ -23,6 +23,7 @@ from keyorch.service import (
 from keyorch.service.context import ServiceContext
 from keyorch.service.directory import load_directory
 from keyorch.service.keys import KeyFilter
+from keyorch.service.keystore_probe import DEFAULT_CHECK_TIMEOUT_SECONDS, StatusChecks
 from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import ConnectRequest, KeystoreQuery
 from keyorch.service.template_edits import TemplateEdit
@@ -32,7 +33,9 @@ from keyorch.store.audit_chain import Anchor
 from keyorch.views import (
     audit_json,
     key_json,
+    keystore_dry_run_json,
     keystore_json,
+    keystore_status_json,
     realignment_json,
     statuses_json,
     template_json,
@@ -54,6 +57,8 @@ _KEY_ACTIONS: dict[str, Callable[[ServiceContext, str, int | None], Awaitable[Ma
 class DirectBackend:
     ctx: ServiceContext
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    #: a keystore's connection test takes this at most (setting api.keystore_check_timeout_seconds)
+    check_timeout_seconds: float = DEFAULT_CHECK_TIMEOUT_SECONDS
 
     async def aclose(self) -> None:
         await self.ctx.store.close()
@@ -101,8 +106,20 @@ class DirectBackend:
     async def _keystore_json(self, keystore: Keystore) -> Doc:
         return keystore_json(keystore, (await self._vault_names()).get(keystore.vault_id))
 
-    async def connect_keystore(self, request: ConnectRequest) -> Doc:
+    async def connect_keystore(self, request: ConnectRequest, dry_run: bool = False) -> Doc:
+        if dry_run:
+            tried, health = await keystores.try_connect(self.ctx, request, self.check_timeout_seconds)
+            vault_name = (await self._vault_names()).get(tried.vault_id)
+            return keystore_dry_run_json(tried, vault_name, health, self.ctx.clock.now())
         return await self._keystore_json(await keystores.connect_keystore(self.ctx, request))
+
+    async def keystore_status(self, ref: str) -> Doc:
+        keystore = await keystores.get_keystore(self.ctx, ref)
+        if not keystore.connected:
+            return keystore_status_json(keystore, None, None)
+        checks = StatusChecks(cache_seconds=0, timeout_seconds=self.check_timeout_seconds)  # one command, one check
+        checked = await checks.status(self.ctx, keystore)
+        return keystore_status_json(keystore, checked.health, checked.at)
 
     async def list_keystores(
         self, vault: str | None, include_disconnected: bool, query: KeystoreQuery | None = None
@@ -115,7 +132,9 @@ class DirectBackend:
         return await self._keystore_json(await keystores.get_keystore(self.ctx, ref))
 
     async def update_keystore(self, ref: str, request: UpdateRequest, if_version: int | None) -> Doc:
-        return await self._keystore_json(await keystore_update.update_keystore(self.ctx, ref, request, if_version))
+        timeout = self.check_timeout_seconds
+        after = await keystore_update.update_keystore(self.ctx, ref, request, if_version, timeout)
+        return await self._keystore_json(after)
 
     async def disconnect_keystore(self, ref: str, if_version: int | None) -> tuple[Doc, str | None]:
         keystore, note = await keystores.disconnect_checked(self.ctx, ref, if_version)

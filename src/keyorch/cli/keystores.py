@@ -63,6 +63,9 @@ def keystore() -> None:
 @click.option("--azure-location", help="Azure: UKO's azure_location of the key vault (e.g. europe_west).")
 @click.option("--azure-resource-group", help="Azure: the key vault's resource group (UKO's azure_resource_group).")
 @click.option("--azure-subscription-id", help="Azure: the key vault's subscription (UKO's azure_subscription_id).")
+@click.option(
+    "--dry-run", is_flag=True, help="Test the connection with these credentials now; connect and store nothing."
+)
 @click.option("--description", default="", help="What the keystore is for (free text).")
 @click.option("--group", "groups", multiple=True, help="A group the keystore is in (repeatable).")
 @click.option("--allow-insecure-http", is_flag=True, help="Allow a plain http:// loopback endpoint (testing).")
@@ -92,6 +95,7 @@ async def connect(
     azure_location: str | None,
     azure_resource_group: str | None,
     azure_subscription_id: str | None,
+    dry_run: bool,
     description: str,
     groups: tuple[str, ...],
     allow_insecure_http: bool,
@@ -119,6 +123,9 @@ async def connect(
         max_concurrency=max_concurrency,
         provider_quotas=provider_quotas,
     )
+    if dry_run:
+        _show(state, await backend.connect_keystore(request, dry_run=True), "connection test passed; nothing stored")
+        return
     _show(state, await backend.connect_keystore(request), "keystore connected")
 
 
@@ -198,6 +205,24 @@ async def list_(
 async def show(state: CliState, backend: Backend, ref: str) -> None:
     """Show a keystore (by id or name)."""
     _show(state, await backend.get_keystore(ref), "keystore")
+
+
+#: the exit code of `keystore status` by UKO's health_status
+STATUS_EXIT = {"ok": 0, "configuration_error": 2, "not_responding": 4}
+
+
+@keystore.command(name="status")
+@click.argument("ref", metavar="ID")
+@with_backend
+async def status(state: CliState, backend: Backend, ref: str) -> int:
+    """Check a keystore live with the credentials keyorch uses (UKO's KeystoreStatus).
+
+    Exit 0 if it answers (ok), 2 if it refuses or is misconfigured (configuration_error), 4 if it cannot be
+    reached (not_responding).
+    """
+    doc = await backend.keystore_status(ref)
+    emit(state, doc, lambda: properties_table("keystore status", list(doc.items())))
+    return STATUS_EXIT[str(doc["health_status"])]
 
 
 @keystore.command(name="disconnect")

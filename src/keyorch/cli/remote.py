@@ -256,7 +256,7 @@ class RemoteBackend:
 
     # --- keystores ------------------------------------------------------------------------
 
-    async def connect_keystore(self, request: ConnectRequest) -> Doc:
+    async def connect_keystore(self, request: ConnectRequest, dry_run: bool = False) -> Doc:
         body: Doc = {
             "vault": request.vault,
             "name": request.name,
@@ -285,7 +285,10 @@ class RemoteBackend:
             body["credentials"] = read_credentials_file(parse_keystore_type(request.type), request.credentials_file)
         if request.ca_file:
             body["ca_pem"] = read_ca_file(request.ca_file)
-        return await self._json("POST", "/keystores", body=body)
+        return await self._json("POST", "/keystores", query={"dry_run": "true"} if dry_run else None, body=body)
+
+    async def keystore_status(self, ref: str) -> Doc:
+        return await self._get(f"/keystores/{_ref(ref)}/status")
 
     async def update_keystore(self, ref: str, request: UpdateRequest, if_version: int | None) -> Doc:
         keystore, if_match = await self._current(f"/keystores/{_ref(ref)}", if_version)

@@ -191,7 +191,9 @@ async def open_backend(state: CliState) -> Backend:
         return RemoteBackend(options.url, options.token, ca_file=options.ca_file)
     from keyorch.cli.direct import DirectBackend
 
-    return DirectBackend(await open_context(state), state.settings.reconcile)
+    return DirectBackend(
+        await open_context(state), state.settings.reconcile, state.settings.api.keystore_check_timeout_seconds
+    )
 
 
 def emit(state: CliState, doc: Any, table: Callable[[], Table | str] | None = None) -> None:
