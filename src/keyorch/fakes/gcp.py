@@ -18,8 +18,10 @@ details}}`` form; ``$alt=json;enum-encoding=int`` switches enums to integers bot
 
 Operation names (for the request log and fault rules) are Google's RPC method names listed
 above. Only purpose ``ENCRYPT_DECRYPT`` (``GOOGLE_SYMMETRIC_ENCRYPTION``, SOFTWARE or HSM) is
-served; versions are usable at once (no ``PENDING_GENERATION``). Scheduled destructions
-complete lazily against the fake clock whenever a version is read.
+served; versions are usable at once (no ``PENDING_GENERATION``). Scheduled destructions and
+automatic rotations (``rotationPeriod`` + ``nextRotationTime``: a new primary version at each rotation
+time the clock passes) complete lazily against the fake clock whenever a key is read. In
+``/_fake/state`` each version carries ``primary``.
 """
 
 from __future__ import annotations
@@ -146,7 +148,8 @@ class GoogleKmsFake(ProviderFake):
             keys = []
             for key in ring.keys.values():
                 key.settle(now)
-                keys.append({**key.to_json(False), "cryptoKeyVersions": [v.to_json(False) for v in key.versions]})
+                versions = [v.to_json(False) | {"primary": v.number == key.primary} for v in key.versions]
+                keys.append({**key.to_json(False), "cryptoKeyVersions": versions})
             rings.append({**ring.to_json(), "cryptoKeys": keys})
         return {"kind": self.kind, "now": rfc3339(now), "keyRings": rings}
 

@@ -77,6 +77,8 @@ DEFAULT_DESTROY_SCHEDULED = timedelta(days=30)
 MIN_DESTROY_SCHEDULED = timedelta(hours=24)
 MAX_DESTROY_SCHEDULED = timedelta(days=120)
 MAX_CRYPTO_BYTES = 64 * 1024
+#: Automatic rotations one key catches up on in one read (a clock moved centuries ahead stops there).
+MAX_CATCH_UP_ROTATIONS = 1000
 ID_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,63}")
 _DURATION = re.compile(r"(\d{1,12})(?:\.(\d{1,9}))?s")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
@@ -296,15 +298,29 @@ class CryptoKey:
     destroy_scheduled: timedelta = DEFAULT_DESTROY_SCHEDULED
     labels: dict[str, str] = field(default_factory=dict)
     import_only: bool = False
-    rotation_period: str | None = None
-    next_rotation_time: str | None = None
+    rotation_period: timedelta | None = None
+    next_rotation_time: datetime | None = None
     versions: list[Version] = field(default_factory=list)
     primary: int | None = None
 
     def settle(self, now: datetime) -> CryptoKey:
+        """Apply what the fake clock made due: scheduled destructions, then automatic rotations."""
         for version in self.versions:
             version.settle(now)
+        self._rotate_due(now)
         return self
+
+    def _rotate_due(self, now: datetime) -> None:
+        """At ``nextRotationTime`` Cloud KMS makes a new version, marks it primary and advances
+        ``nextRotationTime`` by ``rotationPeriod`` (ENCRYPT_DECRYPT keys only); each version the clock
+        passed is made at its own rotation time."""
+        if self.rotation_period is None or self.next_rotation_time is None or self.import_only:
+            return
+        for _ in range(MAX_CATCH_UP_ROTATIONS):
+            if self.next_rotation_time > now:
+                return
+            self.primary = self.add_version(self.next_rotation_time).number
+            self.next_rotation_time += self.rotation_period
 
     def version(self, version_id: str) -> Version:
         if version_id.isascii() and version_id.isdigit() and 1 <= int(version_id) <= len(self.versions):
@@ -323,9 +339,9 @@ class CryptoKey:
         doc["purpose"] = enum_out("purpose", self.purpose, ints)
         doc["createTime"] = rfc3339(self.create_time)
         if self.next_rotation_time is not None:
-            doc["nextRotationTime"] = self.next_rotation_time
+            doc["nextRotationTime"] = rfc3339(self.next_rotation_time)
         if self.rotation_period is not None:
-            doc["rotationPeriod"] = self.rotation_period
+            doc["rotationPeriod"] = duration_text(self.rotation_period)
         doc["versionTemplate"] = {
             "protectionLevel": enum_out("protectionLevel", self.protection_level, ints),
             "algorithm": enum_out("algorithm", self.algorithm, ints),

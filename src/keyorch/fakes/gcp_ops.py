@@ -7,7 +7,7 @@ One method per RPC (``handlers()`` maps Google's method names to them); each tak
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from keyorch.fakes.clock import FakeClock
@@ -33,7 +33,6 @@ from keyorch.fakes.gcp_model import (
     parse_enum,
     precondition,
     restore,
-    rfc3339,
     schedule_destroy,
     set_version_state,
 )
@@ -197,7 +196,9 @@ class KmsService:
                 raise invalid(
                     "rotation_period must be between 24 hours and 876000 hours.", "crypto_key.rotation_period"
                 )
-            key.rotation_period = str(raw) if period is not None else None
+            rotation_period = period
+        else:
+            rotation_period = key.rotation_period
         if "nextRotationTime" in fields:
             raw = doc.get("nextRotationTime")
             try:
@@ -209,7 +210,20 @@ class KmsService:
                 ) from exc
             if when is not None and when.tzinfo is None:
                 raise invalid("next_rotation_time must carry a time zone.", "crypto_key.next_rotation_time")
-            key.next_rotation_time = rfc3339(when) if when is not None else None
+            next_rotation = when.astimezone(UTC) if when is not None else None
+        else:
+            next_rotation = key.next_rotation_time
+        if (rotation_period is not None or next_rotation is not None) and key.purpose != "ENCRYPT_DECRYPT":
+            raise invalid(
+                "Only CryptoKeys with purpose ENCRYPT_DECRYPT support automatic rotation; omit rotation_period and "
+                "next_rotation_time.",
+                "crypto_key.rotation_period",
+            )
+        if rotation_period is not None and next_rotation is None:
+            raise invalid(
+                "next_rotation_time must be set when rotation_period is set.", "crypto_key.next_rotation_time"
+            )
+        key.rotation_period, key.next_rotation_time = rotation_period, next_rotation
 
     async def _list_crypto_keys(self, call: Call) -> dict[str, Any]:
         ring = self._ring(call.groups["parent"])
@@ -226,7 +240,7 @@ class KmsService:
         fields = self._update_mask(call, {"labels", "rotationPeriod", "nextRotationTime"})
         doc = await call.body("crypto_key", CRYPTO_KEY_FIELDS)
         self._apply_key_settings(key, doc, fields)
-        return key.to_json(call.ints)
+        return key.settle(self.clock.now()).to_json(call.ints)
 
     async def _update_primary(self, call: Call) -> dict[str, Any]:
         key = self._key(call.groups["name"])

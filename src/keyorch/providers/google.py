@@ -25,8 +25,15 @@
   answer that leaves the outcome in doubt the version is read first (``cryptoKeyVersions.get``).
   The enabling/disabling PATCH sets a state, so the transport may resend it after a lost answer.
   ``:restore`` is never sent (keyorch cannot cancel a destruction).
+* Versions and rotation: ``list_versions`` pages ``cryptoKeyVersions.list`` (``page_size``), oldest
+  (lowest id) first, ``enabled`` meaning ENABLED; the primary is the key's ``primary`` (other purposes:
+  the newest version that is ENABLED or being generated). ``rotate`` creates a version (never resent
+  blindly) and makes it primary with ``updatePrimaryVersion``; a newer ENABLED version that is not
+  primary (a rotation cut short) is made primary instead of creating another. ``set_rotation_policy``
+  PATCHes ``rotationPeriod``/``nextRotationTime`` (1 day to 876,000 hours; ENCRYPT_DECRYPT only).
+  ``disable_version`` PATCHes one non-primary version DISABLED.
 * ``list_keys`` costs ``ceil(N / page_size)`` requests for N keys, plus one versions listing (per
-  1000 versions) for each ``keyorch-`` key whose primary version is neither ENABLED nor DISABLED (or
+  ``page_size`` versions) for each ``keyorch-`` key whose primary version is neither ENABLED nor DISABLED (or
   that has no primary): those keys' state needs every version. Other keys are reported from their
   primary version alone. ``get_key`` costs one request, two when the versions are needed.
 """
@@ -34,7 +41,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -42,15 +51,25 @@ from keyorch.domain.errors import InvalidInput
 from keyorch.domain.models import Keystore, KeystoreType
 from keyorch.domain.states import KeyState
 from keyorch.domain.validation import check_endpoint
-from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation, register
+from keyorch.providers.base import (
+    Health,
+    HealthStatus,
+    KeyRef,
+    KeySpec,
+    KeystoreClient,
+    KeyVersion,
+    Observation,
+    register,
+)
 from keyorch.providers.endpoints import origin_of
-from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError
+from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError, Unavailable
 from keyorch.providers.google_auth import GoogleAuth, credential_source
 from keyorch.providers.google_wire import (
     ALT_QUERY,
     DEFAULT_ENDPOINT,
     DESTROYED_STATES,
     ID_RE,
+    NEW_VERSION_STATES,
     NO_DESTROY_STATES,
     KeyInfo,
     VersionInfo,
@@ -58,12 +77,15 @@ from keyorch.providers.google_wire import (
     crypto_key_id,
     derive,
     describe,
+    format_time,
     is_key_name,
     map_google_error,
     needs_versions,
     parse_key,
     parse_page,
     parse_version,
+    rotation_period_text,
+    versions_view,
 )
 from keyorch.providers.http import HttpResult, HttpTransport, TransportSettings, check_transport_settings
 from keyorch.providers.limits import ProviderLimits, number_setting
@@ -96,12 +118,14 @@ class GoogleKmsClient(KeystoreClient):
         *,
         retry: RetryPolicy | None = None,
         page_size: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         settings = keystore.settings
         endpoint = str(settings.get("endpoint") or DEFAULT_ENDPOINT).rstrip("/")
         self._ring = f"projects/{settings['project']}/locations/{settings['location']}/keyRings/{settings['key_ring']}"
         self._base = f"{endpoint}/v1/"
         self._page_size = page_size or int(settings.get("page_size", MAX_PAGE_SIZE))
+        self._clock = clock
         token_transport = HttpTransport(
             keystore.name,
             limits=_TOKEN_LIMITS,
@@ -164,7 +188,7 @@ class GoogleKmsClient(KeystoreClient):
         versions: list[VersionInfo] = []
         token: str | None = None
         while True:
-            query = f"&pageSize={MAX_PAGE_SIZE}" + (f"&pageToken={quote(token, safe='')}" if token else "")
+            query = f"&pageSize={self._page_size}" + (f"&pageToken={quote(token, safe='')}" if token else "")
             result = await self._call("GET", f"{key_name}/cryptoKeyVersions", "cryptoKeyVersions.list", query=query)
             page, next_token = self._parse(result, lambda doc: parse_page(doc, "cryptoKeyVersions", parse_version))
             versions.extend(page)
@@ -378,6 +402,129 @@ class GoogleKmsClient(KeystoreClient):
                 provider_code="FAILED_PRECONDITION",
             )
         return observation
+
+    # -- versions and rotation ------------------------------------------------------------------
+
+    async def _version_state(self, name: str) -> tuple[KeyInfo, list[VersionInfo], list[KeyVersion]]:
+        """The key's versions (every page), then the key itself (its primary), and the interface's view."""
+        versions = await self._versions(name)
+        result = await self._call("GET", name, "cryptoKeys.get")
+        key = self._parse(result, parse_key)
+        try:
+            return key, versions, versions_view(key, versions)
+        except WireError as exc:
+            raise result.malformed(str(exc)) from None
+
+    async def list_versions(self, ref: KeyRef) -> list[KeyVersion]:
+        return (await self._version_state(self._require_name(ref)))[2]
+
+    async def rotate(self, ref: KeyRef, *, from_version: str) -> KeyVersion:
+        """A new primary version, in two calls Cloud KMS makes separate: ``cryptoKeyVersions.create``
+        (not idempotent: every call adds a version, so it is never resent blindly; an in-doubt answer is
+        followed by a versions read) and ``cryptoKeys.updatePrimaryVersion`` (setting a primary is
+        idempotent). A crash between them leaves a newer version that is not primary: the next rotate
+        from the same ``from_version`` makes that one primary instead of creating another (and answers
+        a transient error while it is still PENDING_GENERATION). Nothing is sent once the primary is
+        no longer ``from_version``. Keys of other purposes have no primary to update: the new version is
+        theirs (:func:`~keyorch.providers.google_wire.primary_name`)."""
+        name = self._require_name(ref)
+        key, versions, view = await self._version_state(name)
+        current = next((v for v in view if v.primary), None)
+        if current is not None and current.version_id != from_version:
+            return current
+        symmetric = key.purpose == "ENCRYPT_DECRYPT"
+        floor = int(current.version_id) if current is not None else 0
+        newer = [v for v in versions if v.number > floor and v.state in NEW_VERSION_STATES]
+        if symmetric and newer:  # an earlier rotation made its version but did not make it primary
+            return await self._make_primary(max(newer, key=lambda v: v.number))
+        made = await self._create_version(name, max((v.number for v in versions), default=0))
+        return await self._make_primary(made) if symmetric else self._as_primary(made)
+
+    async def _create_version(self, name: str, highest: int) -> VersionInfo:
+        async def done() -> VersionInfo | None:
+            made = [v for v in await self._versions(name) if v.number > highest]
+            return max(made, key=lambda v: v.number) if made else None
+
+        async def send() -> VersionInfo:
+            result = await self._call(
+                "POST", f"{name}/cryptoKeyVersions", "cryptoKeyVersions.create", body={}, idempotent=False
+            )
+            return self._parse(result, parse_version)  # a 200 it cannot read is in doubt: read before a resend
+
+        return await self.http.request_checked(send, done)
+
+    async def _make_primary(self, version: VersionInfo) -> KeyVersion:
+        key_name = version.name.rpartition("/cryptoKeyVersions/")[0]
+        if version.state != "ENABLED":
+            raise Unavailable(
+                f"Cloud KMS version {version.name} is {version.state}; it becomes the primary once ENABLED",
+                keystore=self.http.keystore,
+                operation="cryptoKeys.updatePrimaryVersion",
+                sent=False,
+            )
+        body = {"cryptoKeyVersionId": str(version.number)}
+        result = await self._call(
+            "POST", f"{key_name}:updatePrimaryVersion", "cryptoKeys.updatePrimaryVersion", body=body
+        )
+        key = self._parse(result, parse_key)
+        if key.primary is None or key.primary.name != version.name:
+            raise result.malformed("updatePrimaryVersion answered another primary version")
+        return self._as_primary(key.primary)
+
+    @staticmethod
+    def _as_primary(version: VersionInfo) -> KeyVersion:
+        return KeyVersion(str(version.number), version.create_time, True, version.state == "ENABLED")
+
+    async def set_rotation_policy(self, ref: KeyRef, period_days: int | None) -> None:
+        """Cloud KMS's own rotation: ``rotationPeriod`` and ``nextRotationTime`` (``PATCH`` with
+        ``updateMask=rotationPeriod,nextRotationTime``; ``None`` clears both). The next rotation is one
+        period after the primary version's creation, or now when that has passed. Only ENCRYPT_DECRYPT
+        keys rotate automatically; a period for another key is refused (:class:`InvalidRequest`)."""
+        period = rotation_period_text(period_days)
+        name = self._require_name(ref)
+        key = await self._read_key(name)
+        if key.purpose != "ENCRYPT_DECRYPT":
+            if period is None:
+                return  # such a key never has a rotation schedule
+            raise InvalidRequest(
+                f"Cloud KMS rotates only ENCRYPT_DECRYPT keys automatically; key {key.key_id} is {key.purpose}",
+                keystore=self.http.keystore,
+                operation="cryptoKeys.patch",
+                sent=False,
+            )
+        body: dict[str, Any] = {}
+        if period_days is not None and period is not None:
+            now = datetime.fromtimestamp(self._clock(), UTC)
+            created = key.primary.create_time if key.primary is not None else None
+            due = created + timedelta(days=period_days) if created is not None else now + timedelta(days=period_days)
+            body = {"rotationPeriod": period, "nextRotationTime": format_time(max(due, now))}
+        query = "&updateMask=rotationPeriod,nextRotationTime"
+        self._parse(await self._call("PATCH", name, "cryptoKeys.patch", query=query, body=body), parse_key)
+
+    async def disable_version(self, ref: KeyRef, version_id: str) -> None:
+        """``PATCH`` one version ``state=DISABLED`` (``updateMask=state``; a repeat is a no-op). The primary is
+        refused; a version Cloud KMS refuses to disable because it is destroyed or scheduled for destruction
+        is already out of use, which is success."""
+        if not (version_id.isascii() and version_id.isdigit()) or len(version_id) > 18:
+            raise InvalidRequest(f"{version_id[:80]!r} is not a Cloud KMS key version id", sent=False)
+        name = self._require_name(ref)
+        view = (await self._version_state(name))[2]
+        if any(v.primary and v.version_id == str(int(version_id)) for v in view):
+            raise Conflict(
+                f"version {version_id} is the primary version of Cloud KMS key {name.rpartition('/')[2]}; keyorch "
+                "disables only older versions",
+                keystore=self.http.keystore,
+                operation="cryptoKeyVersions.patch",
+            )
+        version_name = f"{name}/cryptoKeyVersions/{int(version_id)}"
+        try:
+            await self._change(VersionInfo(version_name, "ENABLED"), "DISABLED", "cryptoKeyVersions.patch")
+        except Conflict as exc:
+            if exc.provider_code != "FAILED_PRECONDITION":
+                raise
+            current = self._parse(await self._call("GET", version_name, "cryptoKeyVersions.get"), parse_version)
+            if current.state == "ENABLED":
+                raise
 
     # -- health -------------------------------------------------------------------------------
 

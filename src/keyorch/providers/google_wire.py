@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from keyorch.domain.states import KeyState
+from keyorch.providers.base import KeyVersion
 from keyorch.providers.errors import (
     AuthError,
     Conflict,
@@ -96,6 +97,12 @@ class VersionInfo:
     name: str
     state: str
     destroy_time: datetime | None = None
+    create_time: datetime | None = None
+
+    @property
+    def number(self) -> int:
+        """The version id, a decimal number Cloud KMS assigns in order (checked by :func:`parse_version`)."""
+        return int(self.name.rpartition("/")[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +197,17 @@ def _object(raw: Any, what: str) -> dict[str, Any]:
 def parse_version(raw: Any) -> VersionInfo:
     doc = _object(raw, "the key version")
     name = _text(doc, "name")
-    if "/cryptoKeyVersions/" not in name:
+    version_id = name.rpartition("/cryptoKeyVersions/")[2]
+    if "/cryptoKeyVersions/" not in name or not (version_id.isascii() and version_id.isdigit()) or len(version_id) > 18:
         raise WireError("the key version's name is not a version name")
     state = parse_enum(doc.get("state", 0), VERSION_STATES, _KNOWN_STATES, "state")
-    destroy_time = doc.get("destroyTime")
-    return VersionInfo(name, state, parse_time(destroy_time, "destroyTime") if destroy_time is not None else None)
+    destroy_time, create_time = doc.get("destroyTime"), doc.get("createTime")
+    return VersionInfo(
+        name,
+        state,
+        parse_time(destroy_time, "destroyTime") if destroy_time is not None else None,
+        parse_time(create_time, "createTime") if create_time is not None else None,
+    )
 
 
 def parse_key(raw: Any) -> KeyInfo:
@@ -336,3 +349,62 @@ def map_google_error(status: int, headers: Mapping[str, str], body: bytes) -> Pr
     if cls is not None:
         return cls(detail, **kwargs)
     return error_for_status(status, headers, body, provider_code=canonical, detail=detail)
+
+
+# -- rotation -------------------------------------------------------------------------------------
+
+#: ``rotationPeriod`` bounds (resources.proto: at least 24 hours, at most 876,000 hours), in days.
+MIN_ROTATION_DAYS = 1
+MAX_ROTATION_DAYS = 876_000 // 24
+#: Version states a version made by a rotation passes through before it can be the primary.
+NEW_VERSION_STATES = frozenset({"ENABLED", "PENDING_GENERATION"})
+
+
+def format_time(when: datetime) -> str:
+    """An RFC 3339 timestamp in UTC as protobuf prints one (``2030-01-01T00:00:00Z``)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + (
+        f".{when.microsecond:06d}Z" if when.microsecond else "Z"
+    )
+
+
+def primary_name(key: KeyInfo, versions: Sequence[VersionInfo]) -> str | None:
+    """The version new encryption uses: the key's ``primary`` for ENCRYPT_DECRYPT keys. Other purposes
+    have no primary in Cloud KMS; their newest version that is ENABLED or still being generated (the one
+    a rotation made) stands for it, else their newest version."""
+    if key.purpose == "ENCRYPT_DECRYPT":
+        return key.primary.name if key.primary is not None else None
+    fresh = [v for v in versions if v.state in NEW_VERSION_STATES]
+    candidates = fresh or list(versions)
+    return max(candidates, key=lambda v: v.number).name if candidates else None
+
+
+def versions_view(key: KeyInfo, versions: Sequence[VersionInfo]) -> list[KeyVersion]:
+    """Every version oldest first (version ids are assigned in order), exactly one primary when there
+    are any; ``enabled`` is the version's state ENABLED. A primary missing from the listing (made
+    between the listing and the key's read) is added from the key. Raises :class:`WireError` for a
+    listing that repeats a version or holds another key's."""
+    by_number: dict[int, VersionInfo] = {}
+    for version in versions:
+        if not version.name.startswith(key.name + "/cryptoKeyVersions/"):
+            raise WireError("the versions listing holds a version of another key")
+        if version.number in by_number:
+            raise WireError(f"the versions listing repeats version {version.number}")
+        by_number[version.number] = version
+    if key.purpose == "ENCRYPT_DECRYPT" and key.primary is not None:
+        by_number.setdefault(key.primary.number, key.primary)
+    ordered = [by_number[n] for n in sorted(by_number)]
+    primary = primary_name(key, ordered)
+    return [KeyVersion(str(v.number), v.create_time, v.name == primary, v.state == "ENABLED") for v in ordered]
+
+
+def rotation_period_text(period_days: int | None) -> str | None:
+    """``rotationPeriod`` for a period in days; :class:`InvalidRequest` naming Cloud KMS's bounds."""
+    if period_days is None:
+        return None
+    if type(period_days) is not int or not MIN_ROTATION_DAYS <= period_days <= MAX_ROTATION_DAYS:
+        raise InvalidRequest(
+            "Cloud KMS takes a rotationPeriod of at least 24 hours and at most 876,000 hours (1 to "
+            f"{MAX_ROTATION_DAYS} days), not {period_days!r} days",
+            sent=False,
+        )
+    return f"{period_days * 86400}s"
