@@ -52,7 +52,16 @@ MUTATING: dict[str, frozenset[str]] = {
         }
     ),
     "azure_key_vault": frozenset(
-        {"CreateKey", "ImportKey", "UpdateKey", "DeleteKey", "PurgeDeletedKey", "RecoverDeletedKey", "RotateKey"}
+        {
+            "CreateKey",
+            "ImportKey",
+            "UpdateKey",
+            "DeleteKey",
+            "PurgeDeletedKey",
+            "RecoverDeletedKey",
+            "RotateKey",
+            "UpdateKeyRotationPolicy",
+        }
     ),
     "google_kms": frozenset(
         {

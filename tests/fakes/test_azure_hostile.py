@@ -63,6 +63,7 @@ def wrong_methods(version: str) -> Iterator[Case]:
         "/keys/victim": {"GET", "PATCH", "DELETE"},
         "/keys/victim/create": {"POST"},
         "/keys/victim/rotate": {"POST"},
+        "/keys/victim/rotationpolicy": {"GET", "PUT"},
         "/keys/victim/versions": {"GET"},
         f"/keys/victim/{version}": {"GET", "PATCH"},
         f"/keys/victim/{version}/encrypt": {"POST"},
@@ -115,6 +116,18 @@ def wrong_type_bodies(version: str) -> Iterator[Case]:
             yield Case("POST", f"/keys/victim/{version}/{operation}", json_bytes(doc))
     for operation in ("decrypt", "unwrapkey"):
         yield Case("POST", f"/keys/victim//{operation}", json_bytes({"alg": "RSA-OAEP", "value": b64url(bytes(256))}))
+    rotate = {"action": {"type": "Rotate"}}
+    policies: list[Any] = [[], "P30D", {"lifetimeActions": {}}, {"lifetimeActions": [1]}, {"attributes": []}]
+    policies += [{"lifetimeActions": [{"trigger": {"timeAfterCreate": bad}} | rotate]} for bad in WRONG_TYPES]
+    policies += [{"lifetimeActions": [{"trigger": bad} | rotate]} for bad in WRONG_TYPES]
+    policies += [
+        {"lifetimeActions": [{"trigger": {"timeAfterCreate": "P30D"}, "action": {"type": bad}}]} for bad in WRONG_TYPES
+    ]
+    policies += [
+        {"lifetimeActions": [], "attributes": {"expiryTime": bad}} for bad in [*WRONG_TYPES[:3], "P", "PT", "P1DT"]
+    ]
+    for doc in policies:
+        yield Case("PUT", "/keys/victim/rotationpolicy", json_bytes(doc))
 
 
 def oversized(body_paths: list[str]) -> Iterator[Case]:

@@ -151,7 +151,9 @@ def parse_policy(doc: dict[str, Any], now: int) -> RotationPolicy:
         raw_actions = []
     if not isinstance(raw_actions, list):
         raise bad_parameter("Property lifetimeActions must be an array.")
-    attributes = doc.get("attributes") or {}
+    attributes = doc.get("attributes")
+    if attributes is None:
+        attributes = {}
     if not isinstance(attributes, dict):
         raise bad_parameter("Property attributes must be an object.")
     expiry = attributes.get("expiryTime")
