@@ -134,3 +134,16 @@ async def test_faults_apply_to_the_rotation_routes() -> None:
         log = (await vault.raw("GET", vault.url + "/_fake/requests")).body
         assert log["by_operation"]["RotateKey"] == 1 and log["by_operation"]["UpdateKeyRotationPolicy"] == 1
         assert log["faults"] == {"error_503": 1, "truncate": 1}
+
+
+async def test_a_soft_deleted_key_keeps_its_policy_and_rotates_again_once_recovered() -> None:
+    async with open_vault() as vault:
+        await vault.create("k1")
+        assert (await vault.call("PUT", "/keys/k1/rotationpolicy", {"lifetimeActions": [ROTATE_30]})).status == 200
+        assert (await vault.call("DELETE", "/keys/k1")).status == 200
+        await vault.advance(45 * DAY)  # due while deleted: a deleted key is not rotated
+        reply = await vault.raw("GET", vault.url + "/_fake/state")
+        assert len(reply.body["deleted_keys"][0]["versions"]) == 1
+        assert (await vault.call("POST", "/deletedkeys/k1/recover")).status == 200
+        assert (await vault.call("GET", "/keys/k1/rotationpolicy")).body["lifetimeActions"] == [ROTATE_30]
+        assert len(await versions(vault, "k1")) == 2  # overdue at recovery: rotated on the next read

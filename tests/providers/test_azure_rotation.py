@@ -203,6 +203,11 @@ async def test_disable_version_makes_its_ciphertexts_undecryptable(adapter_env: 
     with pytest.raises(Conflict, match="primary"):
         await client.disable_version(ref, second.version_id)
     assert fake.log.counts["UpdateKey"] == 2
+    with pytest.raises(NotFound):
+        await client.disable_version(ref, "0" * 32)
+    with pytest.raises(InvalidRequest):
+        await client.disable_version(ref, "../x")
+    assert fake.log.counts["UpdateKey"] == 3
 
 
 async def crypto(client: AzureKeyVaultClient, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -252,3 +252,17 @@ def test_listings_of_another_keys_versions_or_bad_ids_are_refused() -> None:
     with pytest.raises(WireError, match="not a version name"):
         parse_version({"name": f"{KEY}/cryptoKeyVersions/one", "state": 1})
     assert format_time(datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2030-01-02T03:04:05Z"
+
+
+async def test_a_dropped_create_is_sent_again_only_after_a_read(adapter_env: Env) -> None:
+    client, fake = adapter_env
+    ref = await new_key(client)
+    faults(fake, "CreateCryptoKeyVersion", "drop")  # no answer, and nothing made
+    fake.log.clear()
+    rotated = await client.rotate(ref, from_version="1")
+    operations = [e.operation for e in fake.log.entries]
+    dropped = operations.index("CreateCryptoKeyVersion")
+    resent = operations.index("CreateCryptoKeyVersion", dropped + 1)
+    assert "ListCryptoKeyVersions" in operations[dropped + 1 : resent]
+    assert operations.count("CreateCryptoKeyVersion") == 2 and rotated.version_id == "2"
+    assert summary(await state_of(client, "keyorch-k1")) == [("1", "ENABLED", False), ("2", "ENABLED", True)]
