@@ -129,9 +129,10 @@ CELLS = [(op, state) for op, row in STATE_TABLE.items() for state in row]
 
 
 def forged_blob(key_id: str) -> str:
-    """A ciphertext naming ``key_id`` (for keys that cannot encrypt: the state check comes first)."""
+    """A ciphertext naming ``key_id`` and its first key material (for keys that cannot encrypt: the
+    state check comes first). Layout: blob version 2, key id length, key id, material index, nonce, sealed."""
     raw = key_id.encode()
-    return base64.b64encode(bytes([1, len(raw)]) + raw + os.urandom(48)).decode()
+    return base64.b64encode(bytes([2, len(raw)]) + raw + bytes(2) + os.urandom(48)).decode()
 
 
 async def key_in_state(kms: Kms, state: str) -> tuple[str, str]:

@@ -7,7 +7,19 @@ Operations (``X-Amz-Target: TrentService.<name>``; these names label the request
 rules): ``CreateKey``, ``DescribeKey``, ``ListKeys``, ``EnableKey``, ``DisableKey``,
 ``ScheduleKeyDeletion``, ``CancelKeyDeletion``, ``CreateAlias``, ``DeleteAlias``,
 ``ListAliases``, ``TagResource``, ``UntagResource``, ``ListResourceTags``, ``Encrypt``,
-``Decrypt``. Anything else is logged as ``unknown`` and answered ``UnknownOperationException``.
+``Decrypt``, ``RotateKeyOnDemand``, ``ListKeyRotations``, ``GetKeyRotationStatus``,
+``EnableKeyRotation``, ``DisableKeyRotation``. Anything else is logged as ``unknown`` and answered
+``UnknownOperationException``.
+
+Rotation (symmetric keys with KMS-made material only, else ``UnsupportedOperationException``): a key
+holds a list of key materials; ``Encrypt`` uses the newest and ``Decrypt`` the one the ciphertext
+names, so old ciphertexts still decrypt. ``RotateKeyOnDemand`` completes within the request (KMS
+starts it and finishes shortly after), at most ``max_on_demand_rotations`` times per key (25, the API
+reference's lifetime quota; ``LimitExceededException`` beyond), ``ConflictException`` while an
+automatic rotation is due within 20 minutes. ``EnableKeyRotation`` takes ``RotationPeriodInDays``
+90-2560 (default 365); the fake clock passing ``NextRotationDate`` adds an ``AUTOMATIC`` material
+dated when it fell due (not while the key is disabled or pending deletion). ``ListKeyRotations``
+pages with ``Limit``/``Marker`` and lists rotations only unless ``IncludeKeyMaterial=ALL_KEY_MATERIAL``.
 
 Rules follow docs/providers.md §1.7 (not moto, see §6.1): the key-state table of §1.3, windows of
 7-30 days (default 30) with ``ValidationException`` outside, the key ARN in the schedule and
@@ -74,10 +86,13 @@ class AwsKmsFake(ProviderFake):
         region: str = DEFAULT_REGION,
         account: str = DEFAULT_ACCOUNT,
         strict: bool = False,
+        max_on_demand_rotations: int | None = None,
     ) -> None:
         super().__init__(clock, faults)
         self.tokens.strict = strict
         self.store = KmsStore(self.clock, region, account)
+        if max_on_demand_rotations is not None:
+            self.store.max_on_demand_rotations = max_on_demand_rotations
         self.access_key_id = _access_key_id()
         self.secret_access_key = secrets.token_urlsafe(30)
 

@@ -25,7 +25,9 @@ from keyorch.fakes.aws_state import (
     ENABLED,
     PENDING_DELETION,
     PENDING_IMPORT,
+    ROTATION_CONFLICT_WINDOW,
     SPEC_USAGES,
+    KeyMaterial,
     KmsAlias,
     KmsKey,
     KmsStore,
@@ -41,7 +43,8 @@ Operation = Callable[[KmsStore, Members], dict[str, Any] | None]
 MAX_TAGS_PER_KEY = 50
 DEFAULT_WINDOW_DAYS = 30
 MIN_WINDOW_DAYS, MAX_WINDOW_DAYS = 7, 30
-_BLOB_VERSION = 1
+#: ciphertext blob layout: version, key id length, key id, key material index (2 bytes), nonce, sealed
+_BLOB_VERSION = 2
 _NONCE_BYTES = 12
 
 KEY_USAGES = frozenset(
@@ -126,7 +129,9 @@ def create_key(store: KmsStore, m: Members) -> dict[str, Any]:
         origin=origin,
         state=PENDING_IMPORT if origin == "EXTERNAL" else ENABLED,
         multi_region=multi_region,
-        material=AESGCM.generate_key(bit_length=256) if origin == "AWS_KMS" and spec == "SYMMETRIC_DEFAULT" else None,
+        materials=[KeyMaterial(AESGCM.generate_key(bit_length=256), store.clock.now())]
+        if origin == "AWS_KMS" and spec == "SYMMETRIC_DEFAULT"
+        else [],
         tags=dict(tags),
     )
     store.keys[key_id] = key
@@ -283,7 +288,8 @@ def encrypt(store: KmsStore, m: Members) -> dict[str, Any]:
     nonce = os.urandom(_NONCE_BYTES)
     sealed = AESGCM(key.material).encrypt(nonce, plaintext, _aad(key.key_id, context))
     key_id = key.key_id.encode()
-    blob = bytes([_BLOB_VERSION, len(key_id)]) + key_id + nonce + sealed
+    index = (len(key.materials) - 1).to_bytes(2, "big")  # the current material; Decrypt finds it by index
+    blob = bytes([_BLOB_VERSION, len(key_id)]) + key_id + index + nonce + sealed
     return {
         "CiphertextBlob": base64.b64encode(blob).decode(),
         "KeyId": key.arn,
@@ -295,17 +301,19 @@ def _invalid_ciphertext() -> FakeError:
     return FakeError(400, "InvalidCiphertextException", "The ciphertext is invalid or was not made by this service.")
 
 
-def _split_blob(blob: bytes) -> tuple[str, bytes, bytes]:
+def _split_blob(blob: bytes) -> tuple[str, int, bytes, bytes]:
+    """(key id, key material index, nonce, sealed bytes) of a ciphertext blob."""
     if len(blob) < 2 or blob[0] != _BLOB_VERSION:
         raise _invalid_ciphertext()
     end = 2 + blob[1]
-    body = blob[end:]
+    index = int.from_bytes(blob[end : end + 2], "big")
+    body = blob[end + 2 :]
     if len(body) <= _NONCE_BYTES + 16:
         raise _invalid_ciphertext()
     key_id = blob[2:end].decode("latin-1")
     if not is_key_id(key_id):
         raise _invalid_ciphertext()
-    return key_id, body[:_NONCE_BYTES], body[_NONCE_BYTES:]
+    return key_id, index, body[:_NONCE_BYTES], body[_NONCE_BYTES:]
 
 
 def decrypt(store: KmsStore, m: Members) -> dict[str, Any]:
@@ -314,14 +322,15 @@ def decrypt(store: KmsStore, m: Members) -> dict[str, Any]:
     ref = m.string("KeyId", max_len=2048)
     m.string_list("GrantTokens", max_items=10)
     assert blob is not None
-    key_id, nonce, sealed = _split_blob(blob)
+    key_id, index, nonce, sealed = _split_blob(blob)
     key = store.resolve(key_id)
     if ref is not None and store.resolve(ref, allow_alias=True).key_id != key.key_id:
         raise FakeError(400, "IncorrectKeyException", "The key ID in the request does not identify the key used.")
     _crypto_checks(store, key, "Decrypt", m)
-    assert key.material is not None
+    if index >= len(key.materials):
+        raise _invalid_ciphertext()
     try:
-        plaintext = AESGCM(key.material).decrypt(nonce, sealed, _aad(key.key_id, context))
+        plaintext = AESGCM(key.materials[index].material).decrypt(nonce, sealed, _aad(key.key_id, context))
     except InvalidTag as exc:
         raise _invalid_ciphertext() from exc
     return {
@@ -329,6 +338,90 @@ def decrypt(store: KmsStore, m: Members) -> dict[str, Any]:
         "Plaintext": base64.b64encode(plaintext).decode(),
         "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
     }
+
+
+# -- rotation ---------------------------------------------------------------------------------
+
+MIN_ROTATION_DAYS, MAX_ROTATION_DAYS, DEFAULT_ROTATION_DAYS = 90, 2560, 365
+INCLUDE_KEY_MATERIAL = frozenset({"ALL_KEY_MATERIAL", "ROTATIONS_ONLY"})
+
+
+def _rotatable(store: KmsStore, m: Members, operation: str) -> KmsKey:
+    """The key (id or ARN) of a rotation operation, in a state and of a kind that allows it."""
+    key = store.resolve(_key_ref(m))
+    store.require_state(key, operation)
+    if not key.rotatable:
+        raise FakeError(
+            400,
+            "UnsupportedOperationException",
+            f"{key.arn} key rotation is supported only on symmetric encryption keys with key material made by KMS.",
+        )
+    return key
+
+
+def rotate_key_on_demand(store: KmsStore, m: Members) -> dict[str, Any]:
+    """A new key material at once (KMS starts it; the fake completes it within the request)."""
+    key = _rotatable(store, m, "RotateKeyOnDemand")
+    now = store.clock.now()
+    if key.next_rotation is not None and key.next_rotation - now <= ROTATION_CONFLICT_WINDOW:
+        raise FakeError(
+            400,
+            "ConflictException",
+            f"An automatic rotation of {key.arn} is in progress or scheduled to begin within the next 20 minutes.",
+        )
+    if key.on_demand_rotations >= store.max_on_demand_rotations:
+        raise FakeError(
+            400,
+            "LimitExceededException",
+            f"{key.arn} has reached the maximum of {store.max_on_demand_rotations} on-demand rotations.",
+        )
+    key.materials.append(KeyMaterial(AESGCM.generate_key(bit_length=256), now, "ON_DEMAND"))
+    key.on_demand_rotations += 1
+    return {"KeyId": key.key_id}
+
+
+def list_key_rotations(store: KmsStore, m: Members) -> dict[str, Any]:
+    include = m.enum("IncludeKeyMaterial", INCLUDE_KEY_MATERIAL, default="ROTATIONS_ONLY") or "ROTATIONS_ONLY"
+    key = _rotatable(store, m, "ListKeyRotations")
+    indexed = list(enumerate(key.materials))
+    if include == "ROTATIONS_ONLY":
+        indexed = indexed[1:]
+    page, extra = _page(indexed, m, "rotations", lambda item: item[0])
+    current = len(key.materials) - 1
+    entries = []
+    for index, material in page:
+        entry: dict[str, Any] = {
+            "KeyId": key.key_id,
+            "KeyMaterialId": material.material_id,
+            "KeyMaterialState": "CURRENT" if index == current else "NON_CURRENT",
+            "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE",
+        }
+        if material.rotation_type is not None:
+            entry["RotationDate"] = material.created.timestamp()
+            entry["RotationType"] = material.rotation_type
+        entries.append(entry)
+    return {"Rotations": entries, **extra}
+
+
+def get_key_rotation_status(store: KmsStore, m: Members) -> dict[str, Any]:
+    key = _rotatable(store, m, "GetKeyRotationStatus")
+    enabled = key.rotation_period_days is not None and key.state != PENDING_DELETION
+    doc: dict[str, Any] = {"KeyRotationEnabled": enabled, "KeyId": key.arn}
+    if enabled and key.next_rotation is not None:
+        doc["RotationPeriodInDays"] = key.rotation_period_days
+        doc["NextRotationDate"] = key.next_rotation.timestamp()
+    return doc
+
+
+def enable_key_rotation(store: KmsStore, m: Members) -> None:
+    period = m.integer("RotationPeriodInDays", minimum=MIN_ROTATION_DAYS, maximum=MAX_ROTATION_DAYS)
+    key = _rotatable(store, m, "EnableKeyRotation")
+    store.set_rotation(key, DEFAULT_ROTATION_DAYS if period is None else period)
+
+
+def disable_key_rotation(store: KmsStore, m: Members) -> None:
+    key = _rotatable(store, m, "DisableKeyRotation")
+    store.set_rotation(key, None)
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -347,4 +440,9 @@ OPERATIONS: dict[str, Operation] = {
     "ListResourceTags": list_resource_tags,
     "Encrypt": encrypt,
     "Decrypt": decrypt,
+    "RotateKeyOnDemand": rotate_key_on_demand,
+    "ListKeyRotations": list_key_rotations,
+    "GetKeyRotationStatus": get_key_rotation_status,
+    "EnableKeyRotation": enable_key_rotation,
+    "DisableKeyRotation": disable_key_rotation,
 }

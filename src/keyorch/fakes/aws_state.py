@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from keyorch.fakes.base import FakeError
@@ -43,13 +44,40 @@ ALLOWED_STATES: dict[str, frozenset[str]] = {
     "CreateAlias": _NOT_PENDING_DELETION,
     "TagResource": _NOT_PENDING_DELETION,
     "UntagResource": _NOT_PENDING_DELETION,
+    # rotation (AWS's key-state table): changes need an enabled key, reads work until deletion
+    "RotateKeyOnDemand": frozenset({ENABLED}),
+    "EnableKeyRotation": frozenset({ENABLED}),
+    "DisableKeyRotation": frozenset({ENABLED}),
+    "GetKeyRotationStatus": frozenset({ENABLED, DISABLED, PENDING_DELETION}),
+    "ListKeyRotations": frozenset({ENABLED, DISABLED, PENDING_DELETION}),
 }
 
 _CRYPTO = frozenset({"Encrypt", "Decrypt"})
+#: operations a disabled key refuses with ``DisabledException`` rather than ``KMSInvalidStateException``
+_DISABLED_REFUSES = _CRYPTO | {"RotateKeyOnDemand", "EnableKeyRotation", "DisableKeyRotation"}
+#: RotateKeyOnDemand's lifetime quota per key (API reference: "a maximum of 25 times per KMS key"; it was
+#: 10 until 2025; not adjustable, ``LimitExceededException`` beyond it)
+MAX_ON_DEMAND_ROTATIONS = 25
+#: ``ConflictException``: an automatic rotation is in progress or due within the next 20 minutes
+ROTATION_CONFLICT_WINDOW = timedelta(minutes=20)
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _MRK = re.compile(r"mrk-[0-9a-f]{32}")
 _KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):(\d{12}):key/(.+)$")
 _ALIAS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):(\d{12}):(alias/.+)$")
+
+
+@dataclass
+class KeyMaterial:
+    """One key material of a key: the first one (``rotation_type`` ``None``) or a rotation's."""
+
+    material: bytes
+    #: the key's creation date for the first material, the ``RotationDate`` for a rotation's
+    created: datetime
+    rotation_type: str | None = None
+
+    @property
+    def material_id(self) -> str:
+        return hashlib.sha256(self.material).hexdigest()
 
 
 @dataclass
@@ -64,14 +92,30 @@ class KmsKey:
     origin: str
     state: str
     multi_region: bool
-    material: bytes | None
+    #: every key material, oldest first; the last one encrypts. Empty: no material the fake can use.
+    materials: list[KeyMaterial]
     tags: dict[str, str] = field(default_factory=dict)
     deletion_date: datetime | None = None
     pending_window_days: int | None = None
+    #: automatic rotation: its period (``None``: off), next date, and the date the period counts from
+    rotation_period_days: int | None = None
+    next_rotation: datetime | None = None
+    rotation_anchor: datetime | None = None
+    on_demand_rotations: int = 0
+
+    @property
+    def material(self) -> bytes | None:
+        """The current key material (what Encrypt uses)."""
+        return self.materials[-1].material if self.materials else None
 
     @property
     def has_material(self) -> bool:
         return self.material is not None or self.origin != "EXTERNAL"
+
+    @property
+    def rotatable(self) -> bool:
+        """Symmetric encryption keys with KMS-made material rotate; the fake makes no others rotatable."""
+        return self.key_spec == "SYMMETRIC_DEFAULT" and self.origin == "AWS_KMS" and self.material is not None
 
 
 @dataclass
@@ -117,6 +161,8 @@ class KmsStore:
         self.keys: dict[str, KmsKey] = {}
         self.aliases: dict[str, KmsAlias] = {}
         self.deletions = Deadlines()
+        self.rotations = Deadlines()
+        self.max_on_demand_rotations = MAX_ON_DEMAND_ROTATIONS
         self._seq = 0
 
     def next_seq(self) -> int:
@@ -127,6 +173,7 @@ class KmsStore:
         self.keys.clear()
         self.aliases.clear()
         self.deletions.clear()
+        self.rotations.clear()
 
     def schedule_deletion(self, key: KmsKey, when: datetime) -> None:
         key.deletion_date = when
@@ -145,6 +192,36 @@ class KmsStore:
             dead = set(gone)
             for name in [a.name for a in self.aliases.values() if a.target_key_id in dead]:
                 del self.aliases[name]
+        self._rotate_due(now)
+
+    def _rotate_due(self, now: float) -> None:
+        """Automatic rotations whose date has passed on the fake clock, each dated when it fell due.
+        While a key is not enabled (disabled, pending deletion) KMS does not rotate it: the rotations
+        falling due then are skipped and the schedule moves on."""
+        for key_id in self.rotations.due(now):
+            key = self.keys.get(key_id)
+            if key is None or key.rotation_period_days is None or key.next_rotation is None:
+                continue
+            period = timedelta(days=key.rotation_period_days)
+            while key.next_rotation.timestamp() <= now:
+                if key.state == ENABLED and key.rotatable:
+                    key.materials.append(KeyMaterial(os.urandom(32), key.next_rotation, "AUTOMATIC"))
+                key.rotation_anchor = key.next_rotation
+                key.next_rotation = key.next_rotation + period
+            self.rotations.add(key.next_rotation.timestamp(), key.key_id)
+
+    def set_rotation(self, key: KmsKey, period_days: int | None) -> None:
+        """Automatic rotation on with ``period_days`` (the next date counts from the last automatic
+        rotation, or from now when it was off), or off (``None``)."""
+        now = self.clock.now()
+        if period_days is None:
+            key.rotation_period_days = key.next_rotation = key.rotation_anchor = None
+            return
+        if key.rotation_period_days is None or key.rotation_anchor is None:
+            key.rotation_anchor = now
+        key.rotation_period_days = period_days
+        key.next_rotation = max(key.rotation_anchor + timedelta(days=period_days), now)
+        self.rotations.add(key.next_rotation.timestamp(), key.key_id)
 
     # -- names and lookups -------------------------------------------------------------------
 
@@ -211,7 +288,7 @@ class KmsStore:
             return
         if operation == "CancelKeyDeletion":
             raise FakeError(400, "KMSInvalidStateException", f"{key.arn} is not pending deletion.")
-        if key.state == DISABLED and operation in _CRYPTO:
+        if key.state == DISABLED and operation in _DISABLED_REFUSES:
             raise FakeError(400, "DisabledException", f"{key.arn} is disabled.")
         wording = {PENDING_DELETION: "pending deletion", PENDING_IMPORT: "pending import"}
         raise FakeError(400, "KMSInvalidStateException", f"{key.arn} is {wording.get(key.state, key.state)}.")
@@ -237,8 +314,8 @@ class KmsStore:
         doc.update(algorithms(key.key_spec, key.key_usage))
         if key.deletion_date is not None:
             doc["DeletionDate"] = key.deletion_date.timestamp()
-        if key.material is not None:
-            doc["CurrentKeyMaterialId"] = hashlib.sha256(key.material).hexdigest()
+        if key.materials:
+            doc["CurrentKeyMaterialId"] = key.materials[-1].material_id
         if key.multi_region:
             doc["MultiRegionConfiguration"] = {
                 "MultiRegionKeyType": "PRIMARY",
@@ -275,6 +352,19 @@ class KmsStore:
                     "PendingWindowInDays": key.pending_window_days,
                     "Tags": [{"TagKey": k, "TagValue": v} for k, v in key.tags.items()],
                     "Aliases": sorted(a.name for a in self.aliases.values() if a.target_key_id == key.key_id),
+                    "KeyMaterials": [
+                        {
+                            "KeyMaterialId": m.material_id,
+                            "CreationDate": m.created.isoformat(),
+                            "RotationType": m.rotation_type,
+                            "Current": index == len(key.materials) - 1,
+                        }
+                        for index, m in enumerate(key.materials)
+                    ],
+                    "KeyRotationEnabled": key.rotation_period_days is not None,
+                    "RotationPeriodInDays": key.rotation_period_days,
+                    "NextRotationDate": key.next_rotation.isoformat() if key.next_rotation else None,
+                    "OnDemandRotations": key.on_demand_rotations,
                 }
             )
         return {"region": self.region, "account": self.account, "now": self.clock.now().isoformat(), "keys": keys}

@@ -195,6 +195,10 @@ def build_app(fake: ProviderFake) -> web.Application:
         entry.status = response.status
         if fault is not None and fault.kind == "truncate":
             return await _serve_truncated(request, response)
+        if fault is not None and fault.kind == "error_500_after":  # applied, but the answer says it failed
+            failed = fake.error_response(500, "InternalError", "Injected internal error after the request was applied.")
+            entry.status = failed.status
+            return failed
         return response
 
     app = web.Application(middlewares=[middleware], client_max_size=MAX_BODY_BYTES)
@@ -226,7 +230,7 @@ async def _serve_fault_before(request: web.Request, fake: ProviderFake, fault: F
             text="<html><head><title>Bad Gateway</title></head><body>upstream error</body></html>",
             content_type="text/html",
         )
-    return None  # truncate acts after the handler
+    return None  # truncate and error_500_after act after the handler
 
 
 async def _run_handler(request: web.Request, handler: Handler, fake: ProviderFake) -> web.StreamResponse:

@@ -15,6 +15,10 @@ Configuration (YAML or JSON), for ``keyorch fakes serve --faults FILE``::
         - operation: "*"
           rate: 0.3
           faults: [error_500, throttle, {kind: latency, delay_ms: 200}, drop, truncate, non_json]
+
+Most faults are served instead of the operation. Two are served after the fake has carried it out,
+so the client cannot tell whether it happened: ``truncate`` (the real answer, cut short) and
+``error_500_after`` (a 500 in place of the real answer).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FaultKind = Literal["ok", "error_500", "error_503", "throttle", "latency", "hang", "drop", "truncate", "non_json"]
+FaultKind = Literal[
+    "ok", "error_500", "error_503", "throttle", "latency", "hang", "drop", "truncate", "non_json", "error_500_after"
+]
 FAULT_KINDS: tuple[str, ...] = (
     "ok",
     "error_500",
@@ -37,6 +43,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "drop",
     "truncate",
     "non_json",
+    "error_500_after",
 )
 
 

@@ -14,6 +14,13 @@ Operations (names used in the request log and fault rules):
 ``DeleteKeyAlias``, ``GetKeyPolicies``, ``PutKeyPolicies``, ``GetInstancePolicies``,
 ``PutInstancePolicies``, ``ListRegistrations``, ``ListAllRegistrations``; anything else ``unknown``.
 
+Rotation: ``RotateKey`` (root keys only, once per hour: ``KEY_ROTATION_NOT_PERMITTED`` 409) adds a
+version; ``ListKeyVersions`` pages newest first with ``limit``/``offset``; a key's ``rotation`` policy
+(``interval_month`` 1-12) rotates it when the fake clock passes ``interval_month`` months of 30 days
+after its last rotation, creation or policy change (the latest), one version per interval, dated when
+it fell due. ``/_fake/state`` shows each key's versions (oldest first, which is primary), its rotation
+policy and next automatic rotation.
+
 Admin routes (besides the shared ``/_fake/`` ones): ``POST /_fake/ibm/apikeys`` ``{"user"}`` creates an
 API key owned by another user; ``POST /_fake/ibm/registrations`` ``{"keyId", "resourceCrn",
 "preventKeyDeletion", "description"}`` seeds a registration (real ones are created by IBM services
@@ -125,7 +132,13 @@ class KeyProtectFake(ProviderFake):
         keys = []
         for key in self.state.keys.values():
             doc = key.as_json(now)
-            doc["versions"] = len(key.versions)
+            doc["versions"] = [
+                {"id": v.id, "creationDate": v.created.isoformat(), "primary": v is key.versions[-1]}
+                for v in key.versions
+            ]
+            doc["rotation_policy"] = dict(key.rotation.data) if key.rotation is not None else None
+            next_rotation = self.state.next_rotation(key)
+            doc["next_rotation"] = next_rotation.isoformat() if next_rotation is not None else None
             doc["registrations"] = [r.resource_crn for r in self.state.registrations_of(key)]
             keys.append(doc)
         return {

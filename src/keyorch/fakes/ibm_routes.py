@@ -338,6 +338,7 @@ def add_api_routes(app: web.Application, fake: KeyProtectFake) -> None:
                 key.dual_auth = policy
             else:
                 key.rotation = policy
+                state.schedule_rotation(key)
         key.last_update = now
         return web.json_response(envelope(POLICY_TYPE, _key_policies(key, only)))
 

@@ -27,6 +27,8 @@ AUTO_PURGE = timedelta(days=90)
 DUAL_AUTH_WINDOW = timedelta(days=7)
 ENABLE_RESTORE_WAIT = timedelta(seconds=30)
 ROTATE_WAIT = timedelta(hours=1)
+#: A rotation policy's month on the fake clock (Key Protect counts calendar months; the fake, 30 days).
+ROTATION_MONTH = timedelta(days=30)
 MAX_ALIASES = 5
 ALIAS_RE = re.compile(r"^[a-zA-Z0-9_-]{2,90}$")
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -237,22 +239,55 @@ class KeyProtectState:
     registrations: list[Registration] = field(default_factory=list)
     instance_policies: dict[str, Policy] = field(default_factory=dict)
     purges: Deadlines = field(default_factory=Deadlines)
+    rotations: Deadlines = field(default_factory=Deadlines)
 
     def clear(self) -> None:
         self.keys.clear()
         self.purges.clear()
+        self.rotations.clear()
         self.aliases.clear()
         self.registrations.clear()
         self.instance_policies.clear()
 
     # -- lookup -----------------------------------------------------------------------------
     def sweep(self) -> None:
-        """Keys deleted 90 days ago are purged automatically."""
+        """Keys deleted 90 days ago are purged automatically; rotation policies that fell due rotate."""
         now = self.clock.now()
         for key_id in self.purges.due(now.timestamp()):
             key = self.keys.get(key_id)
             if key is not None and key.deleted_at is not None and now >= key.deleted_at + AUTO_PURGE:
                 self.forget(key)
+        for key_id in self.rotations.due(now.timestamp()):
+            key = self.keys.get(key_id)
+            if key is not None:
+                self._rotate_due(key, now)
+
+    @staticmethod
+    def next_rotation(key: IbmKey) -> datetime | None:
+        """When the key's rotation policy rotates it next: ``interval_month`` months (of 30 days on the
+        fake clock) after its last rotation, its creation or the policy's last change, whichever is
+        latest. ``None`` when the policy is off or the key cannot be rotated without a payload."""
+        policy = key.rotation
+        if policy is None or not policy.data.get("enabled") or key.extractable or key.imported:
+            return None
+        anchor = max(key.last_rotate or key.created, key.created, policy.updated)
+        return anchor + ROTATION_MONTH * int(policy.data.get("interval_month", 1))
+
+    def schedule_rotation(self, key: IbmKey) -> None:
+        due = self.next_rotation(key)
+        if due is not None:
+            self.rotations.add(due.timestamp(), key.id)
+
+    def _rotate_due(self, key: IbmKey, now: datetime) -> None:
+        """Every rotation the policy made by ``now``, each dated when it fell due; none while the key is
+        not active (suspended, deactivated, deleted): those are skipped and the schedule moves on."""
+        due = self.next_rotation(key)
+        while due is not None and due <= now:
+            if key.effective_state(due) == ACTIVE:
+                key.versions.append(KeyVersion(str(uuid.uuid4()), due, new_material()))
+            key.last_rotate = key.last_update = due
+            due = self.next_rotation(key)
+        self.schedule_rotation(key)
 
     def forget(self, key: IbmKey) -> None:
         self.keys.pop(key.id, None)
@@ -363,6 +398,7 @@ class KeyProtectState:
         rotation = resource.get("rotation")
         if rotation is not None:
             key.rotation = Policy(check_rotation(rotation, context), user, now, user, now)
+            self.schedule_rotation(key)
 
     # -- aliases ----------------------------------------------------------------------------
     def add_alias(self, key: IbmKey, alias: str) -> None:
