@@ -48,6 +48,14 @@ never resent blindly: after an answer that leaves the outcome in doubt the key i
 pending deletion is the result (with its first ``DeletionDate``); see :func:`~keyorch.providers.retry.call_checked`.
 A ``ScheduleKeyDeletion`` the reconciler itself sends for a key already pending deletion is refused and
 read the same way. ``CancelKeyDeletion`` is never sent (keyorch cannot cancel a destruction).
+
+Versions: KMS rotates a key's material, not the key. ``list_versions`` names the initial material
+``original`` (dated by ``CreationDate``) and each rotation by its ``KeyMaterialId`` (or ``RotationDate``
+where the answer has no id), from ``ListKeyRotations``; the primary is the ``CURRENT`` one, else the newest.
+``rotate`` sends ``RotateKeyOnDemand`` at most once per call and never after an answer that left it in
+doubt without listing first; the lifetime quota of on-demand rotations per key (``LimitExceededException``)
+is an :class:`~keyorch.providers.errors.InvalidRequest` saying so. ``set_rotation_policy`` is
+``EnableKeyRotation`` (``RotationPeriodInDays`` 90-2560) or ``DisableKeyRotation``.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from keyorch.domain.errors import InvalidInput
@@ -75,14 +84,27 @@ from keyorch.providers.aws_wire import (
     is_code,
     key_observation,
     key_spec,
+    key_versions,
     map_state,
     response_object,
+    rotation_entries,
+    rotation_period,
     string_member,
     timestamp,
 )
-from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation, register
+from keyorch.providers.base import (
+    Health,
+    HealthStatus,
+    KeyRef,
+    KeySpec,
+    KeystoreClient,
+    KeyVersion,
+    Observation,
+    primary_version,
+    register,
+)
 from keyorch.providers.endpoints import aws_default_endpoint
-from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError
+from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError, Unavailable
 from keyorch.providers.http import HttpResult, HttpTransport, check_transport_settings
 from keyorch.providers.limits import number_setting
 from keyorch.providers.retry import RetryHook, RetryPolicy
@@ -108,6 +130,11 @@ _HEADERS = {
         "ListKeys",
         "ListResourceTags",
         "ScheduleKeyDeletion",
+        "RotateKeyOnDemand",
+        "ListKeyRotations",
+        "GetKeyRotationStatus",
+        "EnableKeyRotation",
+        "DisableKeyRotation",
     )
 }
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -190,15 +217,32 @@ class AwsKmsClient(KeystoreClient):
             return await self._describe(alias_name(ref.managed_key_id), ref.managed_key_id)
         raise InvalidRequest("a key reference needs a key id or a managed key id", keystore=self.keystore, sent=False)
 
-    async def list_keys(self) -> AsyncIterator[Observation]:
+    async def _pages(
+        self, operation: str, members: Mapping[str, Any]
+    ) -> AsyncIterator[tuple[HttpResult, dict[str, Any]]]:
+        """Every page of a ``Limit``/``Marker`` listing, following ``Truncated`` and ``NextMarker``
+        (a repeated marker is a malformed answer, not an endless loop)."""
         marker: str | None = None
         seen: set[str] = set()
         while True:
-            members: dict[str, Any] = {"Limit": self.page_size}
+            request = {**members, "Limit": self.page_size}
             if marker is not None:
-                members["Marker"] = marker
-            result = await self._call("ListAliases", members)
+                request["Marker"] = marker
+            result = await self._call(operation, request)
             page = response_object(result)
+            yield result, page
+            truncated = page.get("Truncated", False)
+            if not isinstance(truncated, bool):
+                raise result.malformed("Truncated is not a boolean")
+            if not truncated:
+                return
+            marker = string_member(result, page, "NextMarker")
+            if marker in seen:
+                raise result.malformed("NextMarker repeats an earlier marker")
+            seen.add(marker)
+
+    async def list_keys(self) -> AsyncIterator[Observation]:
+        async for result, page in self._pages("ListAliases", {}):
             owned = _owned_keys(result, page.get("Aliases"))
             found = await asyncio.gather(
                 *(self._describe(key, managed) for managed, key in owned), return_exceptions=True
@@ -209,15 +253,6 @@ class AwsKmsClient(KeystoreClient):
             for observation in found:
                 if isinstance(observation, Observation):  # None: deleted since the alias page was read
                     yield observation
-            truncated = page.get("Truncated", False)
-            if not isinstance(truncated, bool):
-                raise result.malformed("Truncated is not a boolean")
-            if not truncated:
-                return
-            marker = string_member(result, page, "NextMarker")
-            if marker in seen:
-                raise result.malformed("NextMarker repeats an earlier marker")
-            seen.add(marker)
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -353,6 +388,90 @@ class AwsKmsClient(KeystoreClient):
                 return current
             raise
 
+    # -- versions and rotation ----------------------------------------------------------------
+
+    async def _created(self, ref: KeyRef) -> tuple[str, datetime | None]:
+        """The key's id and creation date (the initial material's), from ``DescribeKey`` by id or alias."""
+        if not ref.key_id_in_keystore and not ref.managed_key_id:
+            raise InvalidRequest(
+                "a key reference needs a key id or a managed key id", keystore=self.keystore, sent=False
+            )
+        name = ref.key_id_in_keystore or alias_name(ref.managed_key_id or "")
+        result = await self._call("DescribeKey", {"KeyId": name})
+        metadata = response_object(result).get("KeyMetadata")
+        if not isinstance(metadata, dict):
+            raise result.malformed("KeyMetadata is missing or not an object")
+        return string_member(result, metadata, "KeyId"), timestamp(result, metadata.get("CreationDate"), "CreationDate")
+
+    async def _versions(self, key_id: str, created: datetime | None) -> list[KeyVersion]:
+        rotations: list[tuple[datetime, str, str | None]] = []
+        last: HttpResult | None = None
+        async for result, page in self._pages("ListKeyRotations", {"KeyId": key_id}):
+            rotations += rotation_entries(result, page.get("Rotations"))
+            last = result
+        assert last is not None
+        return key_versions(last, created, rotations)
+
+    async def list_versions(self, ref: KeyRef) -> list[KeyVersion]:
+        """``DescribeKey`` (the initial material's date) and ``ceil(R / page_size)`` ``ListKeyRotations``
+        pages for R rotations. KMS holds the key's state, not each material's: every version is enabled."""
+        key_id, created = await self._created(ref)
+        return await self._versions(key_id, created)
+
+    async def rotate(self, ref: KeyRef, *, from_version: str) -> KeyVersion:
+        """``RotateKeyOnDemand`` unless ``from_version`` is no longer the primary; never resent blindly.
+
+        KMS refuses nothing when the same rotation is asked twice: it rotates twice, and each counts
+        against the key's lifetime quota of on-demand rotations. So the call is sent as not idempotent
+        and after an answer that leaves the outcome in doubt the rotations are listed first; a new
+        primary there is the result. Once KMS accepted it, this call never sends it again: if the new
+        material is not listed yet (KMS completes a rotation shortly after accepting it) the call ends
+        with a transient :class:`Unavailable`, and the next ``rotate`` finds it. A refusal because the
+        quota is used up is an :class:`InvalidRequest` saying so."""
+        key_id, created = await self._created(ref)
+        current = primary_version(await self._versions(key_id, created))
+        if current.version_id != from_version:
+            return current
+        accepted = False
+
+        async def rotated() -> KeyVersion | None:
+            now = primary_version(await self._versions(key_id, created))
+            return now if now.version_id != from_version else None
+
+        async def send() -> KeyVersion:
+            nonlocal accepted
+            if not accepted:
+                try:
+                    result = await self._call("RotateKeyOnDemand", {"KeyId": key_id}, idempotent=False)
+                except InvalidRequest as exc:
+                    if is_code(exc, "LimitExceededException"):
+                        raise _quota_error(exc, key_id) from None
+                    raise
+                accepted = True
+                response_object(result)  # a 200 it cannot read is in doubt: the versions are read next
+            found = await rotated()
+            if found is None:
+                raise Unavailable(
+                    f"RotateKeyOnDemand for key {key_id} was accepted but its new key material is not listed "
+                    "yet; it is not sent again",
+                    keystore=self.keystore,
+                    operation="RotateKeyOnDemand",
+                    transient=True,
+                )
+            return found
+
+        return await self.transport.request_checked(send, rotated)
+
+    async def set_rotation_policy(self, ref: KeyRef, period_days: int | None) -> None:
+        """``EnableKeyRotation`` with ``RotationPeriodInDays`` (90-2560), or ``DisableKeyRotation``;
+        both may be repeated, so they are sent as idempotent."""
+        period = rotation_period(period_days)
+        key_id, _ = await self._key_id(ref)
+        if period is None:
+            check_empty(await self._call("DisableKeyRotation", {"KeyId": key_id}))
+        else:
+            check_empty(await self._call("EnableKeyRotation", {"KeyId": key_id, "RotationPeriodInDays": period}))
+
     # -- health -------------------------------------------------------------------------------
 
     async def validate(self) -> Health:
@@ -366,6 +485,18 @@ class AwsKmsClient(KeystoreClient):
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+def _quota_error(exc: ProviderError, key_id: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"AWS KMS refused another on-demand rotation of key {key_id}: on-demand rotations per key are limited "
+        "over the key's lifetime and the quota cannot be raised; automatic rotation (EnableKeyRotation) is not "
+        f"limited ({exc.detail})",
+        keystore=exc.keystore,
+        operation="RotateKeyOnDemand",
+        status=exc.status,
+        provider_code=exc.provider_code,
+    )
 
 
 def _owned_keys(result: HttpResult, aliases: Any) -> list[tuple[str, str]]:

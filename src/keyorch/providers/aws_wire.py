@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from keyorch.domain.states import KeyState
-from keyorch.providers.base import Observation
+from keyorch.providers.base import KeyVersion, Observation
 from keyorch.providers.errors import (
     AuthError,
     Conflict,
@@ -281,3 +281,66 @@ def key_spec(algorithm: str, size: int) -> tuple[str, str]:
         offered = ", ".join(f"{a} {s}" for a, s in KEY_SPECS)
         raise InvalidRequest(f"AWS KMS cannot hold {algorithm} {size} keys; it offers {offered}", sent=False)
     return spec
+
+
+# -- versions ---------------------------------------------------------------------------------
+
+#: the id keyorch gives a key's initial material (ListKeyRotations lists rotations only)
+ORIGINAL_VERSION = "original"
+#: automatic rotation periods EnableKeyRotation accepts (``RotationPeriodInDays``)
+MIN_ROTATION_DAYS, MAX_ROTATION_DAYS = 90, 2560
+
+
+def rotation_entries(result: HttpResult, rotations: Any) -> list[tuple[datetime, str, str | None]]:
+    """(RotationDate, version id, KeyMaterialState) for each entry of a ``ListKeyRotations`` page: the
+    version id is the entry's ``KeyMaterialId``, or its ``RotationDate`` in ISO form where it has none.
+    An entry without a ``RotationDate`` (the initial material, listed only with
+    ``IncludeKeyMaterial=ALL_KEY_MATERIAL``, which keyorch does not ask for) is skipped."""
+    if not isinstance(rotations, list):
+        raise result.malformed("Rotations is missing or not a list")
+    entries = []
+    for entry in rotations:
+        if not isinstance(entry, dict):
+            raise result.malformed("a Rotations entry is not an object")
+        when = timestamp(result, entry.get("RotationDate"), "RotationDate")
+        if when is None:
+            continue
+        material = entry.get("KeyMaterialId")
+        if material is not None and (not isinstance(material, str) or not material):
+            raise result.malformed("KeyMaterialId is not a string")
+        state = entry.get("KeyMaterialState")
+        if state is not None and not isinstance(state, str):
+            raise result.malformed("KeyMaterialState is not a string")
+        entries.append((when, material or when.isoformat(), state))
+    return entries
+
+
+def key_versions(
+    result: HttpResult, created: datetime | None, rotations: list[tuple[datetime, str, str | None]]
+) -> list[KeyVersion]:
+    """The initial material (``original``) and every rotation, oldest first. The primary is the entry
+    KMS marks ``CURRENT``, else the newest rotation, else the initial material."""
+    ordered = sorted(rotations, key=lambda entry: entry[0])
+    ids = [ORIGINAL_VERSION] + [version for _, version, _ in ordered]
+    if len(set(ids)) != len(ids):
+        raise result.malformed("ListKeyRotations lists a key material twice")
+    current = [index for index, (_, _, state) in enumerate(ordered, start=1) if state == "CURRENT"]
+    if len(current) > 1:
+        raise result.malformed("ListKeyRotations marks more than one key material CURRENT")
+    primary = current[0] if current else len(ordered)
+    dates = [created] + [when for when, _, _ in ordered]
+    return [KeyVersion(v, when, index == primary) for index, (v, when) in enumerate(zip(ids, dates, strict=True))]
+
+
+def rotation_period(days: int | None) -> int | None:
+    """``days`` as a ``RotationPeriodInDays``; ``InvalidRequest`` naming KMS's rule when it cannot be one."""
+    if days is None:
+        return None
+    if isinstance(days, bool) or not isinstance(days, int) or not MIN_ROTATION_DAYS <= days <= MAX_ROTATION_DAYS:
+        raise InvalidRequest(
+            f"AWS KMS rotates a key automatically every {MIN_ROTATION_DAYS} to {MAX_ROTATION_DAYS} days "
+            f"(RotationPeriodInDays), so a rotation period of {days!r} days cannot be set",
+            operation="EnableKeyRotation",
+            sent=False,
+        )
+    return days

@@ -67,7 +67,8 @@ class KeyVersion:
     """One version of a key as the keystore holds it (``KeystoreClient.list_versions``, ``rotate``)."""
 
     #: The provider's id of the version: Azure the version segment of the ``kid``, Google the
-    #: cryptoKeyVersion number as text, AWS the key material id, Key Protect the version id.
+    #: cryptoKeyVersion number as text, AWS ``original`` for the initial material and then each
+    #: rotation's ``KeyMaterialId`` (else its ``RotationDate`` in ISO form), Key Protect the version id.
     version_id: str
     created_at: datetime | None
     #: The version new encryption uses (exactly one per key).
@@ -75,6 +76,11 @@ class KeyVersion:
     #: Usable in the keystore (False: disabled, destruction scheduled or destroyed), where the provider
     #: says so per version; providers that keep state per key report every version enabled.
     enabled: bool = True
+
+
+def primary_version(versions: list[KeyVersion]) -> KeyVersion:
+    """The primary of a key's versions (adapters list exactly one)."""
+    return next(version for version in versions if version.primary)
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,7 @@ __all__ = [
     "ProviderFactory",
     "Registration",
     "factory_for",
+    "primary_version",
     "register",
     "registered_kinds",
     "unregister",

@@ -29,6 +29,14 @@ Cloud user must call ``setKeyForDeletion`` before this adapter's DELETE; the ada
 that alone and keyorch's dual authorization is a separate check). ``enable`` within 30 s of the key's
 last action gets ``REQ_TOO_EARLY_ERR``, mapped to a transient ``Throttled`` with ``retry_after`` 30 s.
 
+Versions: ``list_versions`` reads the key's metadata (its ``keyVersion`` is the primary) and every page
+of ``GET /keys/{id}/versions`` (``page_size`` a page; newest first there, oldest first here).
+``rotate`` posts ``actions/rotate`` at most once per call, listing the versions first after an answer
+that left it in doubt; Key Protect's once-an-hour limit (``KEY_ROTATION_NOT_PERMITTED``) is an
+:class:`~keyorch.providers.errors.InvalidRequest`, a key not active a ``Conflict``.
+``set_rotation_policy`` puts the key's ``rotation`` policy: ``interval_month`` is the period in days
+over 30 (1-12 months), anything else is refused before a request is sent.
+
 With ``credentials=None`` the API key comes from ``IBMCLOUD_API_KEY`` or ``IC_API_KEY`` and the IAM
 endpoint from ``IBMCLOUD_IAM_API_ENDPOINT``. Trusted profiles (compute-resource tokens) are not
 supported yet.
@@ -55,12 +63,14 @@ from keyorch.providers.base import (
     KeyRef,
     KeySpec,
     KeystoreClient,
+    KeyVersion,
     Observation,
     Registration,
+    primary_version,
     register,
 )
 from keyorch.providers.endpoints import effective_endpoint, origin_of
-from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError
+from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError, Unavailable
 from keyorch.providers.http import HttpTransport, TransportSettings, check_transport_settings
 from keyorch.providers.ibm_auth import (
     APIKEY_ENV,
@@ -72,13 +82,18 @@ from keyorch.providers.ibm_auth import (
 )
 from keyorch.providers.ibm_wire import (
     KEY_TYPE,
+    POLICY_TYPE,
     alias_for,
     create_body,
+    current_version,
+    key_versions,
     map_error,
     parse_key,
     parse_registration,
     resources_of,
+    rotation_policy,
     single_key,
+    version_entries,
 )
 from keyorch.providers.limits import ProviderLimits, number_setting
 from keyorch.providers.retry import RetryPolicy, retry_policy_for
@@ -320,6 +335,88 @@ class KeyProtectClient(KeystoreClient):
 
         # A repeated DELETE is refused (KEY_DELETED_ERR): one whose answer was lost is read, not resent.
         return await self.transport.request_checked(send, deleted)
+
+    # -- versions and rotation ------------------------------------------------------------
+    def _key_url(self, key_id: str, tail: str) -> str:
+        return f"{self._base}/{quote(key_id, safe='')}/{tail}"
+
+    async def _versions(self, key_id: str) -> list[KeyVersion]:
+        """The key's metadata (its current version), then every page of its versions."""
+        meta = await self.transport.request(
+            "GET", self._key_url(key_id, "metadata"), operation="GetKeyMetadata", idempotent=True, headers=self._headers
+        )
+        current = current_version(meta)
+        entries: list[tuple[str, Any]] = []
+        seen: set[str] = set()
+        offset, size = 0, self._page_size
+        while True:
+            url = self._key_url(key_id, f"versions?limit={size}&offset={offset}")
+            result = await self.transport.request(
+                "GET", url, operation="ListKeyVersions", idempotent=True, headers=self._headers
+            )
+            page = version_entries(result)
+            fresh = [entry for entry in page if entry[0] not in seen]  # a rotation meanwhile shifts the pages
+            seen.update(version_id for version_id, _ in fresh)
+            entries += fresh
+            if len(page) < size or not fresh:
+                return key_versions(result, entries, current)
+            offset += len(page)
+
+    async def list_versions(self, ref: KeyRef) -> list[KeyVersion]:
+        """``GetKeyMetadata`` (which version is current) and ``N // page_size + 1`` pages of
+        ``GET /keys/{id}/versions``. Key Protect holds a state per key, not per version: all enabled."""
+        key_id, _ = await self._key_id(ref)
+        return await self._versions(key_id)
+
+    async def rotate(self, ref: KeyRef, *, from_version: str) -> KeyVersion:
+        """``POST /keys/{id}/actions/rotate`` unless ``from_version`` is no longer current; never resent
+        blindly (a repeat would make another version, or be refused within the hour): after an answer
+        that leaves the outcome in doubt the versions are read, and a new current version is the result.
+        Key Protect's once-an-hour limit (``KEY_ROTATION_NOT_PERMITTED``) is an :class:`InvalidRequest`."""
+        key_id, _ = await self._key_id(ref)
+        current = primary_version(await self._versions(key_id))
+        if current.version_id != from_version:
+            return current
+        url = self._key_url(key_id, "actions/rotate")
+        accepted = False
+
+        async def rotated() -> KeyVersion | None:
+            now = primary_version(await self._versions(key_id))
+            return now if now.version_id != from_version else None
+
+        async def send() -> KeyVersion:
+            nonlocal accepted
+            if not accepted:
+                await self.transport.request(
+                    "POST", url, operation="RotateKey", idempotent=False, headers=self._headers
+                )
+                accepted = True
+            found = await rotated()
+            if found is None:
+                raise Unavailable(
+                    f"Key Protect accepted the rotation of key {key_id} but still lists {from_version} as current; "
+                    "it is not sent again",
+                    keystore=self.keystore.name,
+                    operation="RotateKey",
+                )
+            return found
+
+        return await self.transport.request_checked(send, rotated)
+
+    async def set_rotation_policy(self, ref: KeyRef, period_days: int | None) -> None:
+        """``PUT /keys/{id}/policies?policy=rotation`` with ``interval_month`` = ``period_days`` / 30
+        (1-12), or ``enabled: false`` for ``None``; a repeat sets the same policy, so it is idempotent."""
+        body = rotation_policy(period_days)
+        key_id, _ = await self._key_id(ref)
+        result = await self.transport.request(
+            "PUT",
+            self._key_url(key_id, "policies?policy=rotation"),
+            operation="PutKeyPolicies",
+            idempotent=True,
+            headers={**self._headers, "Content-Type": POLICY_TYPE},
+            json=body,
+        )
+        resources_of(result)
 
     async def validate(self) -> Health:
         try:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyorch.domain.states import KeyState
-from keyorch.providers.base import Observation, Registration
+from keyorch.providers.base import KeyVersion, Observation, Registration
 from keyorch.providers.errors import (
     AuthError,
     Conflict,
@@ -43,6 +43,7 @@ from keyorch.providers.errors import (
 from keyorch.providers.http import HttpResult
 
 KEY_TYPE = "application/vnd.ibm.kms.key+json"
+POLICY_TYPE = "application/vnd.ibm.kms.policy+json"
 ERROR_TYPE = "application/vnd.ibm.kms.error+json"
 
 #: keyorch's deterministic identity in an instance: the alias ``keyorch-<managed key id>``.
@@ -60,10 +61,13 @@ _STATES = {0: KeyState.PRE_ACTIVE, 1: KeyState.ACTIVE, 2: KeyState.DEACTIVATED, 
 
 #: Reason codes that mean "the key's state or its protections forbid this" (§4.5), beyond HTTP 409.
 _CONFLICT_CODES = frozenset({"KEY_DELETED_ERR", "KEY_EXPIRED_ERR", "KEY_RESTORE_EXPIRED", "KEY_INVALID_STATE_ERR"})
-#: What an operator can do about the refusals that block a deletion.
+#: Limits on what may be done to a key, refused with 409 but not a state of the key.
+_LIMIT_CODES = frozenset({"KEY_ROTATION_NOT_PERMITTED"})
+#: What an operator can do about the refusals that block a deletion (and the rotation limit).
 _HINTS = {
     "PROTECTED_RESOURCE_ERR": "the key protects registered cloud resources; destroy with force to delete it anyway",
     "PREV_KEY_DEL_ERR": "a registered resource has a retention policy; not even a forced delete is allowed",
+    "KEY_ROTATION_NOT_PERMITTED": "Key Protect rotates a root key at most once an hour",
     "AUTHORIZATIONS_NOT_MET": (
         "the key's dual authorization policy in Key Protect is on, so a different user of Key Protect must first "
         "authorize its deletion there (setKeyForDeletion, valid 7 days); keyorch's own dual authorization does not "
@@ -157,6 +161,8 @@ def map_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderE
         return AuthError(detail, refresh=False, **kwargs)
     if code == "REQ_TOO_EARLY_ERR":
         return Throttled(detail, retry_after=parse_retry_after(headers) or ACTION_WAIT_SECONDS, **kwargs)
+    if code in _LIMIT_CODES:  # a limit on the key that waiting the retry policy's seconds does not lift
+        return InvalidRequest(detail, **kwargs)
     if status == 404:
         return NotFound(detail, **kwargs)
     if status in (409, 410) or code in _CONFLICT_CODES:
@@ -251,3 +257,70 @@ def parse_registration(result: HttpResult, resource: Any) -> Registration:
     if description is not None and not isinstance(description, str):
         raise result.malformed(f"the registration of key {key_id[:64]!r} has a non-string 'description'")
     return Registration(key_id, crn, prevents, (description or "")[:1024])
+
+
+# -- versions and rotation ----------------------------------------------------------------------
+#: A month of a rotation policy, in days (keyorch's rotation periods are in days; Key Protect's in months).
+MONTH_DAYS = 30
+MAX_INTERVAL_MONTHS = 12
+
+
+def current_version(result: HttpResult) -> str | None:
+    """The id of the version a key's metadata says new wraps use (``keyVersion.id``), if it says."""
+    resources = resources_of(result)
+    if len(resources) != 1 or not isinstance(resources[0], dict):
+        raise result.malformed("expected one key in 'resources'")
+    version = resources[0].get("keyVersion")
+    if version is None:
+        return None
+    if not isinstance(version, dict) or not isinstance(version.get("id"), str) or not version["id"]:
+        raise result.malformed("'keyVersion' has no string 'id'")
+    return str(version["id"])
+
+
+def version_entries(result: HttpResult) -> list[tuple[str, datetime | None]]:
+    """(id, creationDate) of each version on a ``GET /keys/{id}/versions`` page."""
+    entries = []
+    for resource in resources_of(result):
+        if not isinstance(resource, dict):
+            raise result.malformed("a key version is not an object")
+        version_id = resource.get("id")
+        if not isinstance(version_id, str) or not version_id:
+            raise result.malformed("a key version has no string 'id'")
+        entries.append((version_id, _time(result, resource, "creationDate")))
+    return entries
+
+
+def key_versions(
+    result: HttpResult, entries: list[tuple[str, datetime | None]], current: str | None
+) -> list[KeyVersion]:
+    """The versions oldest first (Key Protect lists newest first); the primary is ``current`` (the key's
+    ``keyVersion``), else the newest. A listing without the current version is malformed."""
+    if not entries:
+        raise result.malformed("the key has no versions")
+    ordered = list(reversed(entries))
+    ordered.sort(key=lambda entry: entry[1] or datetime.min.replace(tzinfo=UTC))
+    ids = [version_id for version_id, _ in ordered]
+    primary = current if current is not None else ids[-1]
+    if primary not in ids:
+        raise result.malformed(f"the key's current version {primary[:64]!r} is not among its listed versions")
+    return [KeyVersion(version_id, when, version_id == primary) for version_id, when in ordered]
+
+
+def rotation_policy(period_days: int | None) -> dict[str, Any]:
+    """The body of ``PUT /keys/{id}/policies?policy=rotation`` for a period in days (``None``: off)."""
+    if period_days is None:
+        rotation: dict[str, Any] = {"enabled": False}
+    else:
+        months, rest = divmod(period_days, MONTH_DAYS) if type(period_days) is int else (0, 1)
+        if rest or not 1 <= months <= MAX_INTERVAL_MONTHS:
+            raise InvalidRequest(
+                f"Key Protect rotates a key automatically every 1 to {MAX_INTERVAL_MONTHS} months (interval_month); "
+                f"keyorch counts a month as {MONTH_DAYS} days, so a rotation period of {period_days!r} days "
+                f"cannot be set (a multiple of {MONTH_DAYS} from {MONTH_DAYS} to {MONTH_DAYS * MAX_INTERVAL_MONTHS})",
+                operation="PutKeyPolicies",
+                sent=False,
+            )
+        rotation = {"enabled": True, "interval_month": months}
+    resource = {"type": POLICY_TYPE, "rotation": rotation}
+    return {"metadata": {"collectionType": POLICY_TYPE, "collectionTotal": 1}, "resources": [resource]}
