@@ -182,3 +182,28 @@ async def test_error_500_after_fault_applies_the_rotation(sdk: Sdk, kms: Any) ->
     assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
     assert len((await state_of(sdk, key_id))["KeyMaterials"]) == 2  # done, although the answer said otherwise
     assert sdk.fake.log.fault_counts["error_500_after"] == 1
+    entry = next(e for e in sdk.fake.log.entries if e.operation == "RotateKeyOnDemand")
+    assert (entry.status, entry.fault) == (200, "error_500_after")  # what the fake did, and what it served
+
+
+async def test_an_on_demand_rotation_can_take_time_on_the_fake_clock() -> None:
+    running = await start_fake(AwsKmsFake(on_demand_rotation_seconds=60))
+    made = Sdk(running)
+    try:
+        kms = made.client()
+        key_id = await new_key(kms)
+        await call(kms.rotate_key_on_demand, KeyId=key_id)
+        status = await call(kms.get_key_rotation_status, KeyId=key_id)
+        assert isinstance(status["OnDemandRotationStartDate"], datetime)
+        assert (await call(kms.list_key_rotations, KeyId=key_id))["Rotations"] == []
+        with pytest.raises(ClientError) as busy:
+            await call(kms.rotate_key_on_demand, KeyId=key_id)
+        assert code_of(busy) == "ConflictException"
+        made.fake.clock.advance(61)
+        rotations = (await call(kms.list_key_rotations, KeyId=key_id))["Rotations"]
+        assert [r["RotationType"] for r in rotations] == ["ON_DEMAND"]
+        assert "OnDemandRotationStartDate" not in await call(kms.get_key_rotation_status, KeyId=key_id)
+        assert (await state_of(made, key_id))["OnDemandRotations"] == 1
+    finally:
+        made.close()
+        await running.stop()

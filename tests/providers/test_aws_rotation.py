@@ -20,7 +20,7 @@ from keyorch.fakes.base import RunningFake, start_fake
 from keyorch.fakes.faults import ProviderFaults
 from keyorch.providers.aws import AwsKmsClient
 from keyorch.providers.base import KeyRef
-from keyorch.providers.errors import Conflict, InvalidRequest, MalformedResponse, NotFound
+from keyorch.providers.errors import Conflict, InvalidRequest, MalformedResponse, NotFound, Unavailable
 
 DAY = 86_400
 
@@ -232,3 +232,22 @@ async def test_a_truncated_listing_body_is_retried_and_then_read_whole(env: Env)
 async def test_unknown_key_is_not_found(env: Env) -> None:
     with pytest.raises(NotFound):
         await env.client.list_versions(KeyRef("00000000-0000-4000-8000-000000000000"))
+
+
+async def test_a_rotation_still_in_progress_is_waited_for_not_sent_again() -> None:
+    """KMS lists a rotation's material only once it completes; meanwhile GetKeyRotationStatus shows it."""
+    async for env in open_env(on_demand_rotation_seconds=60):
+        ref = await new_key(env)
+        with pytest.raises(Unavailable, match="still in progress") as waiting:
+            await env.client.rotate(ref, from_version="original")
+        assert waiting.value.transient
+        state = env.state(str(ref.key_id_in_keystore))
+        assert state["OnDemandRotationStartDate"] and len(state["KeyMaterials"]) == 1
+        with pytest.raises(Unavailable, match="still in progress"):  # a later call sends nothing either
+            await env.client.rotate(ref, from_version="original")
+        assert env.count("RotateKeyOnDemand") == 1
+        env.fake.clock.advance(61)
+        new = await env.client.rotate(ref, from_version="original")
+        materials = env.state(str(ref.key_id_in_keystore))["KeyMaterials"]
+        assert len(materials) == 2 and new.version_id == materials[1]["KeyMaterialId"] and new.primary
+        assert env.count("RotateKeyOnDemand") == 1

@@ -16,7 +16,10 @@ holds a list of key materials; ``Encrypt`` uses the newest and ``Decrypt`` the o
 names, so old ciphertexts still decrypt. ``RotateKeyOnDemand`` completes within the request (KMS
 starts it and finishes shortly after), at most ``max_on_demand_rotations`` times per key (25, the API
 reference's lifetime quota; ``LimitExceededException`` beyond), ``ConflictException`` while an
-automatic rotation is due within 20 minutes. ``EnableKeyRotation`` takes ``RotationPeriodInDays``
+automatic rotation is due within 20 minutes. With ``on_demand_rotation_seconds`` a rotation runs that
+long on the fake clock: ``GetKeyRotationStatus`` shows its ``OnDemandRotationStartDate`` and the new
+material is listed only once it completes (another ``RotateKeyOnDemand`` meanwhile: ``ConflictException``,
+the fake's choice). ``EnableKeyRotation`` takes ``RotationPeriodInDays``
 90-2560 (default 365); the fake clock passing ``NextRotationDate`` adds an ``AUTOMATIC`` material
 dated when it fell due (not while the key is disabled or pending deletion). ``ListKeyRotations``
 pages with ``Limit``/``Marker`` and lists rotations only unless ``IncludeKeyMaterial=ALL_KEY_MATERIAL``.
@@ -36,6 +39,7 @@ import json
 import secrets
 import string
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -87,12 +91,14 @@ class AwsKmsFake(ProviderFake):
         account: str = DEFAULT_ACCOUNT,
         strict: bool = False,
         max_on_demand_rotations: int | None = None,
+        on_demand_rotation_seconds: float = 0.0,
     ) -> None:
         super().__init__(clock, faults)
         self.tokens.strict = strict
         self.store = KmsStore(self.clock, region, account)
         if max_on_demand_rotations is not None:
             self.store.max_on_demand_rotations = max_on_demand_rotations
+        self.store.on_demand_duration = timedelta(seconds=on_demand_rotation_seconds)
         self.access_key_id = _access_key_id()
         self.secret_access_key = secrets.token_urlsafe(30)
 

@@ -360,7 +360,8 @@ def _rotatable(store: KmsStore, m: Members, operation: str) -> KmsKey:
 
 
 def rotate_key_on_demand(store: KmsStore, m: Members) -> dict[str, Any]:
-    """A new key material at once (KMS starts it; the fake completes it within the request)."""
+    """A new key material: KMS starts the rotation and completes it shortly after; the fake completes it
+    within the request, or after ``KmsStore.on_demand_duration`` on its clock."""
     key = _rotatable(store, m, "RotateKeyOnDemand")
     now = store.clock.now()
     if key.next_rotation is not None and key.next_rotation - now <= ROTATION_CONFLICT_WINDOW:
@@ -369,14 +370,15 @@ def rotate_key_on_demand(store: KmsStore, m: Members) -> dict[str, Any]:
             "ConflictException",
             f"An automatic rotation of {key.arn} is in progress or scheduled to begin within the next 20 minutes.",
         )
+    if key.on_demand_started is not None:  # the fake's choice: AWS documents no answer for this case
+        raise FakeError(400, "ConflictException", f"An on-demand rotation of {key.arn} is in progress.")
     if key.on_demand_rotations >= store.max_on_demand_rotations:
         raise FakeError(
             400,
             "LimitExceededException",
             f"{key.arn} has reached the maximum of {store.max_on_demand_rotations} on-demand rotations.",
         )
-    key.materials.append(KeyMaterial(AESGCM.generate_key(bit_length=256), now, "ON_DEMAND"))
-    key.on_demand_rotations += 1
+    store.start_on_demand(key)
     return {"KeyId": key.key_id}
 
 
@@ -410,6 +412,8 @@ def get_key_rotation_status(store: KmsStore, m: Members) -> dict[str, Any]:
     if enabled and key.next_rotation is not None:
         doc["RotationPeriodInDays"] = key.rotation_period_days
         doc["NextRotationDate"] = key.next_rotation.timestamp()
+    if key.on_demand_started is not None:
+        doc["OnDemandRotationStartDate"] = key.on_demand_started.timestamp()
     return doc
 
 

@@ -102,6 +102,8 @@ class KmsKey:
     next_rotation: datetime | None = None
     rotation_anchor: datetime | None = None
     on_demand_rotations: int = 0
+    #: when the on-demand rotation in progress started (``GetKeyRotationStatus.OnDemandRotationStartDate``)
+    on_demand_started: datetime | None = None
 
     @property
     def material(self) -> bytes | None:
@@ -163,6 +165,8 @@ class KmsStore:
         self.deletions = Deadlines()
         self.rotations = Deadlines()
         self.max_on_demand_rotations = MAX_ON_DEMAND_ROTATIONS
+        #: how long an on-demand rotation runs on the fake clock before its material is listed (0: at once)
+        self.on_demand_duration = timedelta(0)
         self._seq = 0
 
     def next_seq(self) -> int:
@@ -195,12 +199,18 @@ class KmsStore:
         self._rotate_due(now)
 
     def _rotate_due(self, now: float) -> None:
-        """Automatic rotations whose date has passed on the fake clock, each dated when it fell due.
-        While a key is not enabled (disabled, pending deletion) KMS does not rotate it: the rotations
-        falling due then are skipped and the schedule moves on."""
+        """On-demand rotations that have run their course and automatic rotations whose date has passed
+        on the fake clock, each dated when it completed or fell due. While a key is not enabled (disabled,
+        pending deletion) KMS does not rotate it automatically: those rotations are skipped and the
+        schedule moves on."""
         for key_id in self.rotations.due(now):
             key = self.keys.get(key_id)
-            if key is None or key.rotation_period_days is None or key.next_rotation is None:
+            if key is None:
+                continue
+            started = key.on_demand_started
+            if started is not None and (started + self.on_demand_duration).timestamp() <= now:
+                self.complete_on_demand(key, started + self.on_demand_duration)
+            if key.rotation_period_days is None or key.next_rotation is None:
                 continue
             period = timedelta(days=key.rotation_period_days)
             while key.next_rotation.timestamp() <= now:
@@ -209,6 +219,20 @@ class KmsStore:
                 key.rotation_anchor = key.next_rotation
                 key.next_rotation = key.next_rotation + period
             self.rotations.add(key.next_rotation.timestamp(), key.key_id)
+
+    def start_on_demand(self, key: KmsKey) -> None:
+        """An on-demand rotation: complete at once, or after ``on_demand_duration`` on the fake clock."""
+        now = self.clock.now()
+        key.on_demand_rotations += 1
+        if not self.on_demand_duration:
+            self.complete_on_demand(key, now)
+            return
+        key.on_demand_started = now
+        self.rotations.add((now + self.on_demand_duration).timestamp(), key.key_id)
+
+    def complete_on_demand(self, key: KmsKey, when: datetime) -> None:
+        key.materials.append(KeyMaterial(os.urandom(32), when, "ON_DEMAND"))
+        key.on_demand_started = None
 
     def set_rotation(self, key: KmsKey, period_days: int | None) -> None:
         """Automatic rotation on with ``period_days`` (the next date counts from the last automatic
@@ -365,6 +389,7 @@ class KmsStore:
                     "RotationPeriodInDays": key.rotation_period_days,
                     "NextRotationDate": key.next_rotation.isoformat() if key.next_rotation else None,
                     "OnDemandRotations": key.on_demand_rotations,
+                    "OnDemandRotationStartDate": key.on_demand_started.isoformat() if key.on_demand_started else None,
                 }
             )
         return {"region": self.region, "account": self.account, "now": self.clock.now().isoformat(), "keys": keys}

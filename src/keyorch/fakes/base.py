@@ -196,9 +196,8 @@ def build_app(fake: ProviderFake) -> web.Application:
         if fault is not None and fault.kind == "truncate":
             return await _serve_truncated(request, response)
         if fault is not None and fault.kind == "error_500_after":  # applied, but the answer says it failed
-            failed = fake.error_response(500, "InternalError", "Injected internal error after the request was applied.")
-            entry.status = failed.status
-            return failed
+            # the log keeps the handler's status, as for truncate: ``fault`` says what was served instead
+            return fake.error_response(500, "InternalError", "Injected internal error after the request was applied.")
         return response
 
     app = web.Application(middlewares=[middleware], client_max_size=MAX_BODY_BYTES)

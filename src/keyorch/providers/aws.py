@@ -52,9 +52,10 @@ read the same way. ``CancelKeyDeletion`` is never sent (keyorch cannot cancel a 
 Versions: KMS rotates a key's material, not the key. ``list_versions`` names the initial material
 ``original`` (dated by ``CreationDate``) and each rotation by its ``KeyMaterialId`` (or ``RotationDate``
 where the answer has no id), from ``ListKeyRotations``; the primary is the ``CURRENT`` one, else the newest.
-``rotate`` sends ``RotateKeyOnDemand`` at most once per call and never after an answer that left it in
-doubt without listing first; the lifetime quota of on-demand rotations per key (``LimitExceededException``)
-is an :class:`~keyorch.providers.errors.InvalidRequest` saying so. ``set_rotation_policy`` is
+``rotate`` sends ``RotateKeyOnDemand`` at most once per call, never while ``GetKeyRotationStatus`` shows
+one in progress and never after an answer that left it in doubt without listing first; the lifetime
+quota of on-demand rotations per key (``LimitExceededException``) is an
+:class:`~keyorch.providers.errors.InvalidRequest` saying so. ``set_rotation_policy`` is
 ``EnableKeyRotation`` (``RotationPeriodInDays`` 90-2560) or ``DisableKeyRotation``.
 """
 
@@ -422,21 +423,27 @@ class AwsKmsClient(KeystoreClient):
         """``RotateKeyOnDemand`` unless ``from_version`` is no longer the primary; never resent blindly.
 
         KMS refuses nothing when the same rotation is asked twice: it rotates twice, and each counts
-        against the key's lifetime quota of on-demand rotations. So the call is sent as not idempotent
-        and after an answer that leaves the outcome in doubt the rotations are listed first; a new
-        primary there is the result. Once KMS accepted it, this call never sends it again: if the new
-        material is not listed yet (KMS completes a rotation shortly after accepting it) the call ends
-        with a transient :class:`Unavailable`, and the next ``rotate`` finds it. A refusal because the
-        quota is used up is an :class:`InvalidRequest` saying so."""
+        against the key's lifetime quota of on-demand rotations. KMS also completes a rotation some time
+        after accepting it, and lists it only then. So before sending, and whenever the listing shows no
+        new primary, ``GetKeyRotationStatus`` is asked whether a rotation is in progress
+        (``OnDemandRotationStartDate``): then nothing is sent and the call ends with a transient
+        :class:`Unavailable` (a later ``rotate`` finds the new primary). The request is sent as not
+        idempotent, at most once per call, through ``request_checked``: after an answer that leaves the
+        outcome in doubt the rotations are listed first. A refusal because the quota is used up is an
+        :class:`InvalidRequest` saying so."""
         key_id, created = await self._created(ref)
         current = primary_version(await self._versions(key_id, created))
         if current.version_id != from_version:
             return current
+        await self._not_rotating(key_id)
         accepted = False
 
         async def rotated() -> KeyVersion | None:
             now = primary_version(await self._versions(key_id, created))
-            return now if now.version_id != from_version else None
+            if now.version_id != from_version:
+                return now
+            await self._not_rotating(key_id)
+            return None
 
         async def send() -> KeyVersion:
             nonlocal accepted
@@ -461,6 +468,21 @@ class AwsKmsClient(KeystoreClient):
             return found
 
         return await self.transport.request_checked(send, rotated)
+
+    async def _not_rotating(self, key_id: str) -> None:
+        """Raise a transient :class:`Unavailable` while an on-demand rotation of the key is in progress."""
+        result = await self._call("GetKeyRotationStatus", {"KeyId": key_id})
+        started = timestamp(
+            result, response_object(result).get("OnDemandRotationStartDate"), "OnDemandRotationStartDate"
+        )
+        if started is not None:
+            raise Unavailable(
+                f"an on-demand rotation of key {key_id} started at {started.isoformat()} is still in progress; "
+                "no other rotation is sent until its key material is listed",
+                keystore=self.keystore,
+                operation="RotateKeyOnDemand",
+                sent=False,
+            )
 
     async def set_rotation_policy(self, ref: KeyRef, period_days: int | None) -> None:
         """``EnableKeyRotation`` with ``RotationPeriodInDays`` (90-2560), or ``DisableKeyRotation``;
