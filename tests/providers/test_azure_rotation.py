@@ -138,7 +138,11 @@ async def test_a_dropped_rotation_is_sent_again_only_after_a_read(adapter_env: E
 async def test_rotation_policy_is_set_seen_by_the_vault_and_rotates_with_its_clock(adapter_env: Env) -> None:
     client, fake = adapter_env
     ref, name = await new_key(client)
+    await client.set_rotation_policy(ref, None)  # no Rotate action to drop: nothing is written
+    assert fake.log.counts["UpdateKeyRotationPolicy"] == 0
     await client.set_rotation_policy(ref, 30)
+    await client.set_rotation_policy(ref, 30)  # already so: read, not written again
+    assert fake.log.counts["UpdateKeyRotationPolicy"] == 1
     [key] = [k for k in (await state(client))["keys"] if k["name"] == name]
     assert key["rotation_policy"]["lifetimeActions"] == [  # the default policy's notification is kept
         {"trigger": {"timeAfterCreate": "P30D"}, "action": {"type": "Rotate"}},

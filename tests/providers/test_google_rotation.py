@@ -132,7 +132,11 @@ async def test_rotation_schedule_is_set_seen_by_the_fake_and_rotates_with_its_cl
     client, fake = adapter_env
     fake.tokens.ttl_seconds = 600 * DAY  # the fake checks token times on its own clock, moved far below
     ref = await new_key(client)
+    await client.set_rotation_policy(ref, None)  # no schedule to clear: nothing is written
+    assert count(fake, "UpdateCryptoKey") == 0
     await client.set_rotation_policy(ref, 90)
+    await client.set_rotation_policy(ref, 90)  # already so: read, not written again
+    assert count(fake, "UpdateCryptoKey") == 1
     key = await state_of(client, "keyorch-k1")
     assert key["rotationPeriod"] == f"{90 * DAY}s"
     created = datetime.fromisoformat(key["cryptoKeyVersions"][0]["createTime"].replace("Z", "+00:00"))

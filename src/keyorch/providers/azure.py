@@ -71,6 +71,7 @@ from keyorch.providers.azure_wire import (
     name_from_key_id,
     observe,
     page_views,
+    rotate_actions,
     rotation_policy_body,
     version_of,
 )
@@ -471,11 +472,14 @@ class AzureKeyVaultClient(KeystoreClient):
     async def set_rotation_policy(self, ref: KeyRef, period_days: int | None) -> None:
         """The key's rotation policy with a ``Rotate`` action ``timeAfterCreate`` ``P{period_days}D``
         (``None``: without one, so Key Vault never rotates it); the policy's other actions and its
-        ``expiryTime`` are kept (read first). ``PUT`` replaces the whole policy, so it may be repeated."""
+        ``expiryTime`` are kept (read first). A policy already so is left as it is; ``PUT`` replaces the
+        whole policy, so it may be repeated."""
         name = self._name(ref)
         rotation_policy_body({}, period_days)  # refuse what Key Vault cannot express before any request
         current = (await self._call("GET", f"/keys/{name}/rotationpolicy", "GetKeyRotationPolicy")).json_object()
         body = rotation_policy_body(current, period_days)
+        if rotate_actions(current) == rotate_actions(body):
+            return  # already so: no write (the reconciler may ask on every pass)
         result = await self._call("PUT", f"/keys/{name}/rotationpolicy", "UpdateKeyRotationPolicy", json=body)
         answered = result.json_object().get("lifetimeActions")
         if not isinstance(answered, list):

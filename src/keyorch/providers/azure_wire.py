@@ -306,6 +306,20 @@ def version_of(view: KeyView, *, primary: bool) -> KeyVersion:
     return KeyVersion(view.version, _when(view.created), primary, view.enabled)
 
 
+def _is_rotate(action: Any) -> bool:
+    return (
+        isinstance(action, dict)
+        and isinstance(action.get("action"), dict)
+        and str(action["action"].get("type", "")).lower() == "rotate"
+    )
+
+
+def rotate_actions(policy: Mapping[str, Any]) -> list[Any]:
+    """A rotation policy's ``Rotate`` lifetime actions (their triggers), to tell whether a PUT changes them."""
+    actions = policy.get("lifetimeActions")
+    return [a.get("trigger") for a in (actions if isinstance(actions, list) else []) if _is_rotate(a)]
+
+
 def rotation_policy_body(current: Mapping[str, Any], period_days: int | None) -> dict[str, Any]:
     """The ``PUT /keys/{name}/rotationpolicy`` body: the current policy's other lifetime actions and its
     ``expiryTime`` kept, its ``Rotate`` action replaced by one ``timeAfterCreate`` ``P{n}D`` (or dropped
@@ -318,12 +332,7 @@ def rotation_policy_body(current: Mapping[str, Any], period_days: int | None) ->
             sent=False,
         )
     actions = current.get("lifetimeActions")
-    kept = [
-        action
-        for action in (actions if isinstance(actions, list) else [])
-        if isinstance(action, dict)
-        and not (isinstance(action.get("action"), dict) and str(action["action"].get("type", "")).lower() == "rotate")
-    ]
+    kept = [a for a in (actions if isinstance(actions, list) else []) if isinstance(a, dict) and not _is_rotate(a)]
     if period_days is not None:
         kept.insert(0, {"trigger": {"timeAfterCreate": f"P{period_days}D"}, "action": {"type": "Rotate"}})
     body: dict[str, Any] = {"lifetimeActions": kept}

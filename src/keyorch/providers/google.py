@@ -478,7 +478,8 @@ class GoogleKmsClient(KeystoreClient):
     async def set_rotation_policy(self, ref: KeyRef, period_days: int | None) -> None:
         """Cloud KMS's own rotation: ``rotationPeriod`` and ``nextRotationTime`` (``PATCH`` with
         ``updateMask=rotationPeriod,nextRotationTime``; ``None`` clears both). The next rotation is one
-        period after the primary version's creation, or now when that has passed. Only ENCRYPT_DECRYPT
+        period after the primary version's creation, or now when that has passed. A key already on that
+        period (or, for ``None``, without a schedule) is left as it is. Only ENCRYPT_DECRYPT
         keys rotate automatically; a period for another key is refused (:class:`InvalidRequest`)."""
         period = rotation_period_text(period_days)
         name = self._require_name(ref)
@@ -492,6 +493,9 @@ class GoogleKmsClient(KeystoreClient):
                 operation="cryptoKeys.patch",
                 sent=False,
             )
+        wanted = period_days * 86400 if period_days is not None else None
+        if key.rotation_period_seconds == wanted and (wanted is None) == (key.next_rotation_time is None):
+            return  # already so: no write (the reconciler may ask on every pass)
         body: dict[str, Any] = {}
         if period_days is not None and period is not None:
             now = datetime.fromtimestamp(self._clock(), UTC)

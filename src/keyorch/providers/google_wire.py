@@ -110,6 +110,9 @@ class KeyInfo:
     name: str
     purpose: str
     primary: VersionInfo | None
+    #: ``rotationPeriod`` in whole seconds and ``nextRotationTime`` (Cloud KMS's own rotation schedule)
+    rotation_period_seconds: int | None = None
+    next_rotation_time: datetime | None = None
 
     @property
     def key_id(self) -> str:
@@ -220,7 +223,14 @@ def parse_key(raw: Any) -> KeyInfo:
     version = parse_version(primary) if primary is not None else None
     if version is not None and not version.name.startswith(name + "/"):
         raise WireError("the key's primary version belongs to another key")
-    return KeyInfo(name, purpose, version)
+    # The schedule is read leniently: it decides no state, and one odd key must not break a listing
+    # (an unreadable value is taken as unknown, so set_rotation_policy writes it again).
+    seconds = parse_duration_seconds(doc.get("rotationPeriod"))
+    try:
+        upcoming = parse_time(doc["nextRotationTime"], "nextRotationTime") if "nextRotationTime" in doc else None
+    except WireError:
+        upcoming = None
+    return KeyInfo(name, purpose, version, seconds, upcoming)
 
 
 def parse_page(raw: Any, field: str, parse: Callable[[Any], T]) -> tuple[list[T], str | None]:
