@@ -111,6 +111,16 @@ async def test_a_rotation_whose_answer_is_lost_makes_exactly_one_version(adapter
     assert fake.log.counts["RotateKey"] == 1
 
 
+async def test_a_rotation_applied_but_answered_500_makes_exactly_one_version(adapter_env: Env) -> None:
+    client, fake = adapter_env
+    ref, name = await new_key(client)
+    [first] = await client.list_versions(ref)
+    faults(fake, "RotateKey", "error_500_after")
+    rotated = await client.rotate(ref, from_version=first.version_id)
+    assert [v["version"] for v in await versions_in_state(client, name)] == [first.version_id, rotated.version_id]
+    assert fake.log.counts["RotateKey"] == 1
+
+
 async def test_a_rotation_refused_with_a_5xx_is_read_then_sent_again(adapter_env: Env) -> None:
     client, fake = adapter_env
     ref, name = await new_key(client)

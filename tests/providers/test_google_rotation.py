@@ -105,6 +105,15 @@ async def test_a_create_whose_answer_is_lost_makes_exactly_one_version(adapter_e
     assert count(fake, "CreateCryptoKeyVersion") == 1
 
 
+async def test_a_create_applied_but_answered_500_makes_exactly_one_version(adapter_env: Env) -> None:
+    client, fake = adapter_env
+    ref = await new_key(client)
+    faults(fake, "CreateCryptoKeyVersion", "error_500_after")
+    assert (await client.rotate(ref, from_version="1")).version_id == "2"
+    assert summary(await state_of(client, "keyorch-k1")) == [("1", "ENABLED", False), ("2", "ENABLED", True)]
+    assert count(fake, "CreateCryptoKeyVersion") == 1
+
+
 async def test_a_create_refused_with_a_5xx_is_read_then_sent_again(adapter_env: Env) -> None:
     client, fake = adapter_env
     ref = await new_key(client)

@@ -83,6 +83,7 @@ from keyorch.providers.base import (
     KeystoreClient,
     KeyVersion,
     Observation,
+    primary_version,
     register,
 )
 from keyorch.providers.endpoints import origin_of
@@ -132,10 +133,6 @@ def create_in_doubt(exc: ProviderError) -> bool:
     if not exc.sent or isinstance(exc, Throttled | Conflict):
         return False
     return exc.transient or isinstance(exc, MalformedResponse)
-
-
-def _primary(versions: list[KeyVersion]) -> KeyVersion:
-    return next(v for v in versions if v.primary)
 
 
 def _page_size(settings: Mapping[str, Any]) -> int:
@@ -454,7 +451,7 @@ class AzureKeyVaultClient(KeystoreClient):
         name = self._name(ref)
 
         async def rotated() -> KeyVersion | None:
-            current = _primary(await self.list_versions(ref))
+            current = primary_version(await self.list_versions(ref))
             return current if current.version_id != from_version else None
 
         done = await rotated()
