@@ -195,6 +195,10 @@ class Target:
     synced_generation: int | None = None
     attempts: int = 0
     next_attempt_at: datetime | None = None
+    #: what the keystore calls the key (UKO's ``label_in_keystore``: the AWS alias, the Azure key name, the Cloud KMS
+    #: cryptoKeyId, the Key Protect key name), fixed when the key is made; ``None`` on a target recorded before
+    #: keyorch named keys by their template (the adapter then uses its ``keyorch-<id>`` identity)
+    label_in_keystore: str | None = None
 
     def with_changes(self, **changes: Any) -> Target:
         return replace(self, **changes)

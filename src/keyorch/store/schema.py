@@ -158,6 +158,7 @@ key_targets = Table(
     Column("synced_generation", Integer, nullable=True),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("label_in_keystore", String(512), nullable=True),
     Index("ix_targets_keystore", "keystore_id"),
 )
 
