@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +13,9 @@ from keyorch.domain.alignment import Realignment
 from keyorch.domain.models import (
     Keystore,
     KeyTemplate,
+    KeyVersion,
     ManagedKey,
+    SyncFlag,
     Target,
     TargetStatus,
     TemplateFacts,
@@ -182,6 +184,8 @@ def target_json(t: Target, keystore_names: Mapping[str, str]) -> dict[str, Any]:
         "pending_destruction_until": _time(t.pending_destruction_until),
         "last_error": t.last_error,
         "updated_at": _time(t.updated_at),
+        "key_version": t.key_version,
+        "primary_version_id": t.primary_version_id,
     }
 
 
@@ -224,7 +228,7 @@ def instance_json(key: ManagedKey, t: Target, directory: Directory) -> dict[str,
     keystore = directory.keystores[t.keystore_id]
     return {
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"keyorch:{key.id}:{t.keystore_id}")),
-        "label_in_keystore": label_in_keystore(keystore.type, key.id, key.name, t.label_in_keystore),
+        "label_in_keystore": label_in_keystore(keystore.type, key.id, key.name),
         "type": "secret_key" if key.algorithm.lower() in SYMMETRIC else "key_pair",
         "keystore": {"group": keystore_group(keystore), "type": uko_type(keystore.type)},
     }
@@ -249,6 +253,7 @@ def key_json(k: ManagedKey, directory: Directory) -> dict[str, Any]:
         "status_in_keystores": [status_json(k, t, directory) for t in shown],
         "href": href("managed_keys", k.id),
         "version": k.version,
+        "current_version": k.current_version,
         "out_of_sync": k.out_of_sync,
         "deletion_authorization": (
             {
@@ -276,6 +281,7 @@ def key_json(k: ManagedKey, directory: Directory) -> dict[str, Any]:
         "expiration_date": k.expiration_date.isoformat() if k.expiration_date else None,
         "created_by": k.created_by,
         "updated_by": k.updated_by,
+        "rotated_at": _time(k.rotated_at) if k.rotated_at else None,
     }
     doc.update({name: value for name, value in optional.items() if value is not None})
     return doc
@@ -287,6 +293,35 @@ def realignment_json(plan: Realignment, shown: ManagedKey, directory: Directory,
     doc["changes"] = [{"field": c.field, "description": c.description, "blocked": c.blocked} for c in plan.changes]
     doc["dry_run"] = dry_run
     return doc
+
+
+def versions_json(k: ManagedKey, versions: Sequence[KeyVersion], directory: Directory) -> dict[str, Any]:
+    """A key's versions; for each, the keystores serving it as their primary (``version_id_in_keystore``:
+    the provider's id of that version, null until keyorch has learned it)."""
+    live = [t for t in k.targets if t.status is not TargetStatus.REMOVED and t.keystore_id in directory.keystores]
+    return {
+        "id": k.id,
+        "label": k.label,
+        "current_version": k.current_version,
+        "versions": [
+            {
+                "version": v.version,
+                "created_at": _time(v.created_at),
+                "created_by": v.created_by,
+                "current": v.version == k.current_version,
+                "keystores": [
+                    {
+                        "keystore": keystore_reference(t.keystore_id, directory),
+                        "version_id_in_keystore": t.primary_version_id,
+                        "in_sync": t.sync_flag is SyncFlag.IN_SYNC,
+                    }
+                    for t in live
+                    if t.key_version == v.version
+                ],
+            }
+            for v in versions
+        ],
+    }
 
 
 def audit_json(r: AuditRecord) -> dict[str, Any]:

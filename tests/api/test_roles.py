@@ -200,6 +200,8 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
         key_in("deactivated", "/withdraw_authorization", True, True),
         (401, 403, 403, R, R),
     ),
+    "rotate_managed_key": ("POST", key_in("active", "/rotate"), (401, 403, 403, R, R)),
+    "list_managed_key_versions": ("GET", key_in("active", "/versions"), (401, R, R, R, R)),
     "sync_managed_key": ("POST", key_in("active", "/sync_status_in_keystores"), (401, 403, 403, R, R)),
     "reconcile_once": ("POST", static("/reconcile"), (401, 403, 403, R, R)),
     "plan": ("POST", _plan_every_key, (401, R, R, R, R)),

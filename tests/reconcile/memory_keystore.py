@@ -15,8 +15,8 @@ from keyorch.audit import Actor
 from keyorch.domain.clock import FixedClock
 from keyorch.domain.models import Keystore
 from keyorch.domain.states import KeyState
-from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, Observation
-from keyorch.providers.errors import Conflict, Unavailable
+from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, KeyVersion, Observation
+from keyorch.providers.errors import Conflict, NotFound, Unavailable
 from keyorch.service import keystores, templates, vaults
 from keyorch.service.context import ServiceContext
 from keyorch.store.engine import migrate
@@ -28,6 +28,8 @@ class MemKey:
     kid: str
     managed: str
     state: str = "enabled"  # enabled | disabled | pending | destroyed
+    #: version ids, oldest first; the last is the primary
+    versions: list[str] = field(default_factory=lambda: ["v1"])
 
 
 @dataclass
@@ -40,6 +42,7 @@ class MemoryKeystore(KeystoreClient):
     illegal: list[str] = field(default_factory=list)
     _rng: random.Random = field(init=False)
     _serial: int = 0
+    lose_rotation_answers: int = 0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -110,6 +113,30 @@ class MemoryKeystore(KeystoreClient):
 
     async def schedule_destruction(self, ref: KeyRef, *, force: bool = False) -> Observation:
         return self._transition("schedule", ref, {"enabled", "disabled"}, "pending")
+
+    async def list_versions(self, ref: KeyRef) -> list[KeyVersion]:
+        self._maybe_fail("list_versions")
+        key = self._find(ref)
+        if key is None:
+            raise NotFound("no such key", keystore=self.name, operation="list_versions", status=404)
+        return [KeyVersion(v, None, primary=n == len(key.versions) - 1) for n, v in enumerate(key.versions)]
+
+    async def rotate(self, ref: KeyRef, *, from_version: str) -> KeyVersion:
+        """Rotates only while ``from_version`` is the primary; ``lose_rotation_answers`` makes the answer of
+        the next rotations get lost after the rotation was made (as a cut connection would)."""
+        key = self._find(ref)
+        if key is None or key.state != "enabled":
+            self.illegal.append(f"rotate on {key.state if key else 'missing'}")
+            raise Conflict("rotate not allowed", keystore=self.name, operation="rotate", status=409)
+        if key.versions[-1] != from_version:
+            return KeyVersion(key.versions[-1], None, primary=True)
+        self._maybe_fail("rotate")
+        key.versions.append(f"v{len(key.versions) + 1}")
+        self.calls["rotated"] += 1
+        if self.lose_rotation_answers > 0:
+            self.lose_rotation_answers -= 1
+            raise Unavailable("answer lost after the rotation", keystore=self.name, operation="rotate", status=503)
+        return KeyVersion(key.versions[-1], None, primary=True)
 
     async def validate(self) -> Health:
         return Health(HealthStatus.OK)

@@ -143,3 +143,31 @@ def test_disconnected_keystore(state: S, reason: SyncReason) -> None:
     keystore = replace(make_keystore(), status=KeystoreStatus.DISCONNECTED)
     plan = plan_target(key, key.targets[0], keystore, observation(ACT), NOW, push=True)
     assert plan.actions == () and plan.target.reason is reason and plan.target.status is TargetStatus.REMOVED
+
+
+@pytest.mark.parametrize(
+    ("desired", "observed", "actions", "reason"),
+    [
+        (S.ACTIVE, ACT, (Action.ROTATE,), R.KEY_VERSION_IS_NOT_CURRENT_IN_KEYSTORE),
+        (S.ACTIVE, DEACT, (E, Action.ROTATE), R.ACTIVE_KEY_IS_NOT_ACTIVE_IN_KEYSTORE),
+        (S.ACTIVE, GONE, (C,), R.ACTIVE_KEY_IS_NOT_ACTIVE_IN_KEYSTORE),  # made at the current version
+        (S.DEACTIVATED, DEACT, (), R.DEACTIVATED_KEY_IS_DEACTIVATED_IN_KEYSTORE),  # rotated once reactivated
+    ],
+)
+def test_a_keystore_behind_the_keys_version_is_rotated(
+    desired: S, observed: Observed, actions: tuple[Action, ...], reason: SyncReason
+) -> None:
+    key = replace(make_key(desired), current_version=3, generation=2)
+    [target] = key.targets
+    target = target.with_changes(key_version=2, primary_version_id="p2", synced_generation=1)
+    plan = plan_target(key, target, make_keystore(), observation(observed), NOW)
+    assert (plan.actions, plan.target.reason) == (actions, reason)
+    assert plan.target.key_version == 2  # set only once the rotation is made
+
+
+def test_a_version_behind_without_an_intent_is_flagged_not_rotated() -> None:
+    key = replace(make_key(S.ACTIVE), current_version=2)
+    [target] = key.targets
+    target = target.with_changes(key_version=1, synced_generation=key.generation)
+    plan = plan_target(key, target, make_keystore(), observation(ACT), NOW)
+    assert plan.actions == () and plan.target.sync_flag is OUT and plan.drift

@@ -365,12 +365,13 @@ async def _scenario(
         assert resp.status == 201, await resp.text()
     await c.ok("GET", "/managed_keys/{id}/status_in_keystores", keys[0])
     await c.ok("POST", "/managed_keys/{id}/sync_status_in_keystores", keys[0])
-    # rotation (issue 15) is being added: driven as soon as the API serves it (its answers then need a mapping)
-    if ("POST", "/managed_keys/{id}/rotate") in SERVED:
-        tag = await c.etag("/managed_keys/{id}", keys[0])
-        await c.call("POST", "/managed_keys/{id}/rotate", keys[0], if_match=tag)
-    if ("GET", "/managed_keys/{id}/versions") in SERVED:
-        await c.call("GET", "/managed_keys/{id}/versions", keys[0])
+    # rotated in the four fakes by the daemon's reconciler
+    await c.changed("POST", "/managed_keys/{id}/rotate", keys[0])
+    rotated = await settled(keys[0], "active")
+    assert rotated["current_version"] == 2, rotated
+    assert [t["key_version"] for t in rotated["targets"]] == [2] * len(rotated["targets"]), rotated["targets"]
+    assert all(t["primary_version_id"] for t in rotated["targets"]), rotated["targets"]
+    await c.ok("GET", "/managed_keys/{id}/versions", keys[0])
     await settled(keys[1], "active")
     await c.changed("POST", "/managed_keys/{id}/compromise", keys[1])
     # refused by the lifecycle: a compromised key is never activated again

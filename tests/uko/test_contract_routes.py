@@ -72,10 +72,13 @@ UKO_MODELS: dict[RouteKey, str] = {
     # keyorch's dual authorization (UKO has no such route), answered as UKO's ManagedKey with extra fields
     ("POST", "/managed_keys/{id}/authorize_deletion"): "ManagedKey",
     ("POST", "/managed_keys/{id}/withdraw_authorization"): "ManagedKey",
+    ("POST", "/managed_keys/{id}/rotate"): "ManagedKey",
 }
 
 #: routes UKO does not have, whose success answers no UKO model describes → why (their errors are still ApiError)
 KEYORCH_ONLY: dict[RouteKey, str] = {
+    ("GET", "/managed_keys/{id}/versions"): "a key's versions and which one each keystore serves; the UKO SDK "
+    "(4.7.3) the schemas are derived from has no versions model",
     ("POST", "/reconcile"): "runs one reconcile pass now; UKO reconciles on its own schedule only",
     ("POST", "/plan"): "what a reconcile pass would do, without doing it; UKO has no dry run of its sync",
     ("GET", "/audit_records"): "keyorch's audit trail; UKO's is IBM Cloud Activity Tracker, outside its API",

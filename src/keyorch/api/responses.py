@@ -186,6 +186,8 @@ class Target(Document):
     pending_destruction_until: str | None = _TIME
     last_error: str | None
     updated_at: str | None = _TIME
+    key_version: int = Field(description="the key's version the keystore serves as its primary")
+    primary_version_id: str | None = Field(description="the provider's id of that version (null: not learned yet)")
 
 
 class DeletionAuthorization(Document):
@@ -279,6 +281,7 @@ class ManagedKey(Document):
     status_in_keystores: list[StatusInKeystore]
     href: str
     version: int
+    current_version: int = Field(description="the key's current version (1 until its first rotation)")
     out_of_sync: bool
     deletion_authorization: DeletionAuthorization | None
     destroy_force: bool
@@ -291,6 +294,7 @@ class ManagedKey(Document):
     expiration_date: str | None = Field(default=None, json_schema_extra={"format": "date"})
     created_by: str | None = Field(default=None, description="left out for a key made before keyorch recorded it")
     updated_by: str | None = None
+    rotated_at: str | None = Field(default=None, description="UKO: when the key was last rotated (absent: never)")
 
 
 class TemplateChange(Document):
@@ -307,6 +311,29 @@ class KeyRealignment(ManagedKey):
 
     changes: list[TemplateChange]
     dry_run: bool
+
+
+class VersionInKeystore(Document):
+    keystore: KeystoreReference
+    version_id_in_keystore: str | None = Field(description="the provider's id of the version (null: not learned yet)")
+    in_sync: bool
+
+
+class KeyVersionDocument(Document):
+    version: int
+    created_at: str | None = _TIME
+    created_by: str | None
+    current: bool
+    keystores: list[VersionInKeystore] = Field(description="the keystores serving this version as their primary")
+
+
+class KeyVersions(Document):
+    """A managed key's versions (keyorch's; UKO's SDK 4.7.3, whose models the contract derives, has none)."""
+
+    id: str
+    label: str
+    current_version: int
+    versions: list[KeyVersionDocument]
 
 
 class _Page(Document):

@@ -12,17 +12,17 @@ from aiohttp import web
 
 from keyorch.api.auth import Permission
 from keyorch.api.models import ActivateQuery, DestroyQuery, DryRunQuery, Query
-from keyorch.api.responses import KeyRealignment, SyncResult
+from keyorch.api.responses import KeyRealignment, KeyVersions, SyncResult
 from keyorch.api.responses import ManagedKey as KeyDocument
 from keyorch.api.routes_keys import key_response
 from keyorch.api.routing import Call, Route
 from keyorch.domain.models import ManagedKey
 from keyorch.domain.states import KeyState
-from keyorch.service import key_template
+from keyorch.service import key_template, rotation
 from keyorch.service import keys as ops
 from keyorch.service.context import ServiceContext
 from keyorch.service.directory import load_directory
-from keyorch.views import realignment_json, statuses_json
+from keyorch.views import realignment_json, statuses_json, versions_json
 
 Action = Callable[[ServiceContext, str, int], Awaitable[ManagedKey]]
 
@@ -79,6 +79,18 @@ async def authorize_deletion(call: Call) -> web.StreamResponse:
 
 async def withdraw_authorization(call: Call) -> web.StreamResponse:
     return await _act(call, Permission.DEPLOY, "withdraw_authorization", lambda _key: ops.withdraw_authorization)
+
+
+async def rotate(call: Call) -> web.StreamResponse:
+    return await _act(call, Permission.DEPLOY, "rotate", lambda _key: rotation.rotate_key)
+
+
+async def versions(call: Call) -> web.StreamResponse:
+    visible = await call.key(call.path_id)  # a key of a vault the caller cannot read is not found
+    found = await rotation.key_versions(call.context(), visible.id)
+    key = found.key
+    doc = versions_json(key, found.versions, await load_directory(call.context()))
+    return call.answer(doc, tag=(key.id, key.version))
 
 
 async def sync(call: Call) -> web.StreamResponse:
@@ -162,6 +174,24 @@ ROUTES = [
         Permission.DEPLOY,
     ),
     _on_key("withdraw_authorization", withdraw_authorization, "Withdraw a deletion authorization", Permission.DEPLOY),
+    _on_key(
+        "rotate",
+        rotate,
+        "Rotate an active key: its next version becomes current and every keystore makes a new primary version "
+        "(at most once an hour)",
+        Permission.DEPLOY,
+    ),
+    Route(
+        "GET",
+        "/managed_keys/{id}/versions",
+        versions,
+        "list_managed_key_versions",
+        "A key's versions, and which one each keystore serves (with the provider's id of that version)",
+        "managed_keys",
+        Permission.READ,
+        refusals=(404,),
+        response=KeyVersions,
+    ),
     Route(
         "POST",
         "/managed_keys/{id}/sync_status_in_keystores",

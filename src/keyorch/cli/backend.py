@@ -34,6 +34,7 @@ KeyCommand = Literal[
     "remove",
     "authorize-deletion",
     "withdraw-authorization",
+    "rotate",
 ]
 
 ProgressHook = Callable[[int, int], None]
@@ -125,6 +126,10 @@ class Backend(Protocol):
 
     async def key_action(self, action: KeyCommand, ref: str, if_version: int | None, *, force: bool = False) -> Doc:
         """The key after the action (for ``remove``: as it was when removed)."""
+        ...
+
+    async def key_versions(self, ref: str) -> Doc:
+        """The key's versions (``versions``) and each keystore's version and primary version id."""
         ...
 
     async def sync_key(self, ref: str) -> Doc: ...

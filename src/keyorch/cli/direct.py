@@ -16,6 +16,7 @@ from keyorch.service import (
     keys,
     keystore_update,
     keystores,
+    rotation,
     template_edits,
     templates,
     vaults,
@@ -40,6 +41,7 @@ from keyorch.views import (
     statuses_json,
     template_json,
     vault_json,
+    versions_json,
 )
 
 _KEY_ACTIONS: dict[str, Callable[[ServiceContext, str, int | None], Awaitable[ManagedKey]]] = {
@@ -50,6 +52,7 @@ _KEY_ACTIONS: dict[str, Callable[[ServiceContext, str, int | None], Awaitable[Ma
     "remove": keys.remove_key,
     "authorize-deletion": keys.authorize_deletion,
     "withdraw-authorization": keys.withdraw_authorization,
+    "rotate": rotation.rotate_key,
 }
 
 
@@ -194,6 +197,10 @@ class DirectBackend:
         if action == "destroy":
             return await self._key(await keys.destroy_key(self.ctx, ref, force=force, expected_version=if_version))
         return await self._key(await _KEY_ACTIONS[action](self.ctx, ref, if_version))
+
+    async def key_versions(self, ref: str) -> Doc:
+        found = await rotation.key_versions(self.ctx, ref)
+        return versions_json(found.key, found.versions, await load_directory(self.ctx))
 
     # --- reconciling ----------------------------------------------------------------------
 

@@ -128,6 +128,39 @@ _state_command(
     "deletion authorized",
 )
 _state_command("withdraw-authorization", "Withdraw a deletion authorization.", "authorization withdrawn")
+_state_command(
+    "rotate",
+    "Rotate an active key: its next version becomes current, and every keystore makes a new primary version "
+    "(at most once an hour).",
+    "key rotated",
+)
+
+
+@key.command(name="versions")
+@click.argument("ref", metavar="ID")
+@with_backend
+async def versions(state: CliState, backend: Backend, ref: str) -> None:
+    """A key's versions, and which one each keystore serves (with the provider's id of its primary)."""
+    doc = await backend.key_versions(ref)
+    emit(
+        state,
+        doc,
+        lambda: make_table(
+            f"versions of {doc['label']}",
+            ["version", "created at", "current", "keystores serving it"],
+            [
+                (
+                    v["version"],
+                    v["created_at"],
+                    "yes" if v["current"] else "",
+                    ", ".join(
+                        f"{k['keystore']['name']} ({k['version_id_in_keystore'] or '?'})" for k in v["keystores"]
+                    ),
+                )
+                for v in doc["versions"]
+            ],
+        ),
+    )
 
 
 @key.command(name="destroy")

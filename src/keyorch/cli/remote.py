@@ -45,6 +45,7 @@ _KEY_ROUTES: dict[str, tuple[str, str, dict[str, str]]] = {
     "remove": ("DELETE", "", {}),
     "authorize-deletion": ("POST", "/authorize_deletion", {}),
     "withdraw-authorization": ("POST", "/withdraw_authorization", {}),
+    "rotate": ("POST", "/rotate", {}),
 }
 
 
@@ -408,6 +409,9 @@ class RemoteBackend:
         path = f"/managed_keys/{_ref(key['id'])}{suffix}"
         doc, _ = await self._call(method, path, query=query, if_match=if_match)
         return key if action == "remove" else self._object(doc)
+
+    async def key_versions(self, ref: str) -> Doc:
+        return await self._get(f"/managed_keys/{_ref(ref)}/versions")
 
     # --- reconciling ----------------------------------------------------------------------
 

@@ -64,6 +64,10 @@ class SyncReason(StrEnum):
     TARGET_KEYSTORE_REMOVED_BY_USER = "target_keystore_removed_by_user"
     TARGET_KEYSTORE_REMOVED_BY_USER_CONTAINS_AN_ACTIVE_KEY = "target_keystore_removed_by_user_contains_an_active_key"
     CONNECTION_ERROR = "connection_error"
+    #: keyorch's addition to UKO's eleven: the keystore serves an older version of the key as its primary
+    #: (a rotation is pending there); UKO's ``keystore_sync_flag_detail`` shows it as
+    #: active_key_is_not_active_in_keystore
+    KEY_VERSION_IS_NOT_CURRENT_IN_KEYSTORE = "key_version_is_not_current_in_keystore"
 
 
 @dataclass(frozen=True)
@@ -195,13 +199,23 @@ class Target:
     synced_generation: int | None = None
     attempts: int = 0
     next_attempt_at: datetime | None = None
-    #: what the keystore calls the key (UKO's ``label_in_keystore``: the AWS alias, the Azure key name, the Cloud KMS
-    #: cryptoKeyId, the Key Protect key name), fixed when the key is made; ``None`` on a target recorded before
-    #: keyorch named keys by their template (the adapter then uses its ``keyorch-<id>`` identity)
-    label_in_keystore: str | None = None
+    #: the key's version (1..n) the keystore serves as its primary, as keyorch last made or saw it
+    key_version: int = 1
+    #: the provider's id of that primary version, once keyorch learned it (the base of the next rotation
+    #: there: a rotation is sent only while the primary is still this one)
+    primary_version_id: str | None = None
 
     def with_changes(self, **changes: Any) -> Target:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class KeyVersion:
+    """One version of a managed key: 1 is the one it was made with, each rotation adds the next."""
+
+    version: int
+    created_at: datetime
+    created_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -248,6 +262,9 @@ class ManagedKey:
     #: whether the key still has what its template gives keys (false once the template changed; see
     #: ``update_from_template``)
     template_aligned: bool = True
+    #: the key's current version (1 until its first rotation) and when it was last rotated
+    current_version: int = 1
+    rotated_at: datetime | None = None
 
     @property
     def out_of_sync(self) -> bool:

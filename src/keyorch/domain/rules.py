@@ -55,7 +55,7 @@ def check_action(key: ManagedKey, action: KeyAction) -> KeyState | None:
     return transition_target(action, key.state)
 
 
-def _pending_targets(key: ManagedKey, now: datetime) -> tuple[Target, ...]:
+def pending_targets(key: ManagedKey, now: datetime) -> tuple[Target, ...]:
     """Every live target of the key back to pending, stamped now: a new intent in each keystore."""
     return tuple(
         t if t.status is TargetStatus.REMOVED else t.with_changes(sync_flag=SyncFlag.PENDING, updated_at=now)
@@ -67,7 +67,7 @@ def apply_state_change(key: ManagedKey, action: KeyAction, now: datetime) -> Man
     """The key after a state action: new desired state, every live target back to pending."""
     new_state = check_action(key, action)
     assert new_state is not None
-    targets = _pending_targets(key, now)
+    targets = pending_targets(key, now)
     authorization = None if action is KeyAction.DESTROY else key.deletion_authorization
     return replace(
         key,
@@ -199,9 +199,8 @@ def unlink_template_from_keystore(template: KeyTemplate, keystore_id: str, now: 
     return replace(template, keystore_ids=ids, updated_at=now)
 
 
-def new_targets(labels_in_keystores: Mapping[str, str | None], now: datetime) -> tuple[Target, ...]:
-    """A new key's targets: keystore id -> what that keystore will call the key."""
-    return tuple(Target(keystore_id=k, updated_at=now, label_in_keystore=v) for k, v in labels_in_keystores.items())
+def new_targets(keystore_ids: Iterable[str], now: datetime) -> tuple[Target, ...]:
+    return tuple(Target(keystore_id=k, updated_at=now) for k in keystore_ids)
 
 
 # --- vaults -------------------------------------------------------------------------------
@@ -310,7 +309,7 @@ def destroy(vault: Vault, key: ManagedKey, user: str, now: datetime, *, force: b
         if key.destroy_force:
             raise RuleViolation(f"key {_describe_key(key)} is already being destroyed with force", target="force")
         check_destroy_authorization(vault, key, user, now)
-        targets = _pending_targets(key, now)
+        targets = pending_targets(key, now)
         return replace(
             key,
             targets=targets,

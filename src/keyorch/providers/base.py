@@ -30,7 +30,7 @@ from typing import Any, Protocol, Self
 from keyorch.domain.errors import ConfigurationError
 from keyorch.domain.models import Keystore, KeystoreType
 from keyorch.domain.states import KeyState
-from keyorch.providers.errors import ProviderError
+from keyorch.providers.errors import MalformedResponse, ProviderError
 
 
 @dataclass(frozen=True)
@@ -39,17 +39,10 @@ class KeyRef:
 
     ``key_id_in_keystore`` is ``None`` when keyorch has not recorded it yet (e.g. after a crash
     between create and record): adapters then find the key by the managed key id's deterministic
-    identity (alias, tag, name).
-
-    ``name_in_keystore`` is what the keystore calls the key (the target's ``label_in_keystore``: the AWS alias, the
-    Azure key name, the Cloud KMS cryptoKeyId, the Key Protect name), fixed when the key was made from its
-    template's naming scheme; ``None`` for a key named before that, by the ``keyorch-<id>`` identity. Where the
-    name is the key's address (Azure, Google) a key found by it counts only if its identity tag or label names
-    ``managed_key_id``: a key of that name made for another managed key, or outside keyorch, is not this one."""
+    identity (alias, tag, name)."""
 
     key_id_in_keystore: str | None
     managed_key_id: str | None = None
-    name_in_keystore: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,20 +79,21 @@ class KeyVersion:
 
 
 def primary_version(versions: list[KeyVersion]) -> KeyVersion:
-    """The primary of a key's versions (adapters list exactly one)."""
-    return next(version for version in versions if version.primary)
+    """The primary of a key's versions (adapters list exactly one; ``MalformedResponse`` if none is)."""
+    for version in versions:
+        if version.primary:
+            return version
+    raise MalformedResponse("the keystore listed the key's versions without a primary one")
 
 
 @dataclass(frozen=True)
 class KeySpec:
-    """What to create: algorithm and size as in a key template, a display name and labels (tags), and what the
-    keystore is to call the key (see :attr:`KeyRef.name_in_keystore`; ``None``: the ``keyorch-<id>`` identity)."""
+    """What to create: algorithm and size as in a key template, a display name and labels (tags)."""
 
     algorithm: str
     size: int
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
-    name_in_keystore: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,14 +153,14 @@ class KeystoreClient(ABC):
         (a caller-chosen name or alias) need nothing more; AWS, where the alias is attached after
         CreateKey, then looks for an untagged-alias key by its tag before creating another."""
 
-    async def find_in_doubt(self, managed_key_id: str, name_in_keystore: str | None = None) -> Observation | None:
+    async def find_in_doubt(self, managed_key_id: str) -> Observation | None:
         """The key an earlier in-doubt create for ``managed_key_id`` made, bound to its deterministic
         identity so that later reads find it; ``None`` when there is none. Called when a read by that
         identity found nothing although a create may have happened, whatever the desired state (a key
         made by a lost create must be destroyed with its managed key, not left behind). Adapters whose
         identity is fixed at creation (a caller-chosen name or alias) have already looked: a read by
         identity is the answer. AWS, where the alias comes after ``CreateKey``, searches by tag."""
-        return await self.get_key(KeyRef(None, managed_key_id, name_in_keystore))
+        return await self.get_key(KeyRef(None, managed_key_id))
 
     @abstractmethod
     async def enable(self, ref: KeyRef) -> Observation: ...
@@ -183,6 +177,16 @@ class KeystoreClient(ABC):
         """The resources registered with the key ``ref`` (none when the keystore does not have it), or with
         every key of the keystore (``None``). Only :data:`REGISTERING_KINDS` keystores record any."""
         return []
+
+    @abstractmethod
+    async def list_versions(self, ref: KeyRef) -> list[KeyVersion]:
+        """Every version the keystore holds for the key, oldest first, across every page."""
+
+    @abstractmethod
+    async def rotate(self, ref: KeyRef, *, from_version: str) -> KeyVersion:
+        """Make a new primary version, unless the primary is already not ``from_version`` (an earlier
+        rotation took effect): then return the current primary and send nothing. Never resent blindly:
+        after an answer that leaves the outcome in doubt the versions are read before any new attempt."""
 
     @abstractmethod
     async def validate(self) -> Health:

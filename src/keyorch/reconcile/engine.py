@@ -18,7 +18,7 @@ from keyorch.domain.clock import Clock
 from keyorch.domain.models import Keystore, ManagedKey, SyncFlag, Target
 from keyorch.logs import get_logger
 from keyorch.providers import fence
-from keyorch.providers.base import KeyRef, KeySpec, KeystoreClient, Observation
+from keyorch.providers.base import KeyRef, KeySpec, KeystoreClient, Observation, primary_version
 from keyorch.providers.errors import NotFound, ProviderError
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.planner import Action, Observed, TargetPlan, listing_decides, plan_target
@@ -214,9 +214,9 @@ class Reconciler:
             return None, down
         try:
             client = await self.clients.client(keystore)
-            observation = await client.get_key(KeyRef(target.key_id_in_keystore, key.id, target.label_in_keystore))
+            observation = await client.get_key(KeyRef(target.key_id_in_keystore, key.id))
             if observation is None and in_doubt:
-                observation = await client.find_in_doubt(key.id, target.label_in_keystore)
+                observation = await client.find_in_doubt(key.id)
             return observation, None
         except NotFound:
             return None, None
@@ -372,8 +372,9 @@ class Reconciler:
         """Run a target's planned actions in order, then observe again: the result decides the status."""
         bound = get_logger(key_id=key.id, keystore=keystore.name, keystore_id=keystore.id)
         client = await self.clients.client(keystore)
-        ref = KeyRef(target.key_id_in_keystore or outcome.target.key_id_in_keystore, key.id, target.label_in_keystore)
+        ref = KeyRef(target.key_id_in_keystore or outcome.target.key_id_in_keystore, key.id)
         in_doubt = keystore.id in loaded.creates_in_doubt
+        current = target  # with the version it serves, as the actions change it
         for action in outcome.plan.actions:
             if not await holding.keep():
                 # Fencing: past the lease's deadline another actor may hold the key; no call is sent.
@@ -385,7 +386,11 @@ class Reconciler:
                 # And no request's bytes leave after it either (a pause between the check and the write).
                 async with asyncio.timeout(holding.lease.remaining()) as deadline:
                     with fence.send_by(holding.lease.deadline):
-                        observation = await self._act(client, action, key, ref, in_doubt=in_doubt)
+                        if action is Action.ROTATE:
+                            current = await self._rotate(client, key, keystore, ref, current, outcome)
+                            observation = None
+                        else:
+                            observation = await self._act(client, action, key, ref, in_doubt=in_doubt)
             except TimeoutError:
                 if not deadline.expired():
                     raise
@@ -401,8 +406,10 @@ class Reconciler:
                 self._failed(outcome, target, action, exc)
                 return
             outcome.actions_done.append(action)
+            if action is Action.CREATE:  # a key made now is made at the key's current version
+                current = current.with_changes(key_version=key.current_version, primary_version_id=None)
             if observation is not None:
-                ref = KeyRef(observation.key_id_in_keystore, key.id, target.label_in_keystore)
+                ref = KeyRef(observation.key_id_in_keystore, key.id)
             calls.append(ProviderCall(keystore.id, action, ref.key_id_in_keystore, None))
             bound.debug("action done", action=action.value)  # each call is in the audit trail too
         try:
@@ -412,7 +419,7 @@ class Reconciler:
         except ProviderError as exc:
             self._failed(outcome, target, outcome.plan.actions[-1], exc)
             return
-        final = plan_target(key, target, keystore, after, self.clock.now())
+        final = plan_target(key, current, keystore, after, self.clock.now())
         if final.actions:  # still out of line after acting: keep the intent, retry later
             final = replace(final, target=self._with_retry(final.target, target, "not yet in line after acting"))
         outcome.plan = final
@@ -421,19 +428,36 @@ class Reconciler:
         self, client: KeystoreClient, action: Action, key: ManagedKey, ref: KeyRef, *, in_doubt: bool = False
     ) -> Observation | None:
         if action is Action.CREATE:
-            spec = KeySpec(
-                algorithm=key.algorithm,
-                size=key.size,
-                name=key.name,
-                labels={"keyorch-label": key.label},
-                name_in_keystore=ref.name_in_keystore,
-            )
+            spec = KeySpec(algorithm=key.algorithm, size=key.size, name=key.name, labels={"keyorch-label": key.label})
             return await client.ensure_key(key.id, spec, in_doubt=in_doubt)
         if action is Action.ENABLE:
             return await client.enable(ref)
         if action is Action.DISABLE:
             return await client.disable(ref)
         return await client.schedule_destruction(ref, force=key.destroy_force)
+
+    async def _rotate(
+        self,
+        client: KeystoreClient,
+        key: ManagedKey,
+        keystore: Keystore,
+        ref: KeyRef,
+        current: Target,
+        outcome: TargetOutcome,
+    ) -> Target:
+        """Make the keystore's primary version a new one, exactly once per rotation, crash or lost answer
+        notwithstanding: the rotation is sent only while the primary is still the recorded base, and a base
+        first learned here is recorded durably before the rotation is sent (so a rotation whose record was
+        lost is recognised afterwards: the primary is no longer the base)."""
+        base = current.primary_version_id
+        if base is None:
+            base = primary_version(await client.list_versions(ref)).version_id
+            async with self.store.transaction() as tx:
+                await tx.note_rotation_base(key.id, keystore.id, base)
+            # a failure from here on is recorded with the base, so the next attempt starts from it too
+            outcome.plan = replace(outcome.plan, target=outcome.plan.target.with_changes(primary_version_id=base))
+        made = await client.rotate(ref, from_version=base)
+        return current.with_changes(key_version=key.current_version, primary_version_id=made.version_id)
 
     def _failed(self, outcome: TargetOutcome, target: Target, action: Action, exc: ProviderError) -> TargetOutcome:
         message = f"{action.value} failed: {exc.message}"[:1000]

@@ -31,6 +31,7 @@ class Action(StrEnum):
     ENABLE = "enable"
     DISABLE = "disable"
     SCHEDULE_DESTRUCTION = "schedule_destruction"
+    ROTATE = "rotate"  # a new primary version, unless one made since the recorded base already is (in doubt)
 
 
 #: Whether keyorch can undo an action, and how (shown by `keyorch plan`).
@@ -39,6 +40,7 @@ UNDO: dict[Action, str] = {
     Action.ENABLE: "yes: disable it again",
     Action.DISABLE: "yes: enable it again",
     Action.SCHEDULE_DESTRUCTION: "not by keyorch; in the provider only while destruction is pending",
+    Action.ROTATE: "no: the provider keeps the older version, which still decrypts what it encrypted",
 }
 
 #: The providers' default pending-destruction windows, in days (for the plan's "until when").
@@ -154,6 +156,11 @@ def listing_decides(target: Target, taken_at: datetime) -> bool:
     return target.updated_at is not None and taken_at >= target.updated_at + LISTING_MARGIN
 
 
+def _version_behind(key: ManagedKey, target: Target) -> bool:
+    """Whether an active key's keystore serves an older version than the key's current one."""
+    return key.state is KeyState.ACTIVE and target.key_version < key.current_version
+
+
 @dataclass(frozen=True)
 class TargetPlan:
     """The decision for one (key, keystore): actions to run now, and the target's new record."""
@@ -207,6 +214,17 @@ def plan_target(
         "updated_at": now,
     }
     in_line = _IN_LINE[key.state].get(observed)
+    behind = _version_behind(key, target)
+    if in_line is not None and behind:
+        # the key is as it should be there but for its version: a rotation brings it in line
+        record = target.with_changes(
+            **common, sync_flag=SyncFlag.PENDING, reason=R.KEY_VERSION_IS_NOT_CURRENT_IN_KEYSTORE
+        )
+        if intent or push or keystore.drift_policy is DriftPolicy.REMEDIATE:
+            return TargetPlan(target.keystore_id, observed, (Action.ROTATE,), record, drift=not intent)
+        stays = "the keystore serves an older version (rotated outside keyorch?); flagged (drift policy 'flag')"
+        record = record.with_changes(sync_flag=SyncFlag.OUT_OF_SYNC)
+        return TargetPlan(target.keystore_id, observed, (), record, drift=not intent, blocked=stays)
     if in_line is not None:
         record = target.with_changes(
             **common,
@@ -220,6 +238,8 @@ def plan_target(
         return TargetPlan(target.keystore_id, observed, (), record, drift=False)
 
     reason, actions = _FIX[key.state][observed]
+    if behind and actions and Action.CREATE not in actions:
+        actions = (*actions, Action.ROTATE)  # e.g. re-enabled, then made current
     drift = not intent
     may_act = intent or push or keystore.drift_policy is DriftPolicy.REMEDIATE
     blocked = None

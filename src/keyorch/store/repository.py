@@ -22,6 +22,7 @@ from keyorch.domain.models import (
     Keystore,
     KeystoreStatus,
     KeyTemplate,
+    KeyVersion,
     ManagedKey,
     SyncFlag,
     Target,
@@ -38,6 +39,7 @@ from keyorch.store.schema import (
     intents,
     key_leases,
     key_targets,
+    key_versions,
     keystores,
     managed_keys,
     templates,
@@ -377,6 +379,22 @@ class Transaction:
     async def insert_key(self, key: ManagedKey) -> None:
         await self.conn.execute(insert(managed_keys).values(**rows.key_to_row(key)))
         await self._write_targets(key)
+        await self.insert_key_version(key.id, KeyVersion(1, key.created_at, key.created_by))
+
+    async def insert_key_version(self, key_id: str, version: KeyVersion) -> None:
+        await self.conn.execute(
+            insert(key_versions).values(
+                key_id=key_id, version=version.version, created_at=version.created_at, created_by=version.created_by
+            )
+        )
+
+    async def key_versions(self, key_id: str) -> list[KeyVersion]:
+        """The key's versions, oldest first."""
+        stmt = select(key_versions).where(key_versions.c.key_id == key_id).order_by(key_versions.c.version)
+        return [
+            KeyVersion(r["version"], r["created_at"], r["created_by"])
+            for r in (await self.conn.execute(stmt)).mappings()
+        ]
 
     async def _write_targets(self, key: ManagedKey) -> None:
         await self.conn.execute(delete(key_targets).where(key_targets.c.key_id == key.id))
@@ -443,14 +461,6 @@ class Transaction:
     async def label_taken(self, vault_id: str, label: str) -> bool:
         return await self._one(managed_keys, vault_id=vault_id, label=label) is not None
 
-    async def key_named_in_keystore(self, keystore_id: str, label: str, *, ignore_case: bool = False) -> str | None:
-        """The id of a key whose target in that keystore is called ``label`` there (``ignore_case``: compared
-        without case), or ``None``."""
-        column = key_targets.c.label_in_keystore
-        match = func.lower(column) == label.lower() if ignore_case else column == label
-        stmt = select(key_targets.c.key_id).where(key_targets.c.keystore_id == keystore_id, match).limit(1)
-        return (await self.conn.execute(stmt)).scalar_one_or_none()
-
     async def list_keys(
         self,
         selection: KeySelection = EVERY_KEY,
@@ -514,6 +524,19 @@ class Transaction:
         )
         await self.conn.execute(stmt, params)
         return True
+
+    async def note_rotation_base(self, key_id: str, keystore_id: str, version_id: str) -> None:
+        """Record the provider's primary version a rotation starts from, where none is recorded yet (kept
+        even if the rotation's own record is lost: the next attempt then sees the primary moved on)."""
+        await self.conn.execute(
+            update(key_targets)
+            .where(
+                key_targets.c.key_id == key_id,
+                key_targets.c.keystore_id == keystore_id,
+                key_targets.c.primary_version_id.is_(None),
+            )
+            .values(primary_version_id=version_id)
+        )
 
     # --- intents (journal of mutating provider calls) -------------------------------------
 

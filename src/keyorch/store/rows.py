@@ -164,7 +164,8 @@ def target_from_row(row: Row) -> Target:
         synced_generation=row["synced_generation"],
         attempts=row["attempts"],
         next_attempt_at=row["next_attempt_at"],
-        label_in_keystore=row["label_in_keystore"],
+        key_version=row["key_version"],
+        primary_version_id=row["primary_version_id"],
     )
 
 
@@ -182,7 +183,8 @@ def target_to_row(key_id: str, t: Target) -> dict[str, Any]:
         "synced_generation": t.synced_generation,
         "attempts": t.attempts,
         "next_attempt_at": t.next_attempt_at,
-        "label_in_keystore": t.label_in_keystore,
+        "key_version": t.key_version,
+        "primary_version_id": t.primary_version_id,
     }
 
 
@@ -217,6 +219,8 @@ def key_from_row(row: Row, targets: Iterable[Target]) -> ManagedKey:
         created_by=row["created_by"],
         updated_by=row["updated_by"],
         template_aligned=bool(row["template_aligned"]),
+        current_version=row["current_version"],
+        rotated_at=row["rotated_at"],
     )
 
 
@@ -238,6 +242,8 @@ def key_to_row(k: ManagedKey) -> dict[str, Any]:
         "destroy_force": k.destroy_force,
         "generation": k.generation,
         "template_aligned": k.template_aligned,
+        "current_version": k.current_version,
+        "rotated_at": k.rotated_at,
         "created_at": k.created_at,
         "updated_at": k.updated_at,
         "version": k.version,

@@ -139,6 +139,8 @@ managed_keys = Table(
     Column("created_by", String(128), nullable=True),
     Column("updated_by", String(128), nullable=True),
     Column("template_aligned", Boolean, nullable=False, server_default=true()),
+    Column("current_version", Integer, nullable=False, server_default="1"),
+    Column("rotated_at", UtcDateTime, nullable=True),
     UniqueConstraint("vault_id", "label", name="uq_keys_vault_label"),
     Index("ix_keys_state", "state"),
 )
@@ -158,8 +160,19 @@ key_targets = Table(
     Column("synced_generation", Integer, nullable=True),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", UtcDateTime, nullable=True),
-    Column("label_in_keystore", String(512), nullable=True),
+    Column("key_version", Integer, nullable=False, server_default="1"),
+    Column("primary_version_id", String(512), nullable=True),
     Index("ix_targets_keystore", "keystore_id"),
+)
+
+#: A managed key's versions: 1 made with the key, one more for each rotation.
+key_versions = Table(
+    "key_versions",
+    metadata,
+    Column("key_id", String(36), ForeignKey("managed_keys.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(128), nullable=True),
 )
 
 #: The journal of mutating provider calls: written before the call ("started") and after it

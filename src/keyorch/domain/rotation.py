@@ -1,0 +1,53 @@
+"""Rotating a managed key: the rule and the change of desired state. Pure: callers pass the records and time.
+
+A rotation gives the key its next version (1 is the one it was made with). Like any change of desired state
+it bumps the key's generation and sets every live target pending: the reconciler then makes each keystore's
+primary version a new one (docs/rotation.md). Only an active key rotates (the seeds' action table), and at
+most once per ``min_interval`` (UKO: once per hour).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from keyorch.domain.errors import RuleViolation
+from keyorch.domain.models import KeyVersion, ManagedKey
+from keyorch.domain.rules import check_action, pending_targets
+from keyorch.domain.states import KeyAction
+
+#: UKO's limit: a key rotates at most once an hour (setting ``keys.rotation_min_interval_seconds``)
+DEFAULT_MIN_INTERVAL = timedelta(hours=1)
+
+
+def check_rotation(key: ManagedKey, now: datetime, min_interval: timedelta = DEFAULT_MIN_INTERVAL) -> None:
+    """Refuse a rotation the action table forbids (not active) or that comes within ``min_interval`` of the
+    key's last one, naming the rule and when the next is allowed."""
+    check_action(key, KeyAction.ROTATE)
+    if key.rotated_at is not None and now < key.rotated_at + min_interval:
+        allowed = (key.rotated_at + min_interval).isoformat(timespec="seconds")
+        raise RuleViolation(
+            f"cannot rotate key {key.label} ({key.id}): it was rotated at "
+            f"{key.rotated_at.isoformat(timespec='seconds')}, and a key rotates at most once every "
+            f"{int(min_interval.total_seconds())} s (keys.rotation_min_interval_seconds); next allowed at {allowed}",
+            target="rotated_at",
+        )
+
+
+def rotate(
+    key: ManagedKey, now: datetime, user: str | None, min_interval: timedelta = DEFAULT_MIN_INTERVAL
+) -> tuple[ManagedKey, KeyVersion]:
+    """The key with its next version current (every live target pending), and that version's record."""
+    check_rotation(key, now, min_interval)
+    targets = pending_targets(key, now)
+    version = KeyVersion(key.current_version + 1, now, user)
+    rotated = replace(
+        key,
+        current_version=version.version,
+        rotated_at=now,
+        targets=targets,
+        updated_at=now,
+        updated_by=user,
+        generation=key.generation + 1,
+    )
+    return rotated, version

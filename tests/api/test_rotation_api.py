@@ -1,0 +1,60 @@
+"""POST /managed_keys/{id}/rotate and GET /managed_keys/{id}/versions: If-Match, the rule refused by name
+(409), the versions and which one each keystore serves; on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.uko.contract import violations
+
+from .conftest import Api, error_of, target_of
+
+
+@pytest.fixture
+def api_db_url(db_url: str) -> str:
+    return db_url
+
+
+async def test_rotate_needs_if_match_gives_the_next_version_and_lists_versions(api: Api) -> None:
+    key = await api.key(state="active")
+    path = f"/managed_keys/{key.id}"
+    resp = await api.request("POST", f"{path}/rotate")
+    assert resp.status == 428
+    assert target_of((await error_of(resp))["errors"][0]) == ("header", "If-Match")
+
+    resp = await api.request("POST", f"{path}/rotate", headers={"If-Match": await api.etag(path)})
+    assert resp.status == 200, await resp.text()
+    doc = await resp.json()
+    assert violations("ManagedKey", doc) == []
+    assert doc["current_version"] == 2 and doc["rotated_at"] == api.clock.now().isoformat()
+    assert all(s["keystore_sync_flag"] != "ok" for s in doc["status_in_keystores"])  # every keystore to rotate
+    assert key.id in api.changed
+
+    resp = await api.request("GET", f"{path}/versions", user="reader")
+    assert resp.status == 200
+    versions = await resp.json()
+    assert versions["current_version"] == 2
+    assert [(v["version"], v["current"]) for v in versions["versions"]] == [(1, False), (2, True)]
+    [first, second] = versions["versions"]
+    assert [k["keystore"]["id"] for k in first["keystores"]] == [t.keystore_id for t in key.targets]
+    assert second["keystores"] == []  # no keystore serves version 2 until the reconciler rotated it there
+    assert first["keystores"][0]["version_id_in_keystore"] is None  # not learned yet
+
+
+async def test_a_second_rotation_within_the_hour_and_a_non_active_key_are_refused(api: Api) -> None:
+    key = await api.key(state="active")
+    path = f"/managed_keys/{key.id}"
+    assert (await api.request("POST", f"{path}/rotate", headers={"If-Match": await api.etag(path)})).status == 200
+    resp = await api.request("POST", f"{path}/rotate", headers={"If-Match": await api.etag(path)})
+    assert resp.status == 409
+    message = (await error_of(resp))["errors"][0]["message"]
+    assert "at most once every 3600 s" in message and "next allowed at" in message
+    api.clock.advance(hours=1)
+    assert (await api.request("POST", f"{path}/rotate", headers={"If-Match": await api.etag(path)})).status == 200
+
+    waiting = await api.key(state="deactivated")
+    wpath = f"/managed_keys/{waiting.id}"
+    resp = await api.request("POST", f"{wpath}/rotate", headers={"If-Match": await api.etag(wpath)})
+    assert resp.status == 409
+    assert "rotate is allowed only from active" in (await error_of(resp))["errors"][0]["message"]
+    assert (await api.request("GET", "/managed_keys/no-such-key/versions")).status == 404
