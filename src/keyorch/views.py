@@ -228,7 +228,7 @@ def instance_json(key: ManagedKey, t: Target, directory: Directory) -> dict[str,
     keystore = directory.keystores[t.keystore_id]
     return {
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"keyorch:{key.id}:{t.keystore_id}")),
-        "label_in_keystore": label_in_keystore(keystore.type, key.id, key.name),
+        "label_in_keystore": label_in_keystore(keystore.type, key.id, key.name, t.label_in_keystore),
         "type": "secret_key" if key.algorithm.lower() in SYMMETRIC else "key_pair",
         "keystore": {"group": keystore_group(keystore), "type": uko_type(keystore.type)},
     }

@@ -3,6 +3,8 @@ key; a bad scheme is a 400 in UKO's error model naming the field, the value and 
 
 from __future__ import annotations
 
+from keyorch.service import key_template, keys, keystores, templates
+
 from .conftest import Api, error_of, target_of
 
 
@@ -27,3 +29,24 @@ async def test_a_scheme_in_either_form_names_the_key_and_a_bad_one_is_refused(ap
         err = (await error_of(bad))["errors"][0]
         assert target_of(err) == ("field", "naming_scheme")
         assert shown in err["message"] and "{label}" in err["message"] and "<name>" in err["message"]
+
+
+async def test_a_keystore_a_key_is_realigned_to_gets_the_key_s_name(api: Api) -> None:
+    vault = await api.vault("realign")
+    ctx = api.ctx()
+
+    async def keystore(name: str) -> str:
+        request = keystores.ConnectRequest(
+            vault=vault, name=name, type="aws_kms", region="us-east-1", credentials_from_environment=True, groups=("g",)
+        )
+        return (await keystores.connect_keystore(ctx, request)).id
+
+    first = await keystore("first")
+    await templates.create_template(
+        ctx, vault=vault, name="grouped", groups=[("g", "aws_kms")], naming_scheme="g-{label}"
+    )
+    key = await keys.create_key(ctx, template="grouped", label="db", vault=vault)
+    second = await keystore("second")
+    after, plan = await key_template.update_from_template(ctx, key.id)
+    assert [c.blocked for c in plan.changes] == [None]
+    assert {t.keystore_id: t.label_in_keystore for t in after.targets} == {first: "alias/g-db", second: "alias/g-db"}

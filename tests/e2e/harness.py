@@ -5,8 +5,9 @@
   them over loopback while the loop keeps serving.
 * Per-provider readers of ``fake.state_snapshot()`` give each managed key's provider-native state,
   found by the adapters' deterministic identities: AWS alias ``alias/keyorch/<id>`` (and the tag
-  ``keyorch:managed-key-id`` for counting duplicates), Azure key name ``keyorch-<id>``, Google
-  cryptoKeyId ``keyorch-<id>``, IBM alias ``keyorch-<id>``.
+  ``keyorch:managed-key-id`` for counting duplicates), Azure tag ``keyorch-managed-key-id``, Google
+  label ``keyorch-managed-key`` (a key named by its template's naming scheme; or, made before that,
+  the name ``keyorch-<id>``), IBM alias ``keyorch-<id>``.
 * :class:`RejectionRecorder` keeps the error code of every error a fake answers, read from the
   response body, so a test can tell a state-table rejection (AWS ``KMSInvalidStateException``,
   Azure 409 ``Conflict``, Google ``FAILED_PRECONDITION``, IBM ``KEY_ACTION_INVALID_STATE_ERR``)
@@ -33,6 +34,8 @@ from keyorch.fakes.registry import FAKE_KINDS, FakeCluster, connect_args, start_
 
 KINDS: tuple[str, ...] = FAKE_KINDS  # aws_kms, azure_key_vault, google_kms, ibm_key_protect
 AWS_TAG = "keyorch:managed-key-id"
+AZURE_TAG = "keyorch-managed-key-id"
+GOOGLE_LABEL = "keyorch-managed-key"
 PREFIX = "keyorch-"
 CLI_TIMEOUT_SECONDS = 120.0
 
@@ -122,27 +125,39 @@ def aws_state(snapshot: Mapping[str, Any], managed_key_id: str) -> str | None:
     return None
 
 
+def _azure_owned(key: Mapping[str, Any], managed_key_id: str) -> bool:
+    """A Key Vault key of the managed key: tagged with its id, or named ``keyorch-<id>`` (made before keys were
+    named by their template)."""
+    tagged = any(v.get("tags", {}).get(AZURE_TAG) == managed_key_id for v in key.get("versions", []))
+    return tagged or key["name"] == PREFIX + managed_key_id
+
+
 def azure_keys(snapshot: Mapping[str, Any], managed_key_id: str) -> list[dict[str, Any]]:
-    name = PREFIX + managed_key_id
-    return [k for k in [*snapshot["keys"], *snapshot["deleted_keys"]] if k["name"] == name]
+    return [k for k in [*snapshot["keys"], *snapshot["deleted_keys"]] if _azure_owned(k, managed_key_id)]
 
 
 def azure_state(snapshot: Mapping[str, Any], managed_key_id: str) -> str | None:
     """``enabled`` / ``disabled`` (of the current version) for a live key, ``deleted`` for a soft-deleted one."""
-    name = PREFIX + managed_key_id
     for key in snapshot["keys"]:
-        if key["name"] == name:
+        if _azure_owned(key, managed_key_id):
             return "enabled" if key["versions"][-1]["enabled"] else "disabled"
-    if any(k["name"] == name for k in snapshot["deleted_keys"]):
+    if any(_azure_owned(k, managed_key_id) for k in snapshot["deleted_keys"]):
         return "deleted"
-    if any(f["name"] == name and f["operation"] == "delete" for f in snapshot.get("in_flight", [])):
+    in_flight = snapshot.get("in_flight", [])
+    if any(_azure_owned(f, managed_key_id) and f["operation"] == "delete" for f in in_flight):
         return "deleted"
     return None
 
 
 def google_keys(snapshot: Mapping[str, Any], managed_key_id: str) -> list[dict[str, Any]]:
+    """The cryptoKeys of the managed key: labelled with its id, or named ``keyorch-<id>``."""
     suffix = "/cryptoKeys/" + PREFIX + managed_key_id
-    return [k for ring in snapshot["keyRings"] for k in ring["cryptoKeys"] if str(k["name"]).endswith(suffix)]
+    return [
+        k
+        for ring in snapshot["keyRings"]
+        for k in ring["cryptoKeys"]
+        if k.get("labels", {}).get(GOOGLE_LABEL) == managed_key_id or str(k["name"]).endswith(suffix)
+    ]
 
 
 def google_state(snapshot: Mapping[str, Any], managed_key_id: str) -> str | None:

@@ -1,5 +1,5 @@
-"""Migration 0012 (key versions): keys made before it have version 1 and every keystore serving it, and can be
-rotated; down to 0011 and up again, on SQLite and on PostgreSQL."""
+"""Migration 0013 (key versions): keys made before it have version 1 and every keystore serving it, and can be
+rotated; down to 0012 and up again, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from keyorch.store.repository import Store
 from tests.store.migrations import LATEST_MIGRATION
 
 
-async def test_keys_made_before_0012_have_version_1_and_rotate(db_url: str) -> None:
+async def test_keys_made_before_0013_have_version_1_and_rotate(db_url: str) -> None:
     store = Store.from_url(db_url)
     try:
         await migrate(store.engine)
@@ -27,10 +27,10 @@ async def test_keys_made_before_0012_have_version_1_and_rotate(db_url: str) -> N
         await templates.create_template(ctx, vault="v", name="t", keystores=["ks"])
         key = await keys.create_key(ctx, template="t", label="old", state="active")
         async with store.engine.begin() as conn:
-            await conn.run_sync(lambda c: command.downgrade(_alembic_config(c), "0011"))
+            await conn.run_sync(lambda c: command.downgrade(_alembic_config(c), "0012"))
             tables = await conn.run_sync(lambda c: c.dialect.get_table_names(c))
             assert "key_versions" not in tables
-        assert await migrate(store.engine) == ("0011", LATEST_MIGRATION)
+        assert await migrate(store.engine) == ("0012", LATEST_MIGRATION)
 
         async with store.engine.connect() as conn:
             rows = (await conn.execute(text("SELECT key_id, version, created_by FROM key_versions"))).all()

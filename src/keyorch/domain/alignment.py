@@ -21,10 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
-from keyorch.domain.errors import RuleViolation
+from keyorch.domain.errors import InvalidInput, RuleViolation
 from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Target, TargetStatus
 from keyorch.domain.rules import BLOCKS_DISCONNECT, is_destroyed, new_targets, unlink_key_from_keystore
 from keyorch.domain.states import KeyState
+from keyorch.domain.validation import check_label_in_keystore
 
 _PERIOD = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?")
 
@@ -118,25 +119,43 @@ def _date_change(name: str, before: date | None, after: date | None) -> Change |
     return Change(name, f"{name} {shown[0]} -> {shown[1]}")
 
 
+def _label_or_why(key: ManagedKey, keystore: Keystore, holders: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """What a keystore the key is added to will call it (its name, by the keystore type's rule), or why it cannot."""
+    try:
+        label = check_label_in_keystore(keystore.type, key.name, keystore.name)
+    except InvalidInput as exc:
+        return None, exc.message
+    holder = holders.get(keystore.id)
+    if holder is not None:
+        return None, f"keystore {keystore.name} already holds managed key {holder} as {label!r}"
+    return label, None
+
+
 def realign(
     key: ManagedKey,
     template: KeyTemplate,
     distribution: Sequence[Keystore],
     known: Mapping[str, Keystore],
     now: datetime,
+    holders: Mapping[str, str] | None = None,
 ) -> Realignment:
     """What realigning ``key`` with ``template`` changes. ``distribution``: the connected keystores the
-    template distributes to now (service.templates.distribution); ``known``: the key's keystores by id."""
+    template distributes to now (service.templates.distribution); ``known``: the key's keystores by id;
+    ``holders``: keystore id -> the other managed key that keystore already holds under this key's name."""
     live = {t.keystore_id: t for t in key.targets if t.status is not TargetStatus.REMOVED}
     changes: list[Change] = []
     key_after = key
     if not is_destroyed(key):  # a destroyed key is in no keystore and stays there
         added = [ks for ks in distribution if ks.id not in live]
+        labels: dict[str, str | None] = {}
         for ks in added:
-            why = _addition_blocked(key)
+            label, why = _label_or_why(key, ks, holders or {})
+            why = _addition_blocked(key) or why
             changes.append(Change("keystores", f"add keystore {ks.name} ({ks.id})", why))
-        if _addition_blocked(key) is None and added:
-            key_after = replace(key_after, targets=key_after.targets + new_targets([ks.id for ks in added], now))
+            if why is None:
+                labels[ks.id] = label
+        if labels:
+            key_after = replace(key_after, targets=key_after.targets + new_targets(labels, now))
         wanted = {ks.id for ks in distribution}
         for keystore_id, target in live.items():
             if keystore_id in wanted:

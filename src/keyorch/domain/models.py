@@ -199,6 +199,10 @@ class Target:
     synced_generation: int | None = None
     attempts: int = 0
     next_attempt_at: datetime | None = None
+    #: what the keystore calls the key (UKO's ``label_in_keystore``: the AWS alias, the Azure key name, the Cloud KMS
+    #: cryptoKeyId, the Key Protect key name), fixed when the key is made; ``None`` on a target recorded before
+    #: keyorch named keys by their template (the adapter then uses its ``keyorch-<id>`` identity)
+    label_in_keystore: str | None = None
     #: the key's version (1..n) the keystore serves as its primary, as keyorch last made or saw it
     key_version: int = 1
     #: the provider's id of that primary version, once keyorch learned it (the base of the next rotation

@@ -199,8 +199,9 @@ def unlink_template_from_keystore(template: KeyTemplate, keystore_id: str, now: 
     return replace(template, keystore_ids=ids, updated_at=now)
 
 
-def new_targets(keystore_ids: Iterable[str], now: datetime) -> tuple[Target, ...]:
-    return tuple(Target(keystore_id=k, updated_at=now) for k in keystore_ids)
+def new_targets(labels_in_keystores: Mapping[str, str | None], now: datetime) -> tuple[Target, ...]:
+    """A new key's targets: keystore id -> what that keystore will call the key."""
+    return tuple(Target(keystore_id=k, updated_at=now, label_in_keystore=v) for k, v in labels_in_keystores.items())
 
 
 # --- vaults -------------------------------------------------------------------------------

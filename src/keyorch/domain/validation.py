@@ -288,6 +288,53 @@ def render_name(scheme: str, label: str, *, made_at: datetime, template: str = "
     return "".join(values[text] if placeholder else text for text, placeholder in _scheme_parts(scheme))
 
 
+#: What each keystore type calls a managed key (UKO's ``label_in_keystore``), as the key's name (the template's naming
+#: scheme applied) must be to be one there: (pattern the name must match whole, the rule in words). AWS KMS: the
+#: key's alias ``alias/<name>`` (256 characters at most; ``alias/aws/`` is AWS's own, ``alias/keyorch/`` keyorch's
+#: identity alias); Azure Key Vault and Cloud KMS: the key's name; Key Protect: the key's name (names are not unique
+#: there: the key's identity is its ``keyorch-<id>`` alias). No name is ever changed to fit: one that breaks the
+#: rule is refused when the key is made.
+NAME_RULES: dict[KeystoreType, tuple[re.Pattern[str], str]] = {
+    KeystoreType.AWS_KMS: (
+        re.compile(r"(?!(?i:aws|keyorch)/)[A-Za-z0-9/_-]{1,250}"),
+        "AWS KMS aliases are alias/ and then 1-250 letters, digits, '/', '_' or '-', not starting with aws/ "
+        "(AWS's own) or keyorch/ (keyorch's identity aliases)",
+    ),
+    KeystoreType.AZURE_KEY_VAULT: (
+        re.compile(r"[A-Za-z0-9-]{1,127}"),
+        "Azure Key Vault key names are 1-127 letters, digits or '-'",
+    ),
+    KeystoreType.GOOGLE_KMS: (
+        re.compile(r"[A-Za-z0-9_-]{1,63}"),
+        "Cloud KMS cryptoKeyIds are 1-63 letters, digits, '_' or '-'",
+    ),
+    KeystoreType.IBM_KEY_PROTECT: (
+        re.compile(r"[A-Za-z0-9 ._-]{2,50}"),
+        "Key Protect key names are 2-50 letters, digits, spaces, '.', '_' or '-'",
+    ),
+}
+AWS_ALIAS_PREFIX = "alias/"
+
+
+def check_label_in_keystore(kind: KeystoreType, name: str, keystore: str) -> str:
+    """What a keystore of type ``kind`` (named ``keystore``) will call a key named ``name``: the AWS alias
+    ``alias/<name>``, else ``name``; a name the type's rule refuses is bad input naming the label, the type and the
+    rule."""
+    pattern, rule = NAME_RULES[kind]
+    if not pattern.fullmatch(name):
+        raise InvalidInput(
+            f"the key's name {shown(name)} (its template's naming scheme applied to its label) cannot name a key in "
+            f"keystore {keystore} of type {kind}: {rule}",
+            target="label",
+        )
+    return AWS_ALIAS_PREFIX + name if kind is KeystoreType.AWS_KMS else name
+
+
+def labels_ignore_case(kind: KeystoreType) -> bool:
+    """Whether a keystore of type ``kind`` takes two names that differ only in case for one (Key Vault does)."""
+    return kind is KeystoreType.AZURE_KEY_VAULT
+
+
 def check_algorithm(algorithm: str, size: int, keystore_types: Mapping[str, KeystoreType]) -> tuple[str, int]:
     """``keystore_types`` maps a keystore's name to its type; each must support the algorithm and size."""
     algorithm = algorithm.lower()

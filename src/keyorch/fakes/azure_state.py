@@ -469,7 +469,8 @@ class KeyVault:
                 for k in self.list_deleted()
             ],
             "in_flight": [
-                {"name": f.key.name, "operation": f.kind, "completes_at": f.until} for f in self.in_flight.values()
+                {"name": f.key.name, "operation": f.kind, "completes_at": f.until, "versions": versions(f.key)}
+                for f in self.in_flight.values()
             ],
         }
 

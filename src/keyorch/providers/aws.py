@@ -31,6 +31,16 @@ managed key ``<id>`` is the one the alias ``alias/keyorch/<id>`` names; it also 
    looks for such a key by its tag (``ListAliases``, ``ListKeys``, and ``ListResourceTags`` only for
    keys no keyorch alias names) and the alias is bound to it instead of creating another key.
 
+The key's name (UKO's ``label_in_keystore``, from its template's naming scheme) is a second alias,
+``alias/<name>`` (the target's ``label_in_keystore``; a key made before keys were named so has only the identity
+alias, which is then its name). ``ensure_key`` checks before ``CreateKey`` that no key holds that alias (one that
+does is not this managed key's, since the identity alias names no key: a :class:`Conflict`, nothing created),
+binds it right after ``CreateKey`` and before the identity alias, so that a replay after a crash between the
+two finds the key by its tag (the orphan search skips only keys with ``alias/keyorch/`` or ``alias/aws/``
+aliases) and binds what is missing. A racing create that bound the name first wins if its key carries this
+managed key's tag (the key just made is retired, as in step 3); an alias naming any other key is a
+:class:`Conflict`. Reads and listings go by the identity alias and the key id only.
+
 ``list_keys`` yields the keys keyorch owns (those an ``alias/keyorch/<id>`` alias names; other keys
 have no managed key id and nothing for keyorch to do). KMS lists carry no state, so one listing
 costs ``ceil(A / page_size)`` ``ListAliases`` requests (A = aliases in the account and region) plus
@@ -259,33 +269,104 @@ class AwsKmsClient(KeystoreClient):
 
     async def ensure_key(self, managed_key_id: str, spec: KeySpec, *, in_doubt: bool = False) -> Observation:
         alias = alias_name(managed_key_id)
+        named = self._name_alias(spec.name_in_keystore, alias)
         existing = await self._describe(alias, managed_key_id)
         if existing is not None:
+            if named is not None:
+                await self._bind_name(named, existing.key_id_in_keystore, managed_key_id, made_now=False)
             return existing
         if in_doubt:
             # An earlier CreateKey may have made the key without the alias (its answer was lost, or
             # the process died before CreateAlias): find it by its tag and finish the job instead.
-            adopted = await self._adopt_orphan(managed_key_id)
+            adopted = await self._adopt_orphan(managed_key_id, named)
             if adopted is not None:
                 return adopted
+        if named is not None:
+            holder = await self._describe(named, None)
+            if holder is not None:  # the identity alias names no key, so this one is not this managed key's
+                raise self._taken(named, holder.key_id_in_keystore, managed_key_id)
         kms_spec, usage = key_spec(spec.algorithm, spec.size)
         tags = [{"TagKey": MANAGED_KEY_TAG, "TagValue": managed_key_id}]
         tags += [{"TagKey": k, "TagValue": v} for k, v in spec.labels.items() if k != MANAGED_KEY_TAG]
         members = {"KeySpec": kms_spec, "KeyUsage": usage, "Description": spec.name[:8192], "Tags": tags}
         result = await self._call("CreateKey", members, idempotent=False)
         created = key_observation(result, response_object(result).get("KeyMetadata"), managed_key_id)
-        return await self._bind_alias(alias, created.key_id_in_keystore, managed_key_id) or created
+        key_id = created.key_id_in_keystore
+        if named is not None:
+            key_id = await self._bind_name(named, key_id, managed_key_id, made_now=True)
+        winner = await self._bind_alias(alias, key_id, managed_key_id)
+        if winner is not None:
+            return winner
+        return (
+            created
+            if key_id == created.key_id_in_keystore
+            else (await self._describe(key_id, managed_key_id)) or created
+        )
 
-    async def find_in_doubt(self, managed_key_id: str) -> Observation | None:
-        existing = await self._describe(alias_name(managed_key_id), managed_key_id)
-        return existing if existing is not None else await self._adopt_orphan(managed_key_id)
+    def _name_alias(self, name_in_keystore: str | None, identity: str) -> str | None:
+        """The alias the template's naming scheme gives the key, when it is not the identity alias itself."""
+        if name_in_keystore is None or name_in_keystore == identity:
+            return None
+        if not name_in_keystore.startswith("alias/") or name_in_keystore.startswith((ALIAS_PREFIX, "alias/aws/")):
+            raise InvalidRequest(
+                f"{name_in_keystore[:260]!r} cannot be a keyorch key's alias: alias/<name>, not alias/aws/ or "
+                f"{ALIAS_PREFIX}",
+                keystore=self.keystore,
+                operation="CreateAlias",
+                sent=False,
+            )
+        return name_in_keystore
 
-    async def _adopt_orphan(self, managed_key_id: str) -> Observation | None:
-        """Find the key a lost ``CreateKey`` made for ``managed_key_id`` by its tag and bind the alias."""
+    def _taken(self, alias: str, key_id: str, managed_key_id: str) -> Conflict:
+        return Conflict(
+            f"alias {alias} already names key {key_id}, which is not keyorch's key for managed key {managed_key_id}; "
+            "keyorch does not adopt it: give the key another label or naming scheme",
+            keystore=self.keystore,
+            operation="CreateAlias",
+            sent=False,
+        )
+
+    async def _bind_name(self, alias: str, key_id: str, managed_key_id: str, *, made_now: bool) -> str:
+        """Give ``key_id`` the alias its template's naming scheme names it by, before its identity alias; return the
+        key that alias names. An alias already naming the key is done. One naming another key tagged for the same
+        managed key is a racing create's (that key is the managed key; ``key_id``, when ``made_now``, is an orphan
+        and is retired). One naming any other key is someone else's: a :class:`Conflict` (and a key ``made_now``
+        is retired, as nothing names it)."""
+        try:
+            await self._create_alias(alias, key_id)
+            return key_id
+        except Conflict as exc:
+            if not is_code(exc, "AlreadyExistsException"):
+                raise
+            holder = await self._describe(alias, None)
+            if holder is None:
+                raise
+        if holder.key_id_in_keystore == key_id:
+            return key_id  # an earlier answer was lost
+        search = OrphanSearch(self._call, self._describe_id, self.transport.limiter.limits.max_concurrency)
+        ours = await search.tagged(holder.key_id_in_keystore, managed_key_id)
+        if made_now:
+            await self._retire_orphan(key_id, managed_key_id)
+        if not ours:
+            raise self._taken(alias, holder.key_id_in_keystore, managed_key_id)
+        return holder.key_id_in_keystore
+
+    async def find_in_doubt(self, managed_key_id: str, name_in_keystore: str | None = None) -> Observation | None:
+        alias = alias_name(managed_key_id)
+        existing = await self._describe(alias, managed_key_id)
+        if existing is not None:
+            return existing
+        return await self._adopt_orphan(managed_key_id, self._name_alias(name_in_keystore, alias))
+
+    async def _adopt_orphan(self, managed_key_id: str, named: str | None = None) -> Observation | None:
+        """Find the key a lost ``CreateKey`` made for ``managed_key_id`` by its tag and bind its aliases (the one
+        its naming scheme gives it, ``named``, first, as ``ensure_key`` does)."""
         search = OrphanSearch(self._call, self._describe_id, self.transport.limiter.limits.max_concurrency)
         orphan = await search.find(managed_key_id)
         if orphan is None:
             return None
+        if named is not None:
+            orphan = await self._bind_name(named, orphan, managed_key_id, made_now=False)
         winner = await self._bind_alias(alias_name(managed_key_id), orphan, managed_key_id)
         # by id: a read through the alias just bound may not see it yet (eventual consistency)
         adopted = winner or await self._describe(orphan, managed_key_id)

@@ -80,7 +80,7 @@ class OrphanSearch:
         step = max(1, self.concurrency)
         for start in range(0, len(key_ids), step):
             chunk = key_ids[start : start + step]
-            outcomes = await asyncio.gather(*(self._tagged(k, managed_key_id) for k in chunk), return_exceptions=True)
+            outcomes = await asyncio.gather(*(self.tagged(k, managed_key_id) for k in chunk), return_exceptions=True)
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
@@ -91,7 +91,7 @@ class OrphanSearch:
                         return key_id
         return None
 
-    async def _tagged(self, key_id: str, managed_key_id: str) -> bool:
+    async def tagged(self, key_id: str, managed_key_id: str) -> bool:
         """Whether the key carries ``keyorch:managed-key-id=<managed_key_id>`` (``False`` once it is gone)."""
         marker: str | None = None
         seen: set[str] = set()

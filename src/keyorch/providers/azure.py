@@ -4,8 +4,12 @@ Wire protocol: docs/providers.md §2, api-version :data:`~keyorch.providers.azur
 pinned; auth: :mod:`keyorch.providers.azure_auth` (Entra ID client credentials, no azure-identity);
 one error mapping: :func:`keyorch.providers.azure_wire.map_error`.
 
-* Identity: a managed key's key name is ``keyorch-<managed key id>`` and every version is tagged
-  ``keyorch-managed-key-id``. ``ensure_key`` GETs the name (live, then soft-deleted) before it creates,
+* Identity: a managed key's key name is the one its template's naming scheme gave it (the target's
+  ``label_in_keystore``; ``keyorch-<managed key id>`` for a key made before keys were named so), and every
+  version is tagged ``keyorch-managed-key-id``. A key found by name (before its name is recorded as the key's id)
+  is this managed key's only if that tag (or, untagged, a ``keyorch-<id>`` name) says so: a key of that name
+  made for another managed key or outside keyorch is never adopted; ``ensure_key`` refuses it with a
+  :class:`Conflict` naming the name. ``ensure_key`` GETs the name (live, then soft-deleted) before it creates,
   since a second create of a live name makes a new version: a live key (enabled or not) or a
   soft-deleted one is the answer, never a reason to create. A create whose outcome is in doubt (no
   answer, a timeout, a 5xx, an unreadable 2xx) is read again; while the key is not there, this client
@@ -67,6 +71,7 @@ from keyorch.providers.azure_wire import (
     create_body,
     destroyed,
     key_name_for,
+    managed_key_id_of,
     map_error,
     name_from_key_id,
     observe,
@@ -221,9 +226,22 @@ class AzureKeyVaultClient(KeystoreClient):
             if name is None:
                 raise InvalidRequest(f"{ref.key_id_in_keystore[:140]!r} is not a Key Vault key name or key id")
             return name
+        if ref.name_in_keystore:
+            return ref.name_in_keystore
         if ref.managed_key_id:
             return key_name_for(ref.managed_key_id)
         raise InvalidRequest("a key reference needs the key's name in the vault or its managed key id")
+
+    @staticmethod
+    def _foreign(view: KeyView, managed_key_id: str | None) -> str | None:
+        """Who else a key found by name belongs to (another managed key's id, or "no managed key"), ``None`` when
+        it is ``managed_key_id``'s (or no managed key was asked for)."""
+        if managed_key_id is None:
+            return None
+        owner = managed_key_id_of(view.name, view.tags)
+        if owner == managed_key_id:
+            return None
+        return f"managed key {owner}" if owner else "no managed key (it carries no keyorch-managed-key-id tag)"
 
     def _observe(self, view: KeyView, ref: KeyRef | None = None) -> Observation:
         observation = observe(view, self._clock())
@@ -293,14 +311,28 @@ class AzureKeyVaultClient(KeystoreClient):
 
     async def get_key(self, ref: KeyRef) -> Observation | None:
         view = await self._find(self._name(ref))
-        return self._observe(view, ref) if view is not None else None
+        if view is None or (not ref.key_id_in_keystore and self._foreign(view, ref.managed_key_id)):
+            return None  # by name only: a key of that name that is another's is not this managed key's
+        return self._observe(view, ref)
+
+    def _refuse_foreign(self, view: KeyView, managed_key_id: str) -> None:
+        owner = self._foreign(view, managed_key_id)
+        if owner is not None:
+            raise Conflict(
+                f"the vault already has a key named {view.name} that belongs to {owner}; keyorch does not adopt "
+                f"it for managed key {managed_key_id}: give the key another label or naming scheme",
+                keystore=self.transport.keystore,
+                operation="CreateKey",
+                sent=False,
+            )
 
     async def ensure_key(self, managed_key_id: str, spec: KeySpec, *, in_doubt: bool = False) -> Observation:
-        ref = KeyRef(None, managed_key_id)
-        name = key_name_for(managed_key_id)
+        ref = KeyRef(None, managed_key_id, spec.name_in_keystore)
+        name = self._name(ref)
         body = create_body(managed_key_id, spec, managed_hsm=self.managed_hsm)  # checked before any request
         found = await self._find(name)
         if found is not None:
+            self._refuse_foreign(found, managed_key_id)
             self._creates_in_doubt.pop(name, None)
             return self._observe(found, ref)
         self._refuse_while_in_doubt(name)
@@ -312,6 +344,7 @@ class AzureKeyVaultClient(KeystoreClient):
                 self._creates_in_doubt[name] = sent_at
                 found = await self._find(name)
                 if found is not None:
+                    self._refuse_foreign(found, managed_key_id)
                     self._creates_in_doubt.pop(name, None)
                     return self._observe(found, ref)
             if isinstance(exc, InvalidRequest) and spec.algorithm.lower() == "aes":

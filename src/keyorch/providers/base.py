@@ -39,10 +39,17 @@ class KeyRef:
 
     ``key_id_in_keystore`` is ``None`` when keyorch has not recorded it yet (e.g. after a crash
     between create and record): adapters then find the key by the managed key id's deterministic
-    identity (alias, tag, name)."""
+    identity (alias, tag, name).
+
+    ``name_in_keystore`` is what the keystore calls the key (the target's ``label_in_keystore``: the AWS alias, the
+    Azure key name, the Cloud KMS cryptoKeyId, the Key Protect name), fixed when the key was made from its
+    template's naming scheme; ``None`` for a key named before that, by the ``keyorch-<id>`` identity. Where the
+    name is the key's address (Azure, Google) a key found by it counts only if its identity tag or label names
+    ``managed_key_id``: a key of that name made for another managed key, or outside keyorch, is not this one."""
 
     key_id_in_keystore: str | None
     managed_key_id: str | None = None
+    name_in_keystore: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,12 +95,14 @@ def primary_version(versions: list[KeyVersion]) -> KeyVersion:
 
 @dataclass(frozen=True)
 class KeySpec:
-    """What to create: algorithm and size as in a key template, a display name and labels (tags)."""
+    """What to create: algorithm and size as in a key template, a display name and labels (tags), and what the
+    keystore is to call the key (see :attr:`KeyRef.name_in_keystore`; ``None``: the ``keyorch-<id>`` identity)."""
 
     algorithm: str
     size: int
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    name_in_keystore: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,14 +162,14 @@ class KeystoreClient(ABC):
         (a caller-chosen name or alias) need nothing more; AWS, where the alias is attached after
         CreateKey, then looks for an untagged-alias key by its tag before creating another."""
 
-    async def find_in_doubt(self, managed_key_id: str) -> Observation | None:
+    async def find_in_doubt(self, managed_key_id: str, name_in_keystore: str | None = None) -> Observation | None:
         """The key an earlier in-doubt create for ``managed_key_id`` made, bound to its deterministic
         identity so that later reads find it; ``None`` when there is none. Called when a read by that
         identity found nothing although a create may have happened, whatever the desired state (a key
         made by a lost create must be destroyed with its managed key, not left behind). Adapters whose
         identity is fixed at creation (a caller-chosen name or alias) have already looked: a read by
         identity is the answer. AWS, where the alias comes after ``CreateKey``, searches by tag."""
-        return await self.get_key(KeyRef(None, managed_key_id))
+        return await self.get_key(KeyRef(None, managed_key_id, name_in_keystore))
 
     @abstractmethod
     async def enable(self, ref: KeyRef) -> Observation: ...

@@ -6,9 +6,13 @@
 * Auth: :mod:`keyorch.providers.google_auth` (service-account JWT exchanged at the document's
   ``token_uri``; with ``credentials=None``, ``GOOGLE_APPLICATION_CREDENTIALS`` and then the GCE/GKE
   metadata server). Every call carries ``$alt=json;enum-encoding=int`` as Google's REST client does.
-* Identity: the managed key ``<id>`` is the cryptoKey ``keyorch-<id>`` (``[a-zA-Z0-9_-]{1,63}``) of
-  the key ring; ``key_id_in_keystore`` is the key's full resource name (a bare cryptoKeyId in a ref
-  is read in this key ring). Only ``keyorch-`` keys map to a managed key id.
+* Identity: the managed key ``<id>`` is the cryptoKey of the key ring its template's naming scheme named
+  (the target's ``label_in_keystore``, ``[a-zA-Z0-9_-]{1,63}``; ``keyorch-<id>`` for a key made before keys
+  were named so), labelled ``keyorch-managed-key=<id>``; ``key_id_in_keystore`` is the key's full resource
+  name (a bare cryptoKeyId in a ref is read in this key ring). A key maps to a managed key id by that label,
+  else by a ``keyorch-<id>`` cryptoKeyId. A key found by name (before its resource name is recorded) is this
+  managed key's only if it maps to it: one made for another managed key, or outside keyorch, is never
+  adopted (``ensure_key``: a :class:`Conflict` naming the cryptoKeyId; cryptoKeyIds are never reusable).
 * ``ensure_key``: GET the key; on 404 create it with ``?cryptoKeyId=`` (creating the key ring first
   when that is what is missing; a 409 there is fine); a 409 ``ALREADY_EXISTS`` on the key (a retried
   or concurrent create) means it exists, so it is read. A key that exists with another purpose is a
@@ -69,6 +73,7 @@ from keyorch.providers.google_wire import (
     DEFAULT_ENDPOINT,
     DESTROYED_STATES,
     ID_RE,
+    MANAGED_KEY_LABEL,
     NEW_VERSION_STATES,
     NO_DESTROY_STATES,
     KeyInfo,
@@ -106,6 +111,17 @@ def _label(text: str, *, key: bool) -> str:
     if key and not cleaned[:1].isalpha():
         cleaned = ("k" + cleaned)[:63]
     return cleaned
+
+
+def _foreign(key: KeyInfo, managed_key_id: str | None) -> str | None:
+    """Who else a key found by name belongs to (another managed key, or none), ``None`` when it is
+    ``managed_key_id``'s (or no managed key was asked for). The label holds the id as :func:`_label` wrote it."""
+    if managed_key_id is None:
+        return None
+    owner = key.managed_key_id
+    if owner in (managed_key_id, _label(managed_key_id, key=False)):
+        return None
+    return f"managed key {owner}" if owner else "no managed key (it carries no keyorch-managed-key label)"
 
 
 class GoogleKmsClient(KeystoreClient):
@@ -159,6 +175,9 @@ class GoogleKmsClient(KeystoreClient):
     def _name_of(self, ref: KeyRef) -> str | None:
         """The key's resource name from the ref (or the managed key's deterministic identity)."""
         key_id = ref.key_id_in_keystore
+        if key_id is None and ref.name_in_keystore is not None:
+            key_id = ref.name_in_keystore if ID_RE.fullmatch(ref.name_in_keystore) else None
+            return f"{self._ring}/cryptoKeys/{key_id}" if key_id is not None else None
         if key_id is None:
             if ref.managed_key_id is None:
                 return None
@@ -249,15 +268,20 @@ class GoogleKmsClient(KeystoreClient):
         if name is None:
             return None
         try:
-            return await self._observe_full(await self._read_key(name))
+            key = await self._read_key(name)
         except NotFound:
             return None
+        if not ref.key_id_in_keystore and _foreign(key, ref.managed_key_id):
+            return None  # by name only: a key of that name that is another's is not this managed key's
+        return await self._observe_full(key)
 
     # -- writes -------------------------------------------------------------------------------
 
     async def ensure_key(self, managed_key_id: str, spec: KeySpec, *, in_doubt: bool = False) -> Observation:
         try:
-            key_id = crypto_key_id(managed_key_id)
+            key_id = spec.name_in_keystore or crypto_key_id(managed_key_id)
+            if ID_RE.fullmatch(key_id) is None:
+                raise InvalidRequest(f"{key_id[:90]!r} cannot name a Cloud KMS key: [a-zA-Z0-9_-]{{1,63}}", sent=False)
         except InvalidRequest as exc:
             exc.bind(keystore=self.http.keystore, operation="cryptoKeys.create")
             raise
@@ -267,6 +291,16 @@ class GoogleKmsClient(KeystoreClient):
             key = await self._read_key(name)
         except NotFound:
             key = await self._create(name, key_id, body)
+        owner = _foreign(key, managed_key_id)
+        if owner is not None:
+            raise Conflict(
+                f"the key ring already has a cryptoKey {key_id} that belongs to {owner}; keyorch does not adopt it "
+                f"for managed key {managed_key_id} (Cloud KMS never frees a cryptoKeyId): give the key another "
+                "label or naming scheme",
+                keystore=self.http.keystore,
+                operation="cryptoKeys.create",
+                sent=False,
+            )
         if key.purpose != purpose:
             raise Conflict(
                 f"Cloud KMS key {key_id} exists with purpose {key.purpose}, not {purpose}",
@@ -286,7 +320,7 @@ class GoogleKmsClient(KeystoreClient):
             )
         labels = {_label(k, key=True): _label(v, key=False) for k, v in list(spec.labels.items())[:60]}
         labels["managed-by"] = "keyorch"
-        labels["keyorch-managed-key"] = _label(managed_key_id, key=False)
+        labels[MANAGED_KEY_LABEL] = _label(managed_key_id, key=False)
         template = {"algorithm": algorithm, "protectionLevel": "SOFTWARE"}
         return purpose, {"purpose": purpose, "versionTemplate": template, "labels": labels}
 

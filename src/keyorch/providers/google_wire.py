@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -105,6 +105,10 @@ class VersionInfo:
         return int(self.name.rpartition("/")[2])
 
 
+#: The label holding the managed key id on every key keyorch creates.
+MANAGED_KEY_LABEL = "keyorch-managed-key"
+
+
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
     name: str
@@ -113,6 +117,7 @@ class KeyInfo:
     #: ``rotationPeriod`` in whole seconds and ``nextRotationTime`` (Cloud KMS's own rotation schedule)
     rotation_period_seconds: int | None = None
     next_rotation_time: datetime | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key_id(self) -> str:
@@ -120,6 +125,11 @@ class KeyInfo:
 
     @property
     def managed_key_id(self) -> str | None:
+        """The managed key the key is for: its ``keyorch-managed-key`` label, else (a key made before keys were
+        named by their template, or labelled by hand) its ``keyorch-<id>`` cryptoKeyId, else ``None``."""
+        labelled = self.labels.get(MANAGED_KEY_LABEL)
+        if labelled:
+            return labelled
         key_id = self.key_id
         return key_id[len(KEY_PREFIX) :] if key_id.startswith(KEY_PREFIX) and len(key_id) > len(KEY_PREFIX) else None
 
@@ -230,7 +240,14 @@ def parse_key(raw: Any) -> KeyInfo:
         upcoming = parse_time(doc["nextRotationTime"], "nextRotationTime") if "nextRotationTime" in doc else None
     except WireError:
         upcoming = None
-    return KeyInfo(name, purpose, version, seconds, upcoming)
+    # labels are read leniently too: one that is not a string names no managed key
+    raw_labels = doc.get("labels")
+    labels = (
+        {k: v for k, v in raw_labels.items() if isinstance(k, str) and isinstance(v, str)}
+        if isinstance(raw_labels, dict)
+        else {}
+    )
+    return KeyInfo(name, purpose, version, seconds, upcoming, labels)
 
 
 def parse_page(raw: Any, field: str, parse: Callable[[Any], T]) -> tuple[list[T], str | None]:

@@ -11,10 +11,14 @@ from keyorch.providers.google_wire import crypto_key_id
 from keyorch.providers.ibm_wire import alias_for, key_name
 
 
-def label_in_keystore(kind: KeystoreType, managed_key_id: str, name: str) -> str:
+def label_in_keystore(kind: KeystoreType, managed_key_id: str, name: str, recorded: str | None = None) -> str:
     """AWS KMS: the key's alias; Azure Key Vault and Cloud KMS: the key's name; Key Protect: the key's name (its
-    alias carries the identity). ``name`` (the template's naming scheme applied to the label) where the id
-    cannot form a provider name (the adapter refuses such a key, so no key of that name exists)."""
+    alias carries the identity). ``recorded`` is the target's record of it (fixed when the key was made, from the
+    template's naming scheme); a target recorded before that has none and is named by keyorch's identity
+    ``keyorch-<id>``, or by ``name`` (the naming scheme applied to the label) where the id cannot form a provider
+    name (the adapter refuses such a key, so no key of that name exists)."""
+    if recorded is not None:
+        return recorded
     try:
         match kind:
             case KeystoreType.AWS_KMS:

@@ -214,9 +214,9 @@ class Reconciler:
             return None, down
         try:
             client = await self.clients.client(keystore)
-            observation = await client.get_key(KeyRef(target.key_id_in_keystore, key.id))
+            observation = await client.get_key(KeyRef(target.key_id_in_keystore, key.id, target.label_in_keystore))
             if observation is None and in_doubt:
-                observation = await client.find_in_doubt(key.id)
+                observation = await client.find_in_doubt(key.id, target.label_in_keystore)
             return observation, None
         except NotFound:
             return None, None
@@ -372,7 +372,7 @@ class Reconciler:
         """Run a target's planned actions in order, then observe again: the result decides the status."""
         bound = get_logger(key_id=key.id, keystore=keystore.name, keystore_id=keystore.id)
         client = await self.clients.client(keystore)
-        ref = KeyRef(target.key_id_in_keystore or outcome.target.key_id_in_keystore, key.id)
+        ref = KeyRef(target.key_id_in_keystore or outcome.target.key_id_in_keystore, key.id, target.label_in_keystore)
         in_doubt = keystore.id in loaded.creates_in_doubt
         current = target  # with the version it serves, as the actions change it
         for action in outcome.plan.actions:
@@ -409,7 +409,7 @@ class Reconciler:
             if action is Action.CREATE:  # a key made now is made at the key's current version
                 current = current.with_changes(key_version=key.current_version, primary_version_id=None)
             if observation is not None:
-                ref = KeyRef(observation.key_id_in_keystore, key.id)
+                ref = KeyRef(observation.key_id_in_keystore, key.id, target.label_in_keystore)
             calls.append(ProviderCall(keystore.id, action, ref.key_id_in_keystore, None))
             bound.debug("action done", action=action.value)  # each call is in the audit trail too
         try:
@@ -428,7 +428,13 @@ class Reconciler:
         self, client: KeystoreClient, action: Action, key: ManagedKey, ref: KeyRef, *, in_doubt: bool = False
     ) -> Observation | None:
         if action is Action.CREATE:
-            spec = KeySpec(algorithm=key.algorithm, size=key.size, name=key.name, labels={"keyorch-label": key.label})
+            spec = KeySpec(
+                algorithm=key.algorithm,
+                size=key.size,
+                name=key.name,
+                labels={"keyorch-label": key.label},
+                name_in_keystore=ref.name_in_keystore,
+            )
             return await client.ensure_key(key.id, spec, in_doubt=in_doubt)
         if action is Action.ENABLE:
             return await client.enable(ref)

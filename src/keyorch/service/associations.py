@@ -55,7 +55,7 @@ async def key_associations(ctx: ServiceContext, key: ManagedKey) -> list[Associa
         keystore = keystores.get(target.keystore_id)
         if keystore is None or target.status is TargetStatus.REMOVED or not _asks(keystore):
             continue
-        ref = KeyRef(target.key_id_in_keystore, key.id)
+        ref = KeyRef(target.key_id_in_keystore, key.id, target.label_in_keystore)
         found.extend(Association(key, keystore, r) for r in await _registrations(ctx, keystore, ref))
     return found
 

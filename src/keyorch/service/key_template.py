@@ -13,8 +13,10 @@ from dataclasses import replace
 from keyorch.domain import alignment
 from keyorch.domain.errors import InvalidInput
 from keyorch.domain.models import Keystore, ManagedKey
+from keyorch.domain.validation import check_label_in_keystore
 from keyorch.service import templates
 from keyorch.service.context import Change, ServiceContext
+from keyorch.service.keys import name_holder
 from keyorch.service.versions import check_version
 from keyorch.store.repository import Transaction
 
@@ -26,7 +28,16 @@ async def _plan(tx: Transaction, ctx: ServiceContext, ref: str) -> tuple[Managed
     template = await tx.template(key.template_id)
     distribution: list[Keystore] = await templates.distribution(tx, template)
     known = await tx.keystores_by_id({t.keystore_id for t in key.targets})
-    return key, alignment.realign(key, template, distribution, known, ctx.clock.now())
+    holders: dict[str, str] = {}
+    for ks in distribution:
+        try:
+            label = check_label_in_keystore(ks.type, key.name, ks.name)
+        except InvalidInput:
+            continue  # realign says why it cannot be added
+        holder = await name_holder(tx, ks, label)
+        if holder is not None and holder != key.id:
+            holders[ks.id] = holder
+    return key, alignment.realign(key, template, distribution, known, ctx.clock.now(), holders)
 
 
 async def preview_update_from_template(ctx: ServiceContext, ref: str) -> tuple[ManagedKey, alignment.Realignment]:

@@ -13,14 +13,16 @@ from typing import Any
 from keyorch.domain import rules
 from keyorch.domain.alignment import planned_dates
 from keyorch.domain.errors import Conflict, InvalidInput
-from keyorch.domain.models import KeystoreType, KeyTemplate, ManagedKey, Tag, TargetStatus
+from keyorch.domain.models import Keystore, KeystoreType, KeyTemplate, ManagedKey, Tag, TargetStatus
 from keyorch.domain.states import ALLOWED_ACTIONS, KeyAction, KeyState
 from keyorch.domain.uko import key_state
 from keyorch.domain.validation import (
     check_description,
     check_key_dates,
     check_label,
+    check_label_in_keystore,
     check_tags,
+    labels_ignore_case,
     parse_initial_state,
     render_name,
 )
@@ -60,7 +62,7 @@ async def create_key(
         templates.check_makes_keys(tmpl)
         if await tx.label_taken(tmpl.vault_id, label):
             raise Conflict(f"vault already has a key labelled {label!r}", target="label")
-        connected = [k.id for k in await templates.distribution(tx, tmpl)]
+        connected = await templates.distribution(tx, tmpl)
         if not connected:
             raise InvalidInput(
                 f"template {tmpl.name} lists no connected keystore to distribute keys to", target="template"
@@ -68,10 +70,11 @@ async def create_key(
         now = ctx.clock.now()
         vault_name = (await tx.vault_by_id(tmpl.vault_id)).name
         planned = planned_dates(tmpl, now.date())
+        name = render_name(tmpl.naming_scheme, label, made_at=now, template=tmpl.name, vault=vault_name)
         key = ManagedKey(
             id=ctx.new_id(),
             label=label,
-            name=render_name(tmpl.naming_scheme, label, made_at=now, template=tmpl.name, vault=vault_name),
+            name=name,
             vault_id=tmpl.vault_id,
             template_id=tmpl.id,
             algorithm=tmpl.algorithm,
@@ -79,7 +82,7 @@ async def create_key(
             state=initial_state(tmpl, state),
             created_at=now,
             updated_at=now,
-            targets=rules.new_targets(connected, now),
+            targets=rules.new_targets(await _labels_in_keystores(tx, connected, name), now),
             activation_date=planned[0],
             expiration_date=planned[1],
             description=description,
@@ -91,6 +94,33 @@ async def create_key(
         return key, Change(key.id, after=key)
 
     return await ctx.change("key.create", "key", label, body, creates=True)
+
+
+async def _labels_in_keystores(tx: Transaction, keystores: Sequence[Keystore], name: str) -> dict[str, str | None]:
+    """What each keystore will call a new key named ``name`` (keystore id -> label), checked against the keystore
+    type's naming rule and against the other keys keyorch keeps there (:func:`name_holder`)."""
+    labels: dict[str, str | None] = {}
+    for ks in keystores:
+        label = check_label_in_keystore(ks.type, name, ks.name)
+        holder = await name_holder(tx, ks, label)
+        if holder is not None:
+            raise Conflict(
+                f"keystore {ks.name} ({ks.type}) already holds managed key {holder} as {label!r}; the key's name "
+                f"{name!r} (its template's naming scheme applied to its label) must name one key there: choose "
+                "another label",
+                target="label",
+            )
+        labels[ks.id] = label
+    return labels
+
+
+async def name_holder(tx: Transaction, keystore: Keystore, label: str) -> str | None:
+    """The managed key keyorch keeps in ``keystore`` as ``label`` already, if any: a name is refused rather than
+    shared (the adapters would refuse to adopt the other key anyway). Key Protect names need not be unique (its
+    keys are found by their ``keyorch-<id>`` alias), so none holds one there."""
+    if keystore.type is KeystoreType.IBM_KEY_PROTECT:
+        return None
+    return await tx.key_named_in_keystore(keystore.id, label, ignore_case=labels_ignore_case(keystore.type))
 
 
 @dataclass(frozen=True)

@@ -461,6 +461,14 @@ class Transaction:
     async def label_taken(self, vault_id: str, label: str) -> bool:
         return await self._one(managed_keys, vault_id=vault_id, label=label) is not None
 
+    async def key_named_in_keystore(self, keystore_id: str, label: str, *, ignore_case: bool = False) -> str | None:
+        """The id of a key whose target in that keystore is called ``label`` there (``ignore_case``: compared
+        without case), or ``None``."""
+        column = key_targets.c.label_in_keystore
+        match = func.lower(column) == label.lower() if ignore_case else column == label
+        stmt = select(key_targets.c.key_id).where(key_targets.c.keystore_id == keystore_id, match).limit(1)
+        return (await self.conn.execute(stmt)).scalar_one_or_none()
+
     async def list_keys(
         self,
         selection: KeySelection = EVERY_KEY,

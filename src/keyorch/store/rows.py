@@ -164,6 +164,7 @@ def target_from_row(row: Row) -> Target:
         synced_generation=row["synced_generation"],
         attempts=row["attempts"],
         next_attempt_at=row["next_attempt_at"],
+        label_in_keystore=row["label_in_keystore"],
         key_version=row["key_version"],
         primary_version_id=row["primary_version_id"],
     )
@@ -183,6 +184,7 @@ def target_to_row(key_id: str, t: Target) -> dict[str, Any]:
         "synced_generation": t.synced_generation,
         "attempts": t.attempts,
         "next_attempt_at": t.next_attempt_at,
+        "label_in_keystore": t.label_in_keystore,
         "key_version": t.key_version,
         "primary_version_id": t.primary_version_id,
     }

@@ -160,6 +160,7 @@ key_targets = Table(
     Column("synced_generation", Integer, nullable=True),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("label_in_keystore", String(512), nullable=True),
     Column("key_version", Integer, nullable=False, server_default="1"),
     Column("primary_version_id", String(512), nullable=True),
     Index("ix_targets_keystore", "keystore_id"),

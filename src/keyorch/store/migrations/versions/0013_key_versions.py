@@ -1,8 +1,8 @@
 """Key rotation: a managed key's versions, its current one and when it was last rotated; each target's
 version in its keystore and the provider's id of that primary version.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-04
 
 Keys made before this have one version, 1, made when the key was (by whoever made it); every keystore
@@ -18,8 +18,8 @@ from alembic import op
 
 from keyorch.store.schema import UtcDateTime
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
