@@ -85,6 +85,12 @@ async def test_policy_does_not_rotate_a_suspended_key(ibm: Ibm) -> None:
     assert (await ibm.action(key["id"], "disable")).status == 204
     await ibm.advance(31 * DAY)
     assert len(state_of(ibm, key["id"])["versions"]) == 1
+    assert "lastRotateDate" not in (await ibm.get(key["id"])).resource  # a skipped rotation is no rotation
+    await ibm.advance(31)
+    assert (await ibm.action(key["id"], "enable")).status == 204
+    assert (await ibm.action(key["id"], "rotate")).status == 204  # nothing rotated within the hour
+    await ibm.advance(30 * DAY)
+    assert len(state_of(ibm, key["id"])["versions"]) == 3  # the policy rotates an active key again
 
 
 async def test_error_500_after_fault_applies_the_rotation(ibm: Ibm) -> None:

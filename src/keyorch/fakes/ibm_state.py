@@ -123,6 +123,8 @@ class IbmKey:
     tags: list[str] = field(default_factory=list)
     last_update: datetime | None = None
     last_rotate: datetime | None = None
+    #: the due date of the policy's last rotation, made or skipped (a skipped one changes no lastRotateDate)
+    rotation_anchor: datetime | None = None
     last_action: datetime | None = None
     dual_auth: Policy | None = None
     rotation: Policy | None = None
@@ -270,7 +272,7 @@ class KeyProtectState:
         policy = key.rotation
         if policy is None or not policy.data.get("enabled") or key.extractable or key.imported:
             return None
-        anchor = max(key.last_rotate or key.created, key.created, policy.updated)
+        anchor = max(key.last_rotate or key.created, key.rotation_anchor or key.created, policy.updated)
         return anchor + ROTATION_MONTH * int(policy.data.get("interval_month", 1))
 
     def schedule_rotation(self, key: IbmKey) -> None:
@@ -285,7 +287,8 @@ class KeyProtectState:
         while due is not None and due <= now:
             if key.effective_state(due) == ACTIVE:
                 key.versions.append(KeyVersion(str(uuid.uuid4()), due, new_material()))
-            key.last_rotate = key.last_update = due
+                key.last_rotate = key.last_update = due
+            key.rotation_anchor = due
             due = self.next_rotation(key)
         self.schedule_rotation(key)
 
