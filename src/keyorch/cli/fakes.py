@@ -29,11 +29,14 @@ from keyorch.fakes.registry import (
     start_fakes,
     write_credentials,
 )
+from keyorch.fakes.seed import SeedDocument
+from keyorch.fakes.seed import error_sentence as seed_error_sentence
 
 if TYPE_CHECKING:
     from keyorch.fakes.tls import TlsMaterial
 
 MAX_FAULTS_FILE_BYTES = 1024 * 1024
+MAX_SEED_FILE_BYTES = 16 * 1024 * 1024
 
 
 class ServeError(click.ClickException):
@@ -96,24 +99,29 @@ def _check_fault_lists(doc: dict[Any, Any]) -> None:
                         raise ValidationError.from_exception_data("FaultsFile", _relocated(exc, where)) from None
 
 
-def load_faults_file(path: Path) -> FaultsFile:
-    """Read a faults file (YAML or JSON); any problem becomes a one-sentence ServeError."""
+def _read_document(path: Path, what: str, limit: int) -> Any:
+    """A YAML or JSON file's document (``.json``: JSON, else YAML); any problem becomes a one-sentence ServeError."""
     source = str(path)
     try:
         with path.open("rb") as handle:
-            raw = handle.read(MAX_FAULTS_FILE_BYTES + 1)
+            raw = handle.read(limit + 1)
     except OSError as exc:
-        raise ServeError(f"Cannot read faults file {source}: {exc.strerror or exc}.") from None
-    if len(raw) > MAX_FAULTS_FILE_BYTES:
-        raise ServeError(f"Faults file {source} is larger than {MAX_FAULTS_FILE_BYTES} bytes.")
+        raise ServeError(f"Cannot read {what} {source}: {exc.strerror or exc}.") from None
+    if len(raw) > limit:
+        raise ServeError(f"{what.capitalize()} {source} is larger than {limit} bytes.")
     try:
         text = raw.decode("utf-8")
         doc: Any = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
-        raise ServeError(f"Faults file {source} is not valid {kind}: {_parse_problem(exc)}.") from None
-    if doc is None:
-        doc = {}
+        raise ServeError(f"{what.capitalize()} {source} is not valid {kind}: {_parse_problem(exc)}.") from None
+    return {} if doc is None else doc
+
+
+def load_faults_file(path: Path) -> FaultsFile:
+    """Read a faults file (YAML or JSON); any problem becomes a one-sentence ServeError."""
+    source = str(path)
+    doc = _read_document(path, "faults file", MAX_FAULTS_FILE_BYTES)
     if not isinstance(doc, dict):
         raise ServeError(f"Invalid faults file {source}: the top level must be a mapping with 'seed' and 'providers'.")
     try:
@@ -128,6 +136,31 @@ def load_faults_file(path: Path) -> FaultsFile:
             f"allowed values are: {', '.join(FAKE_KINDS)}."
         )
     return faults
+
+
+def load_seed_file(path: Path, kinds: list[str]) -> SeedDocument:
+    """Read a seed file (YAML or JSON: keys made outside keyorch, per keystore type; docs/migrating-from-uko.md);
+    any problem becomes a one-sentence ServeError naming the field."""
+    source = str(path)
+    doc = _read_document(path, "seed file", MAX_SEED_FILE_BYTES)
+    if not isinstance(doc, dict):
+        raise ServeError(f"Invalid seed file {source}: the top level must be a mapping with 'providers'.")
+    try:
+        seed = SeedDocument.model_validate(doc)
+    except ValidationError as exc:
+        raise ServeError(f"Invalid seed file {source}: {seed_error_sentence(exc)}.") from None
+    for kind in seed.providers:
+        if kind not in FAKE_KINDS:
+            raise ServeError(
+                f"Invalid seed file {source}: field providers.{kind}: unknown provider; "
+                f"allowed values are: {', '.join(FAKE_KINDS)}."
+            )
+        if kind not in kinds and seed.providers[kind]:
+            raise ServeError(
+                f"Invalid seed file {source}: field providers.{kind}: that fake is not served (--providers "
+                f"{','.join(kinds)})."
+            )
+    return seed
 
 
 def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -151,13 +184,14 @@ async def _serve(
     tls: TlsMaterial | None,
     ca_out: Path | None,
     credentials_dir: Path,
+    seed: SeedDocument | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        cluster = await start_fakes(kinds, host, port_base, faults, tls)
+        cluster = await start_fakes(kinds, host, port_base, faults, tls, seed=seed)
     except (FakeStartError, FakeUnavailableError, UnknownProviderError) as exc:
         raise ServeError(str(exc)) from None
     try:
@@ -207,6 +241,13 @@ def fakes() -> None:
     default=None,
     help="Fault plan (YAML or JSON): seed, and per provider a list of sequence/rate rules.",
 )
+@click.option(
+    "--seed",
+    "seed_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Keys made outside keyorch (YAML or JSON): per provider, names, tags, states, versions, creation dates.",
+)
 @click.option("--tls", is_flag=True, help="Serve HTTPS with a throw-away CA generated at start.")
 @click.option(
     "--ca-out",
@@ -225,6 +266,7 @@ def serve(
     host: str,
     port_base: int | None,
     faults_path: Path | None,
+    seed_path: Path | None,
     tls: bool,
     ca_out: Path | None,
     credentials_dir: Path | None,
@@ -233,7 +275,7 @@ def serve(
 
     Once every fake accepts connections, prints one JSON line on stdout: for each keystore
     type its "endpoint", the "connect" options for `keyorch keystore connect --vault V --name N`,
-    and its "admin" URL (faults, requests, clock, state, reset, credentials, tokens).
+    and its "admin" URL (faults, requests, clock, state, reset, seed, credentials, tokens).
     """
     try:
         kinds = parse_kinds(providers.split(","))
@@ -242,6 +284,7 @@ def serve(
     if ca_out is not None and not tls:
         raise ServeError("--ca-out is only meaningful with --tls.")
     faults = load_faults_file(faults_path) if faults_path is not None else None
+    seed = load_seed_file(seed_path, kinds) if seed_path is not None else None
 
     made_dir = credentials_dir is None
     directory = Path(tempfile.mkdtemp(prefix="keyorch-fakes-")) if credentials_dir is None else credentials_dir
@@ -254,7 +297,7 @@ def serve(
         ca_out = directory / "ca.pem"
     try:
         with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
-            runner.run(_serve(kinds, host, port_base, faults, material, ca_out, directory))
+            runner.run(_serve(kinds, host, port_base, faults, material, ca_out, directory, seed))
     finally:
         if made_dir:
             with contextlib.suppress(OSError):

@@ -39,6 +39,7 @@ import json
 import secrets
 import string
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -51,6 +52,8 @@ from keyorch.fakes.aws_state import DEFAULT_ACCOUNT, DEFAULT_REGION, KmsStore
 from keyorch.fakes.base import FakeError, ProviderFake
 from keyorch.fakes.clock import FakeClock
 from keyorch.fakes.faults import ProviderFaults
+from keyorch.fakes.seed import SeedKey
+from keyorch.fakes.seed_apply import seed_aws
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_PREFIX = "TrentService"
@@ -144,6 +147,9 @@ class AwsKmsFake(ProviderFake):
     def reset(self) -> None:
         super().reset()
         self.store.clear()
+
+    def seed(self, keys: Sequence[SeedKey], prefix: str = "keys") -> list[dict[str, Any]]:
+        return seed_aws(self.store, keys, prefix)
 
     # -- the wire protocol ----------------------------------------------------------------------
 

@@ -52,6 +52,8 @@ from keyorch.fakes.azure_token import VAULT_RESOURCE, EntraApp, token_response
 from keyorch.fakes.base import FakeError, ProviderFake, read_json_object
 from keyorch.fakes.clock import FakeClock
 from keyorch.fakes.faults import ProviderFaults
+from keyorch.fakes.seed import SeedKey
+from keyorch.fakes.seed_apply import seed_azure
 
 T = TypeVar("T")
 
@@ -220,6 +222,9 @@ class AzureKeyVaultFake(ProviderFake):
     def reset(self) -> None:
         super().reset()
         self.vault.clear()
+
+    def seed(self, keys: Sequence[SeedKey], prefix: str = "keys") -> list[dict[str, Any]]:
+        return seed_azure(self.vault, keys, managed_hsm=self.managed_hsm, prefix=prefix)
 
     # -- plumbing ----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import json
 import ssl
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from keyorch.fakes.clock import FakeClock
 from keyorch.fakes.faults import Fault, FaultInjector, ProviderFaults
+from keyorch.fakes.seed import SeedError, SeedKey, parse_keys
 from keyorch.fakes.tokens import TokenIssuer
 
 ADMIN_PREFIX = "/_fake/"
@@ -145,6 +146,12 @@ class ProviderFake(ABC):
     def reset(self) -> None:
         """Forget all keys (admin route). Subclasses extend."""
         self.log.clear()
+
+    def seed(self, keys: Sequence[SeedKey], prefix: str = "keys") -> list[dict[str, Any]]:
+        """Hold ``keys`` as if made outside keyorch (``POST /_fake/seed``, ``fakes serve --seed``): each fake makes
+        them in its own store (:mod:`keyorch.fakes.seed_apply`) and answers each one's id and name. A seed it
+        cannot hold raises :class:`~keyorch.fakes.seed.SeedError` and changes nothing."""
+        raise SeedError(f"the {self.kind or 'this'} fake holds no seeded keys")
 
 
 def _fault_label(fault: Fault) -> str:
@@ -321,6 +328,15 @@ def _add_admin_routes(app: web.Application, fake: ProviderFake) -> None:
         fake.faults.configure(ProviderFaults())
         return web.json_response({"reset": True})
 
+    async def post_seed(request: web.Request) -> web.Response:
+        try:
+            doc = json.loads(await request.read() or b"{}")
+            made = fake.seed(parse_keys(doc))
+        except (ValueError, RecursionError) as exc:  # SeedError, and a body that is not JSON
+            text = str(exc) if isinstance(exc, SeedError) else 'the body must be JSON: {"keys": [...]}'
+            return web.json_response({"error": text[:2000]}, status=400)
+        return web.json_response({"keys": made}, status=201)
+
     async def get_credentials(request: web.Request) -> web.Response:
         return web.json_response(fake.credentials(f"{request.scheme}://{request.host}"))
 
@@ -338,6 +354,7 @@ def _add_admin_routes(app: web.Application, fake: ProviderFake) -> None:
     app.router.add_post("/_fake/clock", post_clock)
     app.router.add_get("/_fake/state", get_state)
     app.router.add_post("/_fake/reset", post_reset)
+    app.router.add_post("/_fake/seed", post_seed)
 
 
 @dataclass

@@ -27,6 +27,7 @@ time the clock passes) complete lazily against the fake clock whenever a key is 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -39,6 +40,9 @@ from keyorch.fakes.gcp_auth import JWT_BEARER, KMS_SCOPES, OAuthError, ServiceAc
 from keyorch.fakes.gcp_model import GoogleError, invalid, rfc3339
 from keyorch.fakes.gcp_ops import KmsService
 from keyorch.fakes.gcp_request import LIST_PARAMS, Call, check_query, enum_encoding_ints
+from keyorch.fakes.registry import GOOGLE_KEY_RING, GOOGLE_LOCATION
+from keyorch.fakes.seed import SeedKey
+from keyorch.fakes.seed_apply import seed_google
 
 _P = r"projects/[^/]+/locations/[^/:]+"
 _RING = _P + r"/keyRings/[^/:]+"
@@ -157,6 +161,11 @@ class GoogleKmsFake(ProviderFake):
         super().reset()
         self.service.rings.clear()
         self._token_scopes.clear()
+
+    def seed(self, keys: Sequence[SeedKey], prefix: str = "keys") -> list[dict[str, Any]]:
+        """Keys in their ``key_ring`` (default: the ring ``fakes serve`` makes), made with their ring if missing."""
+        ring = f"projects/{self.account.project_id}/locations/{GOOGLE_LOCATION}/keyRings/{GOOGLE_KEY_RING}"
+        return seed_google(self.service.rings, keys, ring, prefix, now=self.clock.now())
 
     # -- plumbing -----------------------------------------------------------------------------
 

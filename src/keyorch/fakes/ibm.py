@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -55,6 +55,8 @@ from keyorch.fakes.ibm_iam import IamUsers
 from keyorch.fakes.ibm_routes import add_api_routes
 from keyorch.fakes.ibm_state import KeyProtectState
 from keyorch.fakes.ibm_wire import IbmError, error_body
+from keyorch.fakes.seed import SeedKey
+from keyorch.fakes.seed_apply import seed_ibm
 
 ApiHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
@@ -151,6 +153,9 @@ class KeyProtectFake(ProviderFake):
     def reset(self) -> None:
         super().reset()
         self.state.clear()
+
+    def seed(self, keys: Sequence[SeedKey], prefix: str = "keys") -> list[dict[str, Any]]:
+        return seed_ibm(self.state, keys, self.user, prefix)
 
     # -- shared by the routes --------------------------------------------------------------
     def authenticate(self, request: web.Request) -> str:

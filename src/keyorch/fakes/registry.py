@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the heavy imports wait until a fake is made or started (keeps the CLI quick)
     from keyorch.fakes.base import ProviderFake, RunningFake
     from keyorch.fakes.faults import FaultsFile
+    from keyorch.fakes.seed import SeedDocument
     from keyorch.fakes.tls import TlsMaterial
 
 FakeFactory = Callable[..., "ProviderFake"]
@@ -173,13 +174,16 @@ async def start_fakes(
     tls: TlsMaterial | None = None,
     *,
     types: Mapping[str, FakeFactory] | None = None,
+    seed: SeedDocument | None = None,
 ) -> FakeCluster:
     """Start the fakes for ``kinds`` on the running loop and return them once all listen.
 
-    Each fake gets its own clock and its provider's rules from ``faults_file``. On any failure
-    the fakes already started are stopped again before the error propagates.
+    Each fake gets its own clock, its provider's rules from ``faults_file`` and its keys from ``seed`` (keys made
+    outside keyorch, held from the start). On any failure the fakes already started are stopped again before the
+    error propagates.
     """
     from keyorch.fakes.base import start_fake
+    from keyorch.fakes.seed import SeedError
 
     factories = FAKE_TYPES if types is None else types
     chosen = parse_kinds(kinds, allowed=factories)
@@ -195,6 +199,11 @@ async def start_fakes(
                 raise _start_error(kind, host, port, exc) from exc
             running.url = _reachable_url(running.url, host)
             await _prepare(kind, running, tls)
+            if seed is not None and seed.providers.get(kind):
+                try:
+                    fake.seed(seed.providers[kind], f"providers.{kind}")
+                except SeedError as exc:
+                    raise FakeStartError(f"Cannot seed the {kind} fake: {exc}.") from exc
             # Faults apply from the first client request on; the preparation is not logged.
             if faults_file is not None:
                 fake.faults.configure(faults_file.for_provider(kind))
