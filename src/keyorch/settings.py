@@ -11,6 +11,7 @@ user-info) and what is allowed (:mod:`keyorch.settings_errors`).
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from keyorch.crypto import MasterKey
 from keyorch.domain.errors import ConfigurationError
+from keyorch.domain.rotation import DEFAULT_MIN_INTERVAL
 from keyorch.domain.validation import is_loopback_host
 from keyorch.listen import parse_listen
 from keyorch.providers.limits import (
@@ -102,6 +104,18 @@ class ReconcileSettings(BaseModel):
     heartbeat_seconds: float = seconds(5.0, 0.5, 60.0)
 
 
+class KeySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: a key rotates at most once in this long (UKO: once an hour); 0: as often as asked. The rule is
+    #: domain/rotation.py; the CLI, the API and the service pass this to it
+    rotation_min_interval_seconds: float = seconds(DEFAULT_MIN_INTERVAL.total_seconds(), 0.0)
+
+    @property
+    def rotation_min_interval(self) -> timedelta:
+        return timedelta(seconds=self.rotation_min_interval_seconds)
+
+
 class ApiToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -167,6 +181,7 @@ class Settings(BaseSettings):
     master_key_file: Text | None = None
     log: LogSettings = Field(default_factory=LogSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    keys: KeySettings = Field(default_factory=KeySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     environment_credentials: EnvironmentCredentialsSettings = Field(default_factory=EnvironmentCredentialsSettings)
 

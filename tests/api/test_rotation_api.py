@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from keyorch.api.auth import token_hash
+from keyorch.settings import ApiSettings, ApiToken, KeySettings, Settings
 from tests.uko.contract import violations
 
-from .conftest import Api, error_of, target_of
+from .conftest import USERS, Api, ApiFactory, error_of, target_of, token_of
 
 
 @pytest.fixture
@@ -58,3 +62,35 @@ async def test_a_second_rotation_within_the_hour_and_a_non_active_key_are_refuse
     assert resp.status == 409
     assert "rotate is allowed only from active" in (await error_of(resp))["errors"][0]["message"]
     assert (await api.request("GET", "/managed_keys/no-such-key/versions")).status == 404
+
+
+def _settings(min_interval_seconds: float) -> Settings:
+    tokens: list[Any] = [ApiToken(user=u, sha256=token_hash(token_of(u)), roles=r) for u, r in USERS.items()]  # type: ignore[arg-type]
+    return Settings(
+        api=ApiSettings(tokens=tokens), keys=KeySettings(rotation_min_interval_seconds=min_interval_seconds)
+    )
+
+
+async def _rotate(api: Api, key_id: str) -> tuple[int, Any]:
+    path = f"/managed_keys/{key_id}"
+    resp = await api.request("POST", f"{path}/rotate", headers={"If-Match": await api.etag(path)})
+    return resp.status, await resp.json()
+
+
+async def test_the_rotation_interval_is_the_setting(api_factory: ApiFactory) -> None:
+    """keys.rotation_min_interval_seconds lowered to 600: refused within 10 minutes naming the setting, allowed
+    after; at 0, rotations follow each other at once."""
+    api = await api_factory(settings=_settings(600))
+    key = await api.key(state="active")
+    assert (await _rotate(api, key.id))[0] == 200
+    status, doc = await _rotate(api, key.id)
+    assert status == 409, doc
+    message = doc["errors"][0]["message"]
+    assert "at most once every 600 s (setting keys.rotation_min_interval_seconds)" in message, message
+    api.clock.advance(minutes=10)
+    status, doc = await _rotate(api, key.id)
+    assert (status, doc["current_version"]) == (200, 3)
+
+    unlimited = await api_factory(settings=_settings(0))  # the same database, another daemon's settings
+    unlimited.clock.advance(minutes=10)
+    assert [(await _rotate(unlimited, key.id))[1]["current_version"] for _ in range(3)] == [4, 5, 6]

@@ -31,7 +31,7 @@ from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
 from keyorch.service.environment import EnvironmentPolicy
 from keyorch.service.keystore_probe import StatusChecks
-from keyorch.settings import ApiSettings, EnvironmentCredentialsSettings, Settings
+from keyorch.settings import ApiSettings, EnvironmentCredentialsSettings, KeySettings, Settings
 from keyorch.store.repository import Store
 
 ROUTES: list[Route] = [
@@ -92,6 +92,9 @@ def create_api_app(
         reconcile_once=reconcile_once,
         plan=plan,
         environment=EnvironmentPolicy.for_api(environment_credentials or EnvironmentCredentialsSettings()),
+        rotation_min_interval=(
+            settings.keys if isinstance(settings, Settings) else KeySettings()
+        ).rotation_min_interval,
     )
     app[OPENAPI_KEY] = build_openapi(ROUTES)
     app.router.add_route("GET", OPENAPI_PATH, _openapi)

@@ -82,7 +82,12 @@ async def withdraw_authorization(call: Call) -> web.StreamResponse:
 
 
 async def rotate(call: Call) -> web.StreamResponse:
-    return await _act(call, Permission.DEPLOY, "rotate", lambda _key: rotation.rotate_key)
+    interval = call.deps.rotation_min_interval  # setting keys.rotation_min_interval_seconds
+
+    async def run(ctx: ServiceContext, ref: str, version: int) -> ManagedKey:
+        return await rotation.rotate_key(ctx, ref, version, min_interval=interval)
+
+    return await _act(call, Permission.DEPLOY, "rotate", lambda _key: run)
 
 
 async def versions(call: Call) -> web.StreamResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -33,6 +34,7 @@ from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
 from keyorch.domain.errors import InvalidInput, KeyorchError, NotFound, StaleVersion
 from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Vault
+from keyorch.domain.rotation import DEFAULT_MIN_INTERVAL
 from keyorch.domain.validation import check_text, shown
 from keyorch.service import keys, keystores, templates, vaults
 from keyorch.service.context import Change, ServiceContext
@@ -64,6 +66,8 @@ class ApiDeps:
     environment: EnvironmentPolicy = EnvironmentPolicy(vaults=frozenset())  # noqa: RUF009 - frozen
     #: live keystore status checks, cached per keystore (GET /keystores/{id}/status)
     keystore_checks: StatusChecks = field(default_factory=StatusChecks)
+    #: a key rotates at most once in this long (setting keys.rotation_min_interval_seconds)
+    rotation_min_interval: timedelta = DEFAULT_MIN_INTERVAL
 
 
 DEPS = web.AppKey("keyorch_api_deps", ApiDeps)

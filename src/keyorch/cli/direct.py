@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 
 from keyorch.cli.backend import Doc, KeyCommand, ProgressHook, TemplateRequest, VaultChanges
 from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Vault, VaultCounts
+from keyorch.domain.rotation import DEFAULT_MIN_INTERVAL
 from keyorch.reconcile import report
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
@@ -52,7 +54,6 @@ _KEY_ACTIONS: dict[str, Callable[[ServiceContext, str, int | None], Awaitable[Ma
     "remove": keys.remove_key,
     "authorize-deletion": keys.authorize_deletion,
     "withdraw-authorization": keys.withdraw_authorization,
-    "rotate": rotation.rotate_key,
 }
 
 
@@ -62,6 +63,8 @@ class DirectBackend:
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
     #: a keystore's connection test takes this at most (setting api.keystore_check_timeout_seconds)
     check_timeout_seconds: float = DEFAULT_CHECK_TIMEOUT_SECONDS
+    #: a key rotates at most once in this long (setting keys.rotation_min_interval_seconds)
+    rotation_min_interval: timedelta = DEFAULT_MIN_INTERVAL
 
     async def aclose(self) -> None:
         await self.ctx.store.close()
@@ -196,6 +199,9 @@ class DirectBackend:
     async def key_action(self, action: KeyCommand, ref: str, if_version: int | None, *, force: bool = False) -> Doc:
         if action == "destroy":
             return await self._key(await keys.destroy_key(self.ctx, ref, force=force, expected_version=if_version))
+        if action == "rotate":
+            interval = self.rotation_min_interval
+            return await self._key(await rotation.rotate_key(self.ctx, ref, if_version, min_interval=interval))
         return await self._key(await _KEY_ACTIONS[action](self.ctx, ref, if_version))
 
     async def key_versions(self, ref: str) -> Doc:

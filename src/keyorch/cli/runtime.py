@@ -191,8 +191,12 @@ async def open_backend(state: CliState) -> Backend:
         return RemoteBackend(options.url, options.token, ca_file=options.ca_file)
     from keyorch.cli.direct import DirectBackend
 
+    settings = state.settings
     return DirectBackend(
-        await open_context(state), state.settings.reconcile, state.settings.api.keystore_check_timeout_seconds
+        await open_context(state),
+        settings.reconcile,
+        settings.api.keystore_check_timeout_seconds,
+        settings.keys.rotation_min_interval,
     )
 
 

@@ -22,14 +22,15 @@ DEFAULT_MIN_INTERVAL = timedelta(hours=1)
 
 def check_rotation(key: ManagedKey, now: datetime, min_interval: timedelta = DEFAULT_MIN_INTERVAL) -> None:
     """Refuse a rotation the action table forbids (not active) or that comes within ``min_interval`` of the
-    key's last one, naming the rule and when the next is allowed."""
+    key's last one (``min_interval`` 0: no limit), naming the rule and when the next is allowed."""
     check_action(key, KeyAction.ROTATE)
     if key.rotated_at is not None and now < key.rotated_at + min_interval:
         allowed = (key.rotated_at + min_interval).isoformat(timespec="seconds")
         raise RuleViolation(
             f"cannot rotate key {key.label} ({key.id}): it was rotated at "
             f"{key.rotated_at.isoformat(timespec='seconds')}, and a key rotates at most once every "
-            f"{int(min_interval.total_seconds())} s (keys.rotation_min_interval_seconds); next allowed at {allowed}",
+            f"{min_interval.total_seconds():g} s (setting keys.rotation_min_interval_seconds); "
+            f"next allowed at {allowed}",
             target="rotated_at",
         )
 
