@@ -8,13 +8,15 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any, Literal
 
-#: Where a change came from: the REST API (a bearer token's user), the CLI on the database directly (a
-#: self-declared user, not authenticated), or the reconciler's own provider calls.
-Source = Literal["cli-direct", "api", "reconciler"]
+#: Where a change came from: the REST API (a bearer token's user), the web console (a user signed in with a
+#: bearer token), the CLI on the database directly (a self-declared user, not authenticated), or the
+#: reconciler's own provider calls.
+Source = Literal["cli-direct", "api", "console", "reconciler"]
 Outcome = Literal["accepted", "refused"]
 
-#: Sources whose user is authenticated (the API checked a bearer token; the reconciler is keyorch itself).
-AUTHENTICATED_SOURCES: frozenset[str] = frozenset({"api", "reconciler"})
+#: Sources whose user is authenticated (the API and the console checked a bearer token; the reconciler is keyorch
+#: itself).
+AUTHENTICATED_SOURCES: frozenset[str] = frozenset({"api", "console", "reconciler"})
 
 _SECRET_FIELDS = frozenset({"credentials", "secret", "token"})
 

@@ -29,6 +29,7 @@ from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
 from keyorch.domain.errors import ConfigurationError, InvalidInput, KeyorchError
 from keyorch.domain.models import Keystore
+from keyorch.domain.states import KeyAction
 from keyorch.logs import get_logger
 from keyorch.reconcile import report
 from keyorch.reconcile.batches import KeyBatches
@@ -167,6 +168,10 @@ class Daemon:
 
     async def plan(self, refs: Sequence[str]) -> dict[str, Any]:
         return await report.plan_document(self.controller, refs, self.clock.now())
+
+    async def plan_action(self, ref: str, action: KeyAction) -> dict[str, Any]:
+        """What a state action on the key would do in each keystore (the console's confirmations)."""
+        return await report.action_plan_document(self.controller, ref, action, self.clock.now())
 
     async def _handle(self, key_id: str) -> None:
         if self.stopping.is_set() or self.master_key_problem is not None:
@@ -420,6 +425,7 @@ def build_app(daemon: Daemon, api_factory: Callable[..., web.Application] | None
             sync_key=daemon.sync_key,
             reconcile_once=daemon.reconcile_once,
             plan=daemon.plan,
+            plan_action=daemon.plan_action,
         )
     app.add_routes(health_routes(daemon))
     return app

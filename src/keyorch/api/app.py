@@ -29,10 +29,12 @@ from keyorch.api.openapi import OPENAPI_PATH, build_openapi
 from keyorch.api.routing import DEPS, ApiDeps, Route, make_handler
 from keyorch.crypto import MasterKey
 from keyorch.domain.clock import Clock
+from keyorch.domain.states import KeyAction
 from keyorch.service.environment import EnvironmentPolicy
 from keyorch.service.keystore_probe import StatusChecks
 from keyorch.settings import ApiSettings, EnvironmentCredentialsSettings, KeySettings, Settings
 from keyorch.store.repository import Store
+from keyorch.web import add_console
 
 ROUTES: list[Route] = [
     *routes_vaults.ROUTES,
@@ -63,13 +65,15 @@ def create_api_app(
     reconcile_once: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     plan: Callable[[Sequence[str]], Awaitable[dict[str, Any]]] | None = None,
     environment_credentials: EnvironmentCredentialsSettings | None = None,
+    plan_action: Callable[[str, KeyAction], Awaitable[dict[str, Any]]] | None = None,
 ) -> web.Application:
     """The API application.
 
     ``on_change(key_id)`` is called after every accepted change to a key; ``sync_key(key_id)`` runs a
     push reconcile and returns its document (:func:`keyorch.reconcile.report.sync_document`; without it
     the sync endpoint answers 503); ``reconcile_once()`` runs a full pass and ``plan(refs)`` plans one
-    (their documents: :mod:`keyorch.reconcile.report`; without them those endpoints answer 503).
+    (their documents: :mod:`keyorch.reconcile.report`; without them those endpoints answer 503); ``plan_action(ref,
+    action)`` plans what a state action would do in each keystore (the web console's confirmations, at ``/ui/``).
     ``environment_credentials`` (default: that of ``settings``, else none allowed) says which vaults may
     connect keystores with credentials from keyorch's environment, and to which endpoints.
     """
@@ -81,7 +85,7 @@ def create_api_app(
     )
     app.on_response_prepare.append(add_trace_header)
     app[LIMITS] = RequestLimits.of(api)
-    app[DEPS] = ApiDeps(
+    deps = ApiDeps(
         store=store,
         clock=clock,
         master_key=master_key,
@@ -96,9 +100,11 @@ def create_api_app(
             settings.keys if isinstance(settings, Settings) else KeySettings()
         ).rotation_min_interval,
     )
+    app[DEPS] = deps
     app[OPENAPI_KEY] = build_openapi(ROUTES)
     app.router.add_route("GET", OPENAPI_PATH, _openapi)
     add_docs_routes(app)
     for route in ROUTES:
         app.router.add_route(route.method, route.full_path, make_handler(route))
+    add_console(app, deps, plan_action=plan_action)
     return app

@@ -101,11 +101,17 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("the Authorization header must be: Bearer <token>")
-        presented = token_hash(token).encode("ascii")
-        found: Principal | None = None
-        for digest, principal in self._tokens:  # compare with every hash, so timing shows nothing
-            if hmac.compare_digest(presented, digest) and found is None:
-                found = principal
+        found = self.by_digest(token_hash(token))
         if found is None:
             raise Unauthorized("the bearer token is not valid")
+        return found
+
+    def by_digest(self, digest: str) -> Principal | None:
+        """The user and roles of the configured token whose SHA-256 is ``digest`` (hex), if any: the bearer check
+        above, and the console's session (which keeps the token's hash, never the token), both through here."""
+        presented = digest.encode("ascii", "replace")
+        found: Principal | None = None
+        for configured, principal in self._tokens:  # compare with every hash, so timing shows nothing
+            if hmac.compare_digest(presented, configured) and found is None:
+                found = principal
         return found

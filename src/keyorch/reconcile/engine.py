@@ -227,7 +227,11 @@ class Reconciler:
 
     async def plan(self, key_ref: str, *, push: bool = False, listing: Listing | None = None) -> KeyOutcome:
         """Observe and plan without acting (``keyorch plan``)."""
-        loaded = await self.load(key_ref)
+        return await self.plan_loaded(await self.load(key_ref), push=push, listing=listing)
+
+    async def plan_loaded(self, loaded: Loaded, *, push: bool = False, listing: Listing | None = None) -> KeyOutcome:
+        """Observe and plan a key already read, without acting: ``loaded.key`` may be the key as an action would
+        leave it (the console's confirmations plan what a deactivate or destroy would do in each keystore)."""
         return KeyOutcome(
             loaded.key.id, loaded.key.label, loaded.key.state.value, await self._plan_all(loaded, push, listing)
         )

@@ -11,6 +11,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from keyorch.domain.models import ManagedKey
+from keyorch.domain.rotation import rotate
+from keyorch.domain.rules import apply_state_change
+from keyorch.domain.states import KeyAction
 from keyorch.reconcile.controller import EXIT_IN_SYNC, EXIT_OUT_OF_SYNC, EXIT_UNREACHABLE, Controller, PassSummary
 from keyorch.reconcile.engine import KeyOutcome, TargetOutcome
 from keyorch.reconcile.planner import DESTRUCTION_WINDOW_DAYS, UNDO, Action
@@ -72,13 +76,8 @@ def _undo(action: Action, keystore_type: str) -> str:
     return UNDO[action]
 
 
-async def plan_document(controller: Controller, refs: Sequence[str], now: datetime) -> Doc:
-    """What a pass would do per key and keystore, and how each step could be undone. Changes nothing."""
-    keystores = await controller.keystores()
-    types = {ks.id: ks.type.value for ks in keystores}
-    down = await controller.check_keystores(keystores)
-    listing = await controller.gather_listing(keystores, down)
-    outcomes = [await controller.reconciler.plan(key_id, listing=listing) for key_id in await controller.key_ids(refs)]
+def _steps(outcomes: Sequence[KeyOutcome], types: dict[str, str], now: datetime) -> list[Doc]:
+    """Per key and keystore: what a pass would do there, and how each step could be undone (and until when)."""
     steps: list[Doc] = []
     for o in outcomes:
         for t in o.targets:
@@ -101,4 +100,51 @@ async def plan_document(controller: Controller, refs: Sequence[str], now: dateti
                     "blocked": t.plan.blocked,
                 }
             )
-    return {"steps": steps, "keystores_down": down}
+    return steps
+
+
+async def plan_document(controller: Controller, refs: Sequence[str], now: datetime) -> Doc:
+    """What a pass would do per key and keystore, and how each step could be undone. Changes nothing."""
+    keystores = await controller.keystores()
+    types = {ks.id: ks.type.value for ks in keystores}
+    down = await controller.check_keystores(keystores)
+    listing = await controller.gather_listing(keystores, down)
+    outcomes = [await controller.reconciler.plan(key_id, listing=listing) for key_id in await controller.key_ids(refs)]
+    return {"steps": _steps(outcomes, types, now), "keystores_down": down}
+
+
+#: The actions whose effect in the keystores can be planned before they are taken (the console's confirmations)
+PLANNED_ACTIONS = (
+    KeyAction.ACTIVATE,
+    KeyAction.DEACTIVATE,
+    KeyAction.REACTIVATE,
+    KeyAction.COMPROMISE,
+    KeyAction.DESTROY,
+    KeyAction.ROTATE,
+)
+
+
+def _after(key: ManagedKey, action: KeyAction, now: datetime) -> ManagedKey:
+    """The key as ``action`` would leave it (the state table's and rotation's own rules: a refused action raises
+    the refusal the action itself would give). Destroying with force, and dual authorization, change nothing of
+    what is planned in the keystores, so they are left to the action itself."""
+    if action is KeyAction.ROTATE:
+        return rotate(key, now, None)[0]
+    return apply_state_change(key, action, now)
+
+
+async def action_plan_document(controller: Controller, ref: str, action: KeyAction, now: datetime) -> Doc:
+    """What ``action`` on the key would do in each keystore, planned by the same planner as ``keyorch plan`` on the
+    key as the action would leave it, with each keystore read now. Changes nothing."""
+    if action not in PLANNED_ACTIONS:
+        raise ValueError(f"{action} is not planned per keystore")
+    loaded = await controller.reconciler.load(ref)
+    after = _after(loaded.key, action, now)
+    outcome = await controller.reconciler.plan_loaded(loaded._replace(key=after))
+    types = {ks_id: ks.type.value for ks_id, ks in loaded.keystores.items()}
+    return {
+        "key": after.id,
+        "action": action.value,
+        "desired": after.state.value,
+        "steps": _steps([outcome], types, now),
+    }

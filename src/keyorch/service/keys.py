@@ -131,12 +131,15 @@ class KeyFilter:
     vault: str | None = None
     state: str | None = None
     out_of_sync: bool = False
+    pending_destruction: bool = False
+    unaligned: bool = False
     include_destroyed: bool = False
     limit: int | None = None
     offset: int = 0
     #: only keys in these vaults (by id), e.g. those the API caller may read; None: every vault
     vault_ids: frozenset[str] | None = None
     label: str | None = None
+    label_contains: str | None = None
     algorithms: tuple[str, ...] = ()
     template_ids: tuple[str, ...] = ()
     template_names: tuple[str, ...] = ()
@@ -168,7 +171,10 @@ async def _selection(tx: Transaction, flt: KeyFilter) -> KeySelection:
         vault_ids=flt.vault_ids,
         states=flt.states(),
         out_of_sync=flt.out_of_sync,
+        pending_destruction=flt.pending_destruction,
+        unaligned=flt.unaligned,
         label=flt.label,
+        label_contains=flt.label_contains,
         algorithms=tuple(a.lower() for a in flt.algorithms),
         template_ids=flt.template_ids,
         template_names=flt.template_names,

@@ -46,7 +46,13 @@ class KeySelection:
     vault_ids: Collection[str] | None = None
     states: Sequence[KeyState] | None = None
     out_of_sync: bool = False
+    #: only keys some keystore holds pending destruction
+    pending_destruction: bool = False
+    #: only keys no longer aligned with their template (it changed since they were made or realigned)
+    unaligned: bool = False
     label: str | None = None
+    #: only keys whose label contains this text (any case): the console's search
+    label_contains: str | None = None
     algorithms: tuple[str, ...] = ()
     template_ids: tuple[str, ...] = ()
     template_names: tuple[str, ...] = ()
@@ -74,8 +80,18 @@ class KeySelection:
                 key_targets.c.key_id == keys.id, key_targets.c.sync_flag == SyncFlag.OUT_OF_SYNC.value
             )
             where.append(flagged.exists())
+        if self.pending_destruction:
+            pending = select(key_targets.c.key_id).where(
+                key_targets.c.key_id == keys.id, key_targets.c.status == TargetStatus.DESTRUCTION_PENDING.value
+            )
+            where.append(pending.exists())
+        if self.unaligned:
+            where.append(keys.template_aligned.is_(False))
         if self.label is not None:
             where.append(keys.label == self.label)
+        if self.label_contains:
+            escaped = self.label_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append(keys.label.ilike(f"%{escaped}%", escape="\\"))
         if self.algorithms:
             where.append(keys.algorithm.in_(self.algorithms))
         if self.template_ids:
