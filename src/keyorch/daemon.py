@@ -171,7 +171,8 @@ class Daemon:
 
     async def plan_action(self, ref: str, action: KeyAction) -> dict[str, Any]:
         """What a state action on the key would do in each keystore (the console's confirmations)."""
-        return await report.action_plan_document(self.controller, ref, action, self.clock.now())
+        interval = self.settings.keys.rotation_min_interval  # as the API rotates (keys.rotation_min_interval_seconds)
+        return await report.action_plan_document(self.controller, ref, action, self.clock.now(), interval)
 
     async def _handle(self, key_id: str) -> None:
         if self.stopping.is_set() or self.master_key_problem is not None:

@@ -124,22 +124,24 @@ PLANNED_ACTIONS = (
 )
 
 
-def _after(key: ManagedKey, action: KeyAction, now: datetime) -> ManagedKey:
+def _after(key: ManagedKey, action: KeyAction, now: datetime, min_interval: timedelta) -> ManagedKey:
     """The key as ``action`` would leave it (the state table's and rotation's own rules: a refused action raises
     the refusal the action itself would give). Destroying with force, and dual authorization, change nothing of
     what is planned in the keystores, so they are left to the action itself."""
     if action is KeyAction.ROTATE:
-        return rotate(key, now, None)[0]
+        return rotate(key, now, None, min_interval)[0]
     return apply_state_change(key, action, now)
 
 
-async def action_plan_document(controller: Controller, ref: str, action: KeyAction, now: datetime) -> Doc:
+async def action_plan_document(
+    controller: Controller, ref: str, action: KeyAction, now: datetime, rotation_min_interval: timedelta
+) -> Doc:
     """What ``action`` on the key would do in each keystore, planned by the same planner as ``keyorch plan`` on the
     key as the action would leave it, with each keystore read now. Changes nothing."""
     if action not in PLANNED_ACTIONS:
         raise ValueError(f"{action} is not planned per keystore")
     loaded = await controller.reconciler.load(ref)
-    after = _after(loaded.key, action, now)
+    after = _after(loaded.key, action, now, rotation_min_interval)
     outcome = await controller.reconciler.plan_loaded(loaded._replace(key=after))
     types = {ks_id: ks.type.value for ks_id, ks in loaded.keystores.items()}
     return {

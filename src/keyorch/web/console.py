@@ -12,7 +12,8 @@ import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -24,6 +25,7 @@ from multidict import MultiDictProxy
 from keyorch.api.auth import Principal, token_hash
 from keyorch.api.routing import DEPS, ApiDeps
 from keyorch.domain.errors import KeyorchError
+from keyorch.domain.rotation import DEFAULT_MIN_INTERVAL
 from keyorch.domain.states import KeyAction
 from keyorch.web import words
 from keyorch.web.session import COOKIE, LIFETIME, SIGN_IN_COOKIE, Session, Sessions
@@ -69,6 +71,8 @@ class User:
     principal: Principal
     csrf: str
     form: MultiDictProxy[str | bytes | bytearray | web.FileField] | None = None
+
+    rotation_min_interval: timedelta = DEFAULT_MIN_INTERVAL
 
     def field(self, name: str) -> str | None:
         value = self.form.get(name) if self.form is not None else None
@@ -125,6 +129,7 @@ def signed_in(page: Page) -> Callable[[web.Request], Awaitable[web.StreamRespons
                     "wrong), so nothing was done. Open the page again and retry.",
                 )
             user = User(user.session, user.principal, user.csrf, form)
+        user = replace(user, rotation_min_interval=console_of(request).deps.rotation_min_interval)
         return await page(request, user)
 
     handle.__name__ = page.__name__

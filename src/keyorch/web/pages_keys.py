@@ -47,6 +47,11 @@ class KeyActionPage:
     run: Run
 
 
+async def _rotate(ctx: ServiceContext, ref: str, version: int, user: User) -> ManagedKey:
+    """As the API rotates: at most once in the setting keys.rotation_min_interval_seconds."""
+    return await rotation.rotate_key(ctx, ref, version, min_interval=user.rotation_min_interval)
+
+
 async def _destroy(ctx: ServiceContext, ref: str, version: int, user: User) -> ManagedKey:
     return await ops.destroy_key(ctx, ref, force=user.field("force") == "on", expected_version=version)
 
@@ -96,7 +101,7 @@ ACTIONS: dict[str, KeyActionPage] = {
             "Rotate key",
             "The key gets a new version: every keystore makes a new primary version; older versions still "
             "decrypt what they encrypted.",
-            _plain(rotation.rotate_key),
+            _rotate,
         ),
         KeyActionPage(
             "deactivate",
