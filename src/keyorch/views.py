@@ -28,6 +28,7 @@ from keyorch.providers.endpoints import effective_endpoint
 from keyorch.providers.identity import label_in_keystore
 from keyorch.service.associations import Association
 from keyorch.service.directory import Directory
+from keyorch.service.inventory import Scan, UnmanagedKey
 
 #: where the API's resources are: an object's ``href`` is its path below this (relative, as the links of UKO's
 #: lists are: the client resolves them against the server it called)
@@ -353,4 +354,53 @@ def associated_resource_json(a: Association, vault_name: str | None) -> dict[str
             "crn": r.resource_crn,
             "description": r.description,
         },
+    }
+
+
+def unmanaged_key_json(u: UnmanagedKey) -> dict[str, Any]:
+    """A key of a keystore that no managed key targets (issue 16's scan), as the API and ``keystore scan`` show it:
+    what the keystore holds (its id, name, aliases, tags as UKO's ``{name, value}``, state, versions, creation
+    date) and who seems to have made it (``made_by``: uko, keyorch or unknown, with the ``evidence``)."""
+    k = u.key
+    doc: dict[str, Any] = {
+        "key_id_in_keystore": k.key_id_in_keystore,
+        "label_in_keystore": k.name,
+        "aliases": list(k.aliases),
+        "tags": [{"name": name, "value": value} for name, value in sorted(k.labels.items())],
+        "state": uko_state(k.state),
+        "state_in_keystore": k.raw_state,
+        "destruction_pending": k.destruction_pending,
+        "versions": [
+            {"id": v.version_id, "primary": v.primary, "enabled": v.enabled}
+            | ({"created_at": _time(v.created_at)} if v.created_at is not None else {})
+            for v in k.versions
+        ],
+        "created_at": _time(k.created_at),
+        "description": k.description,
+        "made_by": u.made_by.value,
+        "evidence": list(u.evidence),
+    }
+    optional = {
+        "pending_until": _time(k.pending_until),
+        "key_type": k.key_type,
+        "origin": k.origin,
+        "managed_key_id": k.managed_key_id,
+        "uko_managed_key_id": u.uko_managed_key_id,
+    }
+    doc |= {name: value for name, value in optional.items() if value is not None}
+    if doc["label_in_keystore"] is None:
+        del doc["label_in_keystore"]
+    if doc["created_at"] is None:
+        del doc["created_at"]
+    return doc
+
+
+def scan_json(scan: Scan) -> dict[str, Any]:
+    """``keystore scan --output json``: the keystore, its counts, and every key no managed key targets."""
+    ks = scan.keystore
+    return {
+        "keystore": reference("keystores", ks.id, ks.name, type=uko_type(ks.type)),
+        "keys_in_keystore": scan.total,
+        "managed_in_keystore": scan.managed,
+        "unmanaged_keys": [unmanaged_key_json(u) for u in scan.unmanaged],
     }

@@ -425,6 +425,13 @@ async def _scenario(
         shown = [r["managed_key"]["id"] for r in found["associated_resources"]]
         assert shown == ([keys[0]] if kind == ibm else []), found  # only Key Protect records registrations
         await c.ok("GET", "/keystores/{id}/managed_keys", ident)
+    # keys made outside keyorch (issue 16): a UKO key and a person's in the AWS fake, found by the scan
+    seed = {"keys": [{"name": "uko-contract", "uko": True}, {"name": "by-hand-contract"}]}
+    async with c.session.post(running[aws].url + "/_fake/seed", json=seed) as resp:
+        assert resp.status == 201, await resp.text()
+        seeded = {k["id"] for k in (await resp.json())["keys"]}
+    found = await c.ok("GET", "/keystores/{id}/unmanaged_keys", stores[aws], query="limit=1000")
+    assert seeded <= {k["key_id_in_keystore"] for k in found["unmanaged_keys"]}, found
 
     await c.ok("POST", "/reconcile")
     await c.ok("POST", "/plan", json_body={"keys": [keys[0]]})

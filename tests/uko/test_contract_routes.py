@@ -79,6 +79,9 @@ UKO_MODELS: dict[RouteKey, str] = {
 KEYORCH_ONLY: dict[RouteKey, str] = {
     ("GET", "/managed_keys/{id}/versions"): "a key's versions and which one each keystore serves; the UKO SDK "
     "(4.7.3) the schemas are derived from has no versions model",
+    ("GET", "/keystores/{id}/unmanaged_keys"): "the keys a keystore holds that no managed key targets, read live "
+    "from the provider (issue 16's scan, before adopting keys made by UKO or by hand); UKO manages only keys it "
+    "made and has no such list",
     ("POST", "/reconcile"): "runs one reconcile pass now; UKO reconciles on its own schedule only",
     ("POST", "/plan"): "what a reconcile pass would do, without doing it; UKO has no dry run of its sync",
     ("GET", "/audit_records"): "keyorch's audit trail; UKO's is IBM Cloud Activity Tracker, outside its API",

@@ -536,6 +536,23 @@ class AssociatedResourceQuery(Page):
     )
 
 
+_UkoName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class UnmanagedKeyQuery(Page):
+    """``GET /keystores/{id}/unmanaged_keys`` parameters (keyorch's: UKO has no such list)."""
+
+    made_by: Literal["uko", "keyorch", "unknown"] | None = Field(
+        default=None, description="only the keys that look made by UKO, by keyorch (orphans), or by neither"
+    )
+    uko_name: Annotated[list[_UkoName] | None, BeforeValidator(_comma_list)] = Field(
+        default=None,
+        max_length=100,
+        description="globs of names UKO gave keys (labels of a UKO export, or a naming scheme: akms-*), "
+        "comma-separated: a key whose name matches looks made by UKO",
+    )
+
+
 class KeystoreDeleteQuery(Query):
     """UKO's DeleteKeystore parameters."""
 

@@ -406,6 +406,49 @@ class AssociatedResourceList(LinkedPage):
     associated_resources: list[AssociatedResource]
 
 
+class UnmanagedKeyVersion(Document):
+    id: str = Field(description="the provider's id of the version")
+    created_at: str | None = _OPTIONAL_TIME
+    primary: bool
+    enabled: bool
+
+
+class UnmanagedKey(Document):
+    """A key of the keystore that no managed key targets (keyorch's scan; UKO has none): what the keystore holds
+    and who seems to have made it."""
+
+    key_id_in_keystore: str = Field(
+        description="the AWS key id, the Azure key name, the Cloud KMS resource name, the Key Protect key id"
+    )
+    label_in_keystore: str | None = Field(
+        default=None, description="what the keystore calls it: AWS alias, Azure key name, cryptoKeyId, Key Protect name"
+    )
+    aliases: list[str]
+    tags: list[TagDocument] = Field(description="AWS and Azure tags, Cloud KMS labels, Key Protect tags (key:value)")
+    state: UkoKeyState
+    state_in_keystore: str = Field(description="the provider's own state words")
+    destruction_pending: bool
+    pending_until: str | None = _OPTIONAL_TIME
+    versions: list[UnmanagedKeyVersion] = Field(description="oldest first (none for a soft-deleted Azure key)")
+    created_at: str | None = _OPTIONAL_TIME
+    description: str
+    key_type: str | None = Field(default=None, description="AWS KeySpec, Cloud KMS purpose, Key Protect algorithm")
+    origin: str | None = Field(default=None, description="AWS: AWS_KMS, or EXTERNAL for imported key material")
+    managed_key_id: str | None = Field(default=None, description="the managed key keyorch's identity on it names")
+    uko_managed_key_id: str | None = Field(default=None, description="the UKO managed key UKO's mark on it names")
+    made_by: Literal["uko", "keyorch", "unknown"]
+    evidence: list[str] = Field(description="what made_by rests on")
+
+
+class UnmanagedKeyList(LinkedPage):
+    """The keys of a keystore that no managed key targets, and how many keys it holds."""
+
+    unmanaged_keys: list[UnmanagedKey]
+    keystore: KeystoreReference
+    keys_in_keystore: int
+    managed_in_keystore: int
+
+
 class StatusInKeystores(Document):
     """UKO's ``StatusInKeystores``, with the key's id, state and keyorch's out-of-sync flag."""
 

@@ -1,4 +1,6 @@
-"""UKO v4's keystore/key associations: a keystore's managed keys, and the resources a key protects.
+"""UKO v4's keystore/key associations: a keystore's managed keys, and the resources a key protects; and
+keyorch's ``GET /keystores/{id}/unmanaged_keys``: the keys of a keystore that no managed key targets
+(:func:`keyorch.service.inventory.unmanaged_keys`, read live from the provider, page by page).
 
 ``GET /keystores/{id}/managed_keys`` is the key list (:func:`keyorch.api.routes_keys.key_page`: the same
 filters, sort and pages) kept to the keys in that keystore. ``GET /managed_keys/{id}/associated_resources``
@@ -13,14 +15,15 @@ from typing import Any
 from aiohttp import web
 
 from keyorch.api.auth import Permission
-from keyorch.api.models import AssociatedResourceQuery, KeyFilterQuery
-from keyorch.api.responses import AssociatedResourceList, ManagedKeyList
+from keyorch.api.models import AssociatedResourceQuery, KeyFilterQuery, UnmanagedKeyQuery
+from keyorch.api.responses import AssociatedResourceList, ManagedKeyList, UnmanagedKeyList
 from keyorch.api.routes_keys import key_page
 from keyorch.api.routing import Call, Route, linked_page
 from keyorch.domain.errors import InvalidInput
+from keyorch.domain.uko import uko_type
 from keyorch.domain.validation import shown
-from keyorch.service import associations
-from keyorch.views import associated_resource_json
+from keyorch.service import associations, inventory
+from keyorch.views import associated_resource_json, reference, unmanaged_key_json
 
 #: what a list of associated resources sorts by; by key label, keystore name and CRN otherwise
 SORT_FIELDS = ("name", "type", "id", "key_id_in_keystore")
@@ -67,6 +70,18 @@ async def keystore_resources(call: Call) -> web.StreamResponse:
     return await _answer(call, q, await associations.keystore_associations(call.context(), keystore))
 
 
+async def keystore_unmanaged_keys(call: Call) -> web.StreamResponse:
+    q = call.parsed(UnmanagedKeyQuery, call.query)
+    keystore = await call.keystore(call.path_id)
+    made_by = inventory.MadeBy(q.made_by) if q.made_by is not None else None
+    scan = await inventory.unmanaged_keys(call.context(), keystore, uko_names=q.uko_name or (), made_by=made_by)
+    docs = [unmanaged_key_json(u) for u in scan.unmanaged[q.offset : q.offset + q.limit]]
+    doc = linked_page(docs, len(scan.unmanaged), q.limit, q.offset, "unmanaged_keys", call.request)
+    doc["keystore"] = reference("keystores", keystore.id, keystore.name, type=uko_type(keystore.type))
+    doc |= {"keys_in_keystore": scan.total, "managed_in_keystore": scan.managed}
+    return call.answer(doc)
+
+
 ROUTES = [
     Route(
         "GET",
@@ -79,6 +94,19 @@ ROUTES = [
         query=KeyFilterQuery,
         response=ManagedKeyList,
         refusals=(403, 404),
+    ),
+    Route(
+        "GET",
+        "/keystores/{id}/unmanaged_keys",
+        keystore_unmanaged_keys,
+        "list_unmanaged_keys_in_keystore",
+        "The keys the keystore holds that no managed key targets (read live from the provider, reads only), each "
+        "with its name, tags, state, versions, creation date and whether it looks made by UKO or by keyorch",
+        "keystores",
+        Permission.READ,
+        query=UnmanagedKeyQuery,
+        response=UnmanagedKeyList,
+        refusals=(404, 409, 502, 503),
     ),
     Route(
         "GET",

@@ -14,6 +14,7 @@ from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
 from keyorch.service import (
     audit,
+    inventory,
     key_template,
     keys,
     keystore_update,
@@ -40,6 +41,7 @@ from keyorch.views import (
     keystore_json,
     keystore_status_json,
     realignment_json,
+    scan_json,
     statuses_json,
     template_json,
     vault_json,
@@ -136,6 +138,11 @@ class DirectBackend:
 
     async def get_keystore(self, ref: str) -> Doc:
         return await self._keystore_json(await keystores.get_keystore(self.ctx, ref))
+
+    async def scan_keystore(self, ref: str, uko_names: Sequence[str], made_by: str | None) -> Doc:
+        keystore = await keystores.get_keystore(self.ctx, ref)
+        chosen = inventory.MadeBy(made_by) if made_by is not None else None
+        return scan_json(await inventory.unmanaged_keys(self.ctx, keystore, uko_names=uko_names, made_by=chosen))
 
     async def update_keystore(self, ref: str, request: UpdateRequest, if_version: int | None) -> Doc:
         timeout = self.check_timeout_seconds

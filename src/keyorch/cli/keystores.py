@@ -225,6 +225,52 @@ async def status(state: CliState, backend: Backend, ref: str) -> int:
     return STATUS_EXIT[str(doc["health_status"])]
 
 
+@keystore.command(name="scan")
+@click.argument("ref", metavar="ID")
+@click.option(
+    "--uko-name",
+    "uko_names",
+    multiple=True,
+    metavar="GLOB",
+    help="A name UKO gave keys (a label, or a pattern: akms-*); matching keys look made by UKO. Repeatable.",
+)
+@click.option("--made-by", type=click.Choice(["uko", "keyorch", "unknown"]), help="Only keys that look made so.")
+@with_backend
+async def scan(state: CliState, backend: Backend, ref: str, uko_names: tuple[str, ...], made_by: str | None) -> None:
+    """List the keys the keystore holds that no managed key targets (read live: reads only).
+
+    Each shows its id and name in the keystore, state, versions, creation date and tags, and whether it looks
+    made by UKO (UKO's marks, or a --uko-name), by keyorch (an orphan: keyorch's identity, but no managed key
+    targets it) or by neither (unknown). --output json gives every field, with the evidence.
+    """
+    doc = await backend.scan_keystore(ref, uko_names, made_by)
+    keystore_name = doc["keystore"].get("name", doc["keystore"]["id"])
+    title = (
+        f"keys in {keystore_name} no managed key targets: {len(doc['unmanaged_keys'])} "
+        f"(of {doc['keys_in_keystore']}; {doc['managed_in_keystore']} managed)"
+    )
+    emit(
+        state,
+        doc,
+        lambda: make_table(
+            title,
+            ["id in keystore", "name", "state", "versions", "created", "made by", "tags"],
+            [
+                (
+                    k["key_id_in_keystore"],
+                    k.get("label_in_keystore", ""),
+                    k["state"] + (" (destruction pending)" if k["destruction_pending"] else ""),
+                    len(k["versions"]),
+                    k.get("created_at", ""),
+                    k["made_by"],
+                    ", ".join(f"{t['name']}={t['value']}" if t["value"] else t["name"] for t in k["tags"]),
+                )
+                for k in doc["unmanaged_keys"]
+            ],
+        ),
+    )
+
+
 @keystore.command(name="disconnect")
 @click.argument("ref", metavar="ID")
 @click.option("--if-version", type=int, default=None, help="Refuse if the keystore's version differs.")

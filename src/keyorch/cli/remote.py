@@ -291,6 +291,21 @@ class RemoteBackend:
     async def keystore_status(self, ref: str) -> Doc:
         return await self._get(f"/keystores/{_ref(ref)}/status")
 
+    async def scan_keystore(self, ref: str, uko_names: Sequence[str], made_by: str | None) -> Doc:
+        """Every page of ``GET /keystores/{id}/unmanaged_keys`` (each page is a scan of its own: the pages are
+        as large as the API allows, so a keystore of up to that many unmanaged keys is scanned once)."""
+        query = {k: v for k, v in (("uko_name", ",".join(uko_names)), ("made_by", made_by or "")) if v}
+        path = f"/keystores/{_ref(ref)}/unmanaged_keys"
+        first = await self._get(path, {**query, "limit": str(PAGE), "offset": "0"})
+        keys: list[Doc] = list(first["unmanaged_keys"])
+        while keys and len(keys) < int(first["total_count"]):
+            page = await self._get(path, {**query, "limit": str(PAGE), "offset": str(len(keys))})
+            if not page["unmanaged_keys"]:
+                break
+            keys.extend(page["unmanaged_keys"])
+        names = ("keystore", "keys_in_keystore", "managed_in_keystore")
+        return {**{name: first[name] for name in names}, "unmanaged_keys": keys}
+
     async def update_keystore(self, ref: str, request: UpdateRequest, if_version: int | None) -> Doc:
         keystore, if_match = await self._current(f"/keystores/{_ref(ref)}", if_version)
         body: Doc = {"credentials_from_environment": request.credentials_from_environment}

@@ -87,12 +87,15 @@ from keyorch.providers.aws_orphans import OrphanSearch
 from keyorch.providers.aws_wire import (
     ALIAS_PREFIX,
     MANAGED_KEY_TAG,
+    ORIGINAL_VERSION,
     TARGET_PREFIX,
     alias_name,
     alias_targets,
     check_empty,
     error_mapper,
+    inventory_name,
     is_code,
+    key_ids,
     key_observation,
     key_spec,
     key_versions,
@@ -101,11 +104,13 @@ from keyorch.providers.aws_wire import (
     rotation_entries,
     rotation_period,
     string_member,
+    tag_pairs,
     timestamp,
 )
 from keyorch.providers.base import (
     Health,
     HealthStatus,
+    InventoryKey,
     KeyRef,
     KeySpec,
     KeystoreClient,
@@ -229,14 +234,14 @@ class AwsKmsClient(KeystoreClient):
         raise InvalidRequest("a key reference needs a key id or a managed key id", keystore=self.keystore, sent=False)
 
     async def _pages(
-        self, operation: str, members: Mapping[str, Any]
+        self, operation: str, members: Mapping[str, Any], limit: int | None = None
     ) -> AsyncIterator[tuple[HttpResult, dict[str, Any]]]:
-        """Every page of a ``Limit``/``Marker`` listing, following ``Truncated`` and ``NextMarker``
-        (a repeated marker is a malformed answer, not an endless loop)."""
+        """Every page of a ``Limit``/``Marker`` listing (``limit``, default the keystore's ``page_size``), following
+        ``Truncated`` and ``NextMarker`` (a repeated marker is a malformed answer, not an endless loop)."""
         marker: str | None = None
         seen: set[str] = set()
         while True:
-            request = {**members, "Limit": self.page_size}
+            request = {**members, "Limit": limit or self.page_size}
             if marker is not None:
                 request["Marker"] = marker
             result = await self._call(operation, request)
@@ -264,6 +269,69 @@ class AwsKmsClient(KeystoreClient):
             for observation in found:
                 if isinstance(observation, Observation):  # None: deleted since the alias page was read
                     yield observation
+
+    async def inventory(self) -> AsyncIterator[InventoryKey]:
+        """Every customer key: ``ListAliases`` (every page: each key's aliases), then ``ListKeys`` page by page and,
+        for each key on a page (concurrently, under the keystore's limits), ``DescribeKey``, ``ListResourceTags``
+        and ``ListKeyRotations``. Keys AWS manages itself (``KeyManager`` ``AWS``) are left out: no one adopts them."""
+        aliases: dict[str, list[str]] = {}
+        async for result, page in self._pages("ListAliases", {}):
+            for name, target in alias_targets(result, page.get("Aliases")):
+                aliases.setdefault(target, []).append(name)
+        async for result, page in self._pages("ListKeys", {}):
+            entries = page.get("Keys")
+            if not isinstance(entries, list):
+                raise result.malformed("Keys is missing or not a list")
+            ids = key_ids(result, entries)
+            found = await asyncio.gather(*(self._inventory_key(k, aliases.get(k, [])) for k in ids))
+            for item in found:
+                if item is not None:  # None: deleted since the page was read, or AWS's own
+                    yield item
+
+    async def _inventory_key(self, key_id: str, aliases: list[str]) -> InventoryKey | None:
+        try:
+            described = await self._call("DescribeKey", {"KeyId": key_id})
+            metadata = response_object(described).get("KeyMetadata")
+            observed = key_observation(described, metadata, None)
+            assert isinstance(metadata, dict)
+            if metadata.get("KeyManager") == "AWS":
+                return None
+            tags: list[tuple[str, str]] = []
+            async for result, page in self._pages("ListResourceTags", {"KeyId": key_id}, min(self.page_size, 50)):
+                tags += tag_pairs(result, page.get("Tags"))
+            created = timestamp(described, metadata.get("CreationDate"), "CreationDate")
+            versions = await self._inventory_versions(key_id, created)
+        except NotFound:
+            return None
+        labels = dict(tags)
+        owned = [a[len(ALIAS_PREFIX) :] for a in aliases if a.startswith(ALIAS_PREFIX)]
+        description, spec, origin = (metadata.get(f) for f in ("Description", "KeySpec", "Origin"))
+        return InventoryKey(
+            key_id_in_keystore=observed.key_id_in_keystore,
+            name=inventory_name(aliases),
+            state=observed.state,
+            raw_state=observed.raw_state,
+            versions=tuple(versions),
+            created_at=created,
+            aliases=tuple(aliases),
+            labels=labels,
+            description=description if isinstance(description, str) else "",
+            managed_key_id=labels.get(MANAGED_KEY_TAG) or (owned[0] if owned else None),
+            destruction_pending=observed.destruction_pending,
+            pending_until=observed.pending_until,
+            key_type=spec if isinstance(spec, str) else None,
+            origin=origin if isinstance(origin, str) else None,
+        )
+
+    async def _inventory_versions(self, key_id: str, created: datetime | None) -> list[KeyVersion]:
+        """The key's versions; only its initial material where KMS lists no rotations for it (imported or asymmetric
+        material: ``UnsupportedOperationException``; a state that allows no listing: ``KMSInvalidStateException``)."""
+        try:
+            return await self._versions(key_id, created)
+        except (InvalidRequest, Conflict) as exc:
+            if exc.provider_code not in ("UnsupportedOperationException", "KMSInvalidStateException"):
+                raise
+        return [KeyVersion(ORIGINAL_VERSION, created, True)]
 
     # -- changes ------------------------------------------------------------------------------
 

@@ -36,7 +36,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import Any
 
-from keyorch.providers.aws_wire import ALIAS_PREFIX, MANAGED_KEY_TAG, alias_targets, response_object, string_member
+from keyorch.providers.aws_wire import (
+    ALIAS_PREFIX,
+    MANAGED_KEY_TAG,
+    alias_targets,
+    key_ids,
+    response_object,
+    string_member,
+)
 from keyorch.providers.base import Observation
 from keyorch.providers.errors import NotFound
 from keyorch.providers.http import HttpResult
@@ -70,7 +77,7 @@ class OrphanSearch:
                 if name.startswith((ALIAS_PREFIX, AWS_MANAGED_ALIAS_PREFIX)):
                     claimed.add(target)
         async for result, entries in self._pages("ListKeys", "Keys", LIST_KEYS_LIMIT):
-            candidates = [key_id for key_id in _key_ids(result, entries) if key_id not in claimed]
+            candidates = [key_id for key_id in key_ids(result, entries) if key_id not in claimed]
             found = await self._first_live_tagged(candidates, managed_key_id)
             if found is not None:
                 return found
@@ -136,16 +143,6 @@ class OrphanSearch:
             if not truncated:
                 return
             marker = _next_marker(result, page, seen)
-
-
-def _key_ids(result: HttpResult, entries: list[Any]) -> list[str]:
-    ids = []
-    for entry in entries:
-        key_id = entry.get("KeyId") if isinstance(entry, dict) else None
-        if not isinstance(key_id, str) or not key_id:
-            raise result.malformed("a Keys entry has no KeyId")
-        ids.append(key_id)
-    return ids
 
 
 def _next_marker(result: HttpResult, page: Mapping[str, Any], seen: set[str]) -> str:

@@ -266,6 +266,38 @@ def alias_targets(result: HttpResult, aliases: Any) -> list[tuple[str, str]]:
     return targets
 
 
+def key_ids(result: HttpResult, entries: list[Any]) -> list[str]:
+    """The ``KeyId`` of each entry of a ``ListKeys`` page."""
+    ids = []
+    for entry in entries:
+        key_id = entry.get("KeyId") if isinstance(entry, dict) else None
+        if not isinstance(key_id, str) or not key_id:
+            raise result.malformed("a Keys entry has no KeyId")
+        ids.append(key_id)
+    return ids
+
+
+def tag_pairs(result: HttpResult, tags: Any) -> list[tuple[str, str]]:
+    """(TagKey, TagValue) of each entry of a ``ListResourceTags`` page."""
+    if not isinstance(tags, list):
+        raise result.malformed("Tags is missing or not a list")
+    pairs = []
+    for tag in tags:
+        key = tag.get("TagKey") if isinstance(tag, dict) else None
+        value = tag.get("TagValue", "") if isinstance(tag, dict) else None
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise result.malformed("a Tags entry is not a TagKey and a TagValue string")
+        pairs.append((key, value))
+    return pairs
+
+
+def inventory_name(aliases: list[str]) -> str | None:
+    """What a key is called: its first alias that is neither keyorch's identity nor AWS's own, else its first."""
+    own = [a for a in aliases if not a.startswith((ALIAS_PREFIX, "alias/aws/"))]
+    chosen = own or aliases
+    return chosen[0] if chosen else None
+
+
 def alias_name(managed_key_id: str) -> str:
     if not MANAGED_ID_RE.fullmatch(managed_key_id):
         raise InvalidRequest(

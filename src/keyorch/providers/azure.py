@@ -50,6 +50,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -83,6 +84,7 @@ from keyorch.providers.azure_wire import (
 from keyorch.providers.base import (
     Health,
     HealthStatus,
+    InventoryKey,
     KeyRef,
     KeySpec,
     KeystoreClient,
@@ -308,6 +310,34 @@ class AzureKeyVaultClient(KeystoreClient):
             yield self._observe(view)
         async for view in self._pages("/deletedkeys", "ListDeletedKeys", deleted=True):
             yield self._observe(view)
+
+    async def inventory(self) -> AsyncIterator[InventoryKey]:
+        """Every key: ``/keys`` page by page, each key's versions (:meth:`list_versions`: its ``/versions`` pages and
+        its latest version), then ``/deletedkeys`` page by page (a soft-deleted key lists no versions)."""
+        async for view in self._pages("/keys", "ListKeys", deleted=False):
+            try:
+                versions = await self.list_versions(KeyRef(view.name))
+            except NotFound:
+                continue  # deleted since the page was read
+            yield self._inventory_key(view, versions)
+        async for view in self._pages("/deletedkeys", "ListDeletedKeys", deleted=True):
+            yield self._inventory_key(view, [])
+
+    def _inventory_key(self, view: KeyView, versions: list[KeyVersion]) -> InventoryKey:
+        observed = self._observe(view)
+        created = versions[0].created_at if versions else None
+        return InventoryKey(
+            key_id_in_keystore=view.name,
+            name=view.name,
+            state=observed.state,
+            raw_state=observed.raw_state,
+            versions=tuple(versions),
+            created_at=created or (datetime.fromtimestamp(view.created, UTC) if view.created is not None else None),
+            labels=dict(view.tags or {}),
+            managed_key_id=observed.managed_key_id,
+            destruction_pending=observed.destruction_pending,
+            pending_until=observed.pending_until,
+        )
 
     async def get_key(self, ref: KeyRef) -> Observation | None:
         view = await self._find(self._name(ref))

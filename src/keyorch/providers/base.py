@@ -30,7 +30,7 @@ from typing import Any, Protocol, Self
 from keyorch.domain.errors import ConfigurationError
 from keyorch.domain.models import Keystore, KeystoreType
 from keyorch.domain.states import KeyState
-from keyorch.providers.errors import MalformedResponse, ProviderError
+from keyorch.providers.errors import InvalidRequest, MalformedResponse, ProviderError
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,38 @@ class KeyVersion:
     #: Usable in the keystore (False: disabled, destruction scheduled or destroyed), where the provider
     #: says so per version; providers that keep state per key report every version enabled.
     enabled: bool = True
+
+
+@dataclass(frozen=True)
+class InventoryKey:
+    """One key a keystore holds, whoever made it (:meth:`KeystoreClient.inventory`): what a scan shows of it and
+    what an adoption needs to take it over as it is."""
+
+    #: what a target records as the key's id: the AWS key id, the Azure key name, the Cloud KMS resource name,
+    #: the Key Protect key id
+    key_id_in_keystore: str
+    #: what the keystore calls the key (UKO's ``label_in_keystore``): the AWS alias (one not keyorch's or AWS's
+    #: own when there is one), the Azure key name, the Cloud KMS cryptoKeyId, the Key Protect name
+    name: str | None
+    state: KeyState
+    #: the provider's own state words (``Disabled``, ``enabled=false``, ``primary DISABLED``, ``2 suspended``)
+    raw_state: str
+    #: every version oldest first, the primary marked (none for a soft-deleted Azure key, which lists none)
+    versions: tuple[KeyVersion, ...]
+    created_at: datetime | None
+    #: every alias (AWS, Key Protect)
+    aliases: tuple[str, ...] = ()
+    #: tags (AWS, Azure), labels (Cloud KMS), or Key Protect's tags (``key:value`` split at the first colon)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+    #: the managed key keyorch's own identity (alias, tag, label) names on the key, if it carries one
+    managed_key_id: str | None = None
+    destruction_pending: bool = False
+    pending_until: datetime | None = None
+    #: the provider's words for the kind of key: AWS ``KeySpec``, Cloud KMS purpose, Key Protect algorithm
+    key_type: str | None = None
+    #: AWS only: whose key material (``AWS_KMS``, ``EXTERNAL`` for imported material)
+    origin: str | None = None
 
 
 def primary_version(versions: list[KeyVersion]) -> KeyVersion:
@@ -182,6 +214,12 @@ class KeystoreClient(ABC):
         """Schedule destruction (the provider keeps it pending for its window). ``force`` deletes a
         Key Protect key that still protects registered resources; other providers ignore it."""
 
+    def inventory(self) -> AsyncIterator[InventoryKey]:
+        """Every key the keystore holds, whoever made it, across every page of the provider's own listing, with
+        its names, tags or labels, state, versions and creation date (an async generator; reads only). A key
+        that goes while the listing runs is left out; an answer keyorch cannot read is a ``MalformedResponse``."""
+        raise InvalidRequest(f"{type(self).__name__} cannot list every key of its keystore", sent=False)
+
     async def registrations(self, ref: KeyRef | None = None) -> list[Registration]:
         """The resources registered with the key ``ref`` (none when the keystore does not have it), or with
         every key of the keystore (``None``). Only :data:`REGISTERING_KINDS` keystores record any."""
@@ -253,6 +291,7 @@ __all__ = [
     "REGISTERING_KINDS",
     "Health",
     "HealthStatus",
+    "InventoryKey",
     "KeyRef",
     "KeySpec",
     "KeyVersion",

@@ -58,6 +58,7 @@ from keyorch.domain.validation import check_endpoint
 from keyorch.providers.base import (
     Health,
     HealthStatus,
+    InventoryKey,
     KeyRef,
     KeySpec,
     KeystoreClient,
@@ -233,7 +234,8 @@ class GoogleKmsClient(KeystoreClient):
 
     # -- reads --------------------------------------------------------------------------------
 
-    async def list_keys(self) -> AsyncIterator[Observation]:
+    async def _key_pages(self) -> AsyncIterator[tuple[HttpResult, list[KeyInfo]]]:
+        """Every page of ``cryptoKeys.list`` (none while the key ring does not exist yet)."""
         token: str | None = None
         while True:
             query = f"&pageSize={self._page_size}" + (f"&pageToken={quote(token, safe='')}" if token else "")
@@ -244,6 +246,15 @@ class GoogleKmsClient(KeystoreClient):
                     return  # no key ring yet, so no keys
                 raise
             keys, next_token = self._parse(result, lambda doc: parse_page(doc, "cryptoKeys", parse_key))
+            yield result, keys
+            if next_token is None:
+                return
+            if next_token == token:
+                raise result.malformed("the key listing repeats its page token")
+            token = next_token
+
+    async def list_keys(self) -> AsyncIterator[Observation]:
+        async for _, keys in self._key_pages():
             owned = [key for key in keys if key.managed_key_id is not None and needs_versions(key)]
             listed = await asyncio.gather(*(self._versions_or_none(key.name) for key in owned))
             versions = {key.name: found for key, found in zip(owned, listed, strict=True)}
@@ -251,11 +262,35 @@ class GoogleKmsClient(KeystoreClient):
                 if key.name in versions and versions[key.name] is None:
                     continue  # deleted between the two listings
                 yield self._observe(key, versions.get(key.name))
-            if next_token is None:
-                return
-            if next_token == token:
-                raise result.malformed("the key listing repeats its page token")
-            token = next_token
+
+    async def inventory(self) -> AsyncIterator[InventoryKey]:
+        """Every key of the key ring: ``cryptoKeys.list`` page by page and, for each key on a page (concurrently,
+        under the keystore's limits), every page of its ``cryptoKeyVersions.list``. No key ring yet: no keys."""
+        async for result, keys in self._key_pages():
+            listed = await asyncio.gather(*(self._versions_or_none(key.name) for key in keys))
+            for key, versions in zip(keys, listed, strict=True):
+                if versions is not None:  # None: deleted between the two listings
+                    yield self._inventory_key(result, key, versions)
+
+    def _inventory_key(self, result: HttpResult, key: KeyInfo, versions: list[VersionInfo]) -> InventoryKey:
+        observed = self._observe(key, versions)
+        try:
+            view = versions_view(key, versions)
+        except WireError as exc:
+            raise result.malformed(str(exc)) from None
+        return InventoryKey(
+            key_id_in_keystore=key.name,
+            name=key.key_id,
+            state=observed.state,
+            raw_state=observed.raw_state,
+            versions=tuple(view),
+            created_at=key.create_time,
+            labels=dict(key.labels),
+            managed_key_id=key.managed_key_id,
+            destruction_pending=observed.destruction_pending,
+            pending_until=observed.pending_until,
+            key_type=key.purpose,
+        )
 
     async def _versions_or_none(self, key_name: str) -> list[VersionInfo] | None:
         try:

@@ -118,6 +118,8 @@ class KeyInfo:
     rotation_period_seconds: int | None = None
     next_rotation_time: datetime | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: ``createTime`` (read leniently: it decides nothing)
+    create_time: datetime | None = None
 
     @property
     def key_id(self) -> str:
@@ -247,7 +249,11 @@ def parse_key(raw: Any) -> KeyInfo:
         if isinstance(raw_labels, dict)
         else {}
     )
-    return KeyInfo(name, purpose, version, seconds, upcoming, labels)
+    try:
+        created = parse_time(doc["createTime"], "createTime") if "createTime" in doc else None
+    except WireError:
+        created = None
+    return KeyInfo(name, purpose, version, seconds, upcoming, labels, created)
 
 
 def parse_page(raw: Any, field: str, parse: Callable[[Any], T]) -> tuple[list[T], str | None]:

@@ -45,6 +45,7 @@ supported yet.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -61,6 +62,7 @@ from keyorch.domain.validation import check_endpoint
 from keyorch.providers.base import (
     Health,
     HealthStatus,
+    InventoryKey,
     KeyRef,
     KeySpec,
     KeystoreClient,
@@ -72,7 +74,7 @@ from keyorch.providers.base import (
 )
 from keyorch.providers.endpoints import effective_endpoint, origin_of
 from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError, Unavailable
-from keyorch.providers.http import HttpTransport, TransportSettings, check_transport_settings
+from keyorch.providers.http import HttpResult, HttpTransport, TransportSettings, check_transport_settings
 from keyorch.providers.ibm_auth import (
     APIKEY_ENV,
     DEFAULT_IAM_URL,
@@ -87,6 +89,7 @@ from keyorch.providers.ibm_wire import (
     alias_for,
     create_body,
     current_version,
+    inventory_key,
     key_versions,
     map_error,
     parse_key,
@@ -181,7 +184,9 @@ class KeyProtectClient(KeystoreClient):
             raise NotFound(f"no key for managed key {ref.managed_key_id!r}", keystore=self.keystore.name, sent=False)
         return found.key_id_in_keystore, found
 
-    async def list_keys(self) -> AsyncIterator[Observation]:
+    async def _key_pages(self) -> AsyncIterator[tuple[HttpResult, list[tuple[Observation, dict[str, Any]]]]]:
+        """Every page of ``GET /api/v2/keys`` (states 0-3 and 5, by creation date), each key once: its observation
+        and its resource. A page shorter than the limit, or with nothing new, ends the listing."""
         seen: set[str] = set()
         offset = 0
         size = self._page_size
@@ -191,17 +196,36 @@ class KeyProtectClient(KeystoreClient):
                 "GET", url, operation="ListKeys", idempotent=True, headers=self._headers
             )
             page = resources_of(result)
-            fresh = 0
+            fresh = []
             for resource in page:
                 observation = parse_key(result, resource)
-                if observation.key_id_in_keystore in seen:
-                    continue
-                seen.add(observation.key_id_in_keystore)
-                fresh += 1
-                yield observation
-            if len(page) < size or fresh == 0:
+                if observation.key_id_in_keystore not in seen:
+                    seen.add(observation.key_id_in_keystore)
+                    fresh.append((observation, resource))
+            yield result, fresh
+            if len(page) < size or not fresh:
                 return
             offset += len(page)
+
+    async def list_keys(self) -> AsyncIterator[Observation]:
+        async for _, keys in self._key_pages():
+            for observation, _ in keys:
+                yield observation
+
+    async def inventory(self) -> AsyncIterator[InventoryKey]:
+        """Every key (states 0-3 and 5): ``GET /api/v2/keys`` page by page and, for each key on a page (concurrently,
+        under the keystore's limits), its metadata and every page of its versions."""
+        async for result, keys in self._key_pages():
+            listed = await asyncio.gather(*(self._inventory_versions(o.key_id_in_keystore) for o, _ in keys))
+            for (observation, resource), versions in zip(keys, listed, strict=True):
+                if versions is not None:  # None: purged since the page was read
+                    yield inventory_key(result, resource, observation, versions)
+
+    async def _inventory_versions(self, key_id: str) -> list[KeyVersion] | None:
+        try:
+            return await self._versions(key_id)
+        except NotFound:
+            return None
 
     async def registrations(self, ref: KeyRef | None = None) -> list[Registration]:
         """``GET /api/v2/keys/{id}/registrations`` (one key; a key the instance does not have has none) or

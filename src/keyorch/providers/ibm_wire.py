@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyorch.domain.states import KeyState
-from keyorch.providers.base import KeyVersion, Observation, Registration
+from keyorch.providers.base import InventoryKey, KeyVersion, Observation, Registration
 from keyorch.providers.errors import (
     AuthError,
     Conflict,
@@ -227,6 +227,43 @@ def parse_key(result: HttpResult, key: Any, managed_key_id: str | None = None) -
     if restore_allowed is False or restore_allowed is None:
         return Observation(key_id, managed, KeyState.DESTROYED, raw_state="5 destroyed")
     raise result.malformed(f"key {key_id[:64]!r} has a non-boolean 'restoreAllowed'")
+
+
+def _text(result: HttpResult, key: Mapping[str, Any], field: str) -> str:
+    value = key.get(field, "")
+    if not isinstance(value, str):
+        raise result.malformed(f"key {str(key.get('id'))[:64]!r} has a non-string {field!r}")
+    return value
+
+
+def _strings(result: HttpResult, key: Mapping[str, Any], field: str) -> list[str]:
+    value = key.get(field) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise result.malformed(f"key {str(key.get('id'))[:64]!r} has {field!r} that is not a list of strings")
+    return value
+
+
+def inventory_key(
+    result: HttpResult, key: Mapping[str, Any], observation: Observation, versions: list[KeyVersion]
+) -> InventoryKey:
+    """A listed key resource as a scan shows it; Key Protect's tags are strings, ``key:value`` split at the first
+    colon (any other tag is a label with an empty value)."""
+    labels = dict(tag.partition(":")[::2] for tag in _strings(result, key, "tags"))
+    return InventoryKey(
+        key_id_in_keystore=observation.key_id_in_keystore,
+        name=_text(result, key, "name") or None,
+        state=observation.state,
+        raw_state=observation.raw_state,
+        versions=tuple(versions),
+        created_at=_time(result, key, "creationDate"),
+        aliases=tuple(_strings(result, key, "aliases")),
+        labels=labels,
+        description=_text(result, key, "description"),
+        managed_key_id=observation.managed_key_id,
+        destruction_pending=observation.destruction_pending,
+        pending_until=observation.pending_until,
+        key_type=_text(result, key, "algorithmType") or None,
+    )
 
 
 def _time(result: HttpResult, key: Mapping[str, Any], field: str) -> datetime | None:

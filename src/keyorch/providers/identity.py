@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from keyorch.domain.models import KeystoreType
 from keyorch.providers.aws_wire import alias_name
-from keyorch.providers.azure_wire import key_name_for
+from keyorch.providers.azure_wire import key_name_for, name_from_key_id
 from keyorch.providers.errors import InvalidRequest
 from keyorch.providers.google_wire import crypto_key_id
 from keyorch.providers.ibm_wire import alias_for, key_name
@@ -31,3 +31,16 @@ def label_in_keystore(kind: KeystoreType, managed_key_id: str, name: str, record
                 return key_name(name, alias_for(managed_key_id))
     except InvalidRequest:
         return name
+
+
+def key_identity(kind: KeystoreType, key_id_in_keystore: str) -> str:
+    """One form of a key's id in a keystore of type ``kind``, whichever form a target recorded: Azure names are
+    case-insensitive and may be recorded as a ``kid`` URL, Cloud KMS ids as a full resource name or a bare
+    cryptoKeyId (a keystore is one key ring); AWS and Key Protect ids are compared without case."""
+    match kind:
+        case KeystoreType.AZURE_KEY_VAULT:
+            return (name_from_key_id(key_id_in_keystore) or key_id_in_keystore).lower()
+        case KeystoreType.GOOGLE_KMS:
+            return key_id_in_keystore.rpartition("/cryptoKeys/")[2] or key_id_in_keystore
+        case _:
+            return key_id_in_keystore.lower()

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from keyorch.domain.errors import ConfigurationError, KeystoreUnreachable
 from keyorch.domain.models import Keystore, ManagedKey, TargetStatus
 from keyorch.providers.base import REGISTERING_KINDS, KeyRef, Registration
 from keyorch.service.context import ServiceContext
+from keyorch.service.keystore_probe import keystore_client
 
 
 @dataclass(frozen=True)
@@ -31,19 +31,8 @@ def _asks(keystore: Keystore) -> bool:
 
 
 async def _registrations(ctx: ServiceContext, keystore: Keystore, ref: KeyRef | None) -> list[Registration]:
-    from keyorch.reconcile.clients import ClientPool
-
-    pool = ClientPool(ctx.store, ctx.master_key, environment_endpoints=ctx.environment.endpoints)
-    try:
-        try:
-            client = await pool.client(keystore)
-        except ConfigurationError as exc:
-            raise KeystoreUnreachable(
-                f"keystore {keystore.name} cannot be asked for its registrations: {exc.message}", target="keystore"
-            ) from None
+    async with keystore_client(ctx, keystore, "its registrations") as client:
         return await client.registrations(ref)
-    finally:
-        await pool.aclose()
 
 
 async def key_associations(ctx: ServiceContext, key: ManagedKey) -> list[Association]:

@@ -13,14 +13,15 @@ secret.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from keyorch.domain.errors import ConfigurationError, InvalidInput, KeyorchError, KeystoreUnreachable
 from keyorch.domain.models import Keystore
-from keyorch.providers.base import Health, HealthStatus
+from keyorch.providers.base import Health, HealthStatus, KeystoreClient
 from keyorch.providers.errors import ProviderError
 from keyorch.service.context import ServiceContext
 
@@ -88,6 +89,26 @@ async def stored_connection(ctx: ServiceContext, keystore: Keystore) -> Mapping[
 
     pool = ClientPool(ctx.store, ctx.master_key, environment_endpoints=ctx.environment.endpoints)
     return await pool.credentials(keystore)
+
+
+@asynccontextmanager
+async def keystore_client(ctx: ServiceContext, keystore: Keystore, asked_for: str) -> AsyncIterator[KeystoreClient]:
+    """A client of ``keystore`` with the credentials the reconciler uses, closed afterwards; a keystore keyorch
+    cannot build one for (no credentials, no master key) is :class:`KeystoreUnreachable`, saying what it was to
+    be ``asked_for``."""
+    from keyorch.reconcile.clients import ClientPool
+
+    pool = ClientPool(ctx.store, ctx.master_key, environment_endpoints=ctx.environment.endpoints)
+    try:
+        try:
+            client = await pool.client(keystore)
+        except ConfigurationError as exc:
+            raise KeystoreUnreachable(
+                f"keystore {keystore.name} cannot be asked for {asked_for}: {exc.message}", target="keystore"
+            ) from None
+        yield client
+    finally:
+        await pool.aclose()
 
 
 @dataclass(frozen=True)
