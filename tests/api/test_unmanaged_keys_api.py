@@ -120,3 +120,36 @@ async def test_unmanaged_keys_refusals_are_ukos_error_model(api: Api, kp: Runnin
     resp = await api.client.get(path, headers=auth("reader"))
     assert resp.status == 409
     assert "disconnected" in (await error_of(resp))["errors"][0]["message"]
+
+
+async def test_keyorch_keys_a_target_awaits_are_managed_and_other_keyorch_keys_are_orphans(
+    api: Api, kp: RunningFake, tmp_path: Path
+) -> None:
+    """A key with keyorch's identity for a managed key whose target recorded no key yet (a create whose answer was
+    lost) is that key's; one with keyorch's identity for no managed key is an orphan keyorch made."""
+    vault = await api.vault()
+    keystore = await _ibm_keystore(api, vault, kp, tmp_path)
+    template = await api.template(vault, keystore)
+    waiting = await _key_in(api, template, "pre_active")  # targets the keystore, no key recorded
+    synced = await _key_in(api, template, "active")
+    synced = await _sync(api, synced.id)
+    _fake(kp).seed(
+        parse_keys(
+            {
+                "keys": [
+                    {"name": "lost answer", "aliases": [f"keyorch-{waiting.id}"]},
+                    {"name": "second copy", "aliases": [f"keyorch-x{synced.id[1:]}"]},
+                    {"name": "long gone", "aliases": ["keyorch-mk-removed-1"]},
+                ]
+            }
+        )
+    )
+    status, doc = await _page(api, f"/api/v4/keystores/{keystore}/unmanaged_keys")
+    assert status == 200, doc
+    by_name = {k["label_in_keystore"]: k for k in doc["unmanaged_keys"]}
+    assert set(by_name) == {"second copy", "long gone"}
+    assert (doc["keys_in_keystore"], doc["managed_in_keystore"]) == (4, 2)
+    gone = by_name["long gone"]
+    assert (gone["made_by"], gone["managed_key_id"]) == ("keyorch", "mk-removed-1")
+    assert "no such managed key" in gone["evidence"][1]
+    assert by_name["second copy"]["made_by"] == "keyorch"

@@ -56,11 +56,12 @@ def _uko_keys(kind: str, count: int) -> list[dict[str, Any]]:
     return keys
 
 
-def _seeds(kind: str) -> list[dict[str, Any]]:
+def _seeds(kind: str, mine: str) -> list[dict[str, Any]]:
     uko, by_hand = COUNTS[kind]
     people = [{"name": f"by-hand-{i}", "versions": 3, "created": CREATED} for i in range(by_hand)]
-    if kind == "aws_kms":  # an orphan keyorch made: its managed key was removed long ago
+    if kind == "aws_kms":  # orphans keyorch made: for a managed key removed long ago, and a second copy of ``mine``
         people.append({"name": "alias/keyorch/gone-1", "tags": {"keyorch:managed-key-id": "gone-1"}})
+        people.append({"name": "alias/stray-copy", "tags": {"keyorch:managed-key-id": mine}})
     if kind == "azure_key_vault":
         for person in people:
             person["key_type"] = "oct-HSM"
@@ -85,8 +86,8 @@ async def test_scan_finds_exactly_the_keys_no_managed_key_targets_reading_only(t
             key = await cli.ok("key", "create", "--template", "everywhere", "--label", label, "--state", "active")
             assert (await cli("sync-key", key["id"])).code == 0
             mine.append(key["id"])
-        made = {kind: await _seed(cluster[kind].url, _seeds(kind)) for kind in KINDS}
-        assert sum(len(keys) for keys in made.values()) == 51  # 50 UKO's and people's, and the orphan
+        made = {kind: await _seed(cluster[kind].url, _seeds(kind, mine[0])) for kind in KINDS}
+        assert sum(len(keys) for keys in made.values()) == 52  # 50 UKO's and people's, and two orphans
         for kind in KINDS:
             cluster[kind].fake.log.clear()
 
@@ -123,6 +124,9 @@ async def test_scan_finds_exactly_the_keys_no_managed_key_targets_reading_only(t
         orphan = aws["alias/keyorch/gone-1"]
         assert (orphan["made_by"], orphan["managed_key_id"]) == ("keyorch", "gone-1")
         assert "no such managed key" in " ".join(orphan["evidence"])
+        stray = aws["alias/stray-copy"]
+        assert (stray["made_by"], stray["managed_key_id"]) == ("keyorch", mine[0])
+        assert "holds another key in this keystore" in " ".join(stray["evidence"])
         kek = next(
             k for k in scans["azure_key_vault"]["unmanaged_keys"] if k["label_in_keystore"] == UKO_AZURE_IMPORT_KEK
         )

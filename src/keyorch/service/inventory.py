@@ -91,20 +91,32 @@ def provenance(
     return UnmanagedKey(key, MadeBy.UNKNOWN, tuple(hints))
 
 
-def _managed_by(keystore: Keystore, keys: list[ManagedKey], key: InventoryKey) -> bool:
-    """Whether a managed key targets ``key``: its recorded id, or (none recorded yet) keyorch's identity on it."""
-    for managed in keys:
-        for target in managed.targets:
-            if target.keystore_id != keystore.id or target.status is TargetStatus.REMOVED:
-                continue
-            if target.key_id_in_keystore is not None:
-                if key_identity(keystore.type, target.key_id_in_keystore) == key_identity(
-                    keystore.type, key.key_id_in_keystore
-                ):
-                    return True
-            elif key.managed_key_id is not None and key.managed_key_id.lower() == managed.id.lower():
-                return True
-    return False
+@dataclass(frozen=True)
+class _Targeted:
+    """What the managed keys targeting a keystore hold there: the key ids their targets recorded (in one form,
+    :func:`key_identity`), and the managed keys whose target there has recorded none yet."""
+
+    recorded: frozenset[str]
+    awaiting: frozenset[str]
+
+    @classmethod
+    def of(cls, keystore: Keystore, keys: list[ManagedKey]) -> _Targeted:
+        recorded, awaiting = set(), set()
+        for managed in keys:
+            for target in managed.targets:
+                if target.keystore_id != keystore.id or target.status is TargetStatus.REMOVED:
+                    continue
+                if target.key_id_in_keystore is not None:
+                    recorded.add(key_identity(keystore.type, target.key_id_in_keystore))
+                else:
+                    awaiting.add(managed.id.lower())
+        return cls(frozenset(recorded), frozenset(awaiting))
+
+    def holds(self, kind: KeystoreType, key: InventoryKey) -> bool:
+        """Whether a managed key targets ``key``: its recorded id, or (none recorded yet) keyorch's identity on it."""
+        if key_identity(kind, key.key_id_in_keystore) in self.recorded:
+            return True
+        return key.managed_key_id is not None and key.managed_key_id.lower() in self.awaiting
 
 
 async def inventory(ctx: ServiceContext, keystore: Keystore) -> list[InventoryKey]:
@@ -131,8 +143,9 @@ async def unmanaged_keys(
         targeting = await tx.keys_targeting(keystore.id)
         named = await tx.keys_by_id(sorted({*marked, *(m.lower() for m in marked)}))
     known = {k.id.lower(): k for k in named}
+    targeted = _Targeted.of(keystore, targeting)
     unmanaged = [
-        provenance(keystore.type, key, known, uko_names) for key in found if not _managed_by(keystore, targeting, key)
+        provenance(keystore.type, key, known, uko_names) for key in found if not targeted.holds(keystore.type, key)
     ]
     unmanaged.sort(key=lambda u: ((u.key.name or "").lower(), u.key.key_id_in_keystore))
     chosen = [u for u in unmanaged if made_by is None or u.made_by is made_by]
