@@ -13,15 +13,17 @@ from typing import Any
 
 import pytest
 
+from keyorch.cli.remote import RemoteBackend
 from keyorch.domain.uko_markers import uko_description
 from keyorch.fakes.base import RunningFake
 from keyorch.fakes.faults import ProviderFaults
 from keyorch.fakes.seed import parse_keys
-from keyorch.service import keystores
+from keyorch.service import inventory, keystores
+from keyorch.views import scan_json
 from tests.api.test_keystore_associations import _fake, _ibm_keystore, _key_in, _sync
 from tests.providers.test_ibm_adapter import running
 
-from .conftest import Api, auth, error_of, target_of
+from .conftest import Api, auth, error_of, target_of, token_of
 
 __all__ = ["running"]  # the Key Protect fake on a real socket, a fixture of tests/providers/test_ibm_adapter.py
 
@@ -153,3 +155,29 @@ async def test_keyorch_keys_a_target_awaits_are_managed_and_other_keyorch_keys_a
     assert (gone["made_by"], gone["managed_key_id"]) == ("keyorch", "mk-removed-1")
     assert "no such managed key" in gone["evidence"][1]
     assert by_name["second copy"]["made_by"] == "keyorch"
+
+
+async def test_the_cli_over_the_api_gets_the_same_scan_as_the_cli_on_the_database(
+    api: Api, kp: RunningFake, tmp_path: Path
+) -> None:
+    """``keyorch --server … keystore scan`` (RemoteBackend) and the direct CLI (DirectBackend's views.scan_json)."""
+    vault = await api.vault()
+    keystore = await _ibm_keystore(api, vault, kp, tmp_path)
+    _fake(kp).seed(parse_keys({"keys": SEED}))
+    remote = RemoteBackend(str(api.client.make_url("")).rstrip("/"), token_of("reader"))
+    try:
+        over_api = await remote.scan_keystore(keystore, ["by*"], "uko")
+    finally:
+        await remote.aclose()
+    direct = scan_json(
+        await inventory.unmanaged_keys(
+            api.ctx(),
+            await keystores.get_keystore(api.ctx(), keystore),
+            uko_names=["by*"],
+            made_by=inventory.MadeBy.UKO,
+        )
+    )
+    assert over_api == direct
+    assert sorted(k["label_in_keystore"] for k in direct["unmanaged_keys"]) == [
+        "billing prod", "by hand", "hr prod", "payroll prod",
+    ]  # fmt: skip
