@@ -36,6 +36,10 @@ from keyorch.web.console import PREFIX as CONSOLE
 from tests.api.conftest import API, MASTER_KEY, START, Api, auth, pass_counts, token_hash, token_of
 
 EXAMPLES_PER_OPERATION = 20
+#: operations that read a keystore live through its provider: the fuzz server's keystore has no provider behind it
+#: (no AWS credentials in its environment), so they may answer what they document for that, a 502 or 503 with a
+#: keystore error in UKO's error model, and nothing else of the 5xx
+LIVE_KEYSTORE_READS = frozenset({"GET /api/v4/keystores/{id}/unmanaged_keys"})
 
 
 async def test_openapi_document_is_valid_and_complete(api: Api) -> None:
@@ -193,6 +197,9 @@ def test_fuzz_no_server_errors(served: Served, operation: Any, mode: GenerationM
                 if current.status_code == 200:
                     case.headers = {**case.headers, "If-Match": current.headers["ETag"]}
         response = case.call(base_url=served.base_url, headers=headers, timeout=10)
+        if operation.label in LIVE_KEYSTORE_READS and response.status_code in (502, 503):
+            assert response.json()["errors"][0]["code"].startswith("keystore_"), response.text
+            return
         assert response.status_code < 500, f"{response.status_code} for {case.as_curl_command()}:\n{response.text}"
         if response.status_code >= 400:
             doc = response.json()
