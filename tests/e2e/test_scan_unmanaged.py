@@ -146,7 +146,8 @@ async def test_scan_finds_exactly_the_keys_no_managed_key_targets_reading_only(t
 
 
 async def test_a_malformed_listing_fails_the_scan_with_one_sentence(tmp_path: Path) -> None:
-    """An "AWS KMS" that answers its key listing with ``Keys`` that is not a list (a few-line handler)."""
+    """An "AWS KMS" that answers its key listing with ``Keys`` that is not a list (a few-line handler); an unknown
+    keystore is bad input (exit 2) and a disconnected one is not asked (exit 3), each one sentence."""
 
     async def kms(request: web.Request) -> web.Response:
         target = request.headers.get("X-Amz-Target", "")
@@ -171,7 +172,7 @@ async def test_a_malformed_listing_fails_the_scan_with_one_sentence(tmp_path: Pa
         creds = tmp_path / "aws.json"
         creds.write_text('{"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "example-secret-0123"}')
         connect = ["--type", "aws_kms", "--endpoint", url, "--region", "us-east-1", "--allow-insecure-http"]
-        await cli.ok(
+        odd = await cli.ok(
             "keystore", "connect", "--vault", "main", "--name", "odd", *connect, "--credentials-file", str(creds)
         )
         result = await cli("keystore", "scan", "odd")
@@ -179,5 +180,10 @@ async def test_a_malformed_listing_fails_the_scan_with_one_sentence(tmp_path: Pa
         lines = [line for line in result.err.splitlines() if line.strip()]
         assert len(lines) == 1 and "Keys is missing or not a list" in lines[0], str(result)
         assert "example-secret" not in result.out + result.err
+        unknown = await cli("keystore", "scan", "nowhere")
+        assert unknown.code == 2 and "nowhere" in unknown.err, str(unknown)
+        assert (await cli("keystore", "disconnect", "odd")).code == 0
+        refused = await cli("keystore", "scan", odd["id"])  # by id: a disconnected keystore's name is free again
+        assert refused.code == 3 and "disconnected" in refused.err and len(refused.err.strip().splitlines()) == 1
     finally:
         await runner.cleanup()
