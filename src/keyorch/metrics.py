@@ -67,6 +67,18 @@ KEYSTORE_UP = Gauge(
     ["keystore"],
     registry=REGISTRY,
 )
+ROTATIONS = Counter(
+    "keyorch_rotations_total",
+    "Attempts of the reconciler to make a keystore serve a key's current version, by keystore and outcome: "
+    "rotated (a rotation sent and answered), recognised (found already made: after a lost answer or a crash, "
+    "or by the provider's own rotation; nothing sent), in_doubt (sent, not answered: recognised or sent again "
+    "after a read), failed (nothing sent; retried), refused (the provider said no, e.g. its own rotation limit, "
+    "or the adapter refused before sending; retried on the long backoff).",
+    ["keystore", "outcome"],
+    registry=REGISTRY,
+)
+#: the outcomes of ``keyorch_rotations_total``
+ROTATION_OUTCOMES = ("rotated", "recognised", "in_doubt", "failed", "refused")
 RECONCILE_DURATION = Histogram(
     "keyorch_reconcile_duration_seconds",
     "Time taken by one reconcile of one managed key.",
@@ -91,6 +103,11 @@ def record_retry(keystore: str, operation: str) -> None:
 
 def record_throttle(keystore: str) -> None:
     THROTTLES.labels(keystore=keystore).inc()
+
+
+def record_rotation(keystore: str, outcome: str) -> None:
+    """One rotation attempt in one keystore; ``outcome`` is one of :data:`ROTATION_OUTCOMES`."""
+    ROTATIONS.labels(keystore=keystore, outcome=outcome).inc()
 
 
 def record_key_reconciled() -> None:

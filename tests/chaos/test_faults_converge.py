@@ -26,34 +26,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.e2e.harness import (
+    CHAOS_FAULTS,
     EXPECTED,
     KINDS,
     STATE_READERS,
     Rejection,
+    chaos_context,
     configure_faults,
     duplicates,
     start_world_fakes,
     successful_creates,
 )
 
-from keyorch.audit import Actor
-from keyorch.crypto import MasterKey, generate_master_key
-from keyorch.domain.clock import SystemClock
 from keyorch.domain.models import SyncFlag
-from keyorch.fakes.registry import AWS_REGION, GOOGLE_KEY_RING, GOOGLE_LOCATION, IBM_REGION, FakeCluster
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller, PassSummary
 from keyorch.reconcile.queue import Backoff
-from keyorch.service import keys, keystores, templates, vaults
-from keyorch.service.context import ServiceContext
-from keyorch.service.keystores import ConnectRequest
-from keyorch.store.engine import migrate
+from keyorch.service import keys, templates
 from keyorch.store.repository import Store
 
 pytestmark = pytest.mark.slow
@@ -61,27 +56,7 @@ pytestmark = pytest.mark.slow
 KEYS = 200
 SEED = 20260328
 MAX_PASSES = 12
-FAULT_RULES: list[dict[str, Any]] = [
-    {
-        "operation": "*",
-        "rate": 0.3,
-        "faults": [
-            "error_500",
-            "error_503",
-            {"kind": "throttle", "retry_after_seconds": 1},
-            {"kind": "hang", "hang_seconds": 20},
-            "drop",
-            "truncate",
-        ],
-    }
-]
-#: keystore settings for the fakes: hangs time out after 0.5 s; no pacing by the clouds' quotas
-FAST_SETTINGS: dict[str, Any] = {
-    "read_timeout_seconds": 0.5,
-    "provider_quotas": False,
-    "rate_per_second": 0,
-    "max_concurrency": 96,
-}
+FAULT_RULES: list[dict[str, Any]] = [{"operation": "*", "rate": 0.3, "faults": CHAOS_FAULTS}]
 
 
 @dataclass
@@ -101,34 +76,6 @@ class ChaosResult:
     seconds: float = 0.0
 
 
-def connect_request(kind: str, cluster: FakeCluster, credentials: Path) -> ConnectRequest:
-    running = cluster[kind]
-    doc = running.fake.credentials(running.url)
-    extra: dict[str, Any] = {}
-    if kind == "aws_kms":
-        extra = {"region": AWS_REGION}
-    elif kind == "google_kms":
-        extra = {"project": doc["project_id"], "location": GOOGLE_LOCATION, "key_ring": GOOGLE_KEY_RING}
-    elif kind == "ibm_key_protect":
-        extra = {"region": IBM_REGION, "instance_id": doc["instance_id"]}
-    return ConnectRequest(
-        vault="chaos",
-        name=kind,
-        type=kind,
-        endpoint=running.url,
-        credentials_file=str(credentials),
-        allow_insecure_http=True,
-        **extra,
-    )
-
-
-async def tune_keystores(store: Store, settings: dict[str, Any]) -> None:
-    """Merge ``settings`` into every connected keystore's stored settings."""
-    async with store.transaction() as tx:
-        for ks in await tx.list_keystores():
-            await tx.update_keystore(replace(ks, settings={**ks.settings, **settings}), ks.version)
-
-
 async def converge(controller: Controller, result: ChaosResult, phase: str) -> PassSummary:
     summary = PassSummary()
     for attempt in range(1, MAX_PASSES + 1):
@@ -146,17 +93,7 @@ async def run_chaos(workdir: Path) -> ChaosResult:
     store = Store.from_url(f"sqlite:///{workdir / 'chaos.db'}")
     pool: ClientPool | None = None
     try:
-        await migrate(store.engine)
-        ctx = ServiceContext(
-            store=store,
-            actor=Actor("chaos"),
-            clock=SystemClock(),
-            master_key=MasterKey.from_base64(generate_master_key()),
-        )
-        await vaults.create_vault(ctx, "chaos")
-        for kind in KINDS:
-            await keystores.connect_keystore(ctx, connect_request(kind, cluster, credentials[kind]))
-        await tune_keystores(store, FAST_SETTINGS)
+        ctx = await chaos_context(store, cluster, credentials, "chaos")
         await templates.create_template(
             ctx, vault="chaos", name="everywhere", keystores=list(KINDS), naming_scheme="CHAOS-{label}"
         )

@@ -75,6 +75,7 @@ def test_families_and_types() -> None:
         "keyorch_reconcile_duration_seconds": "histogram",
         "keyorch_keys_reconciled": "counter",
         "keyorch_cluster_members": "gauge",
+        "keyorch_rotations": "counter",
     }
     assert metrics.CONTENT_TYPE.startswith("text/plain")
 
@@ -82,3 +83,17 @@ def test_families_and_types() -> None:
 def test_the_global_registry_is_untouched() -> None:
     metrics.record_reconcile("converged", 0.1)
     assert GLOBAL_REGISTRY.get_sample_value("keyorch_reconciles_total", {"outcome": "converged"}) is None
+
+
+def test_rotations_are_counted_by_keystore_and_outcome() -> None:
+    before = {o: value("keyorch_rotations_total", keystore="ks-gcp", outcome=o) for o in metrics.ROTATION_OUTCOMES}
+    for outcome in ("in_doubt", "recognised", "rotated", "rotated"):
+        metrics.record_rotation("ks-gcp", outcome)
+    after = {o: value("keyorch_rotations_total", keystore="ks-gcp", outcome=o) for o in metrics.ROTATION_OUTCOMES}
+    assert {o: after[o] - before[o] for o in after} == {
+        "rotated": 2,
+        "recognised": 1,
+        "in_doubt": 1,
+        "failed": 0,
+        "refused": 0,
+    }

@@ -22,15 +22,32 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from keyorch.crypto import generate_master_key
+from keyorch.audit import Actor
+from keyorch.crypto import MasterKey, generate_master_key
+from keyorch.domain.clock import SystemClock
 from keyorch.fakes.base import ProviderFake
-from keyorch.fakes.registry import FAKE_KINDS, FakeCluster, connect_args, start_fakes, write_credentials
+from keyorch.fakes.registry import (
+    AWS_REGION,
+    FAKE_KINDS,
+    GOOGLE_KEY_RING,
+    GOOGLE_LOCATION,
+    IBM_REGION,
+    FakeCluster,
+    connect_args,
+    start_fakes,
+    write_credentials,
+)
+from keyorch.service import keystores, vaults
+from keyorch.service.context import ServiceContext
+from keyorch.service.keystores import ConnectRequest
+from keyorch.store.engine import migrate
+from keyorch.store.repository import Store
 
 KINDS: tuple[str, ...] = FAKE_KINDS  # aws_kms, azure_key_vault, google_kms, ibm_key_protect
 AWS_TAG = "keyorch:managed-key-id"
@@ -46,6 +63,7 @@ MUTATING: dict[str, frozenset[str]] = {
             "CreateKey",
             "CreateAlias",
             "DeleteAlias",
+            "RotateKeyOnDemand",
             "EnableKey",
             "DisableKey",
             "ScheduleKeyDeletion",
@@ -93,6 +111,15 @@ MUTATING: dict[str, frozenset[str]] = {
             "DeleteKeyAlias",
         }
     ),
+}
+
+#: The operation that makes a key's new version (a rotation), per fake. Google's rotation is two calls: this one,
+#: then ``UpdateCryptoKeyPrimaryVersion`` (which can be repeated).
+ROTATE_OPERATION: dict[str, str] = {
+    "aws_kms": "RotateKeyOnDemand",
+    "azure_key_vault": "RotateKey",
+    "google_kms": "CreateCryptoKeyVersion",
+    "ibm_key_protect": "RotateKey",
 }
 
 #: The operation that creates a key, per fake.
@@ -183,11 +210,49 @@ def ibm_state(snapshot: Mapping[str, Any], managed_key_id: str) -> int | None:
     return int(found[0]["state"]) if found else None
 
 
+def aws_versions(snapshot: Mapping[str, Any], managed_key_id: str) -> list[tuple[str, bool]]:
+    """(KeyMaterialId, current) of each key material of the key ``alias/keyorch/<id>`` names, oldest first."""
+    alias = f"alias/keyorch/{managed_key_id}"
+    for key in snapshot["keys"]:
+        if alias in key.get("Aliases", []):
+            return [(str(m["KeyMaterialId"]), bool(m["Current"])) for m in key["KeyMaterials"]]
+    return []
+
+
+def azure_versions(snapshot: Mapping[str, Any], managed_key_id: str) -> list[tuple[str, bool]]:
+    """(version, latest) of each version of the managed key's live Key Vault key."""
+    for key in snapshot["keys"]:
+        if _azure_owned(key, managed_key_id):
+            return [(str(v["version"]), bool(v["primary"])) for v in key["versions"]]
+    return []
+
+
+def google_versions(snapshot: Mapping[str, Any], managed_key_id: str) -> list[tuple[str, bool]]:
+    """(number as text, primary) of each cryptoKeyVersion of the managed key's cryptoKey."""
+    found = google_keys(snapshot, managed_key_id)
+    if not found:
+        return []
+    return [(str(v["name"]).rsplit("/", 1)[1], bool(v["primary"])) for v in found[0].get("cryptoKeyVersions", [])]
+
+
+def ibm_versions(snapshot: Mapping[str, Any], managed_key_id: str) -> list[tuple[str, bool]]:
+    """(version id, current) of each version of the Key Protect key aliased ``keyorch-<id>``."""
+    found = ibm_keys(snapshot, managed_key_id)
+    return [(str(v["id"]), bool(v["primary"])) for v in found[0]["versions"]] if found else []
+
+
 STATE_READERS: dict[str, Callable[[Mapping[str, Any], str], object]] = {
     "aws_kms": aws_state,
     "azure_key_vault": azure_state,
     "google_kms": google_state,
     "ibm_key_protect": ibm_state,
+}
+#: Each fake's versions of a managed key: (the provider's version id, as keyorch records it; primary), oldest first.
+VERSION_READERS: dict[str, Callable[[Mapping[str, Any], str], list[tuple[str, bool]]]] = {
+    "aws_kms": aws_versions,
+    "azure_key_vault": azure_versions,
+    "google_kms": google_versions,
+    "ibm_key_protect": ibm_versions,
 }
 KEY_FINDERS: dict[str, Callable[[Mapping[str, Any], str], list[dict[str, Any]]]] = {
     "aws_kms": aws_keys,
@@ -247,10 +312,20 @@ def mutating_calls(kind: str, fake: ProviderFake) -> list[str]:
     return [e.operation for e in fake.log.entries if e.operation in MUTATING[kind]]
 
 
+def carried_out(fake: ProviderFake, operation: str) -> int:
+    """Requests for ``operation`` that reached the fake's handler and succeeded there (2xx), whatever the client
+    was then served (a truncated, replaced or held answer still did what was asked)."""
+    return sum(1 for e in handled(fake) if e.operation == operation and e.status is not None and 200 <= e.status < 300)
+
+
 def successful_creates(kind: str, fake: ProviderFake) -> int:
     """Create operations the fake carried out (2xx; a truncated answer still created the key)."""
-    op = CREATE_OPERATION[kind]
-    return sum(1 for e in handled(fake) if e.operation == op and e.status is not None and 200 <= e.status < 300)
+    return carried_out(fake, CREATE_OPERATION[kind])
+
+
+def accepted_rotations(kind: str, fake: ProviderFake) -> int:
+    """Rotations the fake carried out (a truncated, replaced or held answer still rotated)."""
+    return carried_out(fake, ROTATE_OPERATION[kind])
 
 
 @dataclass(frozen=True)
@@ -337,6 +412,66 @@ def clear_faults(cluster: FakeCluster) -> None:
 
     for kind in cluster:
         cluster[kind].fake.faults.configure(ProviderFaults())
+
+
+# -- the chaos tests' world in-process (the service layer), for fast setups ---------------------
+
+#: the faults of the chaos tests: served instead of the answer, or (truncate) after the fake acted
+CHAOS_FAULTS: list[Any] = [
+    "error_500",
+    "error_503",
+    {"kind": "throttle", "retry_after_seconds": 1},
+    {"kind": "hang", "hang_seconds": 20},
+    "drop",
+    "truncate",
+]
+#: keystore settings for the fakes in the chaos tests: hangs time out after 0.5 s; no pacing by the clouds' quotas
+CHAOS_KEYSTORE_SETTINGS: dict[str, Any] = {
+    "read_timeout_seconds": 0.5,
+    "provider_quotas": False,
+    "rate_per_second": 0,
+    "max_concurrency": 96,
+}
+
+
+def connect_request(vault: str, kind: str, cluster: FakeCluster, credentials: Path) -> ConnectRequest:
+    """The service's connect request for the fake ``kind``."""
+    running = cluster[kind]
+    doc = running.fake.credentials(running.url)
+    extra: dict[str, Any] = {}
+    if kind == "aws_kms":
+        extra = {"region": AWS_REGION}
+    elif kind == "google_kms":
+        extra = {"project": doc["project_id"], "location": GOOGLE_LOCATION, "key_ring": GOOGLE_KEY_RING}
+    elif kind == "ibm_key_protect":
+        extra = {"region": IBM_REGION, "instance_id": doc["instance_id"]}
+    return ConnectRequest(
+        vault=vault,
+        name=kind,
+        type=kind,
+        endpoint=running.url,
+        credentials_file=str(credentials),
+        allow_insecure_http=True,
+        **extra,
+    )
+
+
+async def chaos_context(
+    store: Store, cluster: FakeCluster, credentials: Mapping[str, Path], vault: str
+) -> ServiceContext:
+    """A migrated store with the vault ``vault`` and one keystore per fake (named by its kind, with
+    :data:`CHAOS_KEYSTORE_SETTINGS`); the :class:`~keyorch.service.context.ServiceContext` acting on it."""
+    await migrate(store.engine)
+    ctx = ServiceContext(
+        store=store, actor=Actor("chaos"), clock=SystemClock(), master_key=MasterKey.from_base64(generate_master_key())
+    )
+    await vaults.create_vault(ctx, vault)
+    for kind in KINDS:
+        await keystores.connect_keystore(ctx, connect_request(vault, kind, cluster, credentials[kind]))
+    async with store.transaction() as tx:
+        for ks in await tx.list_keystores():
+            await tx.update_keystore(replace(ks, settings={**ks.settings, **CHAOS_KEYSTORE_SETTINGS}), ks.version)
+    return ctx
 
 
 # -- the CLI as a real subprocess ---------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -84,6 +85,32 @@ async def test_hang_exceeds_client_timeout(echo: RunningFake) -> None:
         with pytest.raises(TimeoutError):
             async with s.post(echo.url + "/echo", json={}) as r:
                 await r.read()
+
+
+async def test_hold_after_carries_the_request_out_then_holds_its_real_answer(echo: RunningFake) -> None:
+    """The log shows the handler's status while the answer is still held; a held answer, once sent, is the
+    real one; a client that gives up first never reads it."""
+    rule = {"sequence": [{"kind": "hold_after", "hang_seconds": 3600}, {"kind": "hold_after", "hang_seconds": 0}]}
+    echo.fake.faults.configure(ProviderFaults.model_validate({"rules": [rule]}))
+    async with aiohttp.ClientSession() as s:
+
+        async def post() -> Any:
+            async with s.post(echo.url + "/echo", json={"a": 1}) as r:
+                return await r.json()
+
+        held = asyncio.create_task(post())
+        for _ in range(500):
+            if echo.fake.log.entries and echo.fake.log.entries[-1].status is not None:
+                break
+            await asyncio.sleep(0.01)
+        [entry] = echo.fake.log.entries
+        assert (entry.status, entry.fault) == (200, "hold_after")  # carried out, answer not sent
+        assert not held.done()
+        held.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await held
+        assert (await post())["echo"] == {"a": 1}  # held 0 s: the real answer
+    assert echo.fake.log.fault_counts["hold_after"] == 2
 
 
 async def test_bad_input_gets_provider_error_form(echo: RunningFake) -> None:

@@ -15,6 +15,7 @@ from keyorch.audit import Actor
 from keyorch.domain.clock import FixedClock
 from keyorch.domain.models import Keystore
 from keyorch.domain.states import KeyState
+from keyorch.providers import mutations
 from keyorch.providers.base import Health, HealthStatus, KeyRef, KeySpec, KeystoreClient, KeyVersion, Observation
 from keyorch.providers.errors import Conflict, NotFound, Unavailable
 from keyorch.service import keystores, templates, vaults
@@ -132,6 +133,7 @@ class MemoryKeystore(KeystoreClient):
             return KeyVersion(key.versions[-1], None, primary=True)
         self._maybe_fail("rotate")
         key.versions.append(f"v{len(key.versions) + 1}")
+        mutations.note("rotate")  # as the HTTP transport notes a rotation request it sent
         self.calls["rotated"] += 1
         if self.lose_rotation_answers > 0:
             self.lose_rotation_answers -= 1

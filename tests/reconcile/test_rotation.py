@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import delete
 from tests.reconcile.memory_keystore import MemoryKeystore, builder_for, one_keystore_store
 
+from keyorch import metrics
 from keyorch.domain.clock import FixedClock
 from keyorch.domain.errors import RuleViolation
 from keyorch.domain.models import SyncFlag, SyncReason
@@ -23,6 +24,19 @@ from keyorch.reconcile.queue import Backoff
 from keyorch.service import keys, rotation
 from keyorch.service.context import ServiceContext
 from keyorch.store.schema import key_leases
+
+
+def rotations() -> dict[str, float]:
+    """keyorch_rotations_total of keystore ``ks``, by outcome (every test's keystore is ``ks``: compare deltas)."""
+    found = {
+        outcome: metrics.REGISTRY.get_sample_value("keyorch_rotations_total", {"keystore": "ks", "outcome": outcome})
+        for outcome in metrics.ROTATION_OUTCOMES
+    }
+    return {outcome: value or 0.0 for outcome, value in found.items()}
+
+
+def counted_since(before: dict[str, float]) -> dict[str, float]:
+    return {outcome: n - before[outcome] for outcome, n in rotations().items() if n != before[outcome]}
 
 
 async def _setup(tmp_path: Path, mem: MemoryKeystore) -> tuple[ServiceContext, ClientPool, Controller]:
@@ -48,9 +62,11 @@ async def test_a_rotation_makes_one_new_primary_and_the_target_records_it(tmp_pa
         assert [a.value for a in target.plan.actions] == ["rotate"]
         assert target.plan.target.reason is SyncReason.KEY_VERSION_IS_NOT_CURRENT_IN_KEYSTORE
 
+        before = rotations()
         assert (await controller.run_once()).exit_code == 0
         [mk] = mem.keys.values()
         assert mk.versions == ["v1", "v2"] and mem.calls["rotated"] == 1
+        assert counted_since(before) == {"rotated": 1}
         after = await keys.get_key(ctx, key.id)
         [t] = after.targets
         assert (t.key_version, t.primary_version_id, t.sync_flag) == (2, "v2", SyncFlag.IN_SYNC)
@@ -70,10 +86,13 @@ async def test_a_lost_rotation_answer_never_rotates_twice(tmp_path: Path) -> Non
         key = await keys.create_key(ctx, template="t", label="k", state="active")
         assert (await controller.run_once()).exit_code == 0
         await rotation.rotate_key(ctx, key.id)
+        before = rotations()
         await controller.run_once()
         await controller.run_once()
         [mk] = mem.keys.values()
         assert mk.versions == ["v1", "v2"], "the answer was lost twice; the rotation was made once"
+        # sent and not answered, then found made (nothing sent)
+        assert counted_since(before) == {"in_doubt": 1, "recognised": 1}
         after = await keys.get_key(ctx, key.id)
         assert [(t.key_version, t.primary_version_id, t.sync_flag) for t in after.targets] == [
             (2, "v2", SyncFlag.IN_SYNC)
@@ -109,6 +128,7 @@ async def test_a_process_killed_between_rotation_and_record_rotates_once_after_r
         key = await keys.create_key(ctx, template="t", label="k", state="active")
         assert (await controller.run_once()).exit_code == 0
         await rotation.rotate_key(ctx, key.id)
+        before = rotations()
         with pytest.raises(Killed):
             outcome = await Reconciler(ctx.store, pool, ctx.clock).reconcile_key(key.id)
             pytest.fail(f"not killed: {outcome}")
@@ -126,6 +146,7 @@ async def test_a_process_killed_between_rotation_and_record_rotates_once_after_r
             await restarted.aclose()
         [mk] = mem.keys.values()
         assert mk.versions == ["v1", "v2"] and mem.calls["rotated"] == 1
+        assert counted_since(before) == {"in_doubt": 1, "recognised": 1}
         after = await keys.get_key(ctx, key.id)
         assert [(t.key_version, t.primary_version_id) for t in after.targets] == [(2, "v2")]
     finally:

@@ -202,6 +202,9 @@ def build_app(fake: ProviderFake) -> web.Application:
         entry.status = response.status
         if fault is not None and fault.kind == "truncate":
             return await _serve_truncated(request, response)
+        if fault is not None and fault.kind == "hold_after":  # applied; the answer comes hang_seconds later
+            await asyncio.sleep(fault.hang_seconds)
+            return response
         if fault is not None and fault.kind == "error_500_after":  # applied, but the answer says it failed
             # the log keeps the handler's status, as for truncate: ``fault`` says what was served instead
             return fake.error_response(500, "InternalError", "Injected internal error after the request was applied.")
@@ -236,7 +239,7 @@ async def _serve_fault_before(request: web.Request, fake: ProviderFake, fault: F
             text="<html><head><title>Bad Gateway</title></head><body>upstream error</body></html>",
             content_type="text/html",
         )
-    return None  # truncate and error_500_after act after the handler
+    return None  # truncate, error_500_after and hold_after act after the handler
 
 
 async def _run_handler(request: web.Request, handler: Handler, fake: ProviderFake) -> web.StreamResponse:

@@ -16,9 +16,12 @@ Configuration (YAML or JSON), for ``keyorch fakes serve --faults FILE``::
           rate: 0.3
           faults: [error_500, throttle, {kind: latency, delay_ms: 200}, drop, truncate, non_json]
 
-Most faults are served instead of the operation. Two are served after the fake has carried it out,
-so the client cannot tell whether it happened: ``truncate`` (the real answer, cut short) and
-``error_500_after`` (a 500 in place of the real answer).
+Most faults are served instead of the operation. Three are served after the fake has carried it out,
+so the client cannot tell whether it happened: ``truncate`` (the real answer, cut short),
+``error_500_after`` (a 500 in place of the real answer) and ``hold_after`` (the real answer, held
+``hang_seconds`` first: a client whose read timeout is shorter gives up on an operation that was made,
+and a test can kill the client while the answer is held, after the provider acted and before the
+client learned it; the request log shows the handler's status as soon as it ran).
 """
 
 from __future__ import annotations
@@ -26,14 +29,11 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FaultKind = Literal[
-    "ok", "error_500", "error_503", "throttle", "latency", "hang", "drop", "truncate", "non_json", "error_500_after"
-]
-FAULT_KINDS: tuple[str, ...] = (
     "ok",
     "error_500",
     "error_503",
@@ -44,7 +44,9 @@ FAULT_KINDS: tuple[str, ...] = (
     "truncate",
     "non_json",
     "error_500_after",
-)
+    "hold_after",
+]
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 
 class Fault(BaseModel):
@@ -55,7 +57,7 @@ class Fault(BaseModel):
     kind: FaultKind
     retry_after_seconds: float = Field(default=1.0, ge=0, le=3600)
     delay_ms: int = Field(default=100, ge=0, le=600_000)
-    hang_seconds: float = Field(default=3600.0, ge=0, le=86_400)
+    hang_seconds: float = Field(default=3600.0, ge=0, le=86_400, description="how long hang and hold_after hold")
     status: int = Field(default=200, ge=100, le=599, description="HTTP status of a non_json body")
 
     @classmethod

@@ -28,6 +28,7 @@ HTTP → :class:`MalformedResponse`; a URL that cannot be used → :class:`Keyst
 
 from __future__ import annotations
 
+import asyncio
 import json as _json
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,7 +41,7 @@ import aiohttp
 from keyorch import metrics
 from keyorch.domain.models import Keystore
 from keyorch.domain.validation import is_loopback_host
-from keyorch.providers import bodies, deadlines, fence
+from keyorch.providers import bodies, deadlines, fence, mutations
 from keyorch.providers.endpoints import origin_of
 from keyorch.providers.errors import (
     KeystoreConfigurationError,
@@ -264,8 +265,16 @@ class HttpTransport:
             result = await self._within_deadline(attempts, operation)
         except ProviderError as exc:
             metrics.record_provider_call(self.keystore or "", operation, str(exc.status or exc.code))
+            if not idempotent and exc.sent:
+                mutations.note(operation)
+            raise
+        except asyncio.CancelledError:  # cut off (a deadline, a shutdown): it may have been sent
+            if not idempotent:
+                mutations.note(operation)
             raise
         metrics.record_provider_call(self.keystore or "", operation, str(result.status))
+        if not idempotent:
+            mutations.note(operation)
         return result
 
     async def request_checked(self, send: Callable[[], Awaitable[T]], done: Callable[[], Awaitable[D | None]]) -> T | D:

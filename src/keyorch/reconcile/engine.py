@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from keyorch import metrics
 from keyorch.domain.clock import Clock
 from keyorch.domain.models import Keystore, ManagedKey, SyncFlag, Target
 from keyorch.logs import get_logger
-from keyorch.providers import fence
+from keyorch.providers import fence, mutations
 from keyorch.providers.base import KeyRef, KeySpec, KeystoreClient, Observation, primary_version
 from keyorch.providers.errors import NotFound, ProviderError
 from keyorch.reconcile.clients import ClientPool
@@ -161,6 +162,18 @@ class _Holding:
         async with self.store.transaction() as tx:
             await tx.finish_intents([(i, "failed", "interrupted by an internal error") for i in intent_ids], now)
             await leases.release(tx.conn, self.lease)
+
+
+def _rotation_failure(exc: ProviderError, sent: bool) -> str:
+    """The outcome a failed rotation attempt is counted with (``keyorch_rotations_total``): ``refused`` when the
+    provider said no (a 4xx that is not worth retrying soon) or the adapter refused before sending, ``in_doubt``
+    when a rotation request went out and no answer says what became of it, ``failed`` when nothing was sent."""
+    answered_no = not exc.transient and exc.status is not None and 400 <= exc.status < 500
+    if answered_no:
+        return "refused"
+    if sent:
+        return "in_doubt"
+    return "failed" if exc.transient else "refused"
 
 
 class Reconciler:
@@ -458,15 +471,27 @@ class Reconciler:
         """Make the keystore's primary version a new one, exactly once per rotation, crash or lost answer
         notwithstanding: the rotation is sent only while the primary is still the recorded base, and a base
         first learned here is recorded durably before the rotation is sent (so a rotation whose record was
-        lost is recognised afterwards: the primary is no longer the base)."""
-        base = current.primary_version_id
-        if base is None:
-            base = primary_version(await client.list_versions(ref)).version_id
-            async with self.store.transaction() as tx:
-                await tx.note_rotation_base(key.id, keystore.id, base)
-            # a failure from here on is recorded with the base, so the next attempt starts from it too
-            outcome.plan = replace(outcome.plan, target=outcome.plan.target.with_changes(primary_version_id=base))
-        made = await client.rotate(ref, from_version=base)
+        lost is recognised afterwards: the primary is no longer the base). Each attempt is counted by its
+        outcome (``keyorch_rotations_total``): whether a rotation request was sent tells a rotation made now
+        from one recognised."""
+        with mutations.counting() as sent:
+            try:
+                base = current.primary_version_id
+                if base is None:
+                    base = primary_version(await client.list_versions(ref)).version_id
+                    async with self.store.transaction() as tx:
+                        await tx.note_rotation_base(key.id, keystore.id, base)
+                    # a failure from here on is recorded with the base, so the next attempt starts from it too
+                    target = outcome.plan.target.with_changes(primary_version_id=base)
+                    outcome.plan = replace(outcome.plan, target=target)
+                made = await client.rotate(ref, from_version=base)
+            except ProviderError as exc:
+                metrics.record_rotation(keystore.name, _rotation_failure(exc, bool(sent)))
+                raise
+            except BaseException:  # cut off at the lease's deadline, or stopped
+                metrics.record_rotation(keystore.name, "in_doubt" if sent else "failed")
+                raise
+        metrics.record_rotation(keystore.name, "rotated" if sent else "recognised")
         return current.with_changes(key_version=key.current_version, primary_version_id=made.version_id)
 
     def _failed(self, outcome: TargetOutcome, target: Target, action: Action, exc: ProviderError) -> TargetOutcome:
