@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from keyorch.api.app import ROUTES
-from keyorch.service import keys, templates
+from keyorch.service import keys, keystores, templates
 from tests.api.conftest import API, Api, auth, error_of
 
 ROLES = ("none", "reader", "creator", "deployer", "admin")
@@ -151,6 +151,26 @@ async def _plan_one_key(api: Api) -> Prepared:
     return Prepared("/plan", body={"keys": [(await api.key()).id]})
 
 
+async def _disconnected(api: Api) -> tuple[str, str, str]:
+    """(vault, template, a keystore disconnected): operations that would ask it for its keys are refused (409)
+    once the caller's role allows them, without a provider being reached."""
+    vault, tmpl = await api.shared()
+    ks = await api.keystore(vault)
+    await keystores.disconnect_keystore(api.ctx(), ks)
+    return vault, tmpl, ks
+
+
+async def _adopt_from_disconnected(api: Api) -> Prepared:
+    vault, tmpl, ks = await _disconnected(api)
+    body = {
+        "keystores": [{"id": ks}],
+        "vault": {"id": vault},
+        "template": {"id": tmpl},
+        "filter": {"all_unmanaged": True},
+    }
+    return Prepared("/managed_keys/adopt?dry_run=true", body=body)
+
+
 R, W = 200, 201
 #: operation id (":" and a variant where one operation needs different roles by its input)
 #: → (method, setup, statuses for none, reader, creator, deployer, admin)
@@ -187,6 +207,8 @@ MATRIX: dict[str, tuple[str, Setup, tuple[int, int, int, int, int]]] = {
     ),
     "list_managed_keys": ("GET", static("/managed_keys"), (401, R, R, R, R)),
     "create_managed_key": ("POST", _new_key, (401, 403, W, 403, W)),
+    # adopted keys may be active: adopting needs the creator's and the deployer's permissions (the admin has both)
+    "adopt_managed_keys": ("POST", _adopt_from_disconnected, (401, 403, 403, 403, 409)),
     "create_managed_key:active": ("POST", _new_active_key, (401, 403, 403, 403, W)),
     "create_managed_key:active_template": ("POST", _new_key_from_active_template, (401, 403, 403, 403, W)),
     "get_managed_key": ("GET", key_in("pre_active"), (401, R, R, R, R)),

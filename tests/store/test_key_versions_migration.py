@@ -7,11 +7,11 @@ from alembic import command
 from sqlalchemy import text
 
 from keyorch.audit import Actor
-from keyorch.service import keys, keystores, rotation, templates, vaults
+from keyorch.service import keys, rotation
 from keyorch.service.context import ServiceContext
 from keyorch.store.engine import _alembic_config, migrate
 from keyorch.store.repository import Store
-from tests.store.migrations import LATEST_MIGRATION
+from tests.store.migrations import LATEST_MIGRATION, one_key
 
 
 async def test_keys_made_before_0013_have_version_1_and_rotate(db_url: str) -> None:
@@ -19,13 +19,7 @@ async def test_keys_made_before_0013_have_version_1_and_rotate(db_url: str) -> N
     try:
         await migrate(store.engine)
         ctx = ServiceContext(store=store, actor=Actor("alice"))
-        await vaults.create_vault(ctx, "v")
-        request = keystores.ConnectRequest(
-            vault="v", name="ks", type="aws_kms", region="us-east-1", credentials_from_environment=True
-        )
-        await keystores.connect_keystore(ctx, request)
-        await templates.create_template(ctx, vault="v", name="t", keystores=["ks"])
-        key = await keys.create_key(ctx, template="t", label="old", state="active")
+        key = await one_key(ctx, "active")
         async with store.engine.begin() as conn:
             await conn.run_sync(lambda c: command.downgrade(_alembic_config(c), "0012"))
             tables = await conn.run_sync(lambda c: c.dialect.get_table_names(c))

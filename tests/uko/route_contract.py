@@ -432,6 +432,20 @@ async def _scenario(
         seeded = {k["id"] for k in (await resp.json())["keys"]}
     found = await c.ok("GET", "/keystores/{id}/unmanaged_keys", stores[aws], query="limit=1000")
     assert seeded <= {k["key_id_in_keystore"] for k in found["unmanaged_keys"]}, found
+    # and adopted as it is: a dry run, then for real
+    by_hand = next(
+        k["key_id_in_keystore"] for k in found["unmanaged_keys"] if k["label_in_keystore"].endswith("by-hand-contract")
+    )
+    adopt = {
+        "keystores": [{"id": stores[aws]}],
+        "vault": {"id": main},
+        "template": {"id": template},
+        "instances": [{"keystore": {"id": stores[aws]}, "key_id_in_keystore": by_hand}],
+        "label": "adopted-contract",
+    }
+    for query in ("dry_run=true", ""):
+        answer = await c.ok("POST", "/managed_keys/adopt", json_body=adopt, query=query)
+        assert [k["outcome"] for k in answer["managed_keys"]] == ["planned" if query else "adopted"], answer
 
     await c.ok("POST", "/reconcile")
     await c.ok("POST", "/plan", json_body={"keys": [keys[0]]})

@@ -82,6 +82,8 @@ KEYORCH_ONLY: dict[RouteKey, str] = {
     ("GET", "/keystores/{id}/unmanaged_keys"): "the keys a keystore holds that no managed key targets, read live "
     "from the provider (issue 16's scan, before adopting keys made by UKO or by hand); UKO manages only keys it "
     "made and has no such list",
+    ("POST", "/managed_keys/adopt"): "adopts keys that exist in keystores as managed keys (issue 16); UKO manages "
+    "only keys it made",
     ("POST", "/reconcile"): "runs one reconcile pass now; UKO reconciles on its own schedule only",
     ("POST", "/plan"): "what a reconcile pass would do, without doing it; UKO has no dry run of its sync",
     ("GET", "/audit_records"): "keyorch's audit trail; UKO's is IBM Cloud Activity Tracker, outside its API",

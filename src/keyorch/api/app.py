@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from keyorch.api import (
+    routes_adoption,
     routes_associations,
     routes_audit,
     routes_key_actions,
@@ -41,6 +42,7 @@ ROUTES: list[Route] = [
     *routes_keystores.ROUTES,
     *routes_associations.ROUTES,
     *routes_templates.ROUTES,
+    *routes_adoption.ROUTES,
     *routes_keys.ROUTES,
     *routes_key_actions.ROUTES,
     *routes_reconcile.ROUTES,

@@ -589,3 +589,37 @@ class AuditQuery(Query):
         description="only records about this object: an id, a vault, keystore or template name, or a key label",
     )
     limit: int = Field(default=1000, ge=1, le=100_000, description="the newest records, at most this many")
+
+
+class AdoptInstance(Body):
+    """One provider key to adopt: the keystore it is in, and its id (or name) there."""
+
+    keystore: IdReference
+    key_id_in_keystore: str = Field(min_length=1, max_length=512, description="the provider's id or name of the key")
+
+
+class AdoptFilter(Body):
+    """Which of the keystores' unmanaged keys to adopt in bulk (all that match every given part)."""
+
+    all_unmanaged: bool = Field(default=False, description="every key no managed key targets")
+    name_pattern: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=100, description="globs; a key whose name matches one is adopted"
+    )
+    tags: list[TagBody] = Field(default_factory=list, max_length=50, description="tags or labels a key must carry")
+
+
+class AdoptBody(Body):
+    """keyorch's ``POST /managed_keys/adopt``: keys that exist in keystores become managed keys, as they are."""
+
+    keystores: list[IdReference] = Field(min_length=1, max_length=50, description="the keystores (id or name)")
+    vault: IdReference = Field(description="the vault the managed keys go to (id or name)")
+    template: IdReference = Field(description="the template (in that vault) they are made from (id or name)")
+    instances: list[AdoptInstance] | None = Field(
+        default=None, min_length=1, max_length=50, description="the keys of ONE managed key, one per keystore"
+    )
+    filter: AdoptFilter | None = Field(default=None, description="or: which unmanaged keys to adopt in bulk")
+    label: str | None = Field(default=None, min_length=1, max_length=256, description="with instances: its label")
+    state: Literal["active", "deactivated"] | None = Field(
+        default=None, description="the state to take when the keystores disagree (default: what they show)"
+    )
+    marker: bool = Field(default=True, description="add keyorch's tag, label or alias to each adopted key")

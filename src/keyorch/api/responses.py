@@ -572,3 +572,37 @@ class AuditChain(Document):
     sealed_with_stored_key: int
     last_seq: int | None
     anchor: str | None = Field(description="the verified head as SEQ:HMAC, to keep outside the database (--anchor)")
+
+
+class AdoptedInstance(Document):
+    keystore: KeystoreReference
+    key_id_in_keystore: str
+    label_in_keystore: str | None = None
+    state_in_keystore: str = Field(description="the provider's own state words")
+    made_by: Literal["uko", "keyorch", "unknown"]
+    marker: str | None = Field(default=None, description="the marker added, or why none was")
+
+
+class AdoptedKey(Document):
+    label: str
+    outcome: Literal["adopted", "planned", "refused"]
+    state: UkoKeyState | None = None
+    conflict: str | None = Field(default=None, description="why the keys were not adopted")
+    instances: list[AdoptedInstance]
+    managed_key: Reference | None = None
+    template_aligned: bool | None = None
+    markers_to_add: int | None = None
+
+
+class AdoptionResult(Document):
+    """An adoption's plan (``dry_run``: nothing written, nothing changed in any keystore) or outcome."""
+
+    dry_run: bool
+    vault: Reference
+    template: Reference
+    keystores: list[KeystoreReference]
+    marker: bool
+    managed_keys: list[AdoptedKey]
+    adopted: int
+    planned: int
+    refused: int

@@ -13,11 +13,13 @@ from typing import Any
 
 import click
 
+from keyorch.cli import adopt as _adopt  # noqa: F401  (registers `key adopt`)
 from keyorch.cli.admin import demo, init, master_key
 from keyorch.cli.audit import audit
 from keyorch.cli.config import config
 from keyorch.cli.keys import key
 from keyorch.cli.keystores import keystore
+from keyorch.cli.migrate import migrate
 from keyorch.cli.reconcile import plan, reconcile, sync_key
 from keyorch.cli.runtime import CliState, ServerRequest
 from keyorch.cli.serve import serve
@@ -108,7 +110,22 @@ def cli(
     ctx.obj = CliState(settings=settings, output=output, server=remote)
 
 
-COMMANDS = (init, demo, master_key, config, vault, keystore, template, key, audit, sync_key, reconcile, plan, serve)
+COMMANDS = (
+    init,
+    demo,
+    master_key,
+    config,
+    vault,
+    keystore,
+    template,
+    key,
+    audit,
+    sync_key,
+    reconcile,
+    plan,
+    serve,
+    migrate,
+)
 for command in COMMANDS:
     cli.add_command(command)
 

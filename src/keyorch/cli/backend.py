@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from keyorch.service.adoption_request import AdoptRequest, UkoMigration
 from keyorch.service.keys import KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import ConnectRequest, KeystoreQuery
@@ -91,6 +92,14 @@ class Backend(Protocol):
     async def list_keystores(
         self, vault: str | None, include_disconnected: bool, query: KeystoreQuery | None = None
     ) -> list[Doc]: ...
+
+    async def migrate_uko(self, request: UkoMigration) -> Doc:
+        """Each entry of a UKO managed-key export adopted (``views_adoption.migration_json``)."""
+        ...
+
+    async def adopt_keys(self, request: AdoptRequest) -> Doc:
+        """The adoption's plan (a dry run) or outcome (``views_adoption.adoption_json``)."""
+        ...
 
     async def scan_keystore(self, ref: str, uko_names: Sequence[str], made_by: str | None) -> Doc:
         """The keystore's keys that no managed key targets (``views.scan_json``), read live from the provider."""

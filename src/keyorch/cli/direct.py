@@ -13,6 +13,7 @@ from keyorch.reconcile import report
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.controller import Controller
 from keyorch.service import (
+    adoption,
     audit,
     inventory,
     key_template,
@@ -22,8 +23,10 @@ from keyorch.service import (
     rotation,
     template_edits,
     templates,
+    uko_migration,
     vaults,
 )
+from keyorch.service.adoption_request import AdoptRequest, UkoMigration
 from keyorch.service.context import ServiceContext
 from keyorch.service.directory import load_directory
 from keyorch.service.keys import KeyFilter
@@ -47,6 +50,7 @@ from keyorch.views import (
     vault_json,
     versions_json,
 )
+from keyorch.views_adoption import adoption_json, migration_json
 
 _KEY_ACTIONS: dict[str, Callable[[ServiceContext, str, int | None], Awaitable[ManagedKey]]] = {
     "activate": keys.activate_key,
@@ -138,6 +142,13 @@ class DirectBackend:
 
     async def get_keystore(self, ref: str) -> Doc:
         return await self._keystore_json(await keystores.get_keystore(self.ctx, ref))
+
+    async def migrate_uko(self, request: UkoMigration) -> Doc:
+        outcomes = await uko_migration.migrate(self.ctx, uko_migration.read_export(request.export), request)
+        return migration_json(outcomes, request.dry_run)
+
+    async def adopt_keys(self, request: AdoptRequest) -> Doc:
+        return adoption_json(await adoption.run_adoption(self.ctx, request))
 
     async def scan_keystore(self, ref: str, uko_names: Sequence[str], made_by: str | None) -> Doc:
         keystore = await keystores.get_keystore(self.ctx, ref)

@@ -26,6 +26,7 @@ from keyorch.credentials import read_credentials_file
 from keyorch.domain import uko
 from keyorch.domain.errors import ConfigurationError, InvalidInput, KeyorchError
 from keyorch.domain.validation import is_loopback_host, parse_keystore_type
+from keyorch.service.adoption_request import AdoptRequest, UkoMigration
 from keyorch.service.keys import KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import CONNECTION_FIELDS, ConnectRequest, KeystoreQuery, read_ca_file
@@ -290,6 +291,35 @@ class RemoteBackend:
 
     async def keystore_status(self, ref: str) -> Doc:
         return await self._get(f"/keystores/{_ref(ref)}/status")
+
+    async def migrate_uko(self, request: UkoMigration) -> Doc:
+        raise ConfigurationError(
+            "keyorch migrate uko works on the database (--db or --config), not through --server: the API has no "
+            "migration route (it adopts with POST /managed_keys/adopt, one managed key or filter at a time)"
+        )
+
+    async def adopt_keys(self, request: AdoptRequest) -> Doc:
+        sel = request.selection
+        body: Doc = {
+            "keystores": [{"id": ref} for ref in request.keystores],
+            "vault": {"id": request.vault},
+            "template": {"id": request.template},
+            "marker": request.marker,
+        }
+        if sel.ids:
+            body["instances"] = [{"keystore": {"id": ks}, "key_id_in_keystore": key_id} for ks, key_id in sel.ids]
+        else:
+            body["filter"] = {
+                "all_unmanaged": sel.all_unmanaged,
+                "name_pattern": list(sel.name_patterns),
+                "tags": [{"name": n, "value": v} for n, v in sel.tags],
+            }
+        for name in ("label", "state"):
+            if (value := getattr(request, name)) is not None:
+                body[name] = value
+        query = {"dry_run": "true"} if request.dry_run else None
+        doc, _ = await self._call("POST", "/managed_keys/adopt", query=query, body=body)
+        return dict(doc)
 
     async def scan_keystore(self, ref: str, uko_names: Sequence[str], made_by: str | None) -> Doc:
         """Every page of ``GET /keystores/{id}/unmanaged_keys`` (each page is a scan of its own: the pages are

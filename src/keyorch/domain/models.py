@@ -208,6 +208,9 @@ class Target:
     #: the provider's id of that primary version, once keyorch learned it (the base of the next rotation
     #: there: a rotation is sent only while the primary is still this one)
     primary_version_id: str | None = None
+    #: the key existed in the keystore before keyorch managed it (``keyorch key adopt``): it carries no keyorch
+    #: identity, so keyorch knows it only by ``key_id_in_keystore`` and never by a listing of the keystore
+    adopted: bool = False
 
     def with_changes(self, **changes: Any) -> Target:
         return replace(self, **changes)

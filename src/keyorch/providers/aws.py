@@ -145,6 +145,7 @@ _HEADERS = {
         "ListAliases",
         "ListKeys",
         "ListResourceTags",
+        "TagResource",
         "ScheduleKeyDeletion",
         "RotateKeyOnDemand",
         "ListKeyRotations",
@@ -334,6 +335,13 @@ class AwsKmsClient(KeystoreClient):
         return [KeyVersion(ORIGINAL_VERSION, created, True)]
 
     # -- changes ------------------------------------------------------------------------------
+
+    async def mark_managed(self, ref: KeyRef, managed_key_id: str) -> str:
+        """``TagResource`` with keyorch's tag (a repeat sets the same value: idempotent)."""
+        key_id, _ = await self._key_id(ref)
+        tags = [{"TagKey": MANAGED_KEY_TAG, "TagValue": managed_key_id}]
+        await self._call("TagResource", {"KeyId": key_id, "Tags": tags})
+        return f"tag {MANAGED_KEY_TAG}={managed_key_id}"
 
     async def ensure_key(self, managed_key_id: str, spec: KeySpec, *, in_doubt: bool = False) -> Observation:
         alias = alias_name(managed_key_id)

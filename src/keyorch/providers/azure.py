@@ -66,7 +66,9 @@ from keyorch.providers.azure_auth import (
 )
 from keyorch.providers.azure_wire import (
     API_VERSION,
+    MANAGED_KEY_TAG,
     MAX_PAGE_SIZE,
+    MAX_TAGS,
     KeyView,
     bundle_view,
     create_body,
@@ -407,6 +409,27 @@ class AzureKeyVaultClient(KeystoreClient):
             operation="CreateKey",
             sent=False,
         )
+
+    async def mark_managed(self, ref: KeyRef, managed_key_id: str) -> str:
+        """``PATCH /keys/{name}`` with the key's tags and keyorch's (Key Vault replaces the whole set, so the others
+        are sent back as read); nothing is sent when the tag is there already. A key with Key Vault's maximum of
+        tags is refused rather than losing one."""
+        name = self._name(ref)
+        view = await self._live(name)
+        if view is None:
+            raise NotFound(f"key {name} is not in the vault's keys", keystore=self.transport.keystore, sent=False)
+        tags = dict(view.tags or {})
+        if tags.get(MANAGED_KEY_TAG) == managed_key_id:
+            return f"tag {MANAGED_KEY_TAG}={managed_key_id} (there already)"
+        tags[MANAGED_KEY_TAG] = managed_key_id
+        if len(tags) > MAX_TAGS:
+            raise InvalidRequest(
+                f"key {name} has {len(tags) - 1} tags, Key Vault's maximum is {MAX_TAGS}: keyorch's tag does not fit",
+                keystore=self.transport.keystore,
+                sent=False,
+            )
+        bundle_view(await self._call("PATCH", f"/keys/{name}", "UpdateKey", json={"tags": tags}))
+        return f"tag {MANAGED_KEY_TAG}={managed_key_id}"
 
     async def enable(self, ref: KeyRef) -> Observation:
         return await self._set_enabled(ref, True)

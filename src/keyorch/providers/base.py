@@ -220,6 +220,11 @@ class KeystoreClient(ABC):
         that goes while the listing runs is left out; an answer keyorch cannot read is a ``MalformedResponse``."""
         raise InvalidRequest(f"{type(self).__name__} cannot list every key of its keystore", sent=False)
 
+    async def mark_managed(self, ref: KeyRef, managed_key_id: str) -> str:
+        """Add keyorch's ownership marker for ``managed_key_id`` to an existing key (an adoption) and change nothing
+        else: no rename, no state change, no new version. Returns what was added, in words; a repeat adds nothing."""
+        raise InvalidRequest(f"{type(self).__name__} cannot mark a key as keyorch's", sent=False)
+
     async def registrations(self, ref: KeyRef | None = None) -> list[Registration]:
         """The resources registered with the key ``ref`` (none when the keystore does not have it), or with
         every key of the keystore (``None``). Only :data:`REGISTERING_KINDS` keystores record any."""

@@ -574,6 +574,20 @@ class GoogleKmsClient(KeystoreClient):
         query = "&updateMask=rotationPeriod,nextRotationTime"
         self._parse(await self._call("PATCH", name, "cryptoKeys.patch", query=query, body=body), parse_key)
 
+    async def mark_managed(self, ref: KeyRef, managed_key_id: str) -> str:
+        """``cryptoKeys.patch`` (``updateMask=labels``) with the key's labels and keyorch's; nothing is sent when the
+        label is there already."""
+        name = self._name_of(ref)
+        if name is None:
+            raise InvalidRequest("a key reference needs the key's name to mark it", sent=False)
+        key = await self._read_key(name)
+        value = _label(managed_key_id, key=False)
+        if key.labels.get(MANAGED_KEY_LABEL) == value:
+            return f"label {MANAGED_KEY_LABEL}={value} (there already)"
+        labels = {**key.labels, MANAGED_KEY_LABEL: value}
+        await self._call("PATCH", name, "cryptoKeys.patch", query="&updateMask=labels", body={"labels": labels})
+        return f"label {MANAGED_KEY_LABEL}={value}"
+
     async def disable_version(self, ref: KeyRef, version_id: str) -> None:
         """``PATCH`` one version ``state=DISABLED`` (``updateMask=state``; a repeat is a no-op). The primary is
         refused; a version Cloud KMS refuses to disable because it is destroyed or scheduled for destruction

@@ -297,6 +297,18 @@ class KeyProtectClient(KeystoreClient):
             return found
         return single_key(result, managed_key_id)
 
+    async def mark_managed(self, ref: KeyRef, managed_key_id: str) -> str:
+        """``POST /api/v2/keys/{id}/aliases/keyorch-<id>``: keyorch's identity alias (aliases are unique in an
+        instance; Key Protect answers a repeat with the alias as it is)."""
+        key_id, _ = await self._key_id(ref)
+        alias = alias_for(managed_key_id)
+        current = await self._read(key_id, managed_key_id)
+        if current is None:
+            raise NotFound(f"key {key_id} is not in the instance", keystore=self.keystore.name, sent=False)
+        url = f"{self._base}/{quote(key_id, safe='')}/aliases/{quote(alias, safe='')}"
+        await self.transport.request("POST", url, operation="CreateKeyAlias", idempotent=True, headers=self._headers)
+        return f"alias {alias}"
+
     async def _action(self, ref: KeyRef, action: str, operation: str, done: KeyState) -> Observation:
         key_id, found = await self._key_id(ref)
         if found is not None and found.state is done:

@@ -217,8 +217,9 @@ class Reconciler:
         A listing decides only for a target whose record it is newer than (see ``listing_decides``);
         any other target is read afresh. Where the target's latest create is in doubt and the
         keystore shows no key, the key that create may have made is looked for (and adopted by its
-        deterministic identity) before "absent" can decide anything."""
-        if listing is not None and keystore.id in listing and not in_doubt:
+        deterministic identity) before "absent" can decide anything. An adopted target's key carries no keyorch
+        identity, so no listing finds it: it is always read by its recorded id."""
+        if listing is not None and keystore.id in listing and not in_doubt and not target.adopted:
             taken = listing[keystore.id]
             if listing_decides(target, taken.taken_at):
                 return taken.found.get(key.id), None

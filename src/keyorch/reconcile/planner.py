@@ -238,12 +238,18 @@ def plan_target(
         return TargetPlan(target.keystore_id, observed, (), record, drift=False)
 
     reason, actions = _FIX[key.state][observed]
+    if target.adopted and Action.CREATE in actions:
+        # the key keyorch adopted (existing data depends on its material) is gone: another key made in its place
+        # would only carry its name, so keyorch flags it and makes none
+        actions = ()
     if behind and actions and Action.CREATE not in actions:
         actions = (*actions, Action.ROTATE)  # e.g. re-enabled, then made current
     drift = not intent
     may_act = intent or push or keystore.drift_policy is DriftPolicy.REMEDIATE
     blocked = None
-    if not actions:
+    if not actions and target.adopted and observed is GONE:
+        blocked = "the adopted key is gone from the keystore; keyorch makes no other key in its place"
+    elif not actions:
         blocked = f"keyorch cannot bring a key that is {observed} in the keystore to {key.state}"
     elif not may_act:
         blocked = "changed outside keyorch; flagged, not overwritten (drift policy 'flag')"

@@ -167,6 +167,7 @@ def target_from_row(row: Row) -> Target:
         label_in_keystore=row["label_in_keystore"],
         key_version=row["key_version"],
         primary_version_id=row["primary_version_id"],
+        adopted=bool(row["adopted"]),
     )
 
 
@@ -187,6 +188,7 @@ def target_to_row(key_id: str, t: Target) -> dict[str, Any]:
         "label_in_keystore": t.label_in_keystore,
         "key_version": t.key_version,
         "primary_version_id": t.primary_version_id,
+        "adopted": t.adopted,
     }
 
 

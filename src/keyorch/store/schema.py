@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.engine import Dialect
@@ -163,6 +164,7 @@ key_targets = Table(
     Column("label_in_keystore", String(512), nullable=True),
     Column("key_version", Integer, nullable=False, server_default="1"),
     Column("primary_version_id", String(512), nullable=True),
+    Column("adopted", Boolean, nullable=False, server_default=false()),
     Index("ix_targets_keystore", "keystore_id"),
 )
 
