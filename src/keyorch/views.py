@@ -22,6 +22,7 @@ from keyorch.domain.models import (
     Vault,
     VaultCounts,
 )
+from keyorch.domain.rotation import older_versions
 from keyorch.domain.uko import uko_state, uko_status, uko_sync_detail, uko_sync_flag, uko_type
 from keyorch.providers.base import Health, HealthStatus
 from keyorch.providers.endpoints import effective_endpoint
@@ -150,6 +151,7 @@ def template_json(t: KeyTemplate, facts: TemplateFacts) -> dict[str, Any]:
     for name, value in (("activation_date", t.activation_date), ("expiration_date", t.expiration_date)):
         if value is not None:  # UKO's schemas take no null: a date not planned is left out
             key[name] = value
+    key["deactivate_on_rotation"] = t.deactivate_on_rotation
     return {
         "id": t.id,
         "vault": reference("vaults", t.vault_id, facts.vault_names.get(t.vault_id)),
@@ -266,6 +268,14 @@ def key_json(k: ManagedKey, directory: Directory) -> dict[str, Any]:
             else None
         ),
         "destroy_force": k.destroy_force,
+        "deactivate_on_rotation": k.deactivate_on_rotation,
+        "older_versions_in_keystores": [
+            {
+                "keystore": keystore_reference(t.keystore_id, directory),
+                "older_versions": older_versions(directory.keystores[t.keystore_id].type, k.deactivate_on_rotation),
+            }
+            for t in shown
+        ],
         "created_at": _time(k.created_at),
         "updated_at": _time(k.updated_at),
         "targets": [target_json(t, directory.keystore_names) for t in k.targets],

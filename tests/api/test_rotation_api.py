@@ -94,3 +94,50 @@ async def test_the_rotation_interval_is_the_setting(api_factory: ApiFactory) -> 
     unlimited = await api_factory(settings=_settings(0))  # the same database, another daemon's settings
     unlimited.clock.advance(minutes=10)
     assert [(await _rotate(unlimited, key.id))[1]["current_version"] for _ in range(3)] == [4, 5, 6]
+
+
+async def test_deactivate_on_rotation_on_templates_and_keys(api: Api) -> None:
+    vault = await api.vault()
+    keystore = await api.keystore(vault)
+    properties = {"activation_date": "P1D", "expiration_date": "P1Y", "deactivate_on_rotation": True}
+    body = {"vault": vault, "name": api.unique("t"), "keystores": [keystore], "key": properties}
+    resp = await api.request("POST", "/templates", json=body)
+    assert resp.status == 201, await resp.text()
+    template = await resp.json()
+    assert violations("Template", template) == [], template
+    assert template["key"]["deactivate_on_rotation"] is True
+
+    resp = await api.request("POST", "/managed_keys", json={"template": template["id"], "label": api.unique("k")})
+    assert resp.status == 201, await resp.text()
+    key = await resp.json()
+    assert violations("ManagedKey", key) == []
+    assert key["deactivate_on_rotation"] is True
+    assert [o["older_versions"] for o in key["older_versions_in_keystores"]] == ["decrypt_only"]  # an AWS keystore
+
+    path = f"/managed_keys/{key['id']}"
+    resp = await api.request(
+        "PATCH", path, json={"deactivate_on_rotation": False}, headers={"If-Match": await api.etag(path)}
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["deactivate_on_rotation"] is False
+    tpath = f"/templates/{template['id']}"
+    resp = await api.request(
+        "PATCH", tpath, json={"key": {"deactivate_on_rotation": False}}, headers={"If-Match": await api.etag(tpath)}
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["key"]["deactivate_on_rotation"] is False
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+async def test_deactivate_on_rotation_must_be_a_boolean(api: Api, value: object) -> None:
+    key = await api.key()
+    path = f"/managed_keys/{key.id}"
+    resp = await api.request(
+        "PATCH", path, json={"deactivate_on_rotation": value}, headers={"If-Match": await api.etag(path)}
+    )
+    if value is None:  # UKO's null: leave it as it is
+        assert resp.status == 200 and (await resp.json())["deactivate_on_rotation"] is False
+        return
+    assert resp.status == 400, await resp.text()
+    error = (await error_of(resp))["errors"][0]
+    assert "deactivate_on_rotation" in str(error), error

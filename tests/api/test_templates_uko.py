@@ -87,6 +87,7 @@ async def test_the_sdk_create_body_makes_a_uko_template(api: Api) -> None:
         "activation_date": "P5Y1M1W2D",
         "expiration_date": "P1Y2M1W4D",
         "state": "active",
+        "deactivate_on_rotation": False,
     }
     assert made["keystores"] == [{"group": "production", "type": "aws_kms"}]
     assert (made["description"], made["naming_scheme"]) == ("payments keys", "PAY-{label}")
@@ -107,7 +108,8 @@ async def test_keyorchs_own_body_keeps_working_and_names_keystores_by_id(api: Ap
     [entry] = made["keystores"]
     ks = await (await api.request("GET", f"/keystores/{keystore}")).json()
     assert entry == {"id": keystore, "name": ks["name"], "type": "aws_kms", "href": f"{API}/keystores/{keystore}"}
-    assert made["key"] == {"size": "256", "algorithm": "aes", "state": "active"}  # no planned dates given
+    # no planned dates given
+    assert made["key"] == {"size": "256", "algorithm": "aes", "state": "active", "deactivate_on_rotation": False}
     assert (made["initial_state"], made["description"], made["state"]) == ("active", "", "unarchived")
 
     ibm = await _create(api, sdk_body(vault, "ibm", keystores=[{"group": "eu", "type": "ibm_key_protect"}]))

@@ -21,7 +21,8 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,39 @@ def ibm_versions(snapshot: Mapping[str, Any], managed_key_id: str) -> list[tuple
     """(version id, current) of each version of the Key Protect key aliased ``keyorch-<id>``."""
     found = ibm_keys(snapshot, managed_key_id)
     return [(str(v["id"]), bool(v["primary"])) for v in found[0]["versions"]] if found else []
+
+
+def azure_version_states(cluster: FakeCluster, managed_key_id: str) -> list[tuple[str, bool, bool]]:
+    """(version, primary, enabled) of every version of the managed key's Key Vault key, oldest first."""
+    [key] = azure_keys(cluster["azure_key_vault"].fake.state_snapshot(), managed_key_id)
+    return [(v["version"], v["primary"], v["enabled"]) for v in key["versions"]]
+
+
+def google_version_states(cluster: FakeCluster, managed_key_id: str) -> list[tuple[str, bool, str]]:
+    """(version number, primary, state) of every cryptoKeyVersion of the managed key's key, oldest first."""
+    [key] = google_keys(cluster["google_kms"].fake.state_snapshot(), managed_key_id)
+    primary = key.get("primary", {}).get("name")
+    return [
+        (str(v["name"]).rpartition("/")[2], v["name"] == primary, str(v["state"]))
+        for v in key.get("cryptoKeyVersions", [])
+    ]
+
+
+def primaries(cluster: FakeCluster, managed_key_id: str) -> dict[str, tuple[str, int]]:
+    """Per fake: the provider's id of the managed key's primary version, and how many versions it holds there
+    (-1 for Key Protect, whose key shows its latest version only)."""
+    [aws] = aws_keys(cluster["aws_kms"].fake.state_snapshot(), managed_key_id)
+    materials = aws["KeyMaterials"]
+    [aws_current] = [m["KeyMaterialId"] for m in materials if m["Current"]]
+    azure = azure_version_states(cluster, managed_key_id)
+    google = google_version_states(cluster, managed_key_id)
+    [ibm] = ibm_keys(cluster["ibm_key_protect"].fake.state_snapshot(), managed_key_id)
+    return {
+        "aws_kms": (aws_current, len(materials)),
+        "azure_key_vault": (next(v for v, primary, _ in azure if primary), len(azure)),
+        "google_kms": (next(v for v, primary, _ in google if primary), len(google)),
+        "ibm_key_protect": (str(ibm["keyVersion"]["id"]), -1),
+    }
 
 
 STATE_READERS: dict[str, Callable[[Mapping[str, Any], str], object]] = {
@@ -578,3 +612,37 @@ async def setup_world(
         template_state,
     )
     return ids
+
+
+@dataclass
+class FakeWorld:
+    """The CLI and the four fakes it was set up against (:func:`setup_world`)."""
+
+    cli: AsyncCli
+    cluster: FakeCluster
+    keystores: dict[str, str]  # name (= kind) -> keystore id
+    recorder: RejectionRecorder
+
+    def snapshot(self, kind: str) -> dict[str, Any]:
+        """The fake's own state (what ``/_fake/state`` answers)."""
+        found: dict[str, Any] = self.cluster[kind].fake.state_snapshot()
+        return found
+
+    def clear_logs(self) -> None:
+        for kind in self.cluster:
+            self.cluster[kind].fake.log.clear()
+
+    def mutating(self) -> dict[str, list[str]]:
+        return {kind: mutating_calls(kind, self.cluster[kind].fake) for kind in self.cluster}
+
+
+@asynccontextmanager
+async def fake_world(workdir: Path, *, template_state: str = "pre_active") -> AsyncIterator[FakeWorld]:
+    """The four fakes on loopback, a CLI set up against them; the fakes are stopped on leaving."""
+    cluster, credentials, recorder = await start_world_fakes(workdir)
+    try:
+        cli = AsyncCli(workdir)
+        keystores = await setup_world(cli, cluster, credentials, template_state=template_state)
+        yield FakeWorld(cli, cluster, keystores, recorder)
+    finally:
+        await cluster.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,44 +18,24 @@ from tests.e2e.harness import (
     EXPECTED,
     KINDS,
     AsyncCli,
-    RejectionRecorder,
+    FakeWorld,
     aws_keys,
     duplicates,
-    mutating_calls,
+    fake_world,
     provider_states,
-    setup_world,
-    start_world_fakes,
 )
 
 from keyorch.fakes.aws_input import Members
 from keyorch.fakes.aws_ops import OPERATIONS as AWS_OPERATIONS
 from keyorch.fakes.registry import FakeCluster
 
-
-@dataclass
-class World:
-    cli: AsyncCli
-    cluster: FakeCluster
-    keystores: dict[str, str]  # name (= kind) -> keystore id
-    recorder: RejectionRecorder
-
-    def clear_logs(self) -> None:
-        for kind in self.cluster:
-            self.cluster[kind].fake.log.clear()
-
-    def mutating(self) -> dict[str, list[str]]:
-        return {kind: mutating_calls(kind, self.cluster[kind].fake) for kind in self.cluster}
+World = FakeWorld
 
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    cluster, credentials, recorder = await start_world_fakes(tmp_path)
-    try:
-        cli = AsyncCli(tmp_path)
-        keystores = await setup_world(cli, cluster, credentials)
-        yield World(cli, cluster, keystores, recorder)
-    finally:
-        await cluster.stop()
+    async with fake_world(tmp_path) as made:
+        yield made
 
 
 async def sync_key(world: World, key_id: str, expected_state: str) -> dict[str, Any]:

@@ -376,6 +376,7 @@ async def test_a_destroy_refused_because_another_caller_won_is_success(
 ) -> None:
     client, fake = adapter_env
     made = await client.ensure_key("k1", AES)
+    fake.log.clear()  # count schedule_destruction's listings only
     # Between the adapter's listing and its :destroy, someone else destroys the version: the fake
     # then answers FAILED_PRECONDITION, and the adapter re-reads the versions.
     real = client._change

@@ -169,6 +169,8 @@ class Scripted:
     token_answer: Any = field(default_factory=lambda: {"access_token": "ya29.tok", "expires_in": 3599})
     body: bytes = b"{}"
     status: int = 200
+    #: the answer to a versions listing (``…/cryptoKeyVersions``) where it differs from ``body``
+    versions_body: bytes | None = None
     calls: int = 0
     headers: list[dict[str, str]] = field(default_factory=list)
 
@@ -179,7 +181,9 @@ class Scripted:
         async def api(request: web.Request) -> web.Response:
             self.calls += 1
             self.headers.append(dict(request.headers))
-            return web.Response(body=self.body, status=self.status, content_type="application/json")
+            listing = request.method == "GET" and request.path.endswith("/cryptoKeyVersions")
+            body = self.versions_body if listing and self.versions_body is not None else self.body
+            return web.Response(body=body, status=self.status, content_type="application/json")
 
         async def metadata(request: web.Request) -> web.Response:
             if request.headers.get("Metadata-Flavor") != "Google":
@@ -275,9 +279,11 @@ async def test_unusable_token_answers(scripted: tuple[Scripted, str]) -> None:
 async def test_requests_carry_the_token_and_int_enums(scripted: tuple[Scripted, str]) -> None:
     script, url = scripted
     script.body = json.dumps(KEY_DOC).encode()
+    script.versions_body = json.dumps({"cryptoKeyVersions": [KEY_DOC["primary"]]}).encode()
     async with client_for(url, new_fake().credentials(url), Sleeps()) as client:
         observation = await client.get_key(KeyRef("keyorch-k"))
     assert observation is not None and observation.state is KeyState.ACTIVE
+    assert observation.versions is not None and [v.version_id for v in observation.versions] == ["1"]
     assert script.headers[0]["Authorization"] == "Bearer ya29.tok"
 
 

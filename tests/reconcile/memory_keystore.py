@@ -106,7 +106,7 @@ class MemoryKeystore(KeystoreClient):
         assert observation is not None
         return observation
 
-    async def enable(self, ref: KeyRef) -> Observation:
+    async def enable(self, ref: KeyRef, *, older_versions: bool = True) -> Observation:
         return self._transition("enable", ref, {"disabled"}, "enabled")
 
     async def disable(self, ref: KeyRef) -> Observation:

@@ -10,8 +10,8 @@ from tests.domain.factories import make_key, make_keystore
 
 from keyorch.domain.models import DriftPolicy, KeystoreStatus, SyncFlag, SyncReason, TargetStatus
 from keyorch.domain.states import KeyState
-from keyorch.providers.base import Observation
-from keyorch.reconcile.planner import Action, Observed, plan_target
+from keyorch.providers.base import KeyVersion, Observation
+from keyorch.reconcile.planner import Action, Observed, plan_target, version_drift
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 UNTIL = NOW + timedelta(days=30)
@@ -171,3 +171,70 @@ def test_a_version_behind_without_an_intent_is_flagged_not_rotated() -> None:
     target = target.with_changes(key_version=1, synced_generation=key.generation)
     plan = plan_target(key, target, make_keystore(), observation(ACT), NOW)
     assert plan.actions == () and plan.target.sync_flag is OUT and plan.drift
+
+
+def versions(*states: tuple[bool, bool, bool]) -> tuple[KeyVersion, ...]:
+    """(primary, enabled, destroyed) per version, oldest first."""
+    return tuple(KeyVersion(str(n), None, p, e, d) for n, (p, e, d) in enumerate(states, start=1))
+
+
+OLD_ON, OLD_OFF, OLD_GONE, PRIMARY_ON, PRIMARY_OFF = (
+    (False, True, False),
+    (False, False, False),
+    (False, False, True),
+    (True, True, False),
+    (True, False, False),
+)
+
+
+@pytest.mark.parametrize(
+    ("desired", "state", "held", "deactivate_on_rotation", "expected"),
+    [
+        # deactivated: no version usable; an older one enabled is drift, fixed by disabling every version
+        (S.DEACTIVATED, S.DEACTIVATED, (OLD_ON, PRIMARY_OFF), False, (R.OLDER_KEY_VERSION_IS_ENABLED_IN_KEYSTORE, Dis)),
+        (S.COMPROMISED, S.DEACTIVATED, (OLD_ON, PRIMARY_OFF), False, (R.OLDER_KEY_VERSION_IS_ENABLED_IN_KEYSTORE, Dis)),
+        (S.DEACTIVATED, S.DEACTIVATED, (OLD_OFF, PRIMARY_OFF), False, None),
+        (S.DEACTIVATED, S.DEACTIVATED, (OLD_GONE, PRIMARY_OFF), False, None),
+        # active: the older versions enabled (they decrypt what they encrypted) ...
+        (S.ACTIVE, S.ACTIVE, (OLD_ON, PRIMARY_ON), False, None),
+        (S.ACTIVE, S.ACTIVE, (OLD_OFF, PRIMARY_ON), False, (R.OLDER_KEY_VERSION_IS_DISABLED_IN_KEYSTORE, E)),
+        (S.ACTIVE, S.ACTIVE, (OLD_GONE, PRIMARY_ON), False, None),  # destroyed for good: not drift
+        # ... or, with deactivate_on_rotation, disabled
+        (S.ACTIVE, S.ACTIVE, (OLD_OFF, PRIMARY_ON), True, None),
+        (
+            S.ACTIVE,
+            S.ACTIVE,
+            (OLD_OFF, OLD_ON, PRIMARY_ON),
+            True,
+            (R.OLDER_KEY_VERSION_IS_ENABLED_IN_KEYSTORE, Action.DISABLE_OLDER),
+        ),
+    ],
+)
+def test_drift_is_judged_over_every_version(
+    desired: S,
+    state: S,
+    held: tuple[tuple[bool, bool, bool], ...],
+    deactivate_on_rotation: bool,
+    expected: tuple[SyncReason, Action] | None,
+) -> None:
+    key = replace(make_key(desired), deactivate_on_rotation=deactivate_on_rotation)
+    [target] = key.targets
+    target = target.with_changes(synced_generation=key.generation)  # no intent: drift
+    seen = Observation("kid", "k1", state, versions=versions(*held))
+    drifted = version_drift(key, seen)
+    assert (drifted[:2] if drifted else None) == expected
+    flagged = plan_target(key, target, make_keystore(), seen, NOW)
+    pushed = plan_target(key, target, make_keystore(), seen, NOW, push=True)
+    if expected is None:
+        assert flagged.in_sync and pushed.actions == ()
+    else:
+        assert (flagged.actions, flagged.target.sync_flag, flagged.drift) == ((), OUT, True)
+        assert flagged.target.reason is expected[0] and flagged.blocked and "flagged" in flagged.blocked
+        assert (pushed.actions, pushed.target.reason) == ((expected[1],), expected[0])
+
+
+def test_without_versions_observed_only_the_key_state_is_judged() -> None:
+    key = make_key(S.DEACTIVATED)
+    [target] = key.targets
+    plan = plan_target(key, target, make_keystore(), Observation("kid", "k1", S.DEACTIVATED), NOW)
+    assert plan.in_sync

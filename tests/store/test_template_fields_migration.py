@@ -100,7 +100,7 @@ async def test_a_template_and_its_key_made_at_0009_keep_working_after_0010(db_ur
 
         doc = template_json(old, await templates.template_facts(ctx, [old]))
         assert (doc["keys_count"], doc["created_by"], doc["state"]) == (1, "alice", "unarchived")
-        assert doc["key"] == {"size": "256", "algorithm": "aes", "state": "active"}
+        assert doc["key"] == {"size": "256", "algorithm": "aes", "state": "active", "deactivate_on_rotation": False}
         assert doc["keystores"][0]["id"] == KEYSTORE and doc["keystores"][0]["type"] == "aws_kms"
         assert template_json(orphan, await templates.template_facts(ctx, [orphan]))["created_by"] == ""
 

@@ -223,6 +223,13 @@ _KEY_DATE = Field(
 )
 
 
+_DEACTIVATE_ON_ROTATION = Field(
+    default=None,
+    description="UKO: after a rotation, disable the older versions where the keystore keeps a state per version "
+    "(Azure Key Vault, Google Cloud KMS); AWS KMS and Key Protect keep older material for decryption only anyway",
+)
+
+
 class TemplateKeyProperties(Body):
     """UKO's KeyProperties (``size`` is text there: "256"; a number is accepted too)."""
 
@@ -233,6 +240,7 @@ class TemplateKeyProperties(Body):
     state: Literal["pre_activation", "pre_active", "active"] | None = Field(
         default=None, description="the state keys start in"
     )
+    deactivate_on_rotation: StrictBool | None = _DEACTIVATE_ON_ROTATION
 
 
 class KeystoreConnectQuery(Query):
@@ -275,6 +283,9 @@ class TemplateKeyUpdate(Body):
     state: Literal["pre_activation", "pre_active", "active"] | None = Field(default=None, description="unchanged only")
     activation_date: str | None = _KEY_DATE
     expiration_date: str | None = _KEY_DATE
+    deactivate_on_rotation: StrictBool | None = Field(
+        default=None, description="what keys made from now on get (keys made before keep theirs)"
+    )
 
 
 class TemplateUpdate(Body):
@@ -314,6 +325,7 @@ class KeyCreate(Body):
     description: str = Field(default="", description=_DESCRIPTION)
     tags: list[TagBody] | None = _TAGS
     state: Literal["pre_active", "active"] | None = Field(default=None, description="defaults to the template's")
+    deactivate_on_rotation: StrictBool | None = Field(default=None, description="defaults to the template's")
 
     @model_validator(mode="before")
     @classmethod
@@ -339,6 +351,7 @@ class KeyUpdate(Body):
     tags: list[TagBody] | None = _TAGS
     activation_date: date | None = Field(default=None, description="planned activation date (YYYY-MM-DD)")
     expiration_date: date | None = Field(default=None, description="planned expiration date (YYYY-MM-DD)")
+    deactivate_on_rotation: StrictBool | None = _DEACTIVATE_ON_ROTATION
 
 
 def _comma_list(value: object) -> object:

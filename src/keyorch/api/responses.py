@@ -140,6 +140,9 @@ class TemplateKey(Document):
         default=None, description="planned expiration: ISO 8601 period after creation (P1Y) or date; absent: none"
     )
     state: Literal["pre_activation", "active"] = Field(description="the state keys start in (UKO's names)")
+    deactivate_on_rotation: bool = Field(
+        description="UKO: keys made from the template disable their older versions after a rotation"
+    )
 
 
 class TemplateKeystore(Document):
@@ -261,6 +264,17 @@ class TagDocument(Document):
     value: str
 
 
+class OlderVersions(Document):
+    """What one keystore does with a rotated key's older versions."""
+
+    keystore: KeystoreReference
+    older_versions: Literal["enabled", "disabled", "decrypt_only"] = Field(
+        description="enabled or disabled (deactivate_on_rotation) where the keystore keeps a state per version "
+        "(Azure Key Vault, Google Cloud KMS); decrypt_only where it keeps older material for decryption only and "
+        "has no state per version (AWS KMS, IBM Key Protect)"
+    )
+
+
 class ManagedKey(Document):
     """UKO v4's managed key, with keyorch's ``name``, ``state_code``, ``version``, ``out_of_sync``, dual
     authorization, ``destroy_force`` and ``targets``."""
@@ -285,6 +299,12 @@ class ManagedKey(Document):
     out_of_sync: bool
     deletion_authorization: DeletionAuthorization | None
     destroy_force: bool
+    deactivate_on_rotation: bool = Field(
+        description="UKO: after a rotation the older versions are disabled where the keystore can express it"
+    )
+    older_versions_in_keystores: list[OlderVersions] = Field(
+        description="keyorch's: what each keystore does with the key's older versions"
+    )
     created_at: str | None = _TIME
     updated_at: str | None = _TIME
     targets: list[Target] = Field(description="keyorch's record of the key in each keystore, retries included")

@@ -57,7 +57,13 @@ async def create_key(call: Call) -> web.StreamResponse:
         ctx = await call.authorize(Permission.CREATE, vault.name, "key.create", "key", body.label)
     tags = [(t.name, t.value) for t in body.tags or ()]
     key = await ops.create_key(
-        ctx, template=template.id, label=body.label, state=body.state, description=body.description, tags=tags
+        ctx,
+        template=template.id,
+        label=body.label,
+        state=body.state,
+        description=body.description,
+        tags=tags,
+        deactivate_on_rotation=body.deactivate_on_rotation,
     )
     call.changed(key.id)
     return await key_response(call, key)
@@ -75,7 +81,7 @@ async def status_in_keystores(call: Call) -> web.StreamResponse:
 
 
 async def update_key(call: Call) -> web.StreamResponse:
-    """UKO's UpdateManagedKey: label, description, tags, planned dates; If-Match required."""
+    """UKO's UpdateManagedKey: label, description, tags, planned dates, deactivate_on_rotation; If-Match required."""
     body = call.parsed(KeyUpdate, call.body)
     key = await call.key(call.path_id)
     vault = await call.vault(key.vault_id)
@@ -91,6 +97,7 @@ async def update_key(call: Call) -> web.StreamResponse:
         tags=[(t.name, t.value) for t in body.tags] if body.tags is not None else None,
         activation_date=body.activation_date if "activation_date" in given else ops.KEEP,
         expiration_date=body.expiration_date if "expiration_date" in given else ops.KEEP,
+        deactivate_on_rotation=body.deactivate_on_rotation,
     )
     call.changed(key.id)
     return await key_response(call, after)

@@ -122,6 +122,7 @@ def _create_args(body: TemplateCreate) -> dict[str, Any]:
         "expiration_date": key.expiration_date if key is not None else None,
         "types": body.type if body.type is not None else ("user_defined",),
         "archived": archived,
+        "deactivate_on_rotation": bool(key is not None and key.deactivate_on_rotation),
     }
 
 
@@ -171,6 +172,7 @@ def _edit(body: TemplateUpdate) -> edits.TemplateEdit:
         ),
         activation_date=key.activation_date if key is not None and "activation_date" in given else edits.KEEP,
         expiration_date=key.expiration_date if key is not None and "expiration_date" in given else edits.KEEP,
+        deactivate_on_rotation=key.deactivate_on_rotation if key is not None else None,
     )
 
 

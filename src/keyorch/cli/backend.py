@@ -57,6 +57,7 @@ class TemplateRequest:
     description: str = ""
     activation_date: str | None = None
     expiration_date: str | None = None
+    deactivate_on_rotation: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,13 @@ class Backend(Protocol):
         """The key realigned with its template (with ``dry_run``: as it would be), with its ``changes``."""
         ...
 
-    async def create_key(self, template: str, label: str, state: str | None) -> Doc: ...
+    async def create_key(
+        self, template: str, label: str, state: str | None, deactivate_on_rotation: bool | None = None
+    ) -> Doc: ...
+
+    async def update_key(self, ref: str, if_version: int | None, *, deactivate_on_rotation: bool | None) -> Doc:
+        """The key after ``key update`` (None: as it is)."""
+        ...
 
     async def list_keys(self, flt: KeyFilter) -> list[Doc]: ...
 

@@ -203,8 +203,17 @@ class DirectBackend:
     async def _key(self, key: ManagedKey) -> Doc:
         return key_json(key, await load_directory(self.ctx))
 
-    async def create_key(self, template: str, label: str, state: str | None) -> Doc:
-        return await self._key(await keys.create_key(self.ctx, template=template, label=label, state=state))
+    async def create_key(
+        self, template: str, label: str, state: str | None, deactivate_on_rotation: bool | None = None
+    ) -> Doc:
+        made = await keys.create_key(
+            self.ctx, template=template, label=label, state=state, deactivate_on_rotation=deactivate_on_rotation
+        )
+        return await self._key(made)
+
+    async def update_key(self, ref: str, if_version: int | None, *, deactivate_on_rotation: bool | None) -> Doc:
+        changed = await keys.update_key(self.ctx, ref, if_version, deactivate_on_rotation=deactivate_on_rotation)
+        return await self._key(changed)
 
     async def list_keys(self, flt: KeyFilter) -> list[Doc]:
         found = await keys.list_keys(self.ctx, flt)

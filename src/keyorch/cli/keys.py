@@ -16,7 +16,12 @@ def show_key(state: CliState, doc: Doc, title: str) -> None:
     def render() -> object:
         from rich.console import Group
 
-        props = [(k, v) for k, v in doc.items() if k not in ("targets", "deletion_authorization")]
+        hidden = ("targets", "deletion_authorization", "older_versions_in_keystores")
+        props = [(k, v) for k, v in doc.items() if k not in hidden]
+        older = doc.get("older_versions_in_keystores") or []
+        if older:  # what each keystore does with the older versions after a rotation
+            shown = ", ".join(f"{o['keystore']['name']}: {o['older_versions']}" for o in older)
+            props.append(("older versions", shown))
         auth = doc["deletion_authorization"]
         if auth:
             props.append(("deletion authorized", f"by {auth['authorized_by']} until {auth['expires_at']}"))
@@ -49,10 +54,41 @@ def key() -> None:
 @click.option("--template", required=True, help="Template id or name.")
 @click.option("--label", required=True)
 @click.option("--state", "initial_state", type=click.Choice(["pre_active", "active"]), default=None)
+@click.option(
+    "--deactivate-on-rotation/--no-deactivate-on-rotation",
+    default=None,
+    help="After a rotation, disable the older versions where the keystore can (Azure Key Vault, Google Cloud "
+    "KMS; AWS KMS and Key Protect keep older material for decryption only anyway); default: the template's.",
+)
 @with_backend
-async def create(state: CliState, backend: Backend, template: str, label: str, initial_state: str | None) -> None:
+async def create(
+    state: CliState,
+    backend: Backend,
+    template: str,
+    label: str,
+    initial_state: str | None,
+    deactivate_on_rotation: bool | None,
+) -> None:
     """Create a managed key from a template (state defaults to the template's)."""
-    show_key(state, await backend.create_key(template, label, initial_state), "key created")
+    show_key(state, await backend.create_key(template, label, initial_state, deactivate_on_rotation), "key created")
+
+
+@key.command(name="update")
+@click.argument("ref", metavar="ID")
+@click.option(
+    "--deactivate-on-rotation/--no-deactivate-on-rotation",
+    default=None,
+    help="Disable the older versions where the keystore can (Azure Key Vault, Google Cloud KMS), or enable them "
+    "again; the reconciler carries it out in every keystore.",
+)
+@click.option("--if-version", type=int, default=None, help="Refuse if the key's version differs.")
+@with_backend
+async def update(
+    state: CliState, backend: Backend, ref: str, deactivate_on_rotation: bool | None, if_version: int | None
+) -> None:
+    """Change a key's settings (an option not given stays as it is)."""
+    changed = await backend.update_key(ref, if_version, deactivate_on_rotation=deactivate_on_rotation)
+    show_key(state, changed, "key updated")
 
 
 def _not_in_sync(doc: Doc) -> str:

@@ -377,9 +377,13 @@ class RemoteBackend:
         fields = asdict(request)
         groups = [{"group": group, "type": kind} for group, kind in fields.pop("groups")]
         dates = {k: fields.pop(k) for k in ("activation_date", "expiration_date")}
+        deactivate = fields.pop("deactivate_on_rotation")
         body = {**fields, "keystores": [*request.keystores, *groups]}
-        if any(v is not None for v in dates.values()):
-            body["key"] = {k: v for k, v in dates.items() if v is not None}
+        key_properties: Doc = {k: v for k, v in dates.items() if v is not None}
+        if deactivate:
+            key_properties["deactivate_on_rotation"] = True
+        if key_properties:
+            body["key"] = key_properties
         return await self._json("POST", "/templates", body=body)
 
     async def list_templates(self, vault: str | None) -> list[Doc]:
@@ -401,6 +405,8 @@ class RemoteBackend:
             )
             body["keystores"] = [*explicit, *groups]
         dates = {k: getattr(edit, k) for k in ("activation_date", "expiration_date") if getattr(edit, k) is not KEEP}
+        if edit.deactivate_on_rotation is not None:
+            dates["deactivate_on_rotation"] = edit.deactivate_on_rotation
         if dates:
             body["key"] = dates
         doc, _ = await self._call("PATCH", f"/templates/{_ref(template['id'])}", body=body, if_match=if_match)
@@ -426,11 +432,21 @@ class RemoteBackend:
 
     # --- keys -----------------------------------------------------------------------------
 
-    async def create_key(self, template: str, label: str, state: str | None) -> Doc:
+    async def create_key(
+        self, template: str, label: str, state: str | None, deactivate_on_rotation: bool | None = None
+    ) -> Doc:
         body: Doc = {"template": template, "label": label}
         if state is not None:
             body["state"] = state
+        if deactivate_on_rotation is not None:
+            body["deactivate_on_rotation"] = deactivate_on_rotation
         return await self._json("POST", "/managed_keys", body=body)
+
+    async def update_key(self, ref: str, if_version: int | None, *, deactivate_on_rotation: bool | None) -> Doc:
+        key, if_match = await self._current(f"/managed_keys/{_ref(ref)}", if_version)
+        body: Doc = {} if deactivate_on_rotation is None else {"deactivate_on_rotation": deactivate_on_rotation}
+        doc, _ = await self._call("PATCH", f"/managed_keys/{_ref(key['id'])}", body=body, if_match=if_match)
+        return self._object(doc)
 
     async def list_keys(self, flt: KeyFilter) -> list[Doc]:
         query = {

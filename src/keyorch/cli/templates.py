@@ -63,6 +63,12 @@ def template() -> None:
 @click.option("--description", default="", help="Free text about the template.")
 @click.option("--activation-date", help="Keys planned to activate: ISO 8601 period after creation (P1Y) or date.")
 @click.option("--expiration-date", help="Keys planned to expire: ISO 8601 period after creation (P1Y) or date.")
+@click.option(
+    "--deactivate-on-rotation/--no-deactivate-on-rotation",
+    default=None,
+    help="Keys made from it disable their older versions after a rotation where the keystore can (Azure Key "
+    "Vault, Google Cloud KMS); AWS KMS and Key Protect keep older material for decryption only anyway.",
+)
 @with_backend
 async def create(
     state: CliState,
@@ -78,6 +84,7 @@ async def create(
     description: str,
     activation_date: str | None,
     expiration_date: str | None,
+    deactivate_on_rotation: bool | None,
 ) -> None:
     """Create a key template: keys go to each --keystore and to every connected keystore of each --group."""
     request = TemplateRequest(
@@ -92,6 +99,7 @@ async def create(
         description=description,
         activation_date=activation_date,
         expiration_date=expiration_date,
+        deactivate_on_rotation=bool(deactivate_on_rotation),
     )
     created = await backend.create_template(request)
     _show(state, created, "template created")
@@ -150,6 +158,11 @@ def _date(value: str | None) -> Any:
 @click.option("--no-groups", is_flag=True, help="Remove every group entry.")
 @click.option("--activation-date", help="Keys' planned activation: period (P1Y), date, or none.")
 @click.option("--expiration-date", help="Keys' planned expiration: period (P1Y), date, or none.")
+@click.option(
+    "--deactivate-on-rotation/--no-deactivate-on-rotation",
+    default=None,
+    help="What keys made from now on get (keys made before keep theirs: `keyorch key update`).",
+)
 @click.option("--if-version", type=int, default=None, help="Refuse if the template's version differs.")
 @with_backend
 async def update(
@@ -163,6 +176,7 @@ async def update(
     no_groups: bool,
     activation_date: str | None,
     expiration_date: str | None,
+    deactivate_on_rotation: bool | None,
     if_version: int | None,
 ) -> None:
     """Change a template. A change of its keystores, groups or planned dates marks the keys made from it
@@ -176,6 +190,7 @@ async def update(
         groups=() if no_groups else (tuple(_group(g) for g in groups) or None),
         activation_date=_date(activation_date),
         expiration_date=_date(expiration_date),
+        deactivate_on_rotation=deactivate_on_rotation,
     )
     _show(state, await backend.update_template(ref, if_version, edit), "template updated")
 

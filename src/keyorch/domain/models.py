@@ -68,6 +68,24 @@ class SyncReason(StrEnum):
     #: (a rotation is pending there); UKO's ``keystore_sync_flag_detail`` shows it as
     #: active_key_is_not_active_in_keystore
     KEY_VERSION_IS_NOT_CURRENT_IN_KEYSTORE = "key_version_is_not_current_in_keystore"
+    #: keyorch's: an older version of the key is usable in the keystore although the key is deactivated there,
+    #: or although the key's ``deactivate_on_rotation`` wants the older versions disabled (UKO's detail: the key
+    #: state's "not ... in keystore")
+    OLDER_KEY_VERSION_IS_ENABLED_IN_KEYSTORE = "older_key_version_is_enabled_in_keystore"
+    #: keyorch's: an older version of an active key is disabled in the keystore, so it no longer decrypts what
+    #: it encrypted (the key's ``deactivate_on_rotation`` is off; UKO's detail: active_key_is_not_active_in_keystore)
+    OLDER_KEY_VERSION_IS_DISABLED_IN_KEYSTORE = "older_key_version_is_disabled_in_keystore"
+
+
+#: The reasons keyorch adds to UKO's eleven; UKO's ``keystore_sync_flag_detail`` shows each as the key state's own
+#: "not in line" reason (``domain.uko.uko_sync_detail``), keyorch's ``reason`` as it is.
+KEYORCH_REASONS: frozenset[SyncReason] = frozenset(
+    {
+        SyncReason.KEY_VERSION_IS_NOT_CURRENT_IN_KEYSTORE,
+        SyncReason.OLDER_KEY_VERSION_IS_ENABLED_IN_KEYSTORE,
+        SyncReason.OLDER_KEY_VERSION_IS_DISABLED_IN_KEYSTORE,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -167,6 +185,9 @@ class KeyTemplate:
     #: the users who made it and last changed it (None: made before keyorch recorded them)
     created_by: str | None = None
     updated_by: str | None = None
+    #: UKO's key property ``deactivate_on_rotation``: what keys made from it get
+    #: (:attr:`ManagedKey.deactivate_on_rotation`)
+    deactivate_on_rotation: bool = False
 
     @property
     def archived(self) -> bool:
@@ -272,6 +293,10 @@ class ManagedKey:
     #: the key's current version (1 until its first rotation) and when it was last rotated
     current_version: int = 1
     rotated_at: datetime | None = None
+    #: UKO's ``deactivate_on_rotation``: after a rotation the older versions are disabled in the keystores that
+    #: keep a state per version (Azure Key Vault, Google Cloud KMS); AWS KMS and Key Protect already keep a
+    #: rotated key's older material for decryption only (docs/rotation.md)
+    deactivate_on_rotation: bool = False
 
     @property
     def out_of_sync(self) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from keyorch.domain.errors import RuleViolation
-from keyorch.domain.models import KeyVersion, ManagedKey
+from keyorch.domain.models import KeystoreType, KeyVersion, ManagedKey
 from keyorch.domain.rules import check_action, pending_targets
 from keyorch.domain.states import KeyAction
 
@@ -52,3 +52,22 @@ def rotate(
         generation=key.generation + 1,
     )
     return rotated, version
+
+
+#: What becomes of a rotated key's older versions in each keystore type (docs/rotation.md, "deactivate_on_rotation"):
+#: ``disabled`` or ``enabled`` where the provider keeps a state per version and keyorch sets it by the key's
+#: ``deactivate_on_rotation``; ``decrypt_only`` where the provider has one state for the key and every rotation
+#: and keeps the older material for decryption only whatever the flag (AWS KMS, Key Protect).
+DECRYPT_ONLY = "decrypt_only"
+
+#: The keystore types that keep a state per version of a key (Key Vault's ``attributes.enabled`` per version,
+#: Cloud KMS's cryptoKeyVersion ``state``): their adapters report each version's state. AWS KMS and Key Protect
+#: keep one state for the key and every rotation of its material.
+PER_VERSION_KINDS: frozenset[KeystoreType] = frozenset({KeystoreType.AZURE_KEY_VAULT, KeystoreType.GOOGLE_KMS})
+
+
+def older_versions(kind: KeystoreType, deactivate_on_rotation: bool) -> str:
+    """What a keystore of type ``kind`` does with a rotated key's older versions."""
+    if kind not in PER_VERSION_KINDS:
+        return DECRYPT_ONLY
+    return "disabled" if deactivate_on_rotation else "enabled"

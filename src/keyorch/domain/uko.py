@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from keyorch.domain.errors import InvalidInput
-from keyorch.domain.models import KeystoreType, SyncFlag, SyncReason, Target, TargetStatus
+from keyorch.domain.models import KEYORCH_REASONS, KeystoreType, SyncFlag, SyncReason, Target, TargetStatus
 from keyorch.domain.states import KeyState
 from keyorch.domain.validation import shown
 
@@ -135,9 +135,16 @@ _PRESENT_STATUSES = frozenset({TargetStatus.ACTIVE, TargetStatus.DEACTIVATED, Ta
 def uko_sync_detail(state: KeyState, target: Target) -> str:
     """UKO's ``keystore_sync_flag_detail``: the reason keyorch recorded, or, before its first observation
     (or while a change is pending), the one that the key's state and the last observation give."""
-    if target.reason is not None:
+    if target.reason is not None and target.reason not in KEYORCH_REASONS:
         return target.reason.value
     status = target.status
+    if target.reason is not None and state.in_keystores in (KeyState.ACTIVE, KeyState.DEACTIVATED):
+        # keyorch's own reasons (a version out of line) are the state's "not in line" for UKO
+        return (
+            SyncReason.ACTIVE_KEY_IS_NOT_ACTIVE_IN_KEYSTORE
+            if state.in_keystores is KeyState.ACTIVE
+            else SyncReason.DEACTIVATED_KEY_IS_NOT_DEACTIVATED_IN_KEYSTORE
+        ).value
     if status is TargetStatus.REMOVED:
         return SyncReason.TARGET_KEYSTORE_REMOVED_BY_USER.value
     match state.in_keystores:

@@ -490,7 +490,7 @@ class AwsKmsClient(KeystoreClient):
             return
         self._log.info("orphan key scheduled for deletion", key_id=key_id, managed_key_id=managed_key_id)
 
-    async def enable(self, ref: KeyRef) -> Observation:
+    async def enable(self, ref: KeyRef, *, older_versions: bool = True) -> Observation:
         key_id, managed = await self._key_id(ref)
         check_empty(await self._call("EnableKey", {"KeyId": key_id}))
         return Observation(key_id, managed, KeyState.ACTIVE, raw_state="Enabled")

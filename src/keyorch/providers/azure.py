@@ -23,7 +23,8 @@ one error mapping: :func:`keyorch.providers.azure_wire.map_error`.
   (the fake, a proxy) the service decides and a refusal reads the same way.
 * State is per version (``attributes.enabled``): ``disable``/``enable`` PATCH every version that is
   not yet in the wanted state (listing ``/keys/{name}/versions``), and the key's state is its latest
-  version's (§2.3). A soft-deleted key is deactivated with destruction pending; ``disable`` of
+  version's (§2.3), with each version's own ``enabled`` reported by ``get_key`` (one more listing) so drift
+  is judged over all of them. A soft-deleted key is deactivated with destruction pending; ``disable`` of
   one succeeds as it is, ``enable`` of one is a :class:`Conflict` (keyorch does not recover keys).
 * ``schedule_destruction`` is ``DELETE /keys/{name}`` (soft delete, the vault's retention), then polls
   ``/deletedkeys/{name}`` until the asynchronous delete shows there (2 s apart, at most 15 polls), so a
@@ -342,10 +343,18 @@ class AzureKeyVaultClient(KeystoreClient):
         )
 
     async def get_key(self, ref: KeyRef) -> Observation | None:
-        view = await self._find(self._name(ref))
+        """The key (live, else soft-deleted) with, for a live key, every version's own ``enabled`` (one more
+        listing, ``/keys/{name}/versions``): drift is judged over all of them. A soft-deleted key is one state
+        for all its versions (Key Vault lists none)."""
+        name = self._name(ref)
+        view = await self._find(name)
         if view is None or (not ref.key_id_in_keystore and self._foreign(view, ref.managed_key_id)):
             return None  # by name only: a key of that name that is another's is not this managed key's
-        return self._observe(view, ref)
+        observation = self._observe(view, ref)
+        if view.deleted or view.version is None:
+            return observation
+        listed = await self._listed_versions(name)
+        return replace(observation, versions=tuple(self._ordered(listed, view)))
 
     def _refuse_foreign(self, view: KeyView, managed_key_id: str) -> None:
         owner = self._foreign(view, managed_key_id)
@@ -431,13 +440,13 @@ class AzureKeyVaultClient(KeystoreClient):
         bundle_view(await self._call("PATCH", f"/keys/{name}", "UpdateKey", json={"tags": tags}))
         return f"tag {MANAGED_KEY_TAG}={managed_key_id}"
 
-    async def enable(self, ref: KeyRef) -> Observation:
-        return await self._set_enabled(ref, True)
+    async def enable(self, ref: KeyRef, *, older_versions: bool = True) -> Observation:
+        return await self._set_enabled(ref, True, older_versions=older_versions)
 
     async def disable(self, ref: KeyRef) -> Observation:
         return await self._set_enabled(ref, False)
 
-    async def _set_enabled(self, ref: KeyRef, enabled: bool) -> Observation:
+    async def _set_enabled(self, ref: KeyRef, enabled: bool, *, older_versions: bool = True) -> Observation:
         name = self._name(ref)
         latest = await self._live(name)
         if latest is None:
@@ -454,6 +463,8 @@ class AzureKeyVaultClient(KeystoreClient):
         async for version in self._pages(f"/keys/{name}/versions", "ListKeyVersions", deleted=False):
             if version.enabled == enabled or version.version is None:
                 continue
+            if not older_versions and version.version != latest.version:
+                continue  # deactivate_on_rotation: the older versions stay disabled
             result = await self._call(
                 "PATCH", f"/keys/{name}/{version.version}", "UpdateKey", json={"attributes": {"enabled": enabled}}
             )
@@ -499,6 +510,19 @@ class AzureKeyVaultClient(KeystoreClient):
         (read after the listing, so a version made meanwhile is still reported). ``enabled`` is each
         version's ``attributes.enabled``. A soft-deleted key has no versions to list: :class:`NotFound`."""
         name = self._name(ref)
+        listed = await self._listed_versions(name)
+        latest = await self._live(name)
+        if latest is None:
+            raise NotFound(
+                f"key {name} is not a live key of the vault (Key Vault lists no versions of a deleted key)",
+                keystore=self.transport.keystore,
+                operation="GetKey",
+            )
+        return self._ordered(listed, latest)
+
+    async def _listed_versions(self, name: str) -> dict[str, KeyView]:
+        """``/keys/{name}/versions``, every page, by version; an item that is not a version of the key, or a
+        version listed twice, is a :class:`MalformedResponse` (never taken as the key's state)."""
         listed: dict[str, KeyView] = {}
         async for view in self._pages(f"/keys/{name}/versions", "ListKeyVersions", deleted=False):
             if view.version is None or view.name.lower() != name.lower():
@@ -511,16 +535,13 @@ class AzureKeyVaultClient(KeystoreClient):
                     f"the versions listing of key {name} repeats version {view.version}", "ListKeyVersions"
                 )
             listed[view.version] = view
-        latest = await self._live(name)
-        if latest is None:
-            raise NotFound(
-                f"key {name} is not a live key of the vault (Key Vault lists no versions of a deleted key)",
-                keystore=self.transport.keystore,
-                operation="GetKey",
-            )
+        return listed
+
+    def _ordered(self, listed: dict[str, KeyView], latest: KeyView) -> list[KeyVersion]:
+        """The listed versions and the latest (the primary, added if the listing missed it), oldest first."""
         if latest.version is None:
-            raise self._malformed(f"the vault answered key {name} without a version in its kid", "GetKey")
-        listed[latest.version] = latest
+            raise self._malformed(f"the vault answered key {latest.name} without a version in its kid", "GetKey")
+        listed = {**listed, latest.version: latest}
         order = {version: index for index, version in enumerate(listed)}
         views = sorted(
             listed.values(),
@@ -567,6 +588,17 @@ class AzureKeyVaultClient(KeystoreClient):
         answered = result.json_object().get("lifetimeActions")
         if not isinstance(answered, list):
             raise result.malformed("the rotation policy answer has no lifetimeActions array")
+
+    async def disable_older_versions(self, ref: KeyRef) -> None:
+        """``PATCH /keys/{name}/{version}`` ``attributes.enabled=false`` for every enabled version that is not the
+        latest (deactivate_on_rotation); the latest is left as it is. A soft-deleted key is left as it is."""
+        name = self._name(ref)
+        latest = await self._live(name)
+        if latest is None or latest.version is None:
+            return
+        for version in self._ordered(await self._listed_versions(name), latest):
+            if version.enabled and not version.primary:
+                await self.disable_version(ref, version.version_id)
 
     async def disable_version(self, ref: KeyRef, version_id: str) -> None:
         """``PATCH /keys/{name}/{version}`` ``attributes.enabled=false`` for a version that is not the

@@ -29,6 +29,7 @@ from typing import Any, Protocol, Self
 
 from keyorch.domain.errors import ConfigurationError
 from keyorch.domain.models import Keystore, KeystoreType
+from keyorch.domain.rotation import PER_VERSION_KINDS  # their get_key reports Observation.versions
 from keyorch.domain.states import KeyState
 from keyorch.providers.errors import InvalidRequest, MalformedResponse, ProviderError
 
@@ -53,23 +54,6 @@ class KeyRef:
 
 
 @dataclass(frozen=True)
-class Observation:
-    """One key as the keystore reports it, in keyorch's terms."""
-
-    key_id_in_keystore: str
-    managed_key_id: str | None
-    state: KeyState
-    destruction_pending: bool = False
-    pending_until: datetime | None = None
-    #: The provider's own state words, for display only (``PendingDeletion``, ``enabled=false`` ...).
-    raw_state: str = ""
-
-    @property
-    def ref(self) -> KeyRef:
-        return KeyRef(self.key_id_in_keystore, self.managed_key_id)
-
-
-@dataclass(frozen=True)
 class KeyVersion:
     """One version of a key as the keystore holds it (``KeystoreClient.list_versions``, ``rotate``)."""
 
@@ -83,6 +67,32 @@ class KeyVersion:
     #: Usable in the keystore (False: disabled, destruction scheduled or destroyed), where the provider
     #: says so per version; providers that keep state per key report every version enabled.
     enabled: bool = True
+    #: Out of use for good as far as keyorch goes: destroyed, scheduled for destruction or without material
+    #: (Cloud KMS's DESTROY_SCHEDULED, DESTROYED, ..._FAILED). keyorch never enables such a version again.
+    destroyed: bool = False
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One key as the keystore reports it, in keyorch's terms."""
+
+    key_id_in_keystore: str
+    managed_key_id: str | None
+    state: KeyState
+    destruction_pending: bool = False
+    pending_until: datetime | None = None
+    #: The provider's own state words, for display only (``PendingDeletion``, ``enabled=false`` ...).
+    raw_state: str = ""
+    #: Every version the keystore holds for the key with its own state, oldest first, where the provider keeps
+    #: state per version (Azure Key Vault, Google Cloud KMS: :data:`PER_VERSION_KINDS`) and this observation
+    #: read them; ``None`` where it did not (a listing) or where the provider has one state for the whole key
+    #: (AWS KMS, Key Protect). The planner judges drift over these (``planner.version_drift``). Not part of an
+    #: observation's equality: two reads of one key in one state are equal whether or not one listed versions.
+    versions: tuple[KeyVersion, ...] | None = field(default=None, compare=False)
+
+    @property
+    def ref(self) -> KeyRef:
+        return KeyRef(self.key_id_in_keystore, self.managed_key_id)
 
 
 @dataclass(frozen=True)
@@ -204,7 +214,10 @@ class KeystoreClient(ABC):
         return await self.get_key(KeyRef(None, managed_key_id, name_in_keystore))
 
     @abstractmethod
-    async def enable(self, ref: KeyRef) -> Observation: ...
+    async def enable(self, ref: KeyRef, *, older_versions: bool = True) -> Observation:
+        """Enable the key: every version of it where the provider keeps state per version, or (``older_versions``
+        False, the key's ``deactivate_on_rotation``) its primary only, the older versions left disabled.
+        Providers with one state for the key and all its rotations (AWS KMS, Key Protect) ignore it."""
 
     @abstractmethod
     async def disable(self, ref: KeyRef) -> Observation: ...
@@ -229,6 +242,12 @@ class KeystoreClient(ABC):
         """The resources registered with the key ``ref`` (none when the keystore does not have it), or with
         every key of the keystore (``None``). Only :data:`REGISTERING_KINDS` keystores record any."""
         return []
+
+    async def disable_older_versions(self, ref: KeyRef) -> None:
+        """Disable every enabled version but the primary (``deactivate_on_rotation``), where the provider keeps a
+        state per version (:data:`PER_VERSION_KINDS`). The others have nothing to disable: AWS KMS and Key
+        Protect keep a rotated key's older material for decryption only already (docs/rotation.md)."""
+        return None
 
     @abstractmethod
     async def list_versions(self, ref: KeyRef) -> list[KeyVersion]:
@@ -293,6 +312,7 @@ def registered_kinds() -> list[KeystoreType]:
 
 
 __all__ = [
+    "PER_VERSION_KINDS",
     "REGISTERING_KINDS",
     "Health",
     "HealthStatus",

@@ -39,7 +39,8 @@
 * ``list_keys`` costs ``ceil(N / page_size)`` requests for N keys, plus one versions listing (per
   ``page_size`` versions) for each ``keyorch-`` key whose primary version is neither ENABLED nor DISABLED (or
   that has no primary): those keys' state needs every version. Other keys are reported from their
-  primary version alone. ``get_key`` costs one request, two when the versions are needed.
+  primary version alone. ``get_key`` costs two requests and more: the key and every page of its versions (drift
+  is judged over every version, docs/rotation.md).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 from keyorch.domain.errors import InvalidInput
@@ -67,7 +68,7 @@ from keyorch.providers.base import (
     register,
 )
 from keyorch.providers.endpoints import origin_of
-from keyorch.providers.errors import Conflict, InvalidRequest, NotFound, ProviderError, Unavailable
+from keyorch.providers.errors import Conflict, InvalidRequest, MalformedResponse, NotFound, ProviderError, Unavailable
 from keyorch.providers.google_auth import GoogleAuth, credential_source
 from keyorch.providers.google_wire import (
     ALT_QUERY,
@@ -90,6 +91,7 @@ from keyorch.providers.google_wire import (
     parse_key,
     parse_page,
     parse_version,
+    primary_name,
     rotation_period_text,
     versions_view,
 )
@@ -98,6 +100,8 @@ from keyorch.providers.limits import ProviderLimits, number_setting
 from keyorch.providers.retry import RetryPolicy
 
 T = TypeVar("T")
+#: Which of a key's versions a change is for: every one, the primary only, or every one but the primary.
+Which = Literal["all", "primary", "older"]
 MAX_PAGE_SIZE = 1000
 _TOKEN_LIMITS = ProviderLimits(rate_per_second=None, burst=1, max_concurrency=4)
 _KEY_TEMPLATES: dict[str, tuple[str, dict[int, str]]] = {
@@ -219,7 +223,13 @@ class GoogleKmsClient(KeystoreClient):
             token = next_token
 
     def _observe(self, key: KeyInfo, versions: Sequence[VersionInfo] | None) -> Observation:
+        """The key's state from every version (or, ``versions`` None, from its primary alone), with each
+        version's own state where they were read."""
         derived = derive(key, versions)
+        try:
+            view = tuple(versions_view(key, versions)) if versions is not None else None
+        except WireError as exc:
+            raise MalformedResponse(str(exc), keystore=self.http.keystore, operation="cryptoKeyVersions.list") from None
         return Observation(
             key.name,
             key.managed_key_id,
@@ -227,10 +237,12 @@ class GoogleKmsClient(KeystoreClient):
             derived.destruction_pending,
             derived.pending_until,
             derived.raw_state,
+            view,
         )
 
     async def _observe_full(self, key: KeyInfo) -> Observation:
-        return self._observe(key, await self._versions(key.name) if needs_versions(key) else None)
+        """The key with every version read (``cryptoKeyVersions.list``, every page): drift is judged over them."""
+        return self._observe(key, await self._versions(key.name))
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -388,12 +400,16 @@ class GoogleKmsClient(KeystoreClient):
         self._ring_ready = True
 
     async def _set_versions(
-        self, ref: KeyRef, wanted: frozenset[str], change: str, operation: str
+        self, ref: KeyRef, wanted: frozenset[str], change: str, operation: str, *, which: Which = "all"
     ) -> tuple[KeyInfo, list[VersionInfo]]:
-        """Send ``change`` (``ENABLED``/``DISABLED``/``destroy``) to every version in a ``wanted`` state."""
+        """Send ``change`` (``ENABLED``/``DISABLED``/``destroy``) to every version in a ``wanted`` state, or only
+        to the primary (``which="primary"``) or only to the others (``"older"``)."""
         key = await self._read_key(self._require_name(ref))
         versions = await self._versions(key.name)
-        todo = [v for v in versions if v.state in wanted]
+        primary = primary_name(key, versions)
+        todo = [
+            v for v in versions if v.state in wanted and (which == "all" or (v.name == primary) == (which == "primary"))
+        ]
         if not todo:
             return key, versions
         outcomes = await asyncio.gather(*(self._change(v, change, operation) for v in todo), return_exceptions=True)
@@ -437,8 +453,14 @@ class GoogleKmsClient(KeystoreClient):
 
         return await self.http.request_checked(send, done)
 
-    async def enable(self, ref: KeyRef) -> Observation:
-        key, versions = await self._set_versions(ref, frozenset({"DISABLED"}), "ENABLED", "cryptoKeyVersions.patch")
+    async def enable(self, ref: KeyRef, *, older_versions: bool = True) -> Observation:
+        key, versions = await self._set_versions(
+            ref,
+            frozenset({"DISABLED"}),
+            "ENABLED",
+            "cryptoKeyVersions.patch",
+            which="all" if older_versions else "primary",
+        )
         observation = self._observe(key, versions)
         if observation.state is not KeyState.ACTIVE:
             raise Conflict(
@@ -452,6 +474,10 @@ class GoogleKmsClient(KeystoreClient):
     async def disable(self, ref: KeyRef) -> Observation:
         key, versions = await self._set_versions(ref, frozenset({"ENABLED"}), "DISABLED", "cryptoKeyVersions.patch")
         return self._observe(key, versions)
+
+    async def disable_older_versions(self, ref: KeyRef) -> None:
+        """PATCH every ENABLED version but the primary DISABLED (``deactivate_on_rotation``)."""
+        await self._set_versions(ref, frozenset({"ENABLED"}), "DISABLED", "cryptoKeyVersions.patch", which="older")
 
     async def schedule_destruction(self, ref: KeyRef, *, force: bool = False) -> Observation:
         key, versions = await self._set_versions(

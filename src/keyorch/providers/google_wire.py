@@ -427,7 +427,10 @@ def versions_view(key: KeyInfo, versions: Sequence[VersionInfo]) -> list[KeyVers
         by_number.setdefault(key.primary.number, key.primary)
     ordered = [by_number[n] for n in sorted(by_number)]
     primary = primary_name(key, ordered)
-    return [KeyVersion(str(v.number), v.create_time, v.name == primary, v.state == "ENABLED") for v in ordered]
+    return [
+        KeyVersion(str(v.number), v.create_time, v.name == primary, v.state == "ENABLED", v.state in NO_DESTROY_STATES)
+        for v in ordered
+    ]
 
 
 def rotation_period_text(period_days: int | None) -> str | None:

@@ -335,7 +335,7 @@ class KeyProtectClient(KeystoreClient):
                 return current  # a repeat: Key Protect refuses it, keyorch treats it as done
             raise
 
-    async def enable(self, ref: KeyRef) -> Observation:
+    async def enable(self, ref: KeyRef, *, older_versions: bool = True) -> Observation:
         return await self._action(ref, "enable", "EnableKey", KeyState.ACTIVE)
 
     async def disable(self, ref: KeyRef) -> Observation:

@@ -19,7 +19,7 @@ from keyorch.domain.clock import Clock
 from keyorch.domain.models import Keystore, ManagedKey, SyncFlag, Target
 from keyorch.logs import get_logger
 from keyorch.providers import fence, mutations
-from keyorch.providers.base import KeyRef, KeySpec, KeystoreClient, Observation, primary_version
+from keyorch.providers.base import PER_VERSION_KINDS, KeyRef, KeySpec, KeystoreClient, Observation, primary_version
 from keyorch.providers.errors import NotFound, ProviderError
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.planner import Action, Observed, TargetPlan, listing_decides, plan_target
@@ -44,6 +44,18 @@ class KeystoreListing:
 
 #: Observations gathered by a listing pass: keystore id -> its listing.
 Listing = dict[str, KeystoreListing]
+
+
+def _versions_unread(key: ManagedKey, keystore: Keystore, listed: Observation | None) -> bool:
+    """Whether a listing's observation leaves a rotated key's older versions unjudged: the keystore keeps a state
+    per version but the listing reported the primary's only (Key Vault's and Cloud KMS's key listings do). Such a
+    key is read afresh, versions and all, so a re-enabled older version is seen on every pass."""
+    return (
+        listed is not None
+        and listed.versions is None
+        and key.current_version > 1
+        and keystore.type in PER_VERSION_KINDS
+    )
 
 
 class Loaded(NamedTuple):
@@ -221,8 +233,9 @@ class Reconciler:
         identity, so no listing finds it: it is always read by its recorded id."""
         if listing is not None and keystore.id in listing and not in_doubt and not target.adopted:
             taken = listing[keystore.id]
-            if listing_decides(target, taken.taken_at):
-                return taken.found.get(key.id), None
+            listed = taken.found.get(key.id)
+            if listing_decides(target, taken.taken_at) and not _versions_unread(key, keystore, listed):
+                return listed, None
         down = self.clients.down_reason(keystore.id)
         if down is not None:
             return None, down
@@ -455,9 +468,12 @@ class Reconciler:
             )
             return await client.ensure_key(key.id, spec, in_doubt=in_doubt)
         if action is Action.ENABLE:
-            return await client.enable(ref)
+            return await client.enable(ref, older_versions=not key.deactivate_on_rotation)
         if action is Action.DISABLE:
             return await client.disable(ref)
+        if action is Action.DISABLE_OLDER:
+            await client.disable_older_versions(ref)
+            return None
         return await client.schedule_destruction(ref, force=key.destroy_force)
 
     async def _rotate(

@@ -21,7 +21,7 @@ from enum import StrEnum
 from keyorch.domain.models import DriftPolicy, Keystore, ManagedKey, SyncFlag, SyncReason, Target, TargetStatus
 from keyorch.domain.rules import BLOCKS_DISCONNECT
 from keyorch.domain.states import KeyState
-from keyorch.providers.base import Observation
+from keyorch.providers.base import PER_VERSION_KINDS, Observation
 
 R = SyncReason
 
@@ -32,6 +32,7 @@ class Action(StrEnum):
     DISABLE = "disable"
     SCHEDULE_DESTRUCTION = "schedule_destruction"
     ROTATE = "rotate"  # a new primary version, unless one made since the recorded base already is (in doubt)
+    DISABLE_OLDER = "disable_older_versions"  # every version but the primary disabled (deactivate_on_rotation)
 
 
 #: Whether keyorch can undo an action, and how (shown by `keyorch plan`).
@@ -41,6 +42,7 @@ UNDO: dict[Action, str] = {
     Action.DISABLE: "yes: enable it again",
     Action.SCHEDULE_DESTRUCTION: "not by keyorch; in the provider only while destruction is pending",
     Action.ROTATE: "no: the provider keeps the older version, which still decrypts what it encrypted",
+    Action.DISABLE_OLDER: "yes: enable the older versions again (deactivate_on_rotation off, then sync)",
 }
 
 #: The providers' default pending-destruction windows, in days (for the plan's "until when").
@@ -161,6 +163,43 @@ def _version_behind(key: ManagedKey, target: Target) -> bool:
     return key.state is KeyState.ACTIVE and target.key_version < key.current_version
 
 
+def version_drift(key: ManagedKey, observation: Observation | None) -> tuple[SyncReason, Action, str] | None:
+    """Whether the keystore's older versions are out of line although the key itself is (its primary's state),
+    judged over every version the observation reports (``Observation.versions``; none reported: nothing to judge).
+    A deactivated (or compromised) key has no usable version; an active key's older versions are enabled, or,
+    with ``deactivate_on_rotation``, disabled. A destroyed or destruction-scheduled version is out of use for
+    good either way. Returns the reason, the action that fixes it and what is wrong, in words."""
+    versions = observation.versions if observation is not None else None
+    if not versions:
+        return None
+    older = [v for v in versions if not v.primary and not v.destroyed]
+    enabled = [v.version_id for v in older if v.enabled]
+    state = key.state.in_keystores
+    if state is KeyState.DEACTIVATED or (state is KeyState.ACTIVE and key.deactivate_on_rotation):
+        if enabled:
+            what = "deactivated" if state is KeyState.DEACTIVATED else "active with deactivate_on_rotation"
+            return (
+                R.OLDER_KEY_VERSION_IS_ENABLED_IN_KEYSTORE,
+                Action.DISABLE if state is KeyState.DEACTIVATED else Action.DISABLE_OLDER,
+                f"older version(s) {', '.join(enabled)[:120]} enabled in the keystore, the key is {what}",
+            )
+    elif state is KeyState.ACTIVE:
+        disabled = [v.version_id for v in older if not v.enabled]
+        if disabled:
+            return (
+                R.OLDER_KEY_VERSION_IS_DISABLED_IN_KEYSTORE,
+                Action.ENABLE,
+                f"older version(s) {', '.join(disabled)[:120]} disabled in the keystore: they no longer decrypt "
+                "what they encrypted",
+            )
+    return None
+
+
+def _disables_older(key: ManagedKey, keystore: Keystore) -> bool:
+    """Whether an active key's rotation or enabling there is followed by disabling its older versions."""
+    return key.deactivate_on_rotation and keystore.type in PER_VERSION_KINDS
+
+
 @dataclass(frozen=True)
 class TargetPlan:
     """The decision for one (key, keystore): actions to run now, and the target's new record."""
@@ -215,14 +254,20 @@ def plan_target(
     }
     in_line = _IN_LINE[key.state].get(observed)
     behind = _version_behind(key, target)
-    if in_line is not None and behind:
-        # the key is as it should be there but for its version: a rotation brings it in line
-        record = target.with_changes(
-            **common, sync_flag=SyncFlag.PENDING, reason=R.KEY_VERSION_IS_NOT_CURRENT_IN_KEYSTORE
-        )
+    drifted = version_drift(key, observation) if in_line is not None and not behind else None
+    if in_line is not None and (behind or drifted is not None):
+        # the key is as it should be there but for its versions: a rotation (the primary is an older version)
+        # or setting the older versions' state brings it in line
+        if drifted is not None:
+            reason, fix, what = drifted
+            actions: tuple[Action, ...] = (fix,)
+        else:
+            reason, what = R.KEY_VERSION_IS_NOT_CURRENT_IN_KEYSTORE, "the keystore serves an older version"
+            actions = (Action.ROTATE, Action.DISABLE_OLDER) if _disables_older(key, keystore) else (Action.ROTATE,)
+        record = target.with_changes(**common, sync_flag=SyncFlag.PENDING, reason=reason)
         if intent or push or keystore.drift_policy is DriftPolicy.REMEDIATE:
-            return TargetPlan(target.keystore_id, observed, (Action.ROTATE,), record, drift=not intent)
-        stays = "the keystore serves an older version (rotated outside keyorch?); flagged (drift policy 'flag')"
+            return TargetPlan(target.keystore_id, observed, actions, record, drift=not intent)
+        stays = f"{what} (changed outside keyorch?); flagged (drift policy 'flag')"
         record = record.with_changes(sync_flag=SyncFlag.OUT_OF_SYNC)
         return TargetPlan(target.keystore_id, observed, (), record, drift=not intent, blocked=stays)
     if in_line is not None:
@@ -244,6 +289,8 @@ def plan_target(
         actions = ()
     if behind and actions and Action.CREATE not in actions:
         actions = (*actions, Action.ROTATE)  # e.g. re-enabled, then made current
+    if Action.ENABLE in actions and _disables_older(key, keystore):
+        actions = (*actions, Action.DISABLE_OLDER)  # only the primary was enabled; any older one enabled is not
     drift = not intent
     may_act = intent or push or keystore.drift_policy is DriftPolicy.REMEDIATE
     blocked = None

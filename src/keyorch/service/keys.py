@@ -47,9 +47,11 @@ async def create_key(
     description: str = "",
     tags: Sequence[tuple[str, str]] = (),
     vault: str | None = None,
+    deactivate_on_rotation: bool | None = None,
 ) -> ManagedKey:
     """A key made from a template (by id, or by name; ``vault`` (an id or name) narrows the template's lookup to
-    that vault, as UKO's ``{template_name, vault: {id}}`` does)."""
+    that vault, as UKO's ``{template_name, vault: {id}}`` does). ``deactivate_on_rotation``: None takes the
+    template's."""
     check_label(label)
     if state is not None:
         parse_initial_state(state)
@@ -89,6 +91,9 @@ async def create_key(
             tags=checked_tags,
             created_by=ctx.actor.user,
             updated_by=ctx.actor.user,
+            deactivate_on_rotation=(
+                tmpl.deactivate_on_rotation if deactivate_on_rotation is None else deactivate_on_rotation
+            ),
         )
         await tx.insert_key(key)
         return key, Change(key.id, after=key)
@@ -217,10 +222,13 @@ async def update_key(
     tags: Sequence[tuple[str, str]] | None = None,
     activation_date: date | None = KEEP,
     expiration_date: date | None = KEEP,
+    deactivate_on_rotation: bool | None = None,
 ) -> ManagedKey:
-    """Change what UKO lets one edit on a key: label, description, tags (replaced as a whole), and the planned
-    activation and expiration dates (None clears one); not its state or where it is. The provider-side name
-    stays what it was made with (the keystores' copies are found by the key's id, never by its label)."""
+    """Change what UKO lets one edit on a key: label, description, tags (replaced as a whole), the planned
+    activation and expiration dates (None clears one) and ``deactivate_on_rotation`` (None: as it is); not its
+    state or where it is. The provider-side name stays what it was made with (the keystores' copies are found by
+    the key's id, never by its label). A changed ``deactivate_on_rotation`` is a change of desired state: every
+    live target is pending until the reconciler has disabled (or enabled again) the older versions there."""
     if label is not None:
         check_label(label)
     if description is not None:
@@ -245,6 +253,13 @@ async def update_key(
             updated_at=ctx.clock.now(),
             updated_by=ctx.actor.user,
         )
+        if deactivate_on_rotation is not None and deactivate_on_rotation != before.deactivate_on_rotation:
+            changed = replace(
+                changed,
+                deactivate_on_rotation=deactivate_on_rotation,
+                targets=rules.pending_targets(changed, changed.updated_at),
+                generation=before.generation + 1,
+            )
         after = await tx.update_key(changed, before.version)
         return after, Change(after.id, before=before, after=after)
 

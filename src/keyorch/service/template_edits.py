@@ -36,6 +36,8 @@ class TemplateEdit:
     groups: Sequence[tuple[str, str]] | None = None
     activation_date: str | None = KEEP
     expiration_date: str | None = KEEP
+    #: what keys made from now on get; keys made before keep theirs (changed per key: ``key update``)
+    deactivate_on_rotation: bool | None = None
 
     def touches_keys(self, before: KeyTemplate, after: KeyTemplate) -> bool:
         """Whether the edit changes what the template gives its keys (so they are no longer aligned)."""
@@ -85,6 +87,9 @@ async def _edited(tx: Transaction, before: KeyTemplate, edit: TemplateEdit, ctx:
         groups=groups,
         activation_date=before.activation_date if edit.activation_date is KEEP else edit.activation_date,
         expiration_date=before.expiration_date if edit.expiration_date is KEEP else edit.expiration_date,
+        deactivate_on_rotation=(
+            before.deactivate_on_rotation if edit.deactivate_on_rotation is None else edit.deactivate_on_rotation
+        ),
         updated_at=ctx.clock.now(),
         updated_by=ctx.actor.user,
     )

@@ -102,6 +102,7 @@ async def create_template(
     expiration_date: str | None = None,
     types: Sequence[str] = (USER_DEFINED,),
     archived: bool = False,
+    deactivate_on_rotation: bool = False,
 ) -> KeyTemplate:
     """A template distributing keys to the keystores named (``keystores``, ids or names) and to every connected
     keystore of the vault in a group entry (``groups``: UKO's ``keystores[{group, type}]``)."""
@@ -144,6 +145,7 @@ async def create_template(
             groups=entries,
             created_by=ctx.actor.user,
             updated_by=ctx.actor.user,
+            deactivate_on_rotation=deactivate_on_rotation,
         )
         await tx.insert_template(template)
         return template, Change(template.id, after=template)

@@ -124,6 +124,7 @@ def template_from_row(row: Row) -> KeyTemplate:
         groups=groups,
         created_by=row["created_by"],
         updated_by=row["updated_by"],
+        deactivate_on_rotation=bool(row["deactivate_on_rotation"]),
     )
 
 
@@ -146,6 +147,7 @@ def template_to_row(t: KeyTemplate) -> dict[str, Any]:
         "activation_date": t.activation_date,
         "expiration_date": t.expiration_date,
         "keystore_groups": json.dumps([{"group": g.group, "type": g.type.value} for g in t.groups]),
+        "deactivate_on_rotation": t.deactivate_on_rotation,
         "created_by": t.created_by,
         "updated_by": t.updated_by,
     }
@@ -225,6 +227,7 @@ def key_from_row(row: Row, targets: Iterable[Target]) -> ManagedKey:
         template_aligned=bool(row["template_aligned"]),
         current_version=row["current_version"],
         rotated_at=row["rotated_at"],
+        deactivate_on_rotation=bool(row["deactivate_on_rotation"]),
     )
 
 
@@ -248,6 +251,7 @@ def key_to_row(k: ManagedKey) -> dict[str, Any]:
         "template_aligned": k.template_aligned,
         "current_version": k.current_version,
         "rotated_at": k.rotated_at,
+        "deactivate_on_rotation": k.deactivate_on_rotation,
         "created_at": k.created_at,
         "updated_at": k.updated_at,
         "version": k.version,

@@ -110,6 +110,7 @@ templates = Table(
     Column("keystore_groups", Text, nullable=False, server_default="[]"),  # JSON list of {group, type}
     Column("created_by", String(128), nullable=True),
     Column("updated_by", String(128), nullable=True),
+    Column("deactivate_on_rotation", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("vault_id", "name", name="uq_templates_vault_name"),
 )
 
@@ -142,6 +143,7 @@ managed_keys = Table(
     Column("template_aligned", Boolean, nullable=False, server_default=true()),
     Column("current_version", Integer, nullable=False, server_default="1"),
     Column("rotated_at", UtcDateTime, nullable=True),
+    Column("deactivate_on_rotation", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("vault_id", "label", name="uq_keys_vault_label"),
     Index("ix_keys_state", "state"),
 )
