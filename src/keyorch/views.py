@@ -306,10 +306,20 @@ def realignment_json(plan: Realignment, shown: ManagedKey, directory: Directory,
     return doc
 
 
-def versions_json(k: ManagedKey, versions: Sequence[KeyVersion], directory: Directory) -> dict[str, Any]:
+def versions_json(
+    k: ManagedKey,
+    versions: Sequence[KeyVersion],
+    directory: Directory,
+    ids: Mapping[tuple[str, int], str] | None = None,
+) -> dict[str, Any]:
     """A key's versions; for each, the keystores serving it as their primary (``version_id_in_keystore``:
-    the provider's id of that version, null until keyorch has learned it)."""
+    the provider's id of that version, null until keyorch has learned it), and ``version_ids_in_keystores``: every
+    keystore whose id of the version keyorch learned (``ids``, by keystore id and version), primary or not."""
     live = [t for t in k.targets if t.status is not TargetStatus.REMOVED and t.keystore_id in directory.keystores]
+    known = dict(ids or {})
+    for t in live:
+        if t.primary_version_id is not None:
+            known[(t.keystore_id, t.key_version)] = t.primary_version_id
     return {
         "id": k.id,
         "label": k.label,
@@ -328,6 +338,15 @@ def versions_json(k: ManagedKey, versions: Sequence[KeyVersion], directory: Dire
                     }
                     for t in live
                     if t.key_version == v.version
+                ],
+                "version_ids_in_keystores": [
+                    {
+                        "keystore": keystore_reference(t.keystore_id, directory),
+                        "version_id_in_keystore": known[(t.keystore_id, v.version)],
+                        "primary": t.key_version == v.version,
+                    }
+                    for t in live
+                    if (t.keystore_id, v.version) in known
                 ],
             }
             for v in versions

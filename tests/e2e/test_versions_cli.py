@@ -94,6 +94,13 @@ async def test_a_rotated_key_is_deactivated_reactivated_and_destroyed_in_every_v
     assert [(v["version"], v["current"]) for v in listed["versions"]] == [(1, False), (2, True)], listed
     serving = {ks["keystore"]["name"]: ks["version_id_in_keystore"] for ks in listed["versions"][1]["keystores"]}
     assert serving == {kind: now[kind][0] for kind in KINDS}, (serving, now)
+    # every version's id in every keystore, the older ones too (AWS calls a key's initial material "original")
+    older = {kind: first[kind][0] for kind in KINDS} | {"aws_kms": "original"}
+    for index, expected, primary in ((0, older, False), (1, {kind: now[kind][0] for kind in KINDS}, True)):
+        ids = listed["versions"][index]["version_ids_in_keystores"]
+        assert {i["keystore"]["name"]: (i["version_id_in_keystore"], i["primary"]) for i in ids} == {
+            kind: (expected[kind], primary) for kind in KINDS
+        }, listed
 
     # deactivate: every version disabled where the provider keeps a state per version
     await cli.ok("key", "deactivate", key_id)

@@ -339,12 +339,21 @@ class VersionInKeystore(Document):
     in_sync: bool
 
 
+class VersionIdInKeystore(Document):
+    keystore: KeystoreReference
+    version_id_in_keystore: str = Field(description="the provider's id of the version in that keystore")
+    primary: bool = Field(description="whether the keystore serves this version as its primary")
+
+
 class KeyVersionDocument(Document):
     version: int
     created_at: str | None = _TIME
     created_by: str | None
     current: bool
     keystores: list[VersionInKeystore] = Field(description="the keystores serving this version as their primary")
+    version_ids_in_keystores: list[VersionIdInKeystore] = Field(
+        description="every keystore whose id of this version keyorch learned (at each rotation there), primary or not"
+    )
 
 
 class KeyVersions(Document):

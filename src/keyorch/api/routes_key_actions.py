@@ -94,7 +94,7 @@ async def versions(call: Call) -> web.StreamResponse:
     visible = await call.key(call.path_id)  # a key of a vault the caller cannot read is not found
     found = await rotation.key_versions(call.context(), visible.id)
     key = found.key
-    doc = versions_json(key, found.versions, await load_directory(call.context()))
+    doc = versions_json(key, found.versions, await load_directory(call.context()), found.ids)
     return call.answer(doc, tag=(key.id, key.version))
 
 

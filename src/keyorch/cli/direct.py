@@ -233,7 +233,7 @@ class DirectBackend:
 
     async def key_versions(self, ref: str) -> Doc:
         found = await rotation.key_versions(self.ctx, ref)
-        return versions_json(found.key, found.versions, await load_directory(self.ctx))
+        return versions_json(found.key, found.versions, await load_directory(self.ctx), found.ids)
 
     # --- reconciling ----------------------------------------------------------------------
 

@@ -509,6 +509,10 @@ class Reconciler:
                 metrics.record_rotation(keystore.name, "in_doubt" if sent else "failed")
                 raise
         metrics.record_rotation(keystore.name, "rotated" if sent else "recognised")
+        async with self.store.transaction() as tx:  # for `key versions`: each version's id in this keystore
+            await tx.note_version_ids(
+                key.id, keystore.id, {current.key_version: base, key.current_version: made.version_id}
+            )
         return current.with_changes(key_version=key.current_version, primary_version_id=made.version_id)
 
     def _failed(self, outcome: TargetOutcome, target: Target, action: Action, exc: ProviderError) -> TargetOutcome:

@@ -5,7 +5,7 @@ The rotation is a change of desired state (domain/rotation.py); the reconciler m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from keyorch.domain import rotation
@@ -40,10 +40,12 @@ async def rotate_key(
 class Versions:
     key: ManagedKey
     versions: list[KeyVersion]
+    #: the provider's id of each version keyorch learned, by (keystore id, version)
+    ids: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
 async def key_versions(ctx: ServiceContext, ref: str) -> Versions:
     """The key (with each keystore's version and the provider's id of its primary) and its versions."""
     async with ctx.store.read() as tx:
         key = await tx.key(ref)
-        return Versions(key, await tx.key_versions(key.id))
+        return Versions(key, await tx.key_versions(key.id), await tx.key_version_ids(key.id))

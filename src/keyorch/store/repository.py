@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import replace
@@ -39,6 +39,7 @@ from keyorch.store.schema import (
     intents,
     key_leases,
     key_targets,
+    key_version_ids,
     key_versions,
     keystores,
     managed_keys,
@@ -532,6 +533,31 @@ class Transaction:
         )
         await self.conn.execute(stmt, params)
         return True
+
+    async def note_version_ids(self, key_id: str, keystore_id: str, ids: Mapping[int, str]) -> None:
+        """Record the provider's id of versions of the key in one keystore (version -> id; a later record of a
+        version replaces an earlier one)."""
+        for version, version_id in ids.items():
+            await self.conn.execute(
+                delete(key_version_ids).where(
+                    key_version_ids.c.key_id == key_id,
+                    key_version_ids.c.keystore_id == keystore_id,
+                    key_version_ids.c.version == version,
+                )
+            )
+            await self.conn.execute(
+                insert(key_version_ids).values(
+                    key_id=key_id, keystore_id=keystore_id, version=version, version_id_in_keystore=version_id
+                )
+            )
+
+    async def key_version_ids(self, key_id: str) -> dict[tuple[str, int], str]:
+        """The provider's id of each version of the key keyorch learned, by (keystore id, version)."""
+        stmt = select(key_version_ids).where(key_version_ids.c.key_id == key_id)
+        return {
+            (r["keystore_id"], r["version"]): r["version_id_in_keystore"]
+            for r in (await self.conn.execute(stmt)).mappings()
+        }
 
     async def note_rotation_base(self, key_id: str, keystore_id: str, version_id: str) -> None:
         """Record the provider's primary version a rotation starts from, where none is recorded yet (kept

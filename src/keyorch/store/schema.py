@@ -180,6 +180,17 @@ key_versions = Table(
     Column("created_by", String(128), nullable=True),
 )
 
+#: the provider's id of each version of a key in each keystore, as keyorch learned them (at each rotation there:
+#: the version it rotated from and the one it made); the primary's is also the target's ``primary_version_id``
+key_version_ids = Table(
+    "key_version_ids",
+    metadata,
+    Column("key_id", String(36), ForeignKey("managed_keys.id", ondelete="CASCADE"), primary_key=True),
+    Column("keystore_id", String(36), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("version_id_in_keystore", String(512), nullable=False),
+)
+
 #: The journal of mutating provider calls: written before the call ("started") and after it
 #: ("succeeded" / "failed"), so a process killed in between knows a call may have happened.
 intents = Table(
