@@ -91,6 +91,7 @@ class Daemon:
             workers=cfg.workers,
             listing_timeout_seconds=cfg.listing_timeout_seconds,
             lease_seconds=cfg.lease_seconds,
+            rotation_min_interval=settings.keys.rotation_min_interval,
         )
         self.listing_published = asyncio.Event()  # another replica stored a new listing
         self.cluster = Cluster(
@@ -261,6 +262,8 @@ class Daemon:
         replica stored), then queue this daemon's share of the keys. False if there was nothing new."""
         if not await self.master_key_usable():
             return False
+        for key_id in await self.controller.rotate_due(self.cluster.owns):  # this replica's share of them
+            self.on_change(key_id)
         keystores = await self.controller.keystores()
         down: dict[str, str] = {}
         if not self.cluster.shared:

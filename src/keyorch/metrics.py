@@ -79,6 +79,11 @@ ROTATIONS = Counter(
 )
 #: the outcomes of ``keyorch_rotations_total``
 ROTATION_OUTCOMES = ("rotated", "recognised", "in_doubt", "failed", "refused")
+KEYS_OVERDUE_FOR_ROTATION = Gauge(
+    "keyorch_keys_overdue_for_rotation",
+    "Active managed keys whose scheduled rotation is due and not made, as the scheduler's last pass left them.",
+    registry=REGISTRY,
+)
 RECONCILE_DURATION = Histogram(
     "keyorch_reconcile_duration_seconds",
     "Time taken by one reconcile of one managed key.",
@@ -134,6 +139,10 @@ def set_keystores_up(up: dict[str, bool]) -> None:
     KEYSTORE_UP.clear()
     for keystore, answering in up.items():
         KEYSTORE_UP.labels(keystore=keystore).set(1 if answering else 0)
+
+
+def set_keys_overdue_for_rotation(count: int) -> None:
+    KEYS_OVERDUE_FOR_ROTATION.set(count)
 
 
 def render() -> bytes:

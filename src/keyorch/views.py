@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from keyorch.audit import AuditRecord
-from keyorch.domain import uko
+from keyorch.domain import rotation, uko
 from keyorch.domain.alignment import Realignment
 from keyorch.domain.models import (
     Keystore,
@@ -148,7 +148,11 @@ def keystore_dry_run_json(k: Keystore, vault_name: str | None, health: Health, a
 def template_json(t: KeyTemplate, facts: TemplateFacts) -> dict[str, Any]:
     """A template as UKO v4 shows one, with keyorch's ``algorithm``, ``size`` (a number) and ``initial_state``."""
     key: dict[str, Any] = {"size": str(t.size), "algorithm": t.algorithm, "state": uko_state(t.initial_state)}
-    for name, value in (("activation_date", t.activation_date), ("expiration_date", t.expiration_date)):
+    for name, value in (
+        ("activation_date", t.activation_date),
+        ("expiration_date", t.expiration_date),
+        ("rotation_policy", t.rotation_policy),  # keyorch's addition
+    ):
         if value is not None:  # UKO's schemas take no null: a date not planned is left out
             key[name] = value
     key["deactivate_on_rotation"] = t.deactivate_on_rotation
@@ -293,8 +297,22 @@ def key_json(k: ManagedKey, directory: Directory) -> dict[str, Any]:
         "created_by": k.created_by,
         "updated_by": k.updated_by,
         "rotated_at": _time(k.rotated_at) if k.rotated_at else None,
+        **schedule_json(k, directory),
     }
     doc.update({name: value for name, value in optional.items() if value is not None})
+    return doc
+
+
+def schedule_json(k: ManagedKey, directory: Directory) -> dict[str, Any]:
+    """keyorch's rotation schedule of a key: its policy (its own, else its template's), where that comes from,
+    and when it rotates next (an active key only); empty for a key on no schedule."""
+    schedule = rotation.schedule_of(k, directory.rotation_policies.get(k.template_id or ""))
+    if schedule is None:
+        return {}
+    doc: dict[str, Any] = {"rotation_policy": schedule.policy, "rotation_policy_from": schedule.source}
+    due = rotation.next_rotation_at(k, schedule)
+    if due is not None:
+        doc["next_rotation_at"] = _time(due)
     return doc
 
 

@@ -248,7 +248,7 @@ async def api_factory(api_db_url: str) -> AsyncIterator[ApiFactory]:
             return {"flagged_keys": [], **pass_counts()}
 
         async def plan(refs: Any) -> dict[str, Any]:
-            return {"steps": [], "keystores_down": {}}
+            return {"steps": [], "keystores_down": {}, "rotations": []}
 
         options: dict[str, Any] = {
             "store": store,

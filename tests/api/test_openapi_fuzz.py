@@ -127,7 +127,7 @@ def served() -> Iterator[Served]:
                 return {"flagged_keys": [], **pass_counts()}
 
             async def plan(refs: Any) -> dict[str, Any]:
-                return {"steps": [], "keystores_down": {}}
+                return {"steps": [], "keystores_down": {}, "rotations": []}
 
             api_settings = ApiSettings(tokens=tokens)
             app = create_api_app(

@@ -61,6 +61,9 @@ def test_recorded_values_render_and_parse() -> None:
     metrics.set_keystores_up({"ks-aws": True})
     assert ("keyorch_keystore_up", (("keystore", "ks-ibm"),)) not in samples()
 
+    metrics.set_keys_overdue_for_rotation(3)
+    assert value("keyorch_keys_overdue_for_rotation") == 3
+
 
 def test_families_and_types() -> None:
     families = {f.name: f.type for f in text_string_to_metric_families(metrics.render().decode())}
@@ -76,6 +79,7 @@ def test_families_and_types() -> None:
         "keyorch_keys_reconciled": "counter",
         "keyorch_cluster_members": "gauge",
         "keyorch_rotations": "counter",
+        "keyorch_keys_overdue_for_rotation": "gauge",
     }
     assert metrics.CONTENT_TYPE.startswith("text/plain")
 

@@ -215,6 +215,13 @@ class TemplateGroupEntry(Body):
     type: str = Field(min_length=1, max_length=32, description="keystore type: UKO's name or keyorch's")
 
 
+_ROTATION_POLICY = Field(
+    default=None,
+    min_length=1,
+    max_length=40,
+    description="keyorch: how often keys rotate, an ISO 8601 duration (P90D, P3M, P1Y); null: on no schedule",
+)
+
 _KEY_DATE = Field(
     default=None,
     min_length=1,
@@ -241,6 +248,7 @@ class TemplateKeyProperties(Body):
         default=None, description="the state keys start in"
     )
     deactivate_on_rotation: StrictBool | None = _DEACTIVATE_ON_ROTATION
+    rotation_policy: str | None = _ROTATION_POLICY
 
 
 class KeystoreConnectQuery(Query):
@@ -286,6 +294,7 @@ class TemplateKeyUpdate(Body):
     deactivate_on_rotation: StrictBool | None = Field(
         default=None, description="what keys made from now on get (keys made before keep theirs)"
     )
+    rotation_policy: str | None = _ROTATION_POLICY
 
 
 class TemplateUpdate(Body):
@@ -326,6 +335,12 @@ class KeyCreate(Body):
     tags: list[TagBody] | None = _TAGS
     state: Literal["pre_active", "active"] | None = Field(default=None, description="defaults to the template's")
     deactivate_on_rotation: StrictBool | None = Field(default=None, description="defaults to the template's")
+    rotation_policy: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description="keyorch: the key's own rotation policy, an ISO 8601 duration (P90D); default: its template's",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -352,6 +367,12 @@ class KeyUpdate(Body):
     activation_date: date | None = Field(default=None, description="planned activation date (YYYY-MM-DD)")
     expiration_date: date | None = Field(default=None, description="planned expiration date (YYYY-MM-DD)")
     deactivate_on_rotation: StrictBool | None = _DEACTIVATE_ON_ROTATION
+    rotation_policy: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description="keyorch: the key's own rotation policy, an ISO 8601 duration (P90D); null: its template's",
+    )
 
 
 def _comma_list(value: object) -> object:

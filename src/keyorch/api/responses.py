@@ -143,6 +143,9 @@ class TemplateKey(Document):
     deactivate_on_rotation: bool = Field(
         description="UKO: keys made from the template disable their older versions after a rotation"
     )
+    rotation_policy: str | None = Field(
+        default=None, description="keyorch: how often its keys rotate, an ISO 8601 duration (P90D); absent: never"
+    )
 
 
 class TemplateKeystore(Document):
@@ -315,6 +318,17 @@ class ManagedKey(Document):
     created_by: str | None = Field(default=None, description="left out for a key made before keyorch recorded it")
     updated_by: str | None = None
     rotated_at: str | None = Field(default=None, description="UKO: when the key was last rotated (absent: never)")
+    rotation_policy: str | None = Field(
+        default=None, description="keyorch: how often the key rotates, an ISO 8601 duration (absent: never)"
+    )
+    rotation_policy_from: Literal["key", "template"] | None = Field(
+        default=None, description="keyorch: whether the policy is the key's own or its template's"
+    )
+    next_rotation_at: str | None = Field(
+        default=None,
+        description="keyorch: when the key rotates next on its schedule (absent: on none, or not active)",
+        json_schema_extra={"format": "date-time"},
+    )
 
 
 class TemplateChange(Document):
@@ -570,9 +584,22 @@ class PlanStep(Document):
     blocked: str | None = Field(description="why nothing is done although the target is out of line")
 
 
+class PlannedRotation(Document):
+    """A key's next rotation on its schedule (keyorch's rotation policies)."""
+
+    key: str
+    label: str
+    version: int = Field(description="the version the rotation makes the key's current one")
+    rotation_policy: str = Field(description="ISO 8601 duration")
+    rotation_policy_from: Literal["key", "template"]
+    next_rotation_at: str = _TIME
+    overdue: bool = Field(description="due now: the daemon's next pass makes it")
+
+
 class Plan(Document):
     steps: list[PlanStep]
     keystores_down: dict[str, str]
+    rotations: list[PlannedRotation] = Field(description="the rotations scheduled next, soonest first")
 
 
 class AuditRecord(Document):

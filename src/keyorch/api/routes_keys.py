@@ -64,6 +64,8 @@ async def create_key(call: Call) -> web.StreamResponse:
         description=body.description,
         tags=tags,
         deactivate_on_rotation=body.deactivate_on_rotation,
+        rotation_policy=body.rotation_policy,
+        min_interval=call.deps.rotation_min_interval,
     )
     call.changed(key.id)
     return await key_response(call, key)
@@ -82,6 +84,7 @@ async def status_in_keystores(call: Call) -> web.StreamResponse:
 
 async def update_key(call: Call) -> web.StreamResponse:
     """UKO's UpdateManagedKey: label, description, tags, planned dates, deactivate_on_rotation; If-Match required."""
+    """UKO's UpdateManagedKey: label, description, tags, planned dates; keyorch's rotation policy; If-Match required."""
     body = call.parsed(KeyUpdate, call.body)
     key = await call.key(call.path_id)
     vault = await call.vault(key.vault_id)
@@ -98,6 +101,8 @@ async def update_key(call: Call) -> web.StreamResponse:
         activation_date=body.activation_date if "activation_date" in given else ops.KEEP,
         expiration_date=body.expiration_date if "expiration_date" in given else ops.KEEP,
         deactivate_on_rotation=body.deactivate_on_rotation,
+        rotation_policy=body.rotation_policy if "rotation_policy" in given else ops.KEEP,
+        min_interval=call.deps.rotation_min_interval,
     )
     call.changed(key.id)
     return await key_response(call, after)

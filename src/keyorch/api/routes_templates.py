@@ -120,6 +120,7 @@ def _create_args(body: TemplateCreate) -> dict[str, Any]:
         "state": initial or "pre_active",
         "activation_date": key.activation_date if key is not None else None,
         "expiration_date": key.expiration_date if key is not None else None,
+        "rotation_policy": key.rotation_policy if key is not None else None,
         "types": body.type if body.type is not None else ("user_defined",),
         "archived": archived,
         "deactivate_on_rotation": bool(key is not None and key.deactivate_on_rotation),
@@ -131,7 +132,7 @@ async def create_template(call: Call) -> web.StreamResponse:
     args = _create_args(body)
     vault = await call.vault(body.vault.id if isinstance(body.vault, TemplateVaultRef) else body.vault)
     ctx = await call.authorize(Permission.CREATE, vault.name, "template.create", "template", body.name)
-    template = await ops.create_template(ctx, vault=vault.id, **args)
+    template = await ops.create_template(ctx, vault=vault.id, **args, min_interval=call.deps.rotation_min_interval)
     return await _answer_one(call, template, location=f"{PREFIX}/templates/{template.id}")
 
 
@@ -173,6 +174,7 @@ def _edit(body: TemplateUpdate) -> edits.TemplateEdit:
         activation_date=key.activation_date if key is not None and "activation_date" in given else edits.KEEP,
         expiration_date=key.expiration_date if key is not None and "expiration_date" in given else edits.KEEP,
         deactivate_on_rotation=key.deactivate_on_rotation if key is not None else None,
+        rotation_policy=key.rotation_policy if key is not None and "rotation_policy" in given else edits.KEEP,
     )
 
 
@@ -193,7 +195,8 @@ async def update_template(call: Call) -> web.StreamResponse:
     body = call.parsed(TemplateUpdate, call.body)
     template, ctx, version = await _writable(call, "template.update")
     _unchanged_key_material(template, body.key)
-    after = await edits.update_template(ctx, template.id, _edit(body), version)
+    interval = call.deps.rotation_min_interval
+    after = await edits.update_template(ctx, template.id, _edit(body), version, min_interval=interval)
     return await _answer_one(call, after)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from keyorch.service.adoption_request import AdoptRequest, UkoMigration
-from keyorch.service.keys import KeyFilter
+from keyorch.service.keys import KEEP, KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import ConnectRequest, KeystoreQuery
 from keyorch.service.template_edits import TemplateEdit
@@ -58,6 +58,8 @@ class TemplateRequest:
     activation_date: str | None = None
     expiration_date: str | None = None
     deactivate_on_rotation: bool = False
+    #: how often its keys rotate (an ISO 8601 duration; None: on no schedule)
+    rotation_policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,11 +135,19 @@ class Backend(Protocol):
         ...
 
     async def create_key(
-        self, template: str, label: str, state: str | None, deactivate_on_rotation: bool | None = None
+        self,
+        template: str,
+        label: str,
+        state: str | None,
+        deactivate_on_rotation: bool | None = None,
+        rotation_policy: str | None = None,
     ) -> Doc: ...
 
-    async def update_key(self, ref: str, if_version: int | None, *, deactivate_on_rotation: bool | None) -> Doc:
-        """The key after ``key update`` (None: as it is)."""
+    async def update_key(
+        self, ref: str, if_version: int | None, *, deactivate_on_rotation: bool | None, rotation_policy: Any = KEEP
+    ) -> Doc:
+        """The key after ``key update`` (None: as it is; ``rotation_policy`` KEEP: as it is, None: its template's
+        again)."""
         ...
 
     async def list_keys(self, flt: KeyFilter) -> list[Doc]: ...

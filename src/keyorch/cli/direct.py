@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from keyorch.cli.backend import Doc, KeyCommand, ProgressHook, TemplateRequest, VaultChanges
 from keyorch.domain.models import Keystore, KeyTemplate, ManagedKey, Vault, VaultCounts
@@ -29,7 +30,7 @@ from keyorch.service import (
 from keyorch.service.adoption_request import AdoptRequest, UkoMigration
 from keyorch.service.context import ServiceContext
 from keyorch.service.directory import load_directory
-from keyorch.service.keys import KeyFilter
+from keyorch.service.keys import KEEP, KeyFilter
 from keyorch.service.keystore_probe import DEFAULT_CHECK_TIMEOUT_SECONDS, StatusChecks
 from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import ConnectRequest, KeystoreQuery
@@ -170,7 +171,8 @@ class DirectBackend:
         return template_json(template, await templates.template_facts(self.ctx, [template]))
 
     async def create_template(self, request: TemplateRequest) -> Doc:
-        return await self._template(await templates.create_template(self.ctx, **asdict(request)))
+        interval = self.rotation_min_interval
+        return await self._template(await templates.create_template(self.ctx, **asdict(request), min_interval=interval))
 
     async def list_templates(self, vault: str | None) -> list[Doc]:
         found = await templates.list_templates(self.ctx, vault)
@@ -181,7 +183,9 @@ class DirectBackend:
         return await self._template(await templates.get_template(self.ctx, ref))
 
     async def update_template(self, ref: str, if_version: int | None, edit: TemplateEdit) -> Doc:
-        return await self._template(await template_edits.update_template(self.ctx, ref, edit, if_version))
+        interval = self.rotation_min_interval
+        after = await template_edits.update_template(self.ctx, ref, edit, if_version, min_interval=interval)
+        return await self._template(after)
 
     async def delete_template(self, ref: str, if_version: int | None) -> Doc:
         return await self._template(await template_edits.delete_template(self.ctx, ref, if_version))
@@ -204,15 +208,35 @@ class DirectBackend:
         return key_json(key, await load_directory(self.ctx))
 
     async def create_key(
-        self, template: str, label: str, state: str | None, deactivate_on_rotation: bool | None = None
+        self,
+        template: str,
+        label: str,
+        state: str | None,
+        deactivate_on_rotation: bool | None = None,
+        rotation_policy: str | None = None,
     ) -> Doc:
         made = await keys.create_key(
-            self.ctx, template=template, label=label, state=state, deactivate_on_rotation=deactivate_on_rotation
+            self.ctx,
+            template=template,
+            label=label,
+            state=state,
+            deactivate_on_rotation=deactivate_on_rotation,
+            rotation_policy=rotation_policy,
+            min_interval=self.rotation_min_interval,
         )
         return await self._key(made)
 
-    async def update_key(self, ref: str, if_version: int | None, *, deactivate_on_rotation: bool | None) -> Doc:
-        changed = await keys.update_key(self.ctx, ref, if_version, deactivate_on_rotation=deactivate_on_rotation)
+    async def update_key(
+        self, ref: str, if_version: int | None, *, deactivate_on_rotation: bool | None, rotation_policy: Any = KEEP
+    ) -> Doc:
+        changed = await keys.update_key(
+            self.ctx,
+            ref,
+            if_version,
+            deactivate_on_rotation=deactivate_on_rotation,
+            rotation_policy=rotation_policy,
+            min_interval=self.rotation_min_interval,
+        )
         return await self._key(changed)
 
     async def list_keys(self, flt: KeyFilter) -> list[Doc]:
@@ -251,6 +275,7 @@ class DirectBackend:
             self.ctx.clock,
             workers=cfg.workers,
             listing_timeout_seconds=cfg.listing_timeout_seconds,
+            rotation_min_interval=self.rotation_min_interval,
         )
 
     async def sync_key(self, ref: str) -> Doc:

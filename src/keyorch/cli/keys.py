@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from keyorch.cli.backend import Backend, Doc, KeyCommand
 from keyorch.cli.runtime import CliState, emit, make_table, properties_table, with_backend
 from keyorch.domain.uko import STATE_NAMES, key_state
-from keyorch.service.keys import KeyFilter
+from keyorch.service.keys import KEEP, KeyFilter
 
 TARGET_COLUMNS = ["keystore", "status", "sync", "reason", "id in keystore", "pending destruction until"]
 
@@ -60,6 +62,9 @@ def key() -> None:
     help="After a rotation, disable the older versions where the keystore can (Azure Key Vault, Google Cloud "
     "KMS; AWS KMS and Key Protect keep older material for decryption only anyway); default: the template's.",
 )
+@click.option(
+    "--rotation-policy", help="The key's own rotation schedule, an ISO 8601 duration (P90D); default: its template's."
+)
 @with_backend
 async def create(
     state: CliState,
@@ -68,9 +73,12 @@ async def create(
     label: str,
     initial_state: str | None,
     deactivate_on_rotation: bool | None,
+    rotation_policy: str | None,
 ) -> None:
-    """Create a managed key from a template (state defaults to the template's)."""
-    show_key(state, await backend.create_key(template, label, initial_state, deactivate_on_rotation), "key created")
+    """Create a managed key from a template (state, deactivation on rotation and rotation policy default to the
+    template's)."""
+    made = await backend.create_key(template, label, initial_state, deactivate_on_rotation, rotation_policy)
+    show_key(state, made, "key created")
 
 
 @key.command(name="update")
@@ -81,13 +89,27 @@ async def create(
     help="Disable the older versions where the keystore can (Azure Key Vault, Google Cloud KMS), or enable them "
     "again; the reconciler carries it out in every keystore.",
 )
+@click.option(
+    "--rotation-policy",
+    default=None,
+    help="The key's own rotation schedule, an ISO 8601 duration (P90D), or none: its template's again.",
+)
 @click.option("--if-version", type=int, default=None, help="Refuse if the key's version differs.")
 @with_backend
 async def update(
-    state: CliState, backend: Backend, ref: str, deactivate_on_rotation: bool | None, if_version: int | None
+    state: CliState,
+    backend: Backend,
+    ref: str,
+    deactivate_on_rotation: bool | None,
+    rotation_policy: str | None,
+    if_version: int | None,
 ) -> None:
-    """Change a key's settings (an option not given stays as it is)."""
-    changed = await backend.update_key(ref, if_version, deactivate_on_rotation=deactivate_on_rotation)
+    """Change a key's settings (an option not given stays as it is); its own rotation policy overrides its
+    template's."""
+    policy: Any = KEEP if rotation_policy is None else (None if rotation_policy.lower() == "none" else rotation_policy)
+    changed = await backend.update_key(
+        ref, if_version, deactivate_on_rotation=deactivate_on_rotation, rotation_policy=policy
+    )
     show_key(state, changed, "key updated")
 
 

@@ -106,13 +106,33 @@ async def _with_progress(backend: Backend) -> Doc:
 @click.argument("refs", metavar="[KEY]...", nargs=-1)
 @with_backend
 async def plan(state: CliState, backend: Backend, refs: tuple[str, ...]) -> None:
-    """Show what a reconcile pass would do, per key and keystore. Changes nothing."""
+    """Show what a reconcile pass would do, per key and keystore, and the rotations scheduled next. Changes
+    nothing."""
     doc = await backend.plan(refs)
     steps = doc["steps"]
-    emit(
-        state,
-        doc,
-        lambda: make_table(
+
+    def render() -> Any:
+        from rich.console import Group
+
+        rotations = make_table(
+            "rotations scheduled",
+            ["key", "version", "at", "policy", "from", "note"],
+            [
+                (
+                    r["label"],
+                    r["version"],
+                    r["next_rotation_at"],
+                    r["rotation_policy"],
+                    r["rotation_policy_from"],
+                    "overdue: the next pass rotates it" if r["overdue"] else "",
+                )
+                for r in doc["rotations"]
+            ],
+        )
+        return Group(steps_table(), rotations) if doc["rotations"] else steps_table()
+
+    def steps_table() -> Any:
+        return make_table(
             "plan (nothing has been changed)",
             ["key", "keystore", "desired", "observed", "would do", "can be undone", "note"],
             [
@@ -127,5 +147,6 @@ async def plan(state: CliState, backend: Backend, refs: tuple[str, ...]) -> None
                 )
                 for s in steps
             ],
-        ),
-    )
+        )
+
+    emit(state, doc, render)

@@ -27,6 +27,7 @@ from keyorch.domain import uko
 from keyorch.domain.errors import ConfigurationError, InvalidInput, KeyorchError
 from keyorch.domain.validation import is_loopback_host, parse_keystore_type
 from keyorch.service.adoption_request import AdoptRequest, UkoMigration
+from keyorch.service.keys import KEEP as KEY_KEEP
 from keyorch.service.keys import KeyFilter
 from keyorch.service.keystore_update import UpdateRequest
 from keyorch.service.keystores import CONNECTION_FIELDS, ConnectRequest, KeystoreQuery, read_ca_file
@@ -376,7 +377,7 @@ class RemoteBackend:
     async def create_template(self, request: TemplateRequest) -> Doc:
         fields = asdict(request)
         groups = [{"group": group, "type": kind} for group, kind in fields.pop("groups")]
-        dates = {k: fields.pop(k) for k in ("activation_date", "expiration_date")}
+        dates = {k: fields.pop(k) for k in ("activation_date", "expiration_date", "rotation_policy")}
         deactivate = fields.pop("deactivate_on_rotation")
         body = {**fields, "keystores": [*request.keystores, *groups]}
         key_properties: Doc = {k: v for k, v in dates.items() if v is not None}
@@ -404,7 +405,8 @@ class RemoteBackend:
                 else [e for e in current if "group" in e]
             )
             body["keystores"] = [*explicit, *groups]
-        dates = {k: getattr(edit, k) for k in ("activation_date", "expiration_date") if getattr(edit, k) is not KEEP}
+        fields = ("activation_date", "expiration_date", "rotation_policy")
+        dates = {k: getattr(edit, k) for k in fields if getattr(edit, k) is not KEEP}
         if edit.deactivate_on_rotation is not None:
             dates["deactivate_on_rotation"] = edit.deactivate_on_rotation
         if dates:
@@ -433,18 +435,29 @@ class RemoteBackend:
     # --- keys -----------------------------------------------------------------------------
 
     async def create_key(
-        self, template: str, label: str, state: str | None, deactivate_on_rotation: bool | None = None
+        self,
+        template: str,
+        label: str,
+        state: str | None,
+        deactivate_on_rotation: bool | None = None,
+        rotation_policy: str | None = None,
     ) -> Doc:
         body: Doc = {"template": template, "label": label}
         if state is not None:
             body["state"] = state
         if deactivate_on_rotation is not None:
             body["deactivate_on_rotation"] = deactivate_on_rotation
+        if rotation_policy is not None:
+            body["rotation_policy"] = rotation_policy
         return await self._json("POST", "/managed_keys", body=body)
 
-    async def update_key(self, ref: str, if_version: int | None, *, deactivate_on_rotation: bool | None) -> Doc:
+    async def update_key(
+        self, ref: str, if_version: int | None, *, deactivate_on_rotation: bool | None, rotation_policy: Any = KEY_KEEP
+    ) -> Doc:
         key, if_match = await self._current(f"/managed_keys/{_ref(ref)}", if_version)
         body: Doc = {} if deactivate_on_rotation is None else {"deactivate_on_rotation": deactivate_on_rotation}
+        if rotation_policy is not KEY_KEEP:
+            body["rotation_policy"] = rotation_policy
         doc, _ = await self._call("PATCH", f"/managed_keys/{_ref(key['id'])}", body=body, if_match=if_match)
         return self._object(doc)
 

@@ -69,6 +69,7 @@ def template() -> None:
     help="Keys made from it disable their older versions after a rotation where the keystore can (Azure Key "
     "Vault, Google Cloud KMS); AWS KMS and Key Protect keep older material for decryption only anyway.",
 )
+@click.option("--rotation-policy", help="Keys rotate on this schedule: an ISO 8601 duration (P90D, P3M, P1Y).")
 @with_backend
 async def create(
     state: CliState,
@@ -85,6 +86,7 @@ async def create(
     activation_date: str | None,
     expiration_date: str | None,
     deactivate_on_rotation: bool | None,
+    rotation_policy: str | None,
 ) -> None:
     """Create a key template: keys go to each --keystore and to every connected keystore of each --group."""
     request = TemplateRequest(
@@ -100,6 +102,7 @@ async def create(
         activation_date=activation_date,
         expiration_date=expiration_date,
         deactivate_on_rotation=bool(deactivate_on_rotation),
+        rotation_policy=rotation_policy,
     )
     created = await backend.create_template(request)
     _show(state, created, "template created")
@@ -163,6 +166,7 @@ def _date(value: str | None) -> Any:
     default=None,
     help="What keys made from now on get (keys made before keep theirs: `keyorch key update`).",
 )
+@click.option("--rotation-policy", help="Keys' rotation schedule: an ISO 8601 duration (P90D), or none.")
 @click.option("--if-version", type=int, default=None, help="Refuse if the template's version differs.")
 @with_backend
 async def update(
@@ -177,6 +181,7 @@ async def update(
     activation_date: str | None,
     expiration_date: str | None,
     deactivate_on_rotation: bool | None,
+    rotation_policy: str | None,
     if_version: int | None,
 ) -> None:
     """Change a template. A change of its keystores, groups or planned dates marks the keys made from it
@@ -191,6 +196,7 @@ async def update(
         activation_date=_date(activation_date),
         expiration_date=_date(expiration_date),
         deactivate_on_rotation=deactivate_on_rotation,
+        rotation_policy=_date(rotation_policy),
     )
     _show(state, await backend.update_template(ref, if_version, edit), "template updated")
 

@@ -188,6 +188,9 @@ class KeyTemplate:
     #: UKO's key property ``deactivate_on_rotation``: what keys made from it get
     #: (:attr:`ManagedKey.deactivate_on_rotation`)
     deactivate_on_rotation: bool = False
+    #: keyorch's addition to UKO's key properties: how often its keys rotate, an ISO 8601 duration (``P90D``);
+    #: None: not on a schedule (a key's own policy overrides it; docs/rotation.md)
+    rotation_policy: str | None = None
 
     @property
     def archived(self) -> bool:
@@ -297,6 +300,10 @@ class ManagedKey:
     #: keep a state per version (Azure Key Vault, Google Cloud KMS); AWS KMS and Key Protect already keep a
     #: rotated key's older material for decryption only (docs/rotation.md)
     deactivate_on_rotation: bool = False
+    #: the key's own rotation policy (an ISO 8601 duration), overriding its template's; None: its template's
+    rotation_policy: str | None = None
+    #: when the key first became active (None: never, or before keyorch recorded it: its creation then counts)
+    activated_at: datetime | None = None
 
     @property
     def out_of_sync(self) -> bool:

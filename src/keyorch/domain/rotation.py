@@ -8,13 +8,15 @@ most once per ``min_interval`` (UKO: once per hour).
 
 from __future__ import annotations
 
-from dataclasses import replace
+import calendar
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from keyorch.domain.errors import RuleViolation
 from keyorch.domain.models import KeystoreType, KeyVersion, ManagedKey
 from keyorch.domain.rules import check_action, pending_targets
-from keyorch.domain.states import KeyAction
+from keyorch.domain.states import KeyAction, KeyState
+from keyorch.domain.validation import Duration, parse_duration
 
 #: UKO's limit: a key rotates at most once an hour (setting ``keys.rotation_min_interval_seconds``)
 DEFAULT_MIN_INTERVAL = timedelta(hours=1)
@@ -71,3 +73,55 @@ def older_versions(kind: KeystoreType, deactivate_on_rotation: bool) -> str:
     if kind not in PER_VERSION_KINDS:
         return DECRYPT_ONLY
     return "disabled" if deactivate_on_rotation else "enabled"
+
+
+# --- schedules ----------------------------------------------------------------------------------------------------
+
+#: the actor of the rotations keyorch makes on schedule (its audit records name it)
+SCHEDULER = "scheduler"
+
+
+def add_duration(start: datetime, period: Duration) -> datetime:
+    """``start`` plus ``period``: its months by the calendar (the same day of the month, or the month's last day
+    when it has fewer), then its days and seconds."""
+    month = start.month - 1 + period.months
+    year, month = start.year + month // 12, month % 12 + 1
+    day = min(start.day, calendar.monthrange(year, month)[1])
+    return start.replace(year=year, month=month, day=day) + timedelta(days=period.days, seconds=period.seconds)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A key's rotation schedule: its policy (its own, else its template's) and where that comes from."""
+
+    policy: str
+    source: str  # "key" or "template"
+
+
+def schedule_of(key: ManagedKey, template_policy: str | None) -> Schedule | None:
+    """The key's rotation schedule: its own policy overrides its template's (``template_policy``); None: on no
+    schedule."""
+    if key.rotation_policy is not None:
+        return Schedule(key.rotation_policy, "key")
+    if template_policy is not None:
+        return Schedule(template_policy, "template")
+    return None
+
+
+def last_rotation(key: ManagedKey) -> datetime:
+    """Where the schedule counts from: the key's last rotation, else when it became active, else its creation."""
+    return key.rotated_at or key.activated_at or key.created_at
+
+
+def next_rotation_at(key: ManagedKey, schedule: Schedule | None) -> datetime | None:
+    """When the key is due to rotate next on its schedule: its last rotation (or activation, or creation) plus
+    the policy's period; None for a key not on a schedule or not active (only an active key rotates)."""
+    if schedule is None or key.state is not KeyState.ACTIVE:
+        return None
+    return add_duration(last_rotation(key), parse_duration("rotation_policy", schedule.policy))
+
+
+def due_for_rotation(key: ManagedKey, schedule: Schedule | None, now: datetime) -> bool:
+    """Whether the scheduler rotates the key now: active, on a schedule, and its next rotation is not later."""
+    due = next_rotation_at(key, schedule)
+    return due is not None and due <= now

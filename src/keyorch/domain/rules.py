@@ -69,6 +69,7 @@ def apply_state_change(key: ManagedKey, action: KeyAction, now: datetime) -> Man
     assert new_state is not None
     targets = pending_targets(key, now)
     authorization = None if action is KeyAction.DESTROY else key.deletion_authorization
+    activated = now if new_state is KeyState.ACTIVE and key.activated_at is None else key.activated_at
     return replace(
         key,
         state=new_state,
@@ -76,6 +77,7 @@ def apply_state_change(key: ManagedKey, action: KeyAction, now: datetime) -> Man
         updated_at=now,
         deletion_authorization=authorization,
         generation=key.generation + 1,
+        activated_at=activated,
     )
 
 

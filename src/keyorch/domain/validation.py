@@ -8,7 +8,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -273,6 +274,72 @@ def check_key_date(field: str, value: str) -> str:
         "P5Y1M1W2D (years, months, weeks, days), or a date YYYY-MM-DD",
         target=field,
     )
+
+
+#: A rotation policy (keyorch's addition to UKO's key properties): an ISO 8601 duration, years, months, weeks, days
+#: and a time part (``P90D``, ``P1Y``, ``P3M``, ``PT12H``), whole numbers only
+_DURATION_RE = re.compile(
+    r"P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?"
+)
+#: the longest rotation policy taken (a hundred years)
+MAX_ROTATION_DAYS = 36525
+
+
+@dataclass(frozen=True)
+class Duration:
+    """An ISO 8601 duration as calendar months, days and seconds (months and years follow the calendar)."""
+
+    months: int = 0
+    days: int = 0
+    seconds: int = 0
+
+    @property
+    def shortest_seconds(self) -> int:
+        """The least time it can span, in seconds (a month of 28 days, a year of 365)."""
+        years, months = divmod(self.months, 12)
+        return (years * 365 + months * 28 + self.days) * 86400 + self.seconds
+
+    @property
+    def whole_days(self) -> int | None:
+        """The duration in days when it is a number of days or weeks only (what providers' own rotation takes)."""
+        return self.days if not self.months and not self.seconds else None
+
+
+def parse_duration(field: str, value: str) -> Duration:
+    """An ISO 8601 duration (``P90D``); InvalidInput naming ``field``, the value and the form allowed."""
+    check_text(field, value)
+    match = _DURATION_RE.fullmatch(value) if len(value) <= 40 else None
+    if match is None:
+        raise InvalidInput(
+            f"{field} {shown(value)} is not valid: give an ISO 8601 duration such as P90D, P12W, P3M, P1Y or PT12H "
+            "(whole years, months, weeks, days, hours, minutes, seconds)",
+            target=field,
+        )
+    y, mo, w, d, h, mi, sec = (int(g) if g else 0 for g in match.groups())
+    return Duration(months=y * 12 + mo, days=w * 7 + d, seconds=h * 3600 + mi * 60 + sec)
+
+
+def check_rotation_policy(field: str, value: str, min_interval: timedelta) -> str:
+    """A rotation policy: an ISO 8601 duration from ``min_interval`` (a key rotates at most that often,
+    ``keys.rotation_min_interval_seconds``) to a hundred years."""
+    period = parse_duration(field, value)
+    if period.shortest_seconds == 0:
+        raise InvalidInput(
+            f"{field} {shown(value)} is no time at all; give a longer duration such as P90D", target=field
+        )
+    if period.shortest_seconds < min_interval.total_seconds():
+        raise InvalidInput(
+            f"{field} {shown(value)} is shorter than the least time between two rotations of a key, "
+            f"{int(min_interval.total_seconds())} s (setting keys.rotation_min_interval_seconds); "
+            "give a longer duration",
+            target=field,
+        )
+    if period.shortest_seconds > MAX_ROTATION_DAYS * 86400:
+        raise InvalidInput(
+            f"{field} {shown(value)} is longer than {MAX_ROTATION_DAYS} days (a hundred years), the longest allowed",
+            target=field,
+        )
+    return value
 
 
 def render_name(scheme: str, label: str, *, made_at: datetime, template: str = "", vault: str = "") -> str:

@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from keyorch import metrics
+from keyorch.audit import Actor
+from keyorch.domain import rotation
 from keyorch.domain.clock import Clock
 from keyorch.domain.models import Keystore
 from keyorch.logs import get_logger
@@ -27,6 +30,8 @@ from keyorch.reconcile.batches import DEFAULT_BATCH, KeyBatches
 from keyorch.reconcile.clients import ClientPool
 from keyorch.reconcile.engine import LEASE_SECONDS, KeyOutcome, KeystoreListing, Listing, Reconciler
 from keyorch.reconcile.queue import Backoff, WorkQueue, run_workers
+from keyorch.service import rotation as rotations
+from keyorch.service.context import ServiceContext
 from keyorch.store.repository import Store
 
 EXIT_IN_SYNC, EXIT_OUT_OF_SYNC, EXIT_UNREACHABLE = 0, 1, 4
@@ -91,6 +96,7 @@ class Controller:
         batch_size: int = DEFAULT_BATCH,
         listing_timeout_seconds: float = DEFAULT_LISTING_TIMEOUT_SECONDS,
         lease_seconds: float = LEASE_SECONDS,
+        rotation_min_interval: timedelta = rotation.DEFAULT_MIN_INTERVAL,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -100,9 +106,30 @@ class Controller:
         self.backoff = backoff or Backoff(base_seconds=0.2, max_seconds=5.0)
         self.batch_size = batch_size
         self.listing_timeout_seconds = listing_timeout_seconds
+        #: a key rotates at most once in this long (setting keys.rotation_min_interval_seconds)
+        self.rotation_min_interval = rotation_min_interval
         self.reconciler = Reconciler(store, pool, clock, lease_seconds=lease_seconds)
         self.log = get_logger(component="controller")
         self._checked: dict[str, str] = {}  # id -> name of the keystores the last health check saw
+        #: who rotates keys on schedule: keyorch itself, audited as the scheduler
+        self.scheduler = ServiceContext(
+            store, Actor(rotation.SCHEDULER, "reconciler"), clock, master_key=pool.master_key
+        )
+
+    async def rotate_due(self, owns: Callable[[str], bool] = lambda _key_id: True) -> list[str]:
+        """Rotate the keys whose scheduled rotation is due (those ``owns`` gives this actor), each in the audited
+        transaction an on-demand rotation makes; the ids rotated. The reconcile that follows makes each rotation in
+        every keystore of the key. A failure here is logged and leaves the keys due for the next pass."""
+        try:
+            done = await rotations.rotate_due(self.scheduler, owns, self.rotation_min_interval)
+        except Exception as exc:  # the pass goes on; the keys stay due and overdue counts them
+            self.log.error("scheduled rotations failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            return []
+        for key_id, why in done.skipped.items():
+            self.log.info("scheduled rotation left to the next pass", key_id=key_id, reason=why[:300])
+        if done.rotated:
+            self.log.info("scheduled rotations made", keys=len(done.rotated), overdue=done.overdue)
+        return done.rotated
 
     async def keystores(self) -> list[Keystore]:
         async with self.store.read() as tx:
@@ -202,6 +229,9 @@ class Controller:
         use_listing: bool = True,
         progress: ProgressHook | None = None,
     ) -> PassSummary:
+        """One pass over every key (or those of ``refs``); a full pass first rotates the keys due on schedule."""
+        if not refs:
+            await self.rotate_due()
         keystores = await self.keystores()
         down = await self.check_keystores(keystores)
         listing = await self.gather_listing(keystores, down) if use_listing else None

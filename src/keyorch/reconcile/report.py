@@ -18,6 +18,7 @@ from keyorch.domain.states import KeyAction
 from keyorch.reconcile.controller import EXIT_IN_SYNC, EXIT_OUT_OF_SYNC, EXIT_UNREACHABLE, Controller, PassSummary
 from keyorch.reconcile.engine import KeyOutcome, TargetOutcome
 from keyorch.reconcile.planner import DESTRUCTION_WINDOW_DAYS, UNDO, Action
+from keyorch.service.rotation import scheduled_rotations
 
 Doc = dict[str, Any]
 
@@ -104,13 +105,18 @@ def _steps(outcomes: Sequence[KeyOutcome], types: dict[str, str], now: datetime)
 
 
 async def plan_document(controller: Controller, refs: Sequence[str], now: datetime) -> Doc:
-    """What a pass would do per key and keystore, and how each step could be undone. Changes nothing."""
+    """What a pass would do per key and keystore, how each step could be undone, and the rotations scheduled
+    next. Changes nothing."""
     keystores = await controller.keystores()
     types = {ks.id: ks.type.value for ks in keystores}
     down = await controller.check_keystores(keystores)
     listing = await controller.gather_listing(keystores, down)
     outcomes = [await controller.reconciler.plan(key_id, listing=listing) for key_id in await controller.key_ids(refs)]
-    return {"steps": _steps(outcomes, types, now), "keystores_down": down}
+    return {
+        "steps": _steps(outcomes, types, now),
+        "keystores_down": down,
+        "rotations": await rotations_json(controller, refs),
+    }
 
 
 #: The actions whose effect in the keystores can be planned before they are taken (the console's confirmations)
@@ -150,3 +156,20 @@ async def action_plan_document(
         "desired": after.state.value,
         "steps": _steps([outcome], types, now),
     }
+
+
+async def rotations_json(controller: Controller, refs: Sequence[str]) -> list[Doc]:
+    """The upcoming scheduled rotations of every key (or those of ``refs``), soonest first: the version each
+    makes, when, by which policy; ``overdue``: due now (the next pass makes it)."""
+    return [
+        {
+            "key": s.key.id,
+            "label": s.key.label,
+            "version": s.key.current_version + 1,
+            "rotation_policy": s.schedule.policy,
+            "rotation_policy_from": s.schedule.source,
+            "next_rotation_at": s.next_at.isoformat(),
+            "overdue": s.due,
+        }
+        for s in await scheduled_rotations(controller.scheduler, refs)
+    ]

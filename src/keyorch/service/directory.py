@@ -18,6 +18,8 @@ class Directory:
     vaults: Mapping[str, str] = field(default_factory=dict)
     templates: Mapping[str, str] = field(default_factory=dict)
     keystores: Mapping[str, Keystore] = field(default_factory=dict)
+    #: template id → its rotation policy, for the templates that have one (a key's schedule without its own)
+    rotation_policies: Mapping[str, str] = field(default_factory=dict)
 
     def keystore_name(self, keystore_id: str) -> str | None:
         found = self.keystores.get(keystore_id)
@@ -31,6 +33,11 @@ class Directory:
 async def load_directory(ctx: ServiceContext) -> Directory:
     async with ctx.store.read() as tx:
         vaults = {v.id: v.name for v in await tx.list_vaults()}
-        templates = {t.id: t.name for t in await tx.list_templates()}
+        found = await tx.list_templates()
         keystores = {k.id: k for k in await tx.list_keystores(include_disconnected=True)}
-    return Directory(vaults=vaults, templates=templates, keystores=keystores)
+    return Directory(
+        vaults=vaults,
+        templates={t.id: t.name for t in found},
+        keystores=keystores,
+        rotation_policies={t.id: t.rotation_policy for t in found if t.rotation_policy is not None},
+    )

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from keyorch.domain import rules
 from keyorch.domain.alignment import planned_dates
 from keyorch.domain.errors import Conflict, InvalidInput
 from keyorch.domain.models import Keystore, KeystoreType, KeyTemplate, ManagedKey, Tag, TargetStatus
+from keyorch.domain.rotation import DEFAULT_MIN_INTERVAL
 from keyorch.domain.states import ALLOWED_ACTIONS, KeyAction, KeyState
 from keyorch.domain.uko import key_state
 from keyorch.domain.validation import (
@@ -28,6 +29,7 @@ from keyorch.domain.validation import (
 )
 from keyorch.service import templates
 from keyorch.service.context import Change, ServiceContext
+from keyorch.service.rotation import check_policy
 from keyorch.service.versions import check_version
 from keyorch.store.key_selection import RANGED, SORTABLE, Bound, KeySelection
 from keyorch.store.repository import Transaction
@@ -48,6 +50,8 @@ async def create_key(
     tags: Sequence[tuple[str, str]] = (),
     vault: str | None = None,
     deactivate_on_rotation: bool | None = None,
+    rotation_policy: str | None = None,
+    min_interval: timedelta = DEFAULT_MIN_INTERVAL,
 ) -> ManagedKey:
     """A key made from a template (by id, or by name; ``vault`` (an id or name) narrows the template's lookup to
     that vault, as UKO's ``{template_name, vault: {id}}`` does). ``deactivate_on_rotation``: None takes the
@@ -56,6 +60,7 @@ async def create_key(
     if state is not None:
         parse_initial_state(state)
     check_description("description", description)
+    check_policy("rotation_policy", rotation_policy, min_interval)
     checked_tags = tuple(Tag(name, value) for name, value in check_tags(tags))
 
     async def body(tx: Transaction) -> tuple[ManagedKey, Change]:
@@ -73,6 +78,7 @@ async def create_key(
         vault_name = (await tx.vault_by_id(tmpl.vault_id)).name
         planned = planned_dates(tmpl, now.date())
         name = render_name(tmpl.naming_scheme, label, made_at=now, template=tmpl.name, vault=vault_name)
+        starts = initial_state(tmpl, state)
         key = ManagedKey(
             id=ctx.new_id(),
             label=label,
@@ -81,7 +87,7 @@ async def create_key(
             template_id=tmpl.id,
             algorithm=tmpl.algorithm,
             size=tmpl.size,
-            state=initial_state(tmpl, state),
+            state=starts,
             created_at=now,
             updated_at=now,
             targets=rules.new_targets(await _labels_in_keystores(tx, connected, name), now),
@@ -94,6 +100,8 @@ async def create_key(
             deactivate_on_rotation=(
                 tmpl.deactivate_on_rotation if deactivate_on_rotation is None else deactivate_on_rotation
             ),
+            rotation_policy=rotation_policy,
+            activated_at=now if starts is KeyState.ACTIVE else None,
         )
         await tx.insert_key(key)
         return key, Change(key.id, after=key)
@@ -223,17 +231,22 @@ async def update_key(
     activation_date: date | None = KEEP,
     expiration_date: date | None = KEEP,
     deactivate_on_rotation: bool | None = None,
+    rotation_policy: str | None = KEEP,
+    min_interval: timedelta = DEFAULT_MIN_INTERVAL,
 ) -> ManagedKey:
     """Change what UKO lets one edit on a key: label, description, tags (replaced as a whole), the planned
-    activation and expiration dates (None clears one) and ``deactivate_on_rotation`` (None: as it is); not its
-    state or where it is. The provider-side name stays what it was made with (the keystores' copies are found by
-    the key's id, never by its label). A changed ``deactivate_on_rotation`` is a change of desired state: every
-    live target is pending until the reconciler has disabled (or enabled again) the older versions there."""
+    activation and expiration dates (None clears one) and ``deactivate_on_rotation`` (None: as it is); and
+    keyorch's rotation policy of the key (None: its template's again); not its state or where it is. The
+    provider-side name stays what it was made with (the keystores' copies are found by the key's id, never by its
+    label). A changed ``deactivate_on_rotation`` is a change of desired state: every live target is pending until
+    the reconciler has disabled (or enabled again) the older versions there."""
     if label is not None:
         check_label(label)
     if description is not None:
         check_description("description", description)
     new_tags = tuple(Tag(name, value) for name, value in check_tags(tags)) if tags is not None else None
+    if rotation_policy is not KEEP:
+        check_policy("rotation_policy", rotation_policy, min_interval)
 
     async def body(tx: Transaction) -> tuple[ManagedKey, Change]:
         before = await tx.key(ref)
@@ -250,6 +263,7 @@ async def update_key(
             tags=before.tags if new_tags is None else new_tags,
             activation_date=activation,
             expiration_date=expiration,
+            rotation_policy=before.rotation_policy if rotation_policy is KEEP else rotation_policy,
             updated_at=ctx.clock.now(),
             updated_by=ctx.actor.user,
         )

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from keyorch.domain.errors import Conflict, InvalidInput, RuleViolation
 from keyorch.domain.models import KeyTemplate, TemplateState
+from keyorch.domain.rotation import DEFAULT_MIN_INTERVAL
 from keyorch.domain.validation import check_description, check_name
 from keyorch.service import templates as made
 from keyorch.service.context import Change, ServiceContext
+from keyorch.service.rotation import check_policy
 from keyorch.service.versions import check_version
 from keyorch.store.repository import Transaction
 
@@ -38,6 +41,8 @@ class TemplateEdit:
     expiration_date: str | None = KEEP
     #: what keys made from now on get; keys made before keep theirs (changed per key: ``key update``)
     deactivate_on_rotation: bool | None = None
+    #: how often its keys rotate (None: on no schedule); keys follow it without realignment (docs/rotation.md)
+    rotation_policy: str | None = KEEP
 
     def touches_keys(self, before: KeyTemplate, after: KeyTemplate) -> bool:
         """Whether the edit changes what the template gives its keys (so they are no longer aligned)."""
@@ -49,7 +54,7 @@ class TemplateEdit:
         )
 
 
-def _check(edit: TemplateEdit) -> None:
+def _check(edit: TemplateEdit, min_interval: timedelta) -> None:
     if edit.name is not None:
         check_name("template name", edit.name)
     if edit.description is not None:
@@ -57,6 +62,9 @@ def _check(edit: TemplateEdit) -> None:
     made.check_planned_dates(
         edit.activation_date if edit.activation_date is not KEEP else None,
         edit.expiration_date if edit.expiration_date is not KEEP else None,
+    )
+    check_policy(
+        "key.rotation_policy", edit.rotation_policy if edit.rotation_policy is not KEEP else None, min_interval
     )
 
 
@@ -90,17 +98,23 @@ async def _edited(tx: Transaction, before: KeyTemplate, edit: TemplateEdit, ctx:
         deactivate_on_rotation=(
             before.deactivate_on_rotation if edit.deactivate_on_rotation is None else edit.deactivate_on_rotation
         ),
+        rotation_policy=before.rotation_policy if edit.rotation_policy is KEEP else edit.rotation_policy,
         updated_at=ctx.clock.now(),
         updated_by=ctx.actor.user,
     )
 
 
 async def update_template(
-    ctx: ServiceContext, ref: str, edit: TemplateEdit, expected_version: int | None = None
+    ctx: ServiceContext,
+    ref: str,
+    edit: TemplateEdit,
+    expected_version: int | None = None,
+    *,
+    min_interval: timedelta = DEFAULT_MIN_INTERVAL,
 ) -> KeyTemplate:
     """Change the template; where the change is one of what it gives keys (distribution, planned dates), every
     key made from it is flagged unaligned (the audit record says how many)."""
-    _check(edit)
+    _check(edit, min_interval)
 
     async def body(tx: Transaction) -> tuple[KeyTemplate, Change]:
         before = await tx.template(ref)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from keyorch.domain import uko
@@ -17,6 +18,7 @@ from keyorch.domain.models import (
     TemplateFacts,
     TemplateState,
 )
+from keyorch.domain.rotation import DEFAULT_MIN_INTERVAL
 from keyorch.domain.validation import (
     check_algorithm,
     check_description,
@@ -28,6 +30,7 @@ from keyorch.domain.validation import (
     shown,
 )
 from keyorch.service.context import Change, ServiceContext
+from keyorch.service.rotation import check_policy
 from keyorch.store.repository import Transaction
 
 #: the template types a user may give (UKO makes ``shadow`` and ``system`` templates itself)
@@ -103,6 +106,8 @@ async def create_template(
     types: Sequence[str] = (USER_DEFINED,),
     archived: bool = False,
     deactivate_on_rotation: bool = False,
+    rotation_policy: str | None = None,
+    min_interval: timedelta = DEFAULT_MIN_INTERVAL,
 ) -> KeyTemplate:
     """A template distributing keys to the keystores named (``keystores``, ids or names) and to every connected
     keystore of the vault in a group entry (``groups``: UKO's ``keystores[{group, type}]``)."""
@@ -110,6 +115,7 @@ async def create_template(
     check_naming_scheme(naming_scheme)
     check_description("description", description)
     check_planned_dates(activation_date, expiration_date)
+    check_policy("key.rotation_policy", rotation_policy, min_interval)
     initial = parse_initial_state(state)
     kinds = _check_types(types)
     entries = group_entries(groups)
@@ -146,6 +152,7 @@ async def create_template(
             created_by=ctx.actor.user,
             updated_by=ctx.actor.user,
             deactivate_on_rotation=deactivate_on_rotation,
+            rotation_policy=rotation_policy,
         )
         await tx.insert_template(template)
         return template, Change(template.id, after=template)

@@ -125,6 +125,7 @@ def template_from_row(row: Row) -> KeyTemplate:
         created_by=row["created_by"],
         updated_by=row["updated_by"],
         deactivate_on_rotation=bool(row["deactivate_on_rotation"]),
+        rotation_policy=row["rotation_policy"],
     )
 
 
@@ -150,6 +151,7 @@ def template_to_row(t: KeyTemplate) -> dict[str, Any]:
         "deactivate_on_rotation": t.deactivate_on_rotation,
         "created_by": t.created_by,
         "updated_by": t.updated_by,
+        "rotation_policy": t.rotation_policy,
     }
 
 
@@ -228,6 +230,8 @@ def key_from_row(row: Row, targets: Iterable[Target]) -> ManagedKey:
         current_version=row["current_version"],
         rotated_at=row["rotated_at"],
         deactivate_on_rotation=bool(row["deactivate_on_rotation"]),
+        rotation_policy=row["rotation_policy"],
+        activated_at=row["activated_at"],
     )
 
 
@@ -252,6 +256,8 @@ def key_to_row(k: ManagedKey) -> dict[str, Any]:
         "current_version": k.current_version,
         "rotated_at": k.rotated_at,
         "deactivate_on_rotation": k.deactivate_on_rotation,
+        "rotation_policy": k.rotation_policy,
+        "activated_at": k.activated_at,
         "created_at": k.created_at,
         "updated_at": k.updated_at,
         "version": k.version,

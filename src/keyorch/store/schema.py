@@ -111,6 +111,7 @@ templates = Table(
     Column("created_by", String(128), nullable=True),
     Column("updated_by", String(128), nullable=True),
     Column("deactivate_on_rotation", Boolean, nullable=False, server_default=false()),
+    Column("rotation_policy", String(40), nullable=True),  # ISO 8601 duration (P90D)
     UniqueConstraint("vault_id", "name", name="uq_templates_vault_name"),
 )
 
@@ -144,6 +145,8 @@ managed_keys = Table(
     Column("current_version", Integer, nullable=False, server_default="1"),
     Column("rotated_at", UtcDateTime, nullable=True),
     Column("deactivate_on_rotation", Boolean, nullable=False, server_default=false()),
+    Column("rotation_policy", String(40), nullable=True),  # the key's own, overriding its template's
+    Column("activated_at", UtcDateTime, nullable=True),
     UniqueConstraint("vault_id", "label", name="uq_keys_vault_label"),
     Index("ix_keys_state", "state"),
 )
