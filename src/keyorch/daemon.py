@@ -491,8 +491,10 @@ async def serve(
         if wait_db in done and wait_db.exception() is None and not signals.is_set():
             daemon.start_workers()
             await signals.wait()
-        elif not wait_db.done():
+        elif not wait_db.done():  # a signal while the schema is checked or migrated: end that first
             wait_db.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await wait_db
         elif isinstance(error := wait_db.exception(), KeyorchError):  # e.g. the database's master key is not here
             await site.stop()
             raise error

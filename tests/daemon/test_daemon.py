@@ -107,6 +107,19 @@ async def test_readyz_is_503_until_the_database_is_migrated_then_200(
     print(f"/readyz 503 -> 200 after init: {took:.2f} s")
 
 
+async def test_sigterm_while_the_schema_is_being_created_exits_0(world: World) -> None:
+    """A signal that lands while the daemon still creates its schema (right after it listens) ends that
+    migration and exits 0; the daemon once hung here for ever (a cancelled migration never awaited)."""
+    for attempt in range(3):
+        db = world.workdir / f"migrating-{attempt}" / "keyorch.db"
+        db.parent.mkdir()
+        config = write_config(world.workdir / f"migrating-{attempt}.yaml", f"sqlite:///{db}")
+        daemon = await DaemonProcess.start(world.workdir, config)
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(30) == 0, daemon.output
+        assert "Traceback" not in daemon.output
+
+
 async def test_metrics_parse_and_count_the_work_done(world: World, daemons: list[DaemonProcess]) -> None:
     # resync every 300 s: its first pass ran before any keystore existed
     _, client, template = await serving_world(world, daemons, world.config("metrics"))
