@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -306,3 +307,21 @@ async def test_every_key_state_is_stored_and_read_back(store: Store) -> None:
         stored = (await conn.execute(select(managed_keys.c.state).where(managed_keys.c.id == key_id))).scalar_one()
     assert stored == "destroyed_compromised"
     assert (await keys.get_key(ctx, key_id)).state is KeyState.DESTROYED_COMPROMISED
+
+
+async def test_each_target_write_moves_its_stamp_forward_even_at_one_clock_reading(store: Store) -> None:
+    """Two replicas whose clocks read the same (or the second's behind) still leave distinct stamps: the
+    stamp is how a reconciler learns that another actor recorded a target after it read it."""
+    _, ks_id, key_id = await _populated(store)
+    async with store.read() as tx:
+        key = await tx.key(key_id)
+    at = key.targets[0].updated_at
+    assert at is not None
+    seen = []
+    for earlier in (timedelta(0), timedelta(0), timedelta(seconds=-5)):
+        written = key.targets[0].with_changes(sync_flag=SyncFlag.OUT_OF_SYNC, updated_at=at + earlier)
+        async with store.transaction() as tx:
+            assert await tx.update_targets(key_id, key.generation, [written])
+        async with store.read() as tx:
+            seen.append((await tx.target_stamps(key_id))[ks_id])
+    assert at < seen[0] < seen[1] < seen[2]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
@@ -522,6 +522,11 @@ class Transaction:
             return False
         if not targets:
             return True
+        # Each write moves a target's stamp strictly forward, even at the same clock reading (a coarse or
+        # frozen clock, or another replica's clock behind this one's): the stamp is how an actor learns that
+        # a target was recorded after it read it (Reconciler.reconcile_key's journal), so it must never repeat.
+        stamps = await self.target_stamps(key_id)
+        targets = [_stamped_after(t, stamps.get(t.keystore_id)) for t in targets]
         params = [{f"p_{k}": v for k, v in rows.target_to_row(key_id, t).items()} for t in targets]
         columns = [k for k in params[0] if k not in ("p_key_id", "p_keystore_id")]
         stmt = (
@@ -689,3 +694,10 @@ def _by_key(latest: dict[tuple[str, str], str], statuses: tuple[str, ...]) -> di
         if status in statuses:
             found.setdefault(key_id, set()).add(keystore_id)
     return found
+
+
+def _stamped_after(target: Target, stamp: datetime | None) -> Target:
+    """``target`` with an ``updated_at`` later than ``stamp`` (the record it replaces)."""
+    if stamp is None or (target.updated_at is not None and target.updated_at > stamp):
+        return target
+    return replace(target, updated_at=stamp + timedelta(microseconds=1))
