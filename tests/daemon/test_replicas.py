@@ -267,6 +267,27 @@ async def _live_lease_holders(pg_url: str) -> list[str]:
         await engine.dispose()
 
 
+async def _pg_sessions(pg_url: str) -> list[str]:
+    """The database's sessions that hold or wait for locks: state, since when, what they last ran."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(pg_url.replace("postgresql://", "postgresql+asyncpg://", 1))
+    query = (
+        "SELECT a.pid, a.application_name, a.state, a.wait_event_type, now() - a.xact_start AS age,"
+        " left(a.query, 80) AS query, count(l.*) FILTER (WHERE l.granted) AS held,"
+        " count(l.*) FILTER (WHERE NOT l.granted) AS waiting"
+        " FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid"
+        " WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()"
+        " GROUP BY a.pid, a.application_name, a.state, a.wait_event_type, a.xact_start, a.query"
+    )
+    try:
+        async with engine.connect() as conn:
+            return [" ".join(map(str, row)) for row in await conn.execute(text(query))]
+    finally:
+        await engine.dispose()
+
+
 def _lag_report(docs: list[Any], other: DaemonProcess) -> str:
     """A short account of the keys that did not converge (CI shows only the start of a long message)."""
     lagging = [d.doc for d in docs if d.doc["state"] != "deactivated" or not in_sync(d.doc["targets"])]
@@ -318,7 +339,7 @@ async def test_a_replica_paused_past_its_leases_makes_no_call_once_resumed(repli
         )
     except AssertionError:
         docs = await asyncio.gather(*(client.api("GET", f"/managed_keys/{k['id']}") for k in keys))
-        raise AssertionError(_lag_report(docs, other)) from None
+        raise AssertionError(f"{_lag_report(docs, other)}; sessions: {await _pg_sessions(pg_url)}") from None
     for k in keys:
         assert provider_states(cluster, k["id"]) == EXPECTED["deactivated"], k["id"]
     before = {kind: len(mutating_calls(kind, cluster[kind].fake)) for kind in KINDS}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -325,3 +327,23 @@ async def test_each_target_write_moves_its_stamp_forward_even_at_one_clock_readi
         async with store.read() as tx:
             seen.append((await tx.target_stamps(key_id))[ks_id])
     assert at < seen[0] < seen[1] < seen[2]
+
+
+@pytest.mark.postgres
+async def test_postgres_sessions_are_named_and_bounded(pg_url: str) -> None:
+    """Each session says which process it serves (pg_stat_activity shows who holds a lock) and carries the
+    limits that free a paused replica's locks."""
+    store = Store.from_url(pg_url)
+    try:
+        async with store.read() as tx:
+            row = (
+                await tx.conn.execute(
+                    text(
+                        "SELECT current_setting('application_name'), current_setting('lock_timeout'),"
+                        " current_setting('idle_in_transaction_session_timeout')"
+                    )
+                )
+            ).one()
+    finally:
+        await store.close()
+    assert tuple(row) == (f"keyorch {socket.gethostname()[:40]} {os.getpid()}", "15s", "15s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,12 @@ def sqlite_path(url: str) -> Path | None:
 PG_SESSION_SETTINGS = {"idle_in_transaction_session_timeout": "15000", "lock_timeout": "15000"}
 
 
+def _application_name() -> str:
+    """How this process's sessions are named in ``pg_stat_activity`` (which replica holds which lock):
+    ``keyorch <host> <pid>``, within PostgreSQL's 63 bytes."""
+    return f"keyorch {socket.gethostname()[:40]} {os.getpid()}"
+
+
 def create_engine(url: str) -> AsyncEngine:
     target = async_url(url)
     if target.startswith("sqlite"):
@@ -66,7 +73,7 @@ def create_engine(url: str) -> AsyncEngine:
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
-        connect_args={"server_settings": dict(PG_SESSION_SETTINGS)},
+        connect_args={"server_settings": {**PG_SESSION_SETTINGS, "application_name": _application_name()}},
     )
 
 
