@@ -25,7 +25,7 @@ from keyorch.domain.models import SyncFlag, SyncReason, TargetStatus
 from keyorch.domain.states import KeyState
 from keyorch.service import keys, keystores, templates, vaults
 from keyorch.service.context import ServiceContext
-from keyorch.store.engine import migrate, schema_revisions
+from keyorch.store.engine import head_revision, migrate, schema_revisions
 from keyorch.store.repository import Store
 from keyorch.store.schema import audit_log, managed_keys, metadata
 from tests.store.migrations import LATEST_MIGRATION
@@ -347,3 +347,30 @@ async def test_postgres_sessions_are_named_and_bounded(pg_url: str) -> None:
     finally:
         await store.close()
     assert tuple(row) == (f"keyorch {socket.gethostname()[:40]} {os.getpid()}", "15s", "15s")
+
+
+def test_the_head_revision_keyorch_checks_against_is_alembics_head() -> None:
+    """One-shot commands compare the database with ``head_revision()`` (read without Alembic); it must be the
+    head Alembic migrates to, one line of revisions from the first migration to it."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", "keyorch.store:migrations")
+    scripts = ScriptDirectory.from_config(config)
+    assert scripts.get_heads() == [head_revision()] == [LATEST_MIGRATION]
+    line = [s.revision for s in scripts.walk_revisions()]
+    assert line == sorted(line, reverse=True) and len(line) == int(head_revision())
+
+
+async def test_schema_revisions_before_init_after_init_and_when_behind(db_url: str) -> None:
+    s = Store.from_url(db_url)
+    try:
+        assert await schema_revisions(s.engine) == (None, head_revision())
+        await migrate(s.engine)
+        assert await schema_revisions(s.engine) == (head_revision(), head_revision())
+        async with s.engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0016'"))
+        assert await schema_revisions(s.engine) == ("0016", head_revision())
+    finally:
+        await s.close()

@@ -35,7 +35,6 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCredentials
 from botocore.exceptions import BotoCoreError
-from botocore.session import Session
 
 from keyorch.credentials import AwsCredentials, parse_credentials
 from keyorch.domain.models import KeystoreType
@@ -97,7 +96,7 @@ class CredentialSource:
         async with self._lock:
             if self._credentials is None:
                 try:
-                    found = await asyncio.to_thread(lambda: Session().get_credentials())
+                    found = await asyncio.to_thread(_default_chain_credentials)
                 except (BotoCoreError, OSError, ValueError) as exc:
                     raise _chain_error(f"the AWS default credential chain failed ({type(exc).__name__})") from None
                 if found is None:
@@ -188,3 +187,12 @@ class KmsSigner:
 
     async def invalidate(self) -> None:
         await self.source.invalidate()
+
+
+def _default_chain_credentials() -> Credentials | None:
+    """botocore's default credential chain (imported here: only keystores set to take keyorch's environment's
+    credentials need it, and it costs one-shot commands ~20 ms to import)."""
+    from botocore.session import Session
+
+    found: Credentials | None = Session().get_credentials()
+    return found

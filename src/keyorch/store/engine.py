@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -19,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from keyorch.domain.errors import ConfigurationError
 from keyorch.domain.validation import shown
 from keyorch.urls import redact_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 READONLY_OPTION = "keyorch_readonly"
@@ -117,7 +117,13 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 MIGRATION_LOCK_ID = 0x6B65796F726368
 
 
+#: The migrations, one file each, named ``NNNN_what.py`` with revision ``NNNN`` following ``NNNN - 1``.
+VERSIONS_DIR = Path(__file__).parent / "migrations" / "versions"
+
+
 def _alembic_config(connection: Connection) -> Config:
+    from alembic.config import Config  # Alembic only where the schema changes: one-shot commands start faster
+
     config = Config()
     config.set_main_option("script_location", "keyorch.store:migrations")
     config.attributes["connection"] = connection
@@ -125,13 +131,30 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
     command.upgrade(_alembic_config(connection), "head")
 
 
+@cache
+def head_revision() -> str:
+    """The newest revision keyorch knows: the highest-numbered migration file (the revisions are one line,
+    each file's ``down_revision`` the one before; tests/store check that this is Alembic's own head)."""
+    return max(p.name.split("_", 1)[0] for p in VERSIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def _current_revision(connection: Connection) -> str | None:
+    """The database's schema revision (Alembic's ``alembic_version``), read without Alembic."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    found = list(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    if len(found) > 1:
+        raise ConfigurationError(f"the database records several schema revisions at once ({sorted(found)}); repair it")
+    return str(found[0]) if found else None
+
+
 def _revisions(connection: Connection) -> tuple[str | None, str | None]:
-    current = MigrationContext.configure(connection).get_current_revision()
-    head = ScriptDirectory.from_config(_alembic_config(connection)).get_current_head()
-    return current, head
+    return _current_revision(connection), head_revision()
 
 
 async def migrate(engine: AsyncEngine) -> tuple[str | None, str | None]:
